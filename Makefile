@@ -1,0 +1,51 @@
+# leadkit: `make demo` sets everything up and runs the main job; `make test` sets up and passes the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint typecheck pytest chromium bench dashboard lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q -U pip 2>&1 | grep -v -i "location.*is ignored" || true
+	@$(PY) -m pip install -q -e '.[dev,dask]' 2>&1 | grep -v -i "location.*is ignored" || true
+	@$(PY) -c "import leadkit, papermill, panel, pyairtable, playwright" || (echo "setup failed: see pip output above" >&2; exit 1)
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/leadkit demo
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; }
+	@command -v chromium >/dev/null 2>&1 || { echo "chromium is missing and could not be installed" >&2; exit 1; }
+
+lint: setup
+	$(VENV)/bin/ruff check leadkit tests bench dashboards
+	$(VENV)/bin/ruff format --check leadkit tests bench dashboards
+
+typecheck: setup
+	$(VENV)/bin/mypy leadkit
+
+pytest: setup chromium
+	$(VENV)/bin/pytest -q -p no:randomly tests --nbval-lax notebooks
+
+test: setup chromium lint typecheck pytest
+
+bench: setup chromium
+	$(PY) bench/batch.py
+	$(PY) bench/airtable_requests.py
+	$(PY) bench/dashboard.py
+
+dashboard: setup
+	$(VENV)/bin/leadkit dashboard
+
+lab: setup
+	$(VENV)/bin/leadkit lab
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,79 @@
+"""leadkit: run records, post harvesting, auth checks and diagnosis for a multi-tenant lead pipeline.
+
+The public API is small and imported lazily, so `import leadkit` stays cheap in every notebook kernel.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "RunId": "leadkit.runids",
+    "validate_client_id": "leadkit.runids",
+    "parse_duration": "leadkit.durations",
+    "Settings": "leadkit.config",
+    "get_settings": "leadkit.config",
+    "Workspace": "leadkit.workspace",
+    "RunRecordService": "leadkit.records",
+    "run_client": "leadkit.workflow",
+    "decide": "leadkit.workflow",
+    "Verdict": "leadkit.workflow",
+    "Source": "leadkit.models",
+    "Client": "leadkit.models",
+    "ClientRun": "leadkit.models",
+    "ClientRunStatus": "leadkit.models",
+    "RunStatus": "leadkit.models",
+    "LeadkitError": "leadkit.errors",
+    "Category": "leadkit.errors",
+    "start_notebook_logging": "leadkit.notebook",
+    "client_report": "leadkit.notebook",
+}
+
+__all__ = [
+    "Category",
+    "Client",
+    "ClientRun",
+    "ClientRunStatus",
+    "LeadkitError",
+    "RunId",
+    "RunRecordService",
+    "RunStatus",
+    "Settings",
+    "Source",
+    "Verdict",
+    "Workspace",
+    "client_report",
+    "decide",
+    "get_settings",
+    "parse_duration",
+    "run_client",
+    "start_notebook_logging",
+    "validate_client_id",
+]
+
+if TYPE_CHECKING:
+    from leadkit.config import Settings, get_settings
+    from leadkit.durations import parse_duration
+    from leadkit.errors import Category, LeadkitError
+    from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
+    from leadkit.notebook import client_report, start_notebook_logging
+    from leadkit.records import RunRecordService
+    from leadkit.runids import RunId, validate_client_id
+    from leadkit.workflow import Verdict, decide, run_client
+    from leadkit.workspace import Workspace
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'leadkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,244 @@
+"""Run records: the single creation point for ClientRuns, additive metrics, heartbeats and the stale sweep.
+
+`RunRecordService.open` is the only way a ClientRun comes to exist, from one of three sources (batch, notebook,
+recovery). It is idempotent: opening an existing (run, client) returns the record that is there. "Refuse to
+create" and "create on a miss" are therefore one policy: a stage that reports for a ClientRun that does not
+exist goes through `attach`, which opens it with source `recovery` and says so in an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from leadkit.errors import DataError, MissingRecordError
+from leadkit.models import (
+    Client,
+    ClientRun,
+    ClientRunStatus,
+    EventKind,
+    Failure,
+    Run,
+    RunEvent,
+    RunStatus,
+    Source,
+    utcnow,
+)
+from leadkit.runids import RunId, validate_client_id
+from leadkit.store.base import Store
+
+log = logging.getLogger("leadkit.records")
+
+
+def _source(value: Source | str) -> Source:
+    try:
+        return Source(value)
+    except ValueError:
+        raise DataError(
+            f"{value!r} is not a source that may open a ClientRun; accepted: {', '.join(s.value for s in Source)}"
+        ) from None
+
+
+def add_metrics(total: dict[str, float], delta: dict[str, float]) -> dict[str, float]:
+    out = dict(total)
+    for key, value in delta.items():
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+def run_status(statuses: Sequence[ClientRunStatus]) -> RunStatus:
+    """A Run's status from its clients': Completed when every client completed or was skipped, Failed when all
+    failed (or none could run), Completed with Errors otherwise."""
+    if not statuses:
+        return RunStatus.COMPLETED
+    if all(s.done for s in statuses):
+        return RunStatus.COMPLETED
+    if not any(s.done or s is ClientRunStatus.COMPLETED_WITH_ERRORS for s in statuses):
+        return RunStatus.FAILED
+    return RunStatus.COMPLETED_WITH_ERRORS
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunRecordService:
+    """Creates and updates Runs and ClientRuns through a Store."""
+
+    def __init__(
+        self, store: Store, *, stale_after_s: float = 900.0, now: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.store = store
+        self.stale_after = timedelta(seconds=stale_after_s)
+        self.now = now
+
+    # runs ------------------------------------------------------------------------------------
+    def start_run(self, *, stream: int = 1, run_id: RunId | None = None, notes: str = "") -> Run:
+        """Mint a base run ID and create its Run. Two runs minted in the same second do not share an ID: the
+        store refuses the second insert and the later one moves on to the next free second."""
+        candidate = run_id.base_id if run_id is not None else RunId.new(now=self.now())
+        for _ in range(120):
+            run = Run(
+                run_id=str(candidate),
+                stream=stream,
+                started_at=self.now(),
+                started_by=holder_name(),
+                notes=notes,
+            )
+            if self.store.insert_run(run):
+                return run
+            if run_id is not None:
+                raise DataError(f"run {run_id} exists already; pass another run ID or resume it")
+            candidate = candidate.next_second()
+        raise DataError("could not find a free run ID within two minutes of now")
+
+    def get_run(self, run_id: RunId | str) -> Run:
+        base = RunId.parse(str(run_id)).base if isinstance(run_id, str) else run_id.base
+        run = self.store.get_run(base)
+        if run is None:
+            raise MissingRecordError(
+                f"no run {base!r}", hint="List runs with `leadkit runs`; run IDs look like 251128-093000."
+            )
+        return run
+
+    def finish_run(self, run: Run, *, failed_reason: str | None = None) -> Run:
+        """Set the Run's status from its ClientRuns (or Failed with a reason when the batch could not go on)."""
+        records = self.store.list_client_runs(run_id=run.run_id)
+        run.clients_total = len(records)
+        run.clients_failed = sum(
+            1 for r in records if r.status in (ClientRunStatus.FAILED, ClientRunStatus.STALE)
+        )
+        run.status = RunStatus.FAILED if failed_reason else run_status([r.status for r in records])
+        if failed_reason:
+            run.notes = (run.notes + "\n" if run.notes else "") + failed_reason
+        run.ended_at = self.now()
+        self.store.update_run(run)
+        return run
+
+    # client runs -----------------------------------------------------------------------------
+    def open(self, run_id: RunId, client: Client | str, source: Source | str) -> ClientRun:
+        """Open (or find) the ClientRun of `client` in `run_id`."""
+        return self.open_many(run_id, [client], source)[0]
+
+    def open_many(self, run_id: RunId, clients: Sequence[Client | str], source: Source | str) -> list[ClientRun]:
+        """Open the ClientRuns of several clients in one store call (the batch's way)."""
+        src = _source(source)
+        if not isinstance(run_id, RunId):
+            raise DataError(f"run_id must be a RunId, not {type(run_id).__name__}: parse it once with RunId.parse")
+        now = self.now()
+        fresh = []
+        for client in clients:
+            client_id = validate_client_id(client.client_id if isinstance(client, Client) else client)
+            name = client.name if isinstance(client, Client) else client_id
+            fresh.append(
+                ClientRun(
+                    run_id=run_id.base,
+                    client_id=client_id,
+                    source=src,
+                    client_name=name,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            )
+        results = self.store.open_client_runs(fresh)
+        events = []
+        for record, created in results:
+            if created:
+                kind = EventKind.RECOVERED if src is Source.RECOVERY else EventKind.OPENED
+                message = f"opened by {src.value}"
+                if src is Source.RECOVERY:
+                    message = "created by the recovery path: a stage reported for a ClientRun that did not exist"
+            else:
+                kind, message = EventKind.REOPENED, f"open by {src.value} found the existing record (no duplicate)"
+            events.append(
+                RunEvent(
+                    run_id=record.run_id,
+                    client_id=record.client_id,
+                    stage="records",
+                    kind=kind,
+                    message=message,
+                    metrics={f"opens_{src.value}": 1},
+                    at=now,
+                )
+            )
+        self.store.add_events(events)
+        return [record for record, _ in results]
+
+    def attach(self, run_id: RunId, client: Client | str) -> ClientRun:
+        """The ClientRun a stage reports to; opened by the recovery path (and said so) when it is missing."""
+        client_id = client.client_id if isinstance(client, Client) else client
+        record = self.store.get_client_run(run_id.base, validate_client_id(client_id))
+        if record is not None:
+            return record
+        log.warning("ClientRun %s-%s missing; the recovery path creates it", run_id.base, client_id)
+        return self.open(run_id, client, Source.RECOVERY)
+
+    def update(
+        self,
+        record: ClientRun,
+        events: Sequence[RunEvent] = (),
+        *,
+        status: ClientRunStatus | None = None,
+        reason: str | None = None,
+        failure: Failure | None = None,
+        notebook: str | None = None,
+    ) -> ClientRun:
+        """Append events (their metrics add to the record's totals), refresh the heartbeat and, when given,
+        set status, reason, failure and notebook: one store write."""
+        now = self.now()
+        for event in events:
+            if (event.run_id, event.client_id) != (record.run_id, record.client_id):
+                raise DataError(
+                    f"event for {event.run_id}-{event.client_id} cannot be added to ClientRun {record.client_run_id}"
+                )
+            record.metrics = add_metrics(record.metrics, event.metrics)
+        record.heartbeat_at = now
+        if status is not None:
+            record.status = status
+            if status.terminal:
+                record.ended_at = now
+        if reason is not None:
+            record.reason = reason
+        if failure is not None:
+            record.failure = failure
+        if notebook is not None:
+            record.notebook = notebook
+        self.store.save_client_run(record, events)
+        if failure is not None:
+            self.store.add_failure(failure)
+        return record
+
+    def heartbeat(self, record: ClientRun) -> ClientRun:
+        return self.update(record)
+
+    def sweep(self, *, older_than: timedelta | None = None) -> list[ClientRun]:
+        """Mark Running ClientRuns whose heartbeat is older than the TTL as Stale, with the reason."""
+        ttl = older_than if older_than is not None else self.stale_after
+        now = self.now()
+        swept = []
+        for record in self.store.list_client_runs(status=ClientRunStatus.RUNNING.value):
+            age = now - record.heartbeat_at
+            if age <= ttl:
+                continue
+            reason = (
+                f"no heartbeat for {int(age.total_seconds())} s (limit {int(ttl.total_seconds())} s): "
+                "the process running it stopped without finishing it"
+            )
+            event = RunEvent(
+                run_id=record.run_id,
+                client_id=record.client_id,
+                stage="records",
+                kind=EventKind.SWEPT,
+                message=reason,
+                metrics={"stale_swept": 1},
+                at=now,
+            )
+            record.status = ClientRunStatus.STALE
+            record.reason = reason
+            record.ended_at = now
+            self.store.save_client_run(record, [event])
+            swept.append(record)
+        return swept

@@ -1,0 +1,162 @@
+"""The storage protocol: a master store (clients, runs, client runs, events, failures, auth checks,
+leases) and one lead base per client. Every backend implements it and passes the same contract tests.
+
+Rules every backend keeps:
+- a ClientRun is keyed by (run_id, client_id) as separate values; `open_client_runs` creates the
+  missing ones and returns existing ones unchanged, so opening twice never makes two records;
+- a client's leads are only ever read or written through that client's own `LeadBase`;
+- list methods page in the backend (limit/offset), never by loading every row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from leadkit.models import (
+    AuthCheck,
+    Client,
+    ClientRun,
+    Failure,
+    Lead,
+    Lease,
+    NewLead,
+    Run,
+    RunEvent,
+)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Filters for listing runs; all optional."""
+
+    status: str | None = None
+    client_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    existing: int
+
+
+@runtime_checkable
+class LeadBase(Protocol):
+    """One client's leads, in that client's own base."""
+
+    client_id: str
+
+    def list_leads(self, *, status: str | None = None, limit: int | None = None) -> list[Lead]:
+        """Leads, optionally only those whose harvest status is `status` ("" or "blank" for blank)."""
+        ...
+
+    def get_lead(self, lead_id: str) -> Lead: ...
+
+    def import_leads(self, leads: Sequence[NewLead]) -> ImportResult:
+        """Add leads keyed by normalised profile URL; a lead already there is left as it is."""
+        ...
+
+    def update_leads(self, updates: Mapping[str, Mapping[str, Any]]) -> None:
+        """Write fields (Lead attribute names) of several leads, keyed by lead_id."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The master store."""
+
+    url: str
+
+    def init(self) -> None:
+        """Create or migrate what the backend needs (SQLite) or check it is there (Airtable)."""
+        ...
+
+    def close(self) -> None: ...
+
+    # clients ---------------------------------------------------------------------------------
+    def list_clients(self) -> list[Client]: ...
+
+    def get_client(self, client_id: str) -> Client:
+        """The client, or MissingRecordError naming it."""
+        ...
+
+    def save_client(self, client: Client) -> Client:
+        """Create or update the client keyed by client_id."""
+        ...
+
+    def lead_base(self, client: Client) -> LeadBase: ...
+
+    # runs ------------------------------------------------------------------------------------
+    def insert_run(self, run: Run) -> bool:
+        """Create the run; False (and nothing written) when a run with that ID exists."""
+        ...
+
+    def get_run(self, run_id: str) -> Run | None: ...
+
+    def update_run(self, run: Run) -> None: ...
+
+    def list_runs(self, filt: RunFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[Run]:
+        """Newest first."""
+        ...
+
+    def count_runs(self, filt: RunFilter | None = None) -> int: ...
+
+    # client runs -----------------------------------------------------------------------------
+    def open_client_runs(self, records: Sequence[ClientRun]) -> list[tuple[ClientRun, bool]]:
+        """Upsert on (run_id, client_id): create the missing records, return existing ones unchanged.
+
+        Returns (record as stored, created?) in the order given. Safe under concurrent callers.
+        """
+        ...
+
+    def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None: ...
+
+    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+        """Write the record's status, times, metrics, notebook, reason and failure, and append events."""
+        ...
+
+    def list_client_runs(
+        self,
+        *,
+        run_id: str | None = None,
+        client_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ClientRun]:
+        """Newest first."""
+        ...
+
+    def add_events(self, events: Sequence[RunEvent]) -> None: ...
+
+    def list_events(
+        self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
+    ) -> list[RunEvent]:
+        """Oldest first."""
+        ...
+
+    # diagnostics -----------------------------------------------------------------------------
+    def add_failure(self, failure: Failure) -> None: ...
+
+    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
+        """Newest first."""
+        ...
+
+    def add_auth_checks(self, checks: Sequence[AuthCheck]) -> None: ...
+
+    def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
+        """Newest first."""
+        ...
+
+    # lease -----------------------------------------------------------------------------------
+    def get_lease(self, name: str) -> Lease | None: ...
+
+    def swap_lease(self, name: str, expected: Lease | None, new: Lease | None) -> bool:
+        """Compare-and-set: replace the lease `name` with `new` (None releases it) only if it is still
+        `expected` (None: only if nobody holds it). True when the swap happened."""
+        ...

@@ -1,0 +1,789 @@
+"""SQLite backend: `<home>/leadkit.sqlite` for the master records, `<home>/bases/<client id>.sqlite` for each
+client's leads (a base per client, as in Airtable, so one client's code path cannot touch another's leads).
+
+WAL mode and `BEGIN IMMEDIATE` write transactions make it safe for several processes at once (the batch and every
+notebook kernel write here). The schema carries a version (`PRAGMA user_version`) and migrates forward on open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from leadkit.errors import ConfigError, DataError, MissingRecordError
+from leadkit.models import (
+    AuthCheck,
+    Client,
+    ClientRun,
+    ClientRunStatus,
+    EventKind,
+    Failure,
+    HarvestStatus,
+    Lead,
+    Lease,
+    NewLead,
+    Run,
+    RunEvent,
+    RunStatus,
+    Source,
+)
+from leadkit.store.base import ImportResult, RunFilter
+
+MASTER_FILE = "leadkit.sqlite"
+BASES_DIR = "bases"
+
+MASTER_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE clients (
+        client_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, service_level INTEGER NOT NULL,
+        post_access INTEGER NOT NULL, daily_target INTEGER NOT NULL, batch_size INTEGER NOT NULL,
+        max_batches INTEGER NOT NULL, stream INTEGER NOT NULL, base_id TEXT
+    );
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, status TEXT NOT NULL, stream INTEGER NOT NULL, started_at TEXT NOT NULL,
+        ended_at TEXT, started_by TEXT NOT NULL, clients_total INTEGER NOT NULL, clients_failed INTEGER NOT NULL,
+        notes TEXT NOT NULL
+    );
+    CREATE INDEX runs_started ON runs(started_at);
+    CREATE TABLE client_runs (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, client_id TEXT NOT NULL, client_name TEXT NOT NULL,
+        source TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT,
+        heartbeat_at TEXT NOT NULL, metrics TEXT NOT NULL, notebook TEXT, reason TEXT, failure TEXT,
+        UNIQUE (run_id, client_id)
+    );
+    CREATE INDEX client_runs_client ON client_runs(client_id, started_at);
+    CREATE INDEX client_runs_started ON client_runs(started_at);
+    CREATE INDEX client_runs_status ON client_runs(status);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, client_id TEXT NOT NULL, stage TEXT NOT NULL,
+        kind TEXT NOT NULL, message TEXT NOT NULL, metrics TEXT NOT NULL, at TEXT NOT NULL
+    );
+    CREATE INDEX events_run ON events(run_id, client_id);
+    CREATE INDEX events_at ON events(at);
+    CREATE TABLE failures (
+        id INTEGER PRIMARY KEY, run_id TEXT, client_id TEXT, stage TEXT, category TEXT NOT NULL,
+        fingerprint TEXT NOT NULL, message TEXT NOT NULL, hint TEXT NOT NULL, at TEXT NOT NULL, notebook TEXT,
+        cell INTEGER, traceback TEXT
+    );
+    CREATE INDEX failures_at ON failures(at);
+    CREATE TABLE auth_checks (
+        id INTEGER PRIMARY KEY, name TEXT NOT NULL, ok INTEGER NOT NULL, category TEXT, status INTEGER,
+        latency_ms REAL NOT NULL, hint TEXT NOT NULL, checked_at TEXT NOT NULL, detail TEXT NOT NULL
+    );
+    CREATE INDEX auth_checks_at ON auth_checks(checked_at);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, run_id TEXT NOT NULL,
+        acquired_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, ttl_s REAL NOT NULL
+    );
+    """,
+]
+
+BASE_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE leads (
+        lead_id TEXT PRIMARY KEY, profile_url TEXT NOT NULL, url_key TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+        company TEXT NOT NULL, harvest_status TEXT, posts_found INTEGER, last_check_at TEXT, last_error TEXT,
+        posts_actioned INTEGER, harvest_run_id TEXT, posts TEXT NOT NULL, created_at TEXT NOT NULL
+    );
+    CREATE INDEX leads_status ON leads(harvest_status);
+    """,
+]
+
+
+def ts(dt: datetime | None) -> str | None:
+    """A sortable UTC text form of a time (fixed width, so text order is time order)."""
+    if dt is None:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _connect(path: Path, migrations: list[str]) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version < len(migrations):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, len(migrations)):
+                for statement in migrations[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(migrations)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    elif version > len(migrations):
+        conn.close()
+        raise ConfigError(
+            f"{path} has schema version {version}, newer than this leadkit knows ({len(migrations)})",
+            hint="Upgrade leadkit (make setup) or point LEADKIT_HOME at another workspace.",
+        )
+    return conn
+
+
+class _Db:
+    """One connection with a lock and a write-transaction helper."""
+
+    def __init__(self, path: Path, migrations: list[str]) -> None:
+        self.path = path
+        self.conn = _connect(path, migrations)
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+def _client_from_row(row: sqlite3.Row) -> Client:
+    return Client(
+        client_id=row["client_id"],
+        name=row["name"],
+        status=row["status"],
+        service_level=row["service_level"],
+        post_access=bool(row["post_access"]),
+        daily_target=row["daily_target"],
+        batch_size=row["batch_size"],
+        max_batches=row["max_batches"],
+        stream=row["stream"],
+        base_id=row["base_id"],
+    )
+
+
+def _run_from_row(row: sqlite3.Row) -> Run:
+    started = parse_ts(row["started_at"])
+    assert started is not None
+    return Run(
+        run_id=row["run_id"],
+        status=RunStatus(row["status"]),
+        stream=row["stream"],
+        started_at=started,
+        ended_at=parse_ts(row["ended_at"]),
+        started_by=row["started_by"],
+        clients_total=row["clients_total"],
+        clients_failed=row["clients_failed"],
+        notes=row["notes"],
+    )
+
+
+def _failure_to_json(failure: Failure | None) -> str | None:
+    if failure is None:
+        return None
+    return json.dumps(
+        {
+            "category": failure.category,
+            "fingerprint": failure.fingerprint,
+            "message": failure.message,
+            "hint": failure.hint,
+            "run_id": failure.run_id,
+            "client_id": failure.client_id,
+            "stage": failure.stage,
+            "at": ts(failure.at),
+            "notebook": failure.notebook,
+            "cell": failure.cell,
+            "traceback": failure.traceback,
+        }
+    )
+
+
+def _failure_from_json(text: str | None) -> Failure | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    data["at"] = parse_ts(data.get("at"))
+    return Failure(**data)
+
+
+def _client_run_from_row(row: sqlite3.Row) -> ClientRun:
+    started = parse_ts(row["started_at"])
+    heartbeat = parse_ts(row["heartbeat_at"])
+    assert started is not None and heartbeat is not None
+    return ClientRun(
+        run_id=row["run_id"],
+        client_id=row["client_id"],
+        source=Source(row["source"]),
+        client_name=row["client_name"],
+        status=ClientRunStatus(row["status"]),
+        started_at=started,
+        ended_at=parse_ts(row["ended_at"]),
+        heartbeat_at=heartbeat,
+        metrics=json.loads(row["metrics"]),
+        notebook=row["notebook"],
+        reason=row["reason"],
+        failure=_failure_from_json(row["failure"]),
+        record_id=str(row["id"]),
+    )
+
+
+def _event_from_row(row: sqlite3.Row) -> RunEvent:
+    at = parse_ts(row["at"])
+    assert at is not None
+    return RunEvent(
+        run_id=row["run_id"],
+        client_id=row["client_id"],
+        stage=row["stage"],
+        kind=EventKind(row["kind"]),
+        message=row["message"],
+        metrics=json.loads(row["metrics"]),
+        at=at,
+    )
+
+
+def _failure_from_row(row: sqlite3.Row) -> Failure:
+    at = parse_ts(row["at"])
+    assert at is not None
+    return Failure(
+        category=row["category"],
+        fingerprint=row["fingerprint"],
+        message=row["message"],
+        hint=row["hint"],
+        run_id=row["run_id"],
+        client_id=row["client_id"],
+        stage=row["stage"],
+        at=at,
+        notebook=row["notebook"],
+        cell=row["cell"],
+        traceback=row["traceback"],
+    )
+
+
+def _lease_from_row(row: sqlite3.Row) -> Lease:
+    acquired = parse_ts(row["acquired_at"])
+    heartbeat = parse_ts(row["heartbeat_at"])
+    assert acquired is not None and heartbeat is not None
+    return Lease(
+        name=row["name"],
+        host=row["host"],
+        pid=row["pid"],
+        run_id=row["run_id"],
+        acquired_at=acquired,
+        heartbeat_at=heartbeat,
+        ttl_s=row["ttl_s"],
+    )
+
+
+class SQLiteLeadBase:
+    """One client's leads in `<home>/bases/<client id>.sqlite`."""
+
+    def __init__(self, path: Path, client_id: str) -> None:
+        self.client_id = client_id
+        self._db = _Db(path, BASE_MIGRATIONS)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _lead(self, row: sqlite3.Row) -> Lead:
+        status = row["harvest_status"]
+        return Lead(
+            lead_id=row["lead_id"],
+            profile_url=row["profile_url"],
+            name=row["name"],
+            company=row["company"],
+            harvest_status=HarvestStatus(status) if status else None,
+            posts_found=row["posts_found"],
+            last_check_at=parse_ts(row["last_check_at"]),
+            last_error=row["last_error"],
+            posts_actioned=row["posts_actioned"],
+            harvest_run_id=row["harvest_run_id"],
+            posts=json.loads(row["posts"]),
+            created_at=parse_ts(row["created_at"]),
+        )
+
+    def list_leads(self, *, status: str | None = None, limit: int | None = None) -> list[Lead]:
+        sql = "SELECT * FROM leads"
+        params: list[Any] = []
+        if status in ("", "blank"):
+            sql += " WHERE harvest_status IS NULL"
+        elif status is not None:
+            sql += " WHERE harvest_status = ?"
+            params.append(HarvestStatus(status).value)
+        sql += " ORDER BY created_at DESC, lead_id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [self._lead(r) for r in self._db.query(sql, params)]
+
+    def get_lead(self, lead_id: str) -> Lead:
+        rows = self._db.query("SELECT * FROM leads WHERE lead_id = ?", (lead_id,))
+        if not rows:
+            raise MissingRecordError(f"lead {lead_id!r} not found in the base of client {self.client_id!r}")
+        return self._lead(rows[0])
+
+    def import_leads(self, leads: Sequence[NewLead]) -> ImportResult:
+        from leadkit.harvest.posts import normalize_profile_url
+
+        created = existing = 0
+        now = datetime.now(UTC)
+        with self._db.write() as conn:
+            next_id = conn.execute("SELECT COUNT(*) FROM leads").fetchone()[0] + 1
+            for lead in leads:
+                key = normalize_profile_url(lead.profile_url)
+                cur = conn.execute(
+                    "INSERT INTO leads (lead_id, profile_url, url_key, name, company, posts, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, '[]', ?) ON CONFLICT(url_key) DO NOTHING",
+                    (f"lead{next_id:06d}", lead.profile_url, key, lead.name, lead.company, ts(now)),
+                )
+                if cur.rowcount:
+                    created += 1
+                    next_id += 1
+                else:
+                    existing += 1
+        return ImportResult(created=created, existing=existing)
+
+    _COLUMNS = {
+        "harvest_status",
+        "posts_found",
+        "last_check_at",
+        "last_error",
+        "posts_actioned",
+        "harvest_run_id",
+        "posts",
+        "name",
+        "company",
+    }
+
+    def update_leads(self, updates: Mapping[str, Mapping[str, Any]]) -> None:
+        for fields in updates.values():
+            unknown = set(fields) - self._COLUMNS
+            if unknown:
+                raise DataError(
+                    f"cannot update lead fields {sorted(unknown)}; accepted: {sorted(self._COLUMNS)}"
+                )
+        with self._db.write() as conn:
+            for lead_id, fields in updates.items():
+                if not fields:
+                    continue
+                values: list[Any] = []
+                for name, value in fields.items():
+                    if name == "posts":
+                        value = json.dumps(value)
+                    elif name == "last_check_at":
+                        value = ts(value)
+                    elif name == "harvest_status" and value is not None:
+                        value = HarvestStatus(value).value
+                    values.append(value)
+                assignments = ", ".join(f"{name} = ?" for name in fields)
+                cur = conn.execute(f"UPDATE leads SET {assignments} WHERE lead_id = ?", [*values, lead_id])
+                if cur.rowcount == 0:
+                    raise MissingRecordError(
+                        f"lead {lead_id!r} not found in the base of client {self.client_id!r}; nothing was written"
+                    )
+
+
+class SQLiteStore:
+    """The master store in `<home>/leadkit.sqlite`."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = Path(home)
+        self.url = f"sqlite://{self.home}"
+        self._db: _Db | None = None
+        self._bases: dict[str, SQLiteLeadBase] = {}
+
+    @property
+    def db(self) -> _Db:
+        if self._db is None:
+            self.init()
+        assert self._db is not None
+        return self._db
+
+    def init(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            (self.home / BASES_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the workspace {self.home}: {exc.strerror}") from exc
+        self._db = _Db(self.home / MASTER_FILE, MASTER_MIGRATIONS)
+
+    def close(self) -> None:
+        for base in self._bases.values():
+            base.close()
+        self._bases.clear()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # clients ---------------------------------------------------------------------------------
+    def list_clients(self) -> list[Client]:
+        return [_client_from_row(r) for r in self.db.query("SELECT * FROM clients ORDER BY client_id")]
+
+    def get_client(self, client_id: str) -> Client:
+        rows = self.db.query("SELECT * FROM clients WHERE client_id = ?", (client_id,))
+        if not rows:
+            raise MissingRecordError(
+                f"no client {client_id!r} in {self.url}",
+                hint="List the clients with `leadkit clients`; add one with `leadkit clients add`.",
+            )
+        return _client_from_row(rows[0])
+
+    def save_client(self, client: Client) -> Client:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(client_id) DO UPDATE SET "
+                "name=excluded.name, status=excluded.status, service_level=excluded.service_level, "
+                "post_access=excluded.post_access, daily_target=excluded.daily_target, "
+                "batch_size=excluded.batch_size, max_batches=excluded.max_batches, stream=excluded.stream, "
+                "base_id=excluded.base_id",
+                (
+                    client.client_id,
+                    client.name,
+                    client.status,
+                    client.service_level,
+                    int(client.post_access),
+                    client.daily_target,
+                    client.batch_size,
+                    client.max_batches,
+                    client.stream,
+                    client.base_id,
+                ),
+            )
+        return client
+
+    def lead_base(self, client: Client) -> SQLiteLeadBase:
+        from leadkit.runids import validate_client_id
+
+        client_id = validate_client_id(client.client_id)
+        base = self._bases.get(client_id)
+        if base is None:
+            self.init()
+            base = SQLiteLeadBase(self.home / BASES_DIR / f"{client_id}.sqlite", client_id)
+            self._bases[client_id] = base
+        return base
+
+    # runs ------------------------------------------------------------------------------------
+    def insert_run(self, run: Run) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO NOTHING",
+                (
+                    run.run_id,
+                    run.status.value,
+                    run.stream,
+                    ts(run.started_at),
+                    ts(run.ended_at),
+                    run.started_by,
+                    run.clients_total,
+                    run.clients_failed,
+                    run.notes,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def get_run(self, run_id: str) -> Run | None:
+        rows = self.db.query("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return _run_from_row(rows[0]) if rows else None
+
+    def update_run(self, run: Run) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status=?, stream=?, ended_at=?, started_by=?, clients_total=?, clients_failed=?, "
+                "notes=? WHERE run_id=?",
+                (
+                    run.status.value,
+                    run.stream,
+                    ts(run.ended_at),
+                    run.started_by,
+                    run.clients_total,
+                    run.clients_failed,
+                    run.notes,
+                    run.run_id,
+                ),
+            )
+            if cur.rowcount == 0:
+                raise MissingRecordError(f"no run {run.run_id!r} in {self.url}")
+
+    @staticmethod
+    def _run_where(filt: RunFilter | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if filt is not None:
+            if filt.status:
+                clauses.append("status = ?")
+                params.append(filt.status)
+            if filt.client_id:
+                clauses.append("run_id IN (SELECT run_id FROM client_runs WHERE client_id = ?)")
+                params.append(filt.client_id)
+            if filt.since:
+                clauses.append("started_at >= ?")
+                params.append(ts(filt.since))
+            if filt.until:
+                clauses.append("started_at < ?")
+                params.append(ts(filt.until))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def list_runs(self, filt: RunFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[Run]:
+        where, params = self._run_where(filt)
+        rows = self.db.query(
+            f"SELECT * FROM runs{where} ORDER BY started_at DESC, run_id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return [_run_from_row(r) for r in rows]
+
+    def count_runs(self, filt: RunFilter | None = None) -> int:
+        where, params = self._run_where(filt)
+        return int(self.db.query(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
+
+    # client runs -----------------------------------------------------------------------------
+    def open_client_runs(self, records: Sequence[ClientRun]) -> list[tuple[ClientRun, bool]]:
+        results: list[tuple[ClientRun, bool]] = []
+        with self.db.write() as conn:
+            for rec in records:
+                cur = conn.execute(
+                    "INSERT INTO client_runs (run_id, client_id, client_name, source, status, started_at, ended_at, "
+                    "heartbeat_at, metrics, notebook, reason, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(run_id, client_id) DO NOTHING",
+                    (
+                        rec.run_id,
+                        rec.client_id,
+                        rec.client_name,
+                        rec.source.value,
+                        rec.status.value,
+                        ts(rec.started_at),
+                        ts(rec.ended_at),
+                        ts(rec.heartbeat_at),
+                        json.dumps(rec.metrics),
+                        rec.notebook,
+                        rec.reason,
+                        _failure_to_json(rec.failure),
+                    ),
+                )
+                created = cur.rowcount == 1
+                row = conn.execute(
+                    "SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (rec.run_id, rec.client_id)
+                ).fetchone()
+                results.append((_client_run_from_row(row), created))
+        return results
+
+    def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
+        rows = self.db.query(
+            "SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (run_id, client_id)
+        )
+        return _client_run_from_row(rows[0]) if rows else None
+
+    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE client_runs SET client_name=?, status=?, ended_at=?, heartbeat_at=?, metrics=?, notebook=?, "
+                "reason=?, failure=? WHERE run_id=? AND client_id=?",
+                (
+                    record.client_name,
+                    record.status.value,
+                    ts(record.ended_at),
+                    ts(record.heartbeat_at),
+                    json.dumps(record.metrics),
+                    record.notebook,
+                    record.reason,
+                    _failure_to_json(record.failure),
+                    record.run_id,
+                    record.client_id,
+                ),
+            )
+            if cur.rowcount == 0:
+                raise MissingRecordError(
+                    f"no ClientRun for run {record.run_id!r} and client {record.client_id!r}; nothing was written",
+                    hint="A ClientRun comes to exist only through RunRecordService.open.",
+                )
+            self._insert_events(conn, events)
+
+    def list_client_runs(
+        self,
+        *,
+        run_id: str | None = None,
+        client_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ClientRun]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("run_id", run_id), ("client_id", client_id), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(ts(since))
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        sql = f"SELECT * FROM client_runs{where} ORDER BY started_at DESC, id DESC"
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit if limit is not None else -1, offset]
+        return [_client_run_from_row(r) for r in self.db.query(sql, params)]
+
+    @staticmethod
+    def _insert_events(conn: sqlite3.Connection, events: Sequence[RunEvent]) -> None:
+        conn.executemany(
+            "INSERT INTO events (run_id, client_id, stage, kind, message, metrics, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.run_id, e.client_id, e.stage, e.kind.value, e.message, json.dumps(e.metrics), ts(e.at))
+                for e in events
+            ],
+        )
+
+    def add_events(self, events: Sequence[RunEvent]) -> None:
+        with self.db.write() as conn:
+            self._insert_events(conn, events)
+
+    def list_events(
+        self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
+    ) -> list[RunEvent]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("run_id", run_id), ("client_id", client_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(ts(since))
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return [_event_from_row(r) for r in self.db.query(f"SELECT * FROM events{where} ORDER BY at, id", params)]
+
+    # diagnostics -----------------------------------------------------------------------------
+    def add_failure(self, failure: Failure) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT INTO failures (run_id, client_id, stage, category, fingerprint, message, hint, at, notebook, "
+                "cell, traceback) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    failure.run_id,
+                    failure.client_id,
+                    failure.stage,
+                    failure.category,
+                    failure.fingerprint,
+                    failure.message,
+                    failure.hint,
+                    ts(failure.at),
+                    failure.notebook,
+                    failure.cell,
+                    failure.traceback,
+                ),
+            )
+
+    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
+        sql = "SELECT * FROM failures"
+        params: list[Any] = []
+        if since is not None:
+            sql += " WHERE at >= ?"
+            params.append(ts(since))
+        sql += " ORDER BY at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_failure_from_row(r) for r in self.db.query(sql, params)]
+
+    def add_auth_checks(self, checks: Sequence[AuthCheck]) -> None:
+        with self.db.write() as conn:
+            conn.executemany(
+                "INSERT INTO auth_checks (name, ok, category, status, latency_ms, hint, checked_at, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (c.name, int(c.ok), c.category, c.status, c.latency_ms, c.hint, ts(c.checked_at), c.detail)
+                    for c in checks
+                ],
+            )
+
+    def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
+        sql = "SELECT * FROM auth_checks"
+        params: list[Any] = []
+        if since is not None:
+            sql += " WHERE checked_at >= ?"
+            params.append(ts(since))
+        sql += " ORDER BY checked_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        out = []
+        for r in self.db.query(sql, params):
+            checked = parse_ts(r["checked_at"])
+            assert checked is not None
+            out.append(
+                AuthCheck(
+                    name=r["name"],
+                    ok=bool(r["ok"]),
+                    category=r["category"],
+                    status=r["status"],
+                    latency_ms=r["latency_ms"],
+                    hint=r["hint"],
+                    checked_at=checked,
+                    detail=r["detail"],
+                )
+            )
+        return out
+
+    # lease -----------------------------------------------------------------------------------
+    def get_lease(self, name: str) -> Lease | None:
+        rows = self.db.query("SELECT * FROM leases WHERE name = ?", (name,))
+        return _lease_from_row(rows[0]) if rows else None
+
+    def swap_lease(self, name: str, expected: Lease | None, new: Lease | None) -> bool:
+        with self.db.write() as conn:
+            row = conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
+            current = _lease_from_row(row) if row else None
+            if current != expected:
+                return False
+            conn.execute("DELETE FROM leases WHERE name = ?", (name,))
+            if new is not None:
+                conn.execute(
+                    "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        name,
+                        new.host,
+                        new.pid,
+                        new.run_id,
+                        ts(new.acquired_at),
+                        ts(new.heartbeat_at),
+                        new.ttl_s,
+                    ),
+                )
+            return True
+
+
+def workspace_exists(home: Path) -> bool:
+    return (Path(home) / MASTER_FILE).exists()
+
+
+def is_workspace_or_empty(home: Path) -> bool:
+    """A folder leadkit may fill: missing, empty, or already a leadkit workspace."""
+    home = Path(home)
+    if not home.exists():
+        return True
+    if not home.is_dir():
+        return False
+    entries = [e for e in os.listdir(home) if e not in ("README.md", ".gitkeep")]
+    return not entries or workspace_exists(home)
