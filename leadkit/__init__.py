@@ -11,6 +11,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "open_workspace": "leadkit.workspace",
+    "run_doctor": "leadkit.doctor",
+    "run_auth_checks": "leadkit.checks",
+    "client_health": "leadkit.health",
+    "record_stats": "leadkit.diagnosis",
+    "group_failures": "leadkit.diagnosis",
+    "RunFilter": "leadkit.store.base",
     "RunId": "leadkit.runids",
     "validate_client_id": "leadkit.runids",
     "parse_duration": "leadkit.durations",
@@ -33,6 +40,13 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "open_workspace",
+    "run_doctor",
+    "run_auth_checks",
+    "client_health",
+    "record_stats",
+    "group_failures",
+    "RunFilter",
     "Category",
     "Client",
     "ClientRun",

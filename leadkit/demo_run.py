@@ -41,7 +41,7 @@ def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool
         made = seed(ws.store, clients)
         typer.echo(f"demo: {len(made)} fictional clients with their leads")
         result = run_batch(ws, workers=workers)
-        from leadkit.cli import _print_batch
+        from leadkit.cli.batchcmd import _print_batch
 
         _print_batch(result)
         if dashboard:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from leadkit import logs
 from leadkit.config import Settings
 from leadkit.diagnosis import failure_from
 from leadkit.errors import DataError, LeadkitError
@@ -213,6 +214,20 @@ def run_client(
     if unknown:
         raise DataError(f"unknown stage(s) {unknown}; known stages: {', '.join(STAGES)}")
     records = records or RunRecordService(store, stale_after_s=settings.leadkit_stale_after_s)
+    with logs.context(run_id=run_id.base, client_id=client_id):
+        return _run_client(store, settings, records, run_id, client_id, stages, dry_run, notebook)
+
+
+def _run_client(
+    store: Store,
+    settings: Settings,
+    records: RunRecordService,
+    run_id: RunId,
+    client_id: str,
+    stages: Sequence[str],
+    dry_run: bool,
+    notebook: str | None,
+) -> ClientOutcome:
     client = store.get_client(client_id)
     record = records.attach(run_id, client)
     if record.status.terminal:

@@ -90,3 +90,11 @@ class Workspace:
 
     def close(self) -> None:
         self.store.close()
+
+
+def open_workspace(home: str | Path | None = None, store_url: str | None = None) -> Workspace:
+    """The existing workspace at `home` (default LEADKIT_HOME), optionally with another store URL."""
+    settings = get_settings()
+    if store_url is not None:
+        settings = settings.model_copy(update={"leadkit_store": store_url})
+    return Workspace.open(home, settings=settings)

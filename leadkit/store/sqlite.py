@@ -380,9 +380,7 @@ class SQLiteLeadBase:
         for fields in updates.values():
             unknown = set(fields) - self._COLUMNS
             if unknown:
-                raise DataError(
-                    f"cannot update lead fields {sorted(unknown)}; accepted: {sorted(self._COLUMNS)}"
-                )
+                raise DataError(f"cannot update lead fields {sorted(unknown)}; accepted: {sorted(self._COLUMNS)}")
         with self._db.write() as conn:
             for lead_id, fields in updates.items():
                 if not fields:
@@ -589,9 +587,7 @@ class SQLiteStore:
         return results
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
-        rows = self.db.query(
-            "SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (run_id, client_id)
-        )
+        rows = self.db.query("SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (run_id, client_id))
         return _client_run_from_row(rows[0]) if rows else None
 
     def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:

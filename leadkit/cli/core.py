@@ -1,62 +1,24 @@
-"""The `leadkit` command."""
+"""Commands: demo, runs, show, clients, leads, sandbox."""
 
 from __future__ import annotations
 
 import csv
-import json
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from leadkit.errors import DataError, LeadkitError
-
-app = typer.Typer(
-    help="leadkit: run records, post harvesting, auth checks and diagnosis for a multi-tenant lead pipeline.\n\n"
-    "The workspace is LEADKIT_HOME (default ./runs); the store is LEADKIT_STORE (default: SQLite in the "
-    "workspace; airtable://<base id> for Airtable).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-clients_app = typer.Typer(help="List and add clients.", invoke_without_command=True, no_args_is_help=False)
-leads_app = typer.Typer(help="Import and list a client's leads.", no_args_is_help=True)
-airtable_app = typer.Typer(help="Airtable bases: provision tables and fields, check the schema.", no_args_is_help=True)
-app.add_typer(clients_app, name="clients")
-app.add_typer(leads_app, name="leads")
-app.add_typer(airtable_app, name="airtable")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
-
-
-def _echo_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, default=str))
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    if not rows:
-        typer.echo("(none)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c, "") if r.get(c) is not None else "")) for r in rows)) for c in columns}
-    typer.echo("  ".join(c.ljust(widths[c]) for c in columns))
-    typer.echo("  ".join("-" * widths[c] for c in columns))
-    for r in rows:
-        typer.echo("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
-
-
-def _workspace() -> Any:
-    from leadkit.workspace import Workspace
-
-    return Workspace.open()
+from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
+from leadkit.errors import DataError
 
 
 # ------------------------------------------------------------------------------------------------ demo
 @app.command()
 def demo(
     clients: Annotated[int, typer.Option(help="How many fictional clients to create.", min=1, max=500)] = 8,
-    no_dashboard: Annotated[bool, typer.Option("--no-dashboard", help="Do not serve the dashboard at the end.")] = False,
+    no_dashboard: Annotated[
+        bool, typer.Option("--no-dashboard", help="Do not serve the dashboard at the end.")
+    ] = False,
     backend: Annotated[str, typer.Option(help="Store backend: sqlite, or airtable (through a sandbox).")] = "sqlite",
     workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
     port: Annotated[int, typer.Option(help="Dashboard port.")] = 5006,
@@ -69,101 +31,6 @@ def demo(
 
     code = run_demo(clients=clients, backend=backend, workers=workers, dashboard=not no_dashboard, port=port)
     raise typer.Exit(code)
-
-
-# ------------------------------------------------------------------------------------------------ batch
-def _print_batch(result: Any) -> None:
-    rows = []
-    for r in result.records:
-        rows.append(
-            {
-                "client": r.client_id,
-                "status": r.status.value,
-                "posts": int(r.metrics.get("posts_harvested", 0)),
-                "why": (r.failure.message if r.failure else r.reason or "")[:90],
-            }
-        )
-    typer.echo("")
-    _table(rows, ["client", "status", "posts", "why"])
-    typer.echo(f"\nrun {result.run.run_id}: {result.run.status.value}; notebooks and log.jsonl in {result.run_dir}")
-    failing = [r for r in result.records if r.failure]
-    for r in failing:
-        typer.echo(f"hint for {r.client_id}: {r.failure.hint}", err=True)
-
-
-@app.command()
-def batch(
-    workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
-    clients: Annotated[str | None, typer.Option(help="Only these clients, comma-separated.")] = None,
-    stream: Annotated[int | None, typer.Option(help="Only the clients of this Processing Stream.", min=1)] = None,
-    resume: Annotated[str | None, typer.Option(help="Re-run the clients of RUN_ID that had not completed.")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds one client notebook may run.", min=1)] = 600.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Run the client notebook for every Active client (exit 0 all completed, 1 some failed, 2 configuration
-    or auth error, 3 another batch of the stream is running)."""
-    from leadkit.batch import run_batch
-
-    ws = _workspace()
-    ids = [c.strip() for c in clients.split(",") if c.strip()] if clients else None
-    result = run_batch(
-        ws,
-        workers=workers,
-        client_ids=ids,
-        stream=stream,
-        resume=resume,
-        timeout_s=timeout,
-        dry_run=dry_run,
-        progress=not json_out,
-    )
-    if json_out:
-        _echo_json(_show_dict(ws, result.run.run_id))
-    else:
-        _print_batch(result)
-    raise typer.Exit(result.exit_code)
-
-
-@app.command()
-def run(
-    client_id: Annotated[str, typer.Argument(help="The client to run.")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """A batch of one client."""
-    from leadkit.batch import run_batch
-    from leadkit.runids import validate_client_id
-
-    validate_client_id(client_id)
-    ws = _workspace()
-    ws.store.get_client(client_id)
-    result = run_batch(ws, client_ids=[client_id], dry_run=dry_run, progress=not json_out)
-    if json_out:
-        _echo_json(_show_dict(ws, result.run.run_id))
-    else:
-        _print_batch(result)
-    raise typer.Exit(result.exit_code)
-
-
-@app.command()
-def sweep(
-    older_than: Annotated[
-        str | None, typer.Option(help="Heartbeat age past which a Running record is Stale, e.g. 15m (default: setting).")
-    ] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Mark Running ClientRuns without a fresh heartbeat as Stale, with the reason."""
-    from leadkit.durations import parse_duration
-
-    ttl = parse_duration(older_than) if older_than else None
-    ws = _workspace()
-    swept = ws.records.sweep(older_than=ttl)
-    if json_out:
-        _echo_json([{"client_run_id": r.client_run_id, "reason": r.reason} for r in swept])
-        return
-    typer.echo(f"{len(swept)} record(s) marked Stale")
-    for r in swept:
-        typer.echo(f"  {r.client_run_id}: {r.reason}")
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -187,7 +54,9 @@ def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
     run = ws.records.get_run(RunId.parse(run_id))
     out = run.to_dict()
     del out["clients_total"], out["clients_failed"]
-    out["clients"] = [r.to_dict() for r in sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)]
+    out["clients"] = [
+        r.to_dict() for r in sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
+    ]
     return out
 
 
@@ -228,14 +97,19 @@ def clients_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     if json_out:
         _echo_json(items)
     else:
-        _table(items, ["client_id", "name", "status", "service_level", "post_access", "daily_target", "batch_size", "stream"])
+        _table(
+            items,
+            ["client_id", "name", "status", "service_level", "post_access", "daily_target", "batch_size", "stream"],
+        )
 
 
 @clients_app.command("add")
 def clients_add(
     client_id: Annotated[str, typer.Argument(help="Letters, digits, - _ . (1 to 64; not starting with . or -).")],
     name: Annotated[str, typer.Option(help="The client's name.")],
-    service_level: Annotated[int, typer.Option(help="1 = lead scoring only; 2 or more adds post harvesting.", min=1)] = 2,
+    service_level: Annotated[
+        int, typer.Option(help="1 = lead scoring only; 2 or more adds post harvesting.", min=1)
+    ] = 2,
     status: Annotated[str, typer.Option(help="Active, or Paused (only Active clients are run).")] = "Active",
     post_access: Annotated[str, typer.Option(help="yes or no: may Apify harvest posts for this client?")] = "yes",
     daily_target: Annotated[int, typer.Option(help="Posts Daily Target.", min=0)] = 20,
@@ -344,7 +218,9 @@ def sandbox(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     airtable_port: Annotated[int, typer.Option(help="Airtable-compatible API port.")] = 8701,
     apify_port: Annotated[int, typer.Option(help="Apify-compatible API port.")] = 8702,
-    token: Annotated[list[str] | None, typer.Option(help="Accepted token (repeatable); T=appA,appB limits bases.")] = None,
+    token: Annotated[
+        list[str] | None, typer.Option(help="Accepted token (repeatable); T=appA,appB limits bases.")
+    ] = None,
     rate_limit: Annotated[float, typer.Option(help="Airtable requests per second per base (0: off).", min=0)] = 5,
     penalty_s: Annotated[float, typer.Option(help="Seconds of 429 after the rate limit is exceeded.", min=0)] = 30,
 ) -> None:
@@ -352,29 +228,3 @@ def sandbox(
     from leadkit.sandbox.server import serve_forever
 
     serve_forever(host, airtable_port, apify_port, token or [], rate_limit, penalty_s)
-
-
-def main() -> None:
-    """Entry point: leadkit errors print their message and hint and exit with their code."""
-    from leadkit import logs
-
-    logs.add_stderr()
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    try:
-        app(standalone_mode=False)
-    except LeadkitError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        typer.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -1,0 +1,106 @@
+"""Commands: batch, run, sweep."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app
+from leadkit.cli.core import _show_dict
+
+
+# ------------------------------------------------------------------------------------------------ batch
+def _print_batch(result: Any) -> None:
+    rows = []
+    for r in result.records:
+        rows.append(
+            {
+                "client": r.client_id,
+                "status": r.status.value,
+                "posts": int(r.metrics.get("posts_harvested", 0)),
+                "why": (r.failure.message if r.failure else r.reason or "")[:90],
+            }
+        )
+    typer.echo("")
+    _table(rows, ["client", "status", "posts", "why"])
+    typer.echo(f"\nrun {result.run.run_id}: {result.run.status.value}; notebooks and log.jsonl in {result.run_dir}")
+    failing = [r for r in result.records if r.failure]
+    for r in failing:
+        typer.echo(f"hint for {r.client_id}: {r.failure.hint}", err=True)
+
+
+@app.command()
+def batch(
+    workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
+    clients: Annotated[str | None, typer.Option(help="Only these clients, comma-separated.")] = None,
+    stream: Annotated[int | None, typer.Option(help="Only the clients of this Processing Stream.", min=1)] = None,
+    resume: Annotated[str | None, typer.Option(help="Re-run the clients of RUN_ID that had not completed.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds one client notebook may run.", min=1)] = 600.0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the client notebook for every Active client (exit 0 all completed, 1 some failed, 2 configuration
+    or auth error, 3 another batch of the stream is running)."""
+    from leadkit.batch import run_batch
+
+    ws = _workspace()
+    ids = [c.strip() for c in clients.split(",") if c.strip()] if clients else None
+    result = run_batch(
+        ws,
+        workers=workers,
+        client_ids=ids,
+        stream=stream,
+        resume=resume,
+        timeout_s=timeout,
+        dry_run=dry_run,
+        progress=not json_out,
+    )
+    if json_out:
+        _echo_json(_show_dict(ws, result.run.run_id))
+    else:
+        _print_batch(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def run(
+    client_id: Annotated[str, typer.Argument(help="The client to run.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """A batch of one client."""
+    from leadkit.batch import run_batch
+    from leadkit.runids import validate_client_id
+
+    validate_client_id(client_id)
+    ws = _workspace()
+    ws.store.get_client(client_id)
+    result = run_batch(ws, client_ids=[client_id], dry_run=dry_run, progress=not json_out)
+    if json_out:
+        _echo_json(_show_dict(ws, result.run.run_id))
+    else:
+        _print_batch(result)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def sweep(
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Heartbeat age past which a Running record is Stale, e.g. 15m (default: setting)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Mark Running ClientRuns without a fresh heartbeat as Stale, with the reason."""
+    from leadkit.durations import parse_duration
+
+    ttl = parse_duration(older_than) if older_than else None
+    ws = _workspace()
+    swept = ws.records.sweep(older_than=ttl)
+    if json_out:
+        _echo_json([{"client_run_id": r.client_run_id, "reason": r.reason} for r in swept])
+        return
+    typer.echo(f"{len(swept)} record(s) marked Stale")
+    for r in swept:
+        typer.echo(f"  {r.client_run_id}: {r.reason}")
