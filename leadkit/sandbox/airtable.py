@@ -467,7 +467,7 @@ class AirtableApp(ServiceApp):
     # ------------------------------------------------------------------ list
 
     def _list(self, tbl: TableData, params: dict[str, Any]) -> Response:
-        page_size = _int_param(params.get("pageSize"), "pageSize", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        page_size = _int_param(params.get("pageSize"), "pageSize", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE) or MAX_PAGE_SIZE
         max_records = _int_param(params.get("maxRecords"), "maxRecords", None, 1, None)
         by_id = _truthy_param(params.get("returnFieldsByFieldId"))
         only: list[FieldDef] | None = None
@@ -493,9 +493,12 @@ class AirtableApp(ServiceApp):
                 ) from None
             rows = [r for r in rows if matches(node, self._context(tbl, r, values_of(r)))]
         for sort in reversed(params.get("sort") or []):
-            fdef = self._known_field(tbl, sort["field"])
-            desc = sort["direction"] == "desc"
-            rows.sort(key=lambda r, f=fdef: _sort_key(values_of(r).get(f.id)), reverse=desc)
+            fid = self._known_field(tbl, sort["field"]).id
+
+            def sort_key(rec: RecordData, fid: str = fid) -> tuple[int, Any]:
+                return _sort_key(values_of(rec).get(fid))
+
+            rows.sort(key=sort_key, reverse=sort["direction"] == "desc")
         if max_records is not None:
             rows = rows[:max_records]
         start = _offset_index(params.get("offset"), len(rows))
@@ -554,8 +557,7 @@ class AirtableApp(ServiceApp):
                     raise _err(
                         422,
                         "INVALID_RECORDS",
-                        f"records[{index}] has the same values in fieldsToMergeOn as an earlier record "
-                        "of this request",
+                        f"records[{index}] has the same values in fieldsToMergeOn as an earlier record of this request",
                     )
                 seen_keys.add(key)
                 found = [r for r in tbl.records.values() if self._merge_key(merge_on, r.values, None) == key]

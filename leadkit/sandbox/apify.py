@@ -38,6 +38,8 @@ POSTS_ACTOR_ID = "A3cAPGpwBEG8RJwse"
 SANDBOX_USER_ID = "sandboxUser00001"
 SANDBOX_USERNAME = "leadkit-sandbox"
 MAX_WAIT_FOR_FINISH_S = 60
+#: How long a new run stays READY (at most) before it is RUNNING.
+READY_FOR_S = 0.2
 OUTCOMES = ("SUCCEEDED", "FAILED", "ABORTED", "TIMED-OUT")
 
 #: Apify's error type and message for each status (https://docs.apify.com/api/v2#errors).
@@ -359,7 +361,8 @@ class ApifyApp(ServiceApp):
     def _status(self, run: _Run) -> str:
         if run.finished:
             return run.outcome
-        return "READY" if time.monotonic() - run.created < run.duration_s * 0.1 else "RUNNING"
+        ready_s = min(run.duration_s * 0.1, READY_FOR_S)
+        return "READY" if time.monotonic() - run.created < ready_s else "RUNNING"
 
     def _hold(self, run: _Run, wait_s: float) -> _Run:
         """Answer when the run finishes or `wait_s` has passed, whichever comes first."""

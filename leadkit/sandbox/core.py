@@ -487,6 +487,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "leadkit-sandbox"
     sys_version = ""
     timeout = 120  # an idle keep-alive connection is closed after this many seconds
+    disable_nagle_algorithm = True
+    wbufsize = -1  # buffered: headers and body leave in one write, flushed in `_send`
     server: _SandboxHTTPServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
@@ -509,7 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
@@ -568,7 +570,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             return json_response(exc.status, exc.body, exc.headers)
         except Exception:
-            print(f"leadkit sandbox: unexpected error in {app.service} handling {req.method} {req.path}", file=sys.stderr)
+            print(
+                f"leadkit sandbox: unexpected error in {app.service} handling {req.method} {req.path}", file=sys.stderr
+            )
             traceback.print_exc(file=sys.stderr)
             return json_response(500, app.error_body(500, "server_500"))
 
@@ -626,7 +630,7 @@ def _control(req: Request, state: SharedState) -> Response:
             except (BadRequest, ValueError) as exc:
                 return json_response(400, {"error": {"type": "INVALID_FAULT_RULE", "message": str(exc)}})
             added = [state.faults.add(r) for r in rules]
-            body = {"faults": [r.to_dict() for r in added]}
+            body: dict[str, Any] = {"faults": [r.to_dict() for r in added]}
             if not isinstance(payload, list):
                 body["fault"] = added[0].to_dict()
             return json_response(201, body)
@@ -649,7 +653,7 @@ def serve_app(app: ServiceApp, state: SharedState, host: str = "127.0.0.1", port
     Stop it with `server.shutdown(); server.server_close()` (or `stop_server`).
     """
     server = _SandboxHTTPServer((host, port), app, state)
-    thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{app.service}", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.1,), name=f"sandbox-{app.service}", daemon=True)
     thread.start()
     return server
 

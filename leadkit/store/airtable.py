@@ -689,8 +689,9 @@ class AirtableLeadBase:
         from leadkit.harvest.posts import normalize_profile_url
 
         known = {
-            normalize_profile_url(str(r["fields"].get(Leads.PROFILE_URL, "")))
+            normalize_profile_url(url)
             for r in self.table.all(fields=[Leads.PROFILE_URL])
+            if (url := str(r["fields"].get(Leads.PROFILE_URL, "")).strip())
         }
         now = _ts(datetime.now(UTC))
         new: list[Fields] = []

@@ -78,3 +78,15 @@ def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
         base_url=sandbox.airtable_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
     ) as client:
         yield client
+
+
+@pytest.fixture
+def token() -> str:
+    """The token that may use every base."""
+    return TOKEN
+
+
+@pytest.fixture
+def limited_token() -> str:
+    """A token that may use only the bases a test grants it."""
+    return LIMITED_TOKEN
