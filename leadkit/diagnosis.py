@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import re
 import traceback as tb
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from leadkit.errors import category_of, hint_of
-from leadkit.models import Failure, utcnow
+from leadkit.errors import HINTS, Category, category_of, hint_of
+from leadkit.models import ClientRunStatus, EventKind, Failure, RunStatus, Source, utcnow
+from leadkit.store.base import RunFilter, Store
+
+if TYPE_CHECKING:
+    from leadkit.workspace import Workspace
 
 _NORMALISERS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"https?://[^\s'\"]+"), "<url>"),
@@ -62,3 +68,182 @@ def failure_from(
         cell=cell,
         traceback=trace,
     )
+
+
+# ------------------------------------------------------------------------------------------------ classification
+
+#: Words in a failure message that name its category, for failures recorded as text only (a notebook cell that
+#: raised, a log line): leadkit's exception names and the services' error types. First match wins.
+_TEXT_CATEGORIES: list[tuple[re.Pattern[str], Category]] = [
+    (re.compile(r"\b(?:ModuleNotFoundError|ImportError|DependencyError)\b"), Category.DEPENDENCY),
+    (
+        re.compile(r"\b(?:UNKNOWN_FIELD_NAME|INVALID_MULTIPLE_CHOICE_OPTIONS|TABLE_NOT_FOUND|SchemaError)\b"),
+        Category.SCHEMA,
+    ),
+    (re.compile(r"\bInsufficient permissions to create new select option\b", re.I), Category.SCHEMA),
+    (
+        re.compile(r"\b(?:AUTHENTICATION_REQUIRED|AuthError|token-not-provided|user-or-token-not-found)\b"),
+        Category.AUTH,
+    ),
+    (re.compile(r"\b(?:RateLimitError|rate-limit-exceeded|RATE_LIMIT_REACHED)\b"), Category.RATE_LIMIT),
+    (re.compile(r"\b(?:UpstreamError|ReadTimeout|ConnectTimeout|ConnectError)\b"), Category.UPSTREAM),
+    (re.compile(r"\b(?:MissingRecordError|MODEL_ID_NOT_FOUND)\b"), Category.MISSING_RECORD),
+    (re.compile(r"\bConfigError\b"), Category.CONFIG),
+    (re.compile(r"\b(?:DataError|InvalidRunId|InvalidClientId)\b"), Category.DATA),
+]
+
+
+def classify_text(message: str) -> Category | None:
+    """The category a failure message names (an exception class or a service's error type), or None."""
+    for pattern, category in _TEXT_CATEGORIES:
+        if pattern.search(message):
+            return category
+    return None
+
+
+def classified(failure: Failure) -> Failure:
+    """The failure with its category, fingerprint and hint made specific when it was stored as a `bug` whose
+    message names a more precise category (e.g. "cell 3 raised SchemaError: ..." from a notebook)."""
+    if failure.category != Category.BUG.value:
+        return failure
+    better = classify_text(failure.message)
+    if better is None:
+        return failure
+    return replace(
+        failure,
+        category=better.value,
+        fingerprint=fingerprint(better.value, failure.message),
+        hint=HINTS[better],
+    )
+
+
+# ------------------------------------------------------------------------------------------------ groups
+
+
+@dataclass
+class FailureGroup:
+    """Failures with one fingerprint: how often, when, which clients, and whether a later run succeeded."""
+
+    category: str
+    fingerprint: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    clients: list[str]
+    hint: str
+    resolved: bool
+    example: str = ""
+    stages: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "fingerprint": self.fingerprint,
+            "count": self.count,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "clients": list(self.clients),
+            "hint": self.hint,
+            "resolved": self.resolved,
+            "example": self.example,
+            "stages": list(self.stages),
+            "runs": list(self.runs),
+        }
+
+
+def group_failures(
+    ws: Workspace, *, since: datetime | None = None, unresolved_only: bool = False
+) -> list[FailureGroup]:
+    """Failures grouped by fingerprint, newest `last_seen` first.
+
+    A group is resolved when every client it affected has a Completed ClientRun that started after that
+    client's last failure in the group (a group with no client: a Completed Run started after its last failure).
+    """
+    store = ws.store
+    buckets: dict[str, list[Failure]] = {}
+    for failure in store.list_failures(since=since):
+        failure = classified(failure)
+        buckets.setdefault(failure.fingerprint, []).append(failure)
+    groups = []
+    for key, items in buckets.items():
+        items.sort(key=lambda f: f.at)
+        newest = items[-1]
+        last_by_client: dict[str, datetime] = {}
+        for f in items:
+            if f.client_id:
+                last_by_client[f.client_id] = max(f.at, last_by_client.get(f.client_id, f.at))
+        if last_by_client:
+            resolved = all(_completed_after(store, client, at) for client, at in last_by_client.items())
+        else:
+            resolved = bool(store.list_runs(RunFilter(status=RunStatus.COMPLETED.value, since=newest.at), limit=1))
+        groups.append(
+            FailureGroup(
+                category=newest.category,
+                fingerprint=key,
+                count=len(items),
+                first_seen=items[0].at,
+                last_seen=newest.at,
+                clients=sorted(last_by_client),
+                hint=newest.hint,
+                resolved=resolved,
+                example=newest.message,
+                stages=sorted({f.stage for f in items if f.stage}),
+                runs=sorted({f.run_id for f in items if f.run_id}, reverse=True)[:10],
+            )
+        )
+    if unresolved_only:
+        groups = [g for g in groups if not g.resolved]
+    groups.sort(key=lambda g: g.last_seen, reverse=True)
+    return groups
+
+
+def _completed_after(store: Store, client_id: str, at: datetime) -> bool:
+    later = store.list_client_runs(client_id=client_id, status=ClientRunStatus.COMPLETED.value, since=at, limit=5)
+    return any(r.started_at > at for r in later)
+
+
+# ------------------------------------------------------------------------------------------------ record stats
+
+
+def record_stats(ws: Workspace, *, since: datetime | None = None) -> dict[str, Any]:
+    """Record-keeping metrics from the run events (and the failures of the `records` stage).
+
+    - opens_by_source: every `open` call, by source (batch, notebook, recovery), whether it created or found;
+    - created: records that came to exist; reopens: opens that found the record (a duplicate prevented);
+    - recoveries: records created by the recovery path (a stage reported for a missing ClientRun);
+    - failed_opens: opens that raised (Failures with stage "records");
+    - creation_success_rate: successful opens / all opens (None when there were none);
+    - stale_swept: Running records the sweep marked Stale.
+    """
+    opens_by_source = {source.value: 0 for source in Source}
+    created = reopens = recoveries = 0
+    stale_swept = 0
+    for event in ws.store.list_events(since=since):
+        if event.kind in (EventKind.OPENED, EventKind.REOPENED, EventKind.RECOVERED):
+            for name, value in event.metrics.items():
+                if name.startswith("opens_"):
+                    source = name.removeprefix("opens_")
+                    opens_by_source[source] = opens_by_source.get(source, 0) + int(value)
+            if event.kind is EventKind.REOPENED:
+                reopens += 1
+            else:
+                created += 1
+            if event.kind is EventKind.RECOVERED:
+                recoveries += 1
+        elif event.kind is EventKind.SWEPT:
+            stale_swept += int(event.metrics.get("stale_swept", 1))
+    failed_opens = sum(1 for f in ws.store.list_failures(since=since) if f.stage == "records")
+    succeeded = sum(opens_by_source.values())
+    attempts = succeeded + failed_opens
+    return {
+        "since": since.isoformat() if since else None,
+        "opens_by_source": opens_by_source,
+        "opens": succeeded,
+        "created": created,
+        "reopens": reopens,
+        "recoveries": recoveries,
+        "failed_opens": failed_opens,
+        "creation_success_rate": round(succeeded / attempts, 4) if attempts else None,
+        "stale_swept": stale_swept,
+    }

@@ -239,6 +239,7 @@ def _run_client(
     status = ClientRunStatus.COMPLETED
     reason: str | None = None
     failure: Failure | None = None
+    summary: list[str] = []
     for position, name in enumerate(stages):
         ctx.event(name, EventKind.STARTED)
         try:
@@ -260,11 +261,12 @@ def _run_client(
             reason = f"stage {name}: {result.message}"
             break
         ctx.event(name, EventKind.COMPLETED, result.message)
+        summary.append(f"{name}: {result.message}" if result.message else name)
         if position < len(stages) - 1 and name != "eligibility":
             ctx.flush()
     if failure is None and failures:
         failure = failure_from(failures[0], run_id=run_id.base, client_id=client.client_id, stage="harvest", notebook=notebook)
-    if reason is None and ctx.verdict is not None:
-        reason = ctx.verdict.reason
+    if reason is None:
+        reason = "; ".join(summary)
     ctx.flush(status=status, reason=reason, failure=failure, notebook=notebook)
     return ClientOutcome(ctx.record, ctx.verdict, results)

@@ -3,6 +3,7 @@ and a real SQLite lead base."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,11 @@ def make_client(sandbox: Sandbox) -> Iterator[MakeClient]:
         timeouts: Timeouts = Timeouts(connect=2, read=10, write=5, pool=2),
         token: str = TOKEN,
         base_url: str | None = None,
+        retry_sleep: Callable[[float], None] = time.sleep,
         **kw: Any,
     ) -> ApifyClient:
-        http = HttpClient(base_url or sandbox.apify_url, service="Apify", token=token, timeouts=timeouts, retry=retry)
+        url = base_url or sandbox.apify_url
+        http = HttpClient(url, service="Apify", token=token, timeouts=timeouts, retry=retry, sleep=retry_sleep)
         kw.setdefault("poll_interval_s", 0.02)
         client = ApifyClient(http, "harvestapi~linkedin-profile-posts", **kw)
         made.append(client)

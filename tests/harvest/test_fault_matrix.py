@@ -78,7 +78,7 @@ def test_lasting_fault_gives_its_category_and_no_lead_ends_no_posts(
 ) -> None:
     client, base = make_leads(3, batch_size=3)
     add_fault(sandbox, mode, call, times=-1)
-    apify = make_client(retry=MATRIX_RETRY, timeouts=MATRIX_TIMEOUTS, sleep=short_sleep)
+    apify = make_client(retry=MATRIX_RETRY, timeouts=MATRIX_TIMEOUTS, retry_sleep=short_sleep)
     assert apify.poll_wait_s == 0
     report = Harvester(apify).run(client, base, "260302-120000-Acme-Co")
     assert len(report.batches) == 1
@@ -101,7 +101,7 @@ def test_retryable_fault_that_clears_is_absorbed(
 ) -> None:
     client, base = make_leads(3, batch_size=3)
     add_fault(sandbox, mode, call, times=1)
-    apify = make_client(retry=MATRIX_RETRY, timeouts=MATRIX_TIMEOUTS, sleep=short_sleep)
+    apify = make_client(retry=MATRIX_RETRY, timeouts=MATRIX_TIMEOUTS, retry_sleep=short_sleep)
     report = Harvester(apify).run(client, base, "260302-120000-Acme-Co")
     assert report.batches[0].error is None, f"{mode} on {call} was not retried: {report.batches[0].error}"
     assert sandbox.state.faults.rules() == [], "the fault was hit"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 import time
 from urllib.parse import quote
 
@@ -390,3 +394,28 @@ def test_pyairtable_waits_out_a_short_penalty(sandbox: Sandbox, api: pyairtable.
 def test_rate_limit_off(sandbox: Sandbox, http: httpx.Client, base_id: str) -> None:
     sandbox.set_rate_limit(0)
     assert {http.get(f"/v0/{base_id}/Leads").status_code for _ in range(30)} == {200}
+
+
+# ------------------------------------------------------------------------------- foreground server
+
+
+def test_serve_forever_prints_urls_and_a_generated_token() -> None:
+    code = "from leadkit.sandbox.server import serve_forever; serve_forever(airtable_port=0, apify_port=0)"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        airtable_url = re.search(r"Airtable sandbox: (http://127\.0\.0\.1:\d+)", lines[0])
+        token = re.search(r"Token \(generated\): (tok[0-9a-f]{32})", lines[3])
+        assert airtable_url and token, lines
+        assert "Rate limit:       5 req/s per base, 30 s penalty" in lines[2]
+        resp = httpx.get(
+            f"{airtable_url.group(1)}/v0/meta/whoami", headers={"Authorization": f"Bearer {token.group(1)}"}
+        )
+        assert resp.status_code == 200 and resp.json()["id"].startswith("usr")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,137 @@
+"""Client health: why is this client being harvested, or not, and what to do next.
+
+One verdict from everything an operator would otherwise look up by hand: the client's settings, the eligibility
+rules (`leadkit.workflow.decide`), its leads by harvest status, its last runs and its last failure.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from leadkit.errors import LeadkitError
+from leadkit.models import Client, ClientRun, ClientRunStatus, Failure, Lead, utcnow
+from leadkit.runids import validate_client_id
+
+if TYPE_CHECKING:
+    from leadkit.workflow import Verdict
+    from leadkit.workspace import Workspace
+
+__all__ = ["client_health"]
+
+#: How many of the client's latest runs the verdict shows.
+LAST_RUNS = 5
+#: How many of the latest failures are searched for the client's last one when no run carries it.
+FAILURE_SCAN = 500
+
+BLANK = "(blank)"
+
+
+def client_health(ws: Workspace, client_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """The client's health as JSON-able data: client, verdict, leads_by_status, last_runs, last_failure,
+    next_step (and lead_base_error when its leads could not be read)."""
+    from leadkit.workflow import decide
+
+    now = now or utcnow()
+    client = ws.store.get_client(validate_client_id(client_id))
+    leads: list[Lead] | None = None
+    lead_error: LeadkitError | None = None
+    try:
+        leads = ws.store.lead_base(client).list_leads()
+    except LeadkitError as exc:  # reported in the verdict, with its category and hint
+        lead_error = exc
+    runs = ws.store.list_client_runs(client_id=client.client_id, limit=LAST_RUNS)
+    verdict = decide(client, leads, now) if leads is not None else None
+    last_failure = _last_failure(ws, client.client_id, runs)
+    settings = client.to_dict()
+    settings["max_batches"] = client.max_batches
+    settings["base_id"] = client.base_id
+    return {
+        "client_id": client.client_id,
+        "checked_at": now.isoformat(),
+        "client": settings,
+        "verdict": verdict.to_dict() if verdict is not None else None,
+        "leads_by_status": _by_status(leads) if leads is not None else None,
+        "leads_total": len(leads) if leads is not None else None,
+        "last_runs": [_run_dict(r) for r in runs],
+        "last_failure": _failure_dict(last_failure) if last_failure else None,
+        "lead_base_error": lead_error.to_dict() if lead_error is not None else None,
+        "next_step": next_step(client, verdict, runs, last_failure, lead_error, ws.settings.leadkit_stale_after_s, now),
+    }
+
+
+def _by_status(leads: list[Lead]) -> dict[str, int]:
+    counts = Counter(lead.harvest_status.value if lead.harvest_status else BLANK for lead in leads)
+    return dict(sorted(counts.items()))
+
+
+def _run_dict(record: ClientRun) -> dict[str, Any]:
+    out = record.to_dict()
+    out["run_id"] = record.run_id
+    out["started_at"] = record.started_at.isoformat()
+    out["ended_at"] = record.ended_at.isoformat() if record.ended_at else None
+    out["heartbeat_at"] = record.heartbeat_at.isoformat()
+    return out
+
+
+def _failure_dict(failure: Failure) -> dict[str, Any]:
+    out = failure.to_dict()
+    out.update(run_id=failure.run_id, stage=failure.stage, at=failure.at.isoformat(), notebook=failure.notebook)
+    return out
+
+
+def _last_failure(ws: Workspace, client_id: str, runs: list[ClientRun]) -> Failure | None:
+    for record in runs:
+        if record.failure is not None:
+            return record.failure
+    for failure in ws.store.list_failures(limit=FAILURE_SCAN):
+        if failure.client_id == client_id:
+            return failure
+    return None
+
+
+def next_step(
+    client: Client,
+    verdict: Verdict | None,
+    runs: list[ClientRun],
+    last_failure: Failure | None,
+    lead_error: LeadkitError | None,
+    stale_after_s: float,
+    now: datetime,
+) -> str:
+    """One plain sentence: the first thing an operator should do for this client."""
+    if lead_error is not None:
+        return f"Its leads could not be read ({lead_error.category.value}): {lead_error.hint}"
+    last = runs[0] if runs else None
+    if last is not None and last.status is ClientRunStatus.RUNNING:
+        age = (now - last.heartbeat_at).total_seconds()
+        if age > stale_after_s:
+            return (
+                f"Run {last.run_id} has been Running with no heartbeat for {int(age)} s: its process is gone. "
+                "`leadkit sweep` marks it Stale; then `leadkit batch --resume "
+                f"{last.run_id}`."
+            )
+        return f"Run {last.run_id} is harvesting it now; wait for it to finish."
+    if last is not None and last.status in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
+        why = last_failure.hint if last_failure is not None else (last.reason or "see `leadkit failures`")
+        return f"Its last run ({last.run_id}) ended {last.status.value}: {why} Then `leadkit batch --resume {last.run_id}`."
+    assert verdict is not None
+    if verdict.due:
+        if last is None:
+            return "It is due and has never been run: the next batch (`leadkit batch`) harvests it."
+        return f"It is due ({verdict.reason}): the next batch (`leadkit batch`) harvests it."
+    reason = verdict.reason
+    if not client.active:
+        return f"Not harvested: {reason}. Set Status to Active in the Clients table to include it."
+    if client.service_level < 2:
+        return f"Not harvested: {reason}. Raise its Service Level to 2 or more if it paid for post harvesting."
+    if not client.post_access:
+        return f"Not harvested: {reason}. Set Post Access Enabled to Yes to allow Apify for it."
+    if client.daily_target <= 0 or client.batch_size <= 0:
+        return f"Not harvested: {reason}. Set Posts Daily Target and Leads Batch Size above 0."
+    if verdict.leads_waiting == 0:
+        return (
+            f"Nothing to do: {reason}. Import leads (`leadkit leads import {client.client_id} FILE`) to harvest more."
+        )
+    return f"Nothing to do today: {reason}. It is harvested again tomorrow."

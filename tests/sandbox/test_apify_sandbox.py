@@ -1,0 +1,180 @@
+"""The Apify-compatible sandbox over raw HTTP: envelopes, run objects, statuses over time, dataset paging
+headers, error bodies, tokens and fault modes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+
+from leadkit.sandbox.apify import POSTS_ACTOR, posts_for_profile
+from leadkit.sandbox.server import Sandbox
+
+from .conftest import TOKEN
+
+ACTOR_PATH = f"/v2/acts/{POSTS_ACTOR}"
+URLS = [f"https://www.linkedin.com/in/member-{i}" for i in range(12)]
+
+
+@pytest.fixture
+def apify(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    sandbox.apify.run_duration_s = 0.3
+    sandbox.apify.outcome = None
+    with httpx.Client(base_url=sandbox.apify_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as client:
+        yield client
+    sandbox.apify.run_duration_s = 0.3
+    sandbox.apify.outcome = None
+
+
+def total_items(urls: list[str], max_posts: int = 100) -> int:
+    return sum(len(posts_for_profile(u, max_posts)) for u in urls)
+
+
+def test_run_object_has_the_documented_fields(apify: httpx.Client) -> None:
+    resp = apify.post(f"{ACTOR_PATH}/runs", json={"targetUrls": URLS[:2]})
+    assert resp.status_code == 201
+    run = resp.json()["data"]
+    for key in (
+        "id",
+        "actId",
+        "userId",
+        "startedAt",
+        "finishedAt",
+        "status",
+        "meta",
+        "stats",
+        "options",
+        "buildId",
+        "defaultDatasetId",
+        "defaultKeyValueStoreId",
+        "defaultRequestQueueId",
+    ):
+        assert key in run, key
+    assert run["status"] == "READY" and run["finishedAt"] is None
+    assert run["meta"]["origin"] == "API"
+    assert set(run["options"]) >= {"build", "timeoutSecs", "memoryMbytes", "diskMbytes"}
+    assert datetime.fromisoformat(run["startedAt"].replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_status_moves_over_time_and_wait_for_finish_holds(apify: httpx.Client) -> None:
+    run = apify.post(f"{ACTOR_PATH}/runs", json={"targetUrls": URLS}).json()["data"]
+    time.sleep(0.1)
+    assert apify.get(f"/v2/actor-runs/{run['id']}").json()["data"]["status"] == "RUNNING"
+    started = time.monotonic()
+    done = apify.get(f"/v2/actor-runs/{run['id']}", params={"waitForFinish": 5}).json()["data"]
+    assert time.monotonic() - started < 1.5
+    assert done["status"] == "SUCCEEDED"
+    assert datetime.fromisoformat(done["finishedAt"].replace("Z", "+00:00")) >= datetime.fromisoformat(
+        done["startedAt"].replace("Z", "+00:00")
+    )
+    same = apify.get(f"/v2/acts/{POSTS_ACTOR}/runs/{run['id']}").json()["data"]
+    assert same["status"] == "SUCCEEDED" and same["id"] == run["id"]
+
+
+def test_dataset_items_are_bare_with_pagination_headers(apify: httpx.Client) -> None:
+    run = apify.post(f"{ACTOR_PATH}/runs", params={"waitForFinish": 5}, json={"targetUrls": URLS}).json()["data"]
+    assert run["status"] == "SUCCEEDED"
+    total = total_items(URLS)
+    resp = apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items", params={"offset": 2, "limit": 3})
+    page = resp.json()
+    assert isinstance(page, list) and len(page) == 3
+    assert resp.headers["X-Apify-Pagination-Offset"] == "2"
+    assert resp.headers["X-Apify-Pagination-Limit"] == "3"
+    assert resp.headers["X-Apify-Pagination-Count"] == "3"
+    assert resp.headers["X-Apify-Pagination-Total"] == str(total)
+    assert resp.headers["X-Apify-Pagination-Desc"] == "false"
+    everything = apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items").json()
+    assert page == everything[2:5]
+    desc = apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items", params={"desc": 1})
+    assert desc.json() == everything[::-1] and desc.headers["X-Apify-Pagination-Desc"] == "true"
+    meta = apify.get(f"/v2/datasets/{run['defaultDatasetId']}").json()["data"]
+    assert meta["itemCount"] == total and meta["actRunId"] == run["id"]
+
+
+def test_items_look_like_the_actor_output(apify: httpx.Client) -> None:
+    items = apify.post(f"{ACTOR_PATH}/run-sync-get-dataset-items", json={"targetUrls": URLS, "maxPosts": 1})
+    assert items.status_code == 200
+    data = items.json()
+    assert isinstance(data, list) and len(data) == total_items(URLS, 1)
+    assert items.headers["X-Apify-Pagination-Total"] == str(len(data))
+    with_posts = {u for u in URLS if posts_for_profile(u)}
+    assert 0 < len(with_posts) < len(URLS), "some profiles have no posts"
+    for item in data:
+        assert item["type"] == "post" and item["linkedinUrl"].startswith("https://www.linkedin.com/posts/")
+        assert set(item["author"]) >= {"publicIdentifier", "name", "linkedinUrl"}
+        assert set(item["postedAt"]) >= {"timestamp", "date"}
+        assert set(item["engagement"]) >= {"likes", "comments", "shares"}
+        assert item["query"]["targetUrl"] in with_posts
+
+
+@pytest.mark.parametrize(("outcome", "status"), [("FAILED", 400), ("TIMED-OUT", 408)])
+def test_run_sync_reports_unsuccessful_runs(apify: httpx.Client, outcome: str, status: int) -> None:
+    resp = apify.post(f"{ACTOR_PATH}/run-sync-get-dataset-items", json={"targetUrls": URLS, "_sandboxOutcome": outcome})
+    assert resp.status_code == status
+    assert resp.json()["error"]["type"] in ("run-failed", "run-timeout-exceeded")
+
+
+def test_outcome_asked_in_process(apify: httpx.Client, sandbox: Sandbox) -> None:
+    sandbox.apify.outcome = "FAILED"
+    run = apify.post(f"{ACTOR_PATH}/runs", params={"waitForFinish": 5}, json={"targetUrls": URLS}).json()["data"]
+    assert run["status"] == "FAILED"
+    assert apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items").json() == []
+
+
+def test_users_me(apify: httpx.Client) -> None:
+    me = apify.get("/v2/users/me").json()["data"]
+    assert me["id"] and me["username"]
+
+
+def test_token_as_query_parameter(sandbox: Sandbox) -> None:
+    resp = httpx.get(f"{sandbox.apify_url}/v2/users/me", params={"token": TOKEN})
+    assert resp.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "err_type"),
+    [({}, "token-not-provided"), ({"Authorization": "Bearer tokSomethingElse0000"}, "user-or-token-not-found")],
+)
+def test_unknown_tokens_are_refused(sandbox: Sandbox, headers: dict[str, str], err_type: str) -> None:
+    resp = httpx.get(f"{sandbox.apify_url}/v2/users/me", headers=headers)
+    assert resp.status_code == 401
+    assert resp.json()["error"]["type"] == err_type and resp.json()["error"]["message"]
+
+
+def test_not_found_and_bad_requests(apify: httpx.Client) -> None:
+    assert apify.post("/v2/acts/nobody~nothing/runs", json={}).json()["error"]["type"] == "record-not-found"
+    assert apify.get("/v2/actor-runs/NoSuchRun0000000").status_code == 404
+    assert apify.get("/v2/datasets/NoSuchDataset0000/items").status_code == 404
+    assert apify.get("/v2/no/such/route").status_code == 404
+    bad = apify.post(f"{ACTOR_PATH}/runs", json={"targetUrls": "not a list"})
+    assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid-input"
+    assert apify.get("/v2/actor-runs/x", params={"waitForFinish": "soon"}).status_code == 400
+    assert apify.delete("/v2/users/me").status_code == 405
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "err_type"),
+    [
+        ("json_401", 401, "user-or-token-not-found"),
+        ("json_403", 403, "insufficient-permissions"),
+        ("json_404", 404, "record-not-found"),
+        ("rate_limit_429", 429, "rate-limit-exceeded"),
+        ("server_500", 500, "internal-server-error"),
+    ],
+)
+def test_faults_answer_with_apify_error_bodies(
+    apify: httpx.Client, sandbox: Sandbox, mode: str, status: int, err_type: str
+) -> None:
+    sandbox.add_fault(service="apify", mode=mode, times=1, path=r"^/v2/users/me")
+    resp = apify.get("/v2/users/me")
+    assert resp.status_code == status and resp.json()["error"]["type"] == err_type
+    assert apify.get("/v2/users/me").status_code == 200, "the fault was used up"
+
+
+def test_html_fault(apify: httpx.Client, sandbox: Sandbox) -> None:
+    sandbox.add_fault(service="apify", mode="html_200", times=1, path=r"^/v2/actor-runs/")
+    resp = apify.get("/v2/actor-runs/anything")
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")

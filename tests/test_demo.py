@@ -1,0 +1,73 @@
+"""`leadkit demo --no-dashboard` end to end: sandbox, demo clients, a papermill batch, records in SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+LEADKIT = [sys.executable, "-m", "leadkit.cli"]
+
+
+def run_cli(args: list[str], home: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APIFY_", "AIRTABLE_", "LEADKIT_"))}
+    env["LEADKIT_HOME"] = str(home)
+    return subprocess.run(LEADKIT + args, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    home = root / "runs"
+    result = run_cli(["demo", "--no-dashboard"], home, root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return home
+
+
+def test_demo_runs_every_active_client_with_a_verdict_and_a_notebook(demo_home: Path) -> None:
+    runs = json.loads(run_cli(["runs", "--json"], demo_home, demo_home.parent).stdout)
+    assert len(runs) == 1 and runs[0]["status"] == "Completed"
+    shown = json.loads(run_cli(["show", runs[0]["run_id"], "--json"], demo_home, demo_home.parent).stdout)
+    clients = {c["client_id"]: c for c in shown["clients"]}
+    assert len(clients) == 7  # the eighth demo client is Paused, and only Active clients run
+    assert sorted(c["status"] for c in clients.values()) == ["Completed"] * 2 + ["Skipped"] * 5
+    reasons = " | ".join(c["reason"] for c in clients.values())
+    for why in ("below 2", "Post Access Enabled", "no daily target", "no lead waiting", "target already met"):
+        assert why in reasons
+    for client in clients.values():
+        notebook = Path(client["notebook"])
+        assert notebook.parent == demo_home / runs[0]["run_id"]
+        executed = nbformat.read(notebook, as_version=4)
+        params = executed.metadata.papermill.parameters
+        assert params["client_id"] == client["client_id"] and params["run_id"] == runs[0]["run_id"]
+        assert client["source"] == "batch"
+
+
+def test_demo_harvests_posts_for_the_due_clients(demo_home: Path) -> None:
+    leads = json.loads(run_cli(["leads", "list", "Acme-Co", "--json"], demo_home, demo_home.parent).stdout)
+    statuses = {lead["harvest_status"] for lead in leads}
+    assert statuses <= {"Done", "No Posts"} and "Done" in statuses
+    assert sum(lead["posts_found"] or 0 for lead in leads) > 0
+
+
+def test_batch_log_has_run_and_client_on_kernel_records(demo_home: Path) -> None:
+    run_dir = next(p for p in demo_home.iterdir() if p.is_dir() and p.name[0].isdigit())
+    lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    assert all({"level", "time", "run_id", "client_id", "event", "message"} <= set(line) for line in lines)
+    kernel_lines = [line for line in lines if line["client_id"] == "Acme-Co"]
+    assert kernel_lines and all(line["run_id"] == run_dir.name for line in kernel_lines)
+
+
+def test_demo_refuses_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:
+    home = tmp_path / "docs"
+    home.mkdir()
+    (home / "thesis.txt").write_text("precious")
+    result = run_cli(["demo", "--no-dashboard"], home, tmp_path)
+    assert result.returncode == 2
+    assert "not a leadkit workspace" in result.stderr
+    assert sorted(p.name for p in home.iterdir()) == ["thesis.txt"]
