@@ -8,6 +8,8 @@ exist goes through `attach`, which opens it with source `recovery` and says so i
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import socket
@@ -59,6 +61,53 @@ def run_status(statuses: Sequence[ClientRunStatus]) -> RunStatus:
     if not any(s.done or s is ClientRunStatus.COMPLETED_WITH_ERRORS for s in statuses):
         return RunStatus.FAILED
     return RunStatus.COMPLETED_WITH_ERRORS
+
+
+def handoff(client: Client, record: ClientRun) -> str:
+    """What a batch hands a notebook about the client and the ClientRun it has just opened (JSON, no secrets), so
+    the notebook does not read them again: one read fewer per client on a rate-limited store."""
+    return json.dumps(
+        {
+            "client": dataclasses.asdict(client),
+            "record": {
+                "run_id": record.run_id,
+                "client_id": record.client_id,
+                "source": record.source.value,
+                "client_name": record.client_name,
+                "status": record.status.value,
+                "started_at": record.started_at.isoformat(),
+                "heartbeat_at": record.heartbeat_at.isoformat(),
+                "metrics": record.metrics,
+                "record_id": record.record_id,
+            },
+        }
+    )
+
+
+def from_handoff(text: str, run_id: RunId, client_id: str) -> tuple[Client, ClientRun]:
+    """The client and ClientRun a batch handed over; DataError when they are not for this run and client."""
+    try:
+        data = json.loads(text)
+        client = Client(**data["client"])
+        raw = data["record"]
+        record = ClientRun(
+            run_id=raw["run_id"],
+            client_id=raw["client_id"],
+            source=Source(raw["source"]),
+            client_name=raw["client_name"],
+            status=ClientRunStatus(raw["status"]),
+            started_at=datetime.fromisoformat(raw["started_at"]),
+            heartbeat_at=datetime.fromisoformat(raw["heartbeat_at"]),
+            metrics=dict(raw["metrics"]),
+            record_id=raw["record_id"],
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"the batch handoff is not valid JSON of a client and its ClientRun: {exc}") from None
+    if (record.run_id, record.client_id, client.client_id) != (run_id.base, client_id, client_id):
+        raise DataError(
+            f"the batch handoff is for {record.run_id}-{record.client_id}, not for {run_id.base}-{client_id}"
+        )
+    return client, record
 
 
 def holder_name() -> str:

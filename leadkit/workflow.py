@@ -17,7 +17,7 @@ from leadkit.config import Settings
 from leadkit.diagnosis import failure_from
 from leadkit.errors import DataError, LeadkitError
 from leadkit.models import Client, ClientRun, ClientRunStatus, EventKind, Failure, Lead, RunEvent, utcnow
-from leadkit.records import RunRecordService
+from leadkit.records import RunRecordService, from_handoff
 from leadkit.runids import RunId
 from leadkit.store.base import Store
 
@@ -208,14 +208,17 @@ def run_client(
     dry_run: bool = False,
     notebook: str | None = None,
     records: RunRecordService | None = None,
+    handoff: str = "",
 ) -> ClientOutcome:
-    """Run the stages for one client and complete its ClientRun (attached, or opened by recovery)."""
+    """Run the stages for one client and complete its ClientRun (attached, or opened by recovery).
+
+    `handoff` is what a batch passes about the client and the ClientRun it opened (see `records.handoff`)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise DataError(f"unknown stage(s) {unknown}; known stages: {', '.join(STAGES)}")
     records = records or RunRecordService(store, stale_after_s=settings.leadkit_stale_after_s)
     with logs.context(run_id=run_id.base, client_id=client_id):
-        return _run_client(store, settings, records, run_id, client_id, stages, dry_run, notebook)
+        return _run_client(store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff)
 
 
 def _run_client(
@@ -227,9 +230,13 @@ def _run_client(
     stages: Sequence[str],
     dry_run: bool,
     notebook: str | None,
+    handoff: str,
 ) -> ClientOutcome:
-    client = store.get_client(client_id)
-    record = records.attach(run_id, client)
+    if handoff:
+        client, record = from_handoff(handoff, run_id, client_id)
+    else:
+        client = store.get_client(client_id)
+        record = records.attach(run_id, client)
     if record.status.terminal:
         log.info("ClientRun %s is %s already; nothing to do", record.client_run_id, record.status.value)
         return ClientOutcome(record, None, {})

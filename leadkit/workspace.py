@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,6 +81,7 @@ class Workspace:
         from leadkit.demo import seed
 
         home = Path(tempfile.mkdtemp(prefix="leadkit-scratch-"))
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
         settings = get_settings().model_copy(update={"leadkit_home": home, "leadkit_store": ""})
         ws = cls.create(home, settings=settings)
         seed(ws.store, len(client_ids), names=list(client_ids))

@@ -301,6 +301,7 @@ class AirtableApi(Api):
         body: dict[str, Any] | None,
     ) -> Any:
         path = urlsplit(url).path
+        method = method.upper()
         try:
             return super().request(method, url, fallback=fallback, options=options, params=params, json=body)
         except requests.HTTPError as exc:
@@ -323,6 +324,11 @@ class AirtableApi(Api):
         except requests.Timeout:
             raise UpstreamError(f"Airtable {method} {path} timed out", url=path) from None
         except requests.ConnectionError as exc:
+            if "timed out" in str(exc):  # read timeouts that outlasted urllib3's retry come out as this
+                raise UpstreamError(
+                    f"Airtable {method} {path} timed out (read timeout {self.timeout[1] if self.timeout else '-'} s)",
+                    url=path,
+                ) from None
             raise UpstreamError(
                 f"cannot reach Airtable at {self.endpoint_url} for {method} {path}: {type(exc).__name__}",
                 hint="Check AIRTABLE_ENDPOINT_URL and the network; leadkit retried the connection.",
@@ -816,7 +822,8 @@ class AirtableStore:
         client_id = validate_client_id(client.client_id)
         if not client.base_id:
             raise ConfigError(
-                f"client {client_id!r} has no Airtable Base ID, so leadkit cannot reach its leads",
+                f"client {client_id!r} has no Airtable Base ID, so leadkit cannot reach its leads; record it with "
+                f"`leadkit clients add {client_id} ... --base <base id>`",
                 hint=f"Record the client's own base: `leadkit clients add {client_id} ... --base <base id>` "
                 "(or fill `Airtable Base ID` in the Clients table).",
             )

@@ -118,7 +118,9 @@ def test_a_select_option_the_base_lacks_is_a_schema_error(sandbox: Sandbox) -> N
 
 
 def test_a_base_without_tables_fails_init_with_the_fix_and_writes_nothing(sandbox: Sandbox) -> None:
-    base_id = sandbox.airtable.create_base("Empty", [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}])
+    base_id = sandbox.airtable.create_base(
+        "Empty", [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]
+    )
     store = AirtableStore(base_id, airtable_settings(sandbox))
     before = sandbox.stats()["by_method"].copy()
     with pytest.raises(SchemaError) as caught:
@@ -257,7 +259,9 @@ def test_provision_creates_what_is_missing_and_check_reports_options(sandbox: Sa
     assert {p.kind for p in left} == {"missing_option"}  # the meta API cannot add select options
     assert provision(api, base_id, "master") == []
 
-    client_base = sandbox.airtable.create_base("Client", [{"name": "Other", "fields": [{"name": "Name", "type": "singleLineText"}]}])
+    client_base = sandbox.airtable.create_base(
+        "Client", [{"name": "Other", "fields": [{"name": "Name", "type": "singleLineText"}]}]
+    )
     assert [p.kind for p in check_schema(api, client_base, "client")] == ["missing_table"]
     provision(api, client_base, "client")
     assert check_schema(api, client_base, "client") == []
@@ -265,7 +269,9 @@ def test_provision_creates_what_is_missing_and_check_reports_options(sandbox: Sa
 
 def test_provisioned_base_works_as_a_store(sandbox: Sandbox) -> None:
     api = make_api(airtable_settings(sandbox))
-    base_id = sandbox.airtable.create_base("New", [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}])
+    base_id = sandbox.airtable.create_base(
+        "New", [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]
+    )
     provision(api, base_id, "master")
     store = AirtableStore(base_id, airtable_settings(sandbox), api=api)
     store.init()

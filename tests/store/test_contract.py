@@ -159,7 +159,10 @@ def test_open_client_runs_is_idempotent(store: Store) -> None:
     first.ended_at = at(30)
     store.save_client_run(first)
 
-    again = [client_run("250925-201845", "Client-00", source=Source.RECOVERY, start=99), client_run("250925-201845", "New")]
+    again = [
+        client_run("250925-201845", "Client-00", source=Source.RECOVERY, start=99),
+        client_run("250925-201845", "New"),
+    ]
     reopened = store.open_client_runs(again)
     assert [created for _, created in reopened] == [False, True]
     existing = reopened[0][0]
@@ -331,7 +334,11 @@ def test_auth_checks(store: Store) -> None:
     )
     store.add_auth_checks([AuthCheck("airtable", False, "config", 200, 5.0, "html", checked_at=at(3))])
     got = store.list_auth_checks()
-    assert [(c.name, c.ok, c.status) for c in got] == [("airtable", False, 200), ("apify", False, 401), ("airtable", True, 200)]
+    assert [(c.name, c.ok, c.status) for c in got] == [
+        ("airtable", False, 200),
+        ("apify", False, 401),
+        ("airtable", True, 200),
+    ]
     assert got[1] == AuthCheck("apify", False, "auth", 401, 30.0, "check APIFY_TOKEN", checked_at=at(2), detail="401")
     assert len(store.list_auth_checks(since=at(2))) == 2
     assert len(store.list_auth_checks(limit=1)) == 1

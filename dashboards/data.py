@@ -1,0 +1,354 @@
+"""What each view shows, read through the store protocol with paging in the database.
+
+Every function returns plain text values (times as UTC text, numbers as numbers): the views show them as text,
+never as markup. Nothing here loads every row of a table: lists are paged or capped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+import leadkit as lk
+
+RUN_PAGE_SIZE = 50
+LATEST_RUNS = 10
+CHART_DAYS = 14
+#: Caps for the overview's bounded reads (the store has no aggregate queries).
+CHART_RUNS_CAP = 5000
+RATE_CLIENT_RUNS_CAP = 5000
+AUTH_HISTORY = 100
+FAILED_STATUSES = ("Failed", "Stale")
+
+RUN_COLUMNS = ["Run ID", "Status", "Clients", "Failures", "Started (UTC)", "Ended (UTC)"]
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def fmt_time(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={int(v) if float(v).is_integer() else round(v, 2)}" for k, v in sorted(metrics.items()))
+
+
+def text(value: Any) -> str:
+    """Any record value as display text (lists joined, None empty, times in UTC)."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return fmt_time(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple | set):
+        return ", ".join(text(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {text(v)}" for k, v in value.items())
+    return str(value)
+
+
+def parse_day(value: str, name: str) -> date | None:
+    """A `YYYY-MM-DD` filter value, or None when empty."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise lk.LeadkitError(f"the {name} date {value!r} is not a date; use YYYY-MM-DD, e.g. 2025-11-28") from None
+
+
+def run_filter(status: str = "", client_id: str = "", since: str = "", until: str = "") -> Any:
+    """A RunFilter from the view's filter values; `until` is inclusive (the whole day)."""
+    since_day = parse_day(since, "from")
+    until_day = parse_day(until, "to")
+    return lk.RunFilter(
+        status=status or None,
+        client_id=client_id or None,
+        since=datetime(since_day.year, since_day.month, since_day.day, tzinfo=UTC) if since_day else None,
+        until=(datetime(until_day.year, until_day.month, until_day.day, tzinfo=UTC) + timedelta(days=1))
+        if until_day
+        else None,
+    )
+
+
+def _run_row(run: Any) -> dict[str, Any]:
+    return {
+        "Run ID": run.run_id,
+        "Status": str(run.status),
+        "Clients": int(run.clients_total),
+        "Failures": int(run.clients_failed),
+        "Started (UTC)": fmt_time(run.started_at),
+        "Ended (UTC)": fmt_time(run.ended_at),
+    }
+
+
+def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    rows: pd.DataFrame
+    total: int
+    page: int
+    pages: int
+
+
+def runs_page(ws: Any, filt: Any, page: int, size: int = RUN_PAGE_SIZE) -> RunsPage:
+    """One page of runs, newest first (page numbers start at 1; a page past the end shows the last one)."""
+    total = ws.store.count_runs(filt)
+    pages = max(1, math.ceil(total / size))
+    page = min(max(1, page), pages)
+    runs = ws.store.list_runs(filt, limit=size, offset=(page - 1) * size)
+    return RunsPage(frame([_run_row(r) for r in runs], RUN_COLUMNS), total, page, pages)
+
+
+def latest_runs(ws: Any, limit: int = LATEST_RUNS) -> pd.DataFrame:
+    return frame([_run_row(r) for r in ws.store.list_runs(limit=limit)], RUN_COLUMNS)
+
+
+def client_ids(ws: Any) -> list[str]:
+    return [c.client_id for c in ws.store.list_clients()]
+
+
+# ------------------------------------------------------------------------------------------------ overview
+def overview_numbers(ws: Any, now: datetime | None = None) -> dict[str, str]:
+    """Runs in the last 24 h and 7 days, the client success rate over 7 days (capped), failing clients, auth."""
+    now = now or now_utc()
+    day = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=1)))
+    week = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=7)))
+    recent = ws.store.list_client_runs(since=now - timedelta(days=7), limit=RATE_CLIENT_RUNS_CAP)
+    finished = [r for r in recent if str(r.status) not in ("Running", "Skipped")]
+    ok = sum(1 for r in finished if str(r.status) == "Completed")
+    rate = f"{100 * ok / len(finished):.0f}%" if finished else "n/a"
+    failing = failing_clients(ws)
+    auth = auth_latest(ws)
+    auth_bad = int((auth["OK"] == "no").sum()) if len(auth) else 0
+    auth_state = "not checked yet" if not len(auth) else ("all OK" if auth_bad == 0 else f"{auth_bad} failing")
+    return {
+        "Runs, last 24 h": str(day),
+        "Runs, last 7 days": str(week),
+        "Client success rate (7 days)": rate,
+        "Failing clients": str(len(failing)),
+        "Auth checks": auth_state,
+    }
+
+
+def runs_by_day(ws: Any, days: int = CHART_DAYS, now: datetime | None = None) -> pd.DataFrame:
+    """Runs started per day and status over the last `days` days (one capped query)."""
+    now = now or now_utc()
+    start = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
+    runs = ws.store.list_runs(lk.RunFilter(since=start), limit=CHART_RUNS_CAP)
+    statuses = [str(s) for s in lk.RunStatus]
+    counts = Counter((r.started_at.astimezone(UTC).date(), str(r.status)) for r in runs)
+    rows = []
+    for i in range(days):
+        d = (start + timedelta(days=i)).date()
+        rows.append({"day": d.isoformat(), **{s: counts.get((d, s), 0) for s in statuses}})
+    return pd.DataFrame(rows, columns=["day", *statuses])
+
+
+FAILING_COLUMNS = ["Client", "Status", "Run ID", "Category", "Hint", "Error"]
+
+
+def failing_clients(ws: Any) -> pd.DataFrame:
+    """Clients whose latest ClientRun failed (or went stale)."""
+    rows = []
+    for client in ws.store.list_clients():
+        last = ws.store.list_client_runs(client_id=client.client_id, limit=1)
+        if last and str(last[0].status) in FAILED_STATUSES:
+            rec = last[0]
+            rows.append(
+                {
+                    "Client": client.client_id,
+                    "Status": str(rec.status),
+                    "Run ID": rec.run_id,
+                    "Category": rec.failure.category if rec.failure else "",
+                    "Hint": rec.failure.hint if rec.failure else (rec.reason or ""),
+                    "Error": rec.failure.message if rec.failure else "",
+                }
+            )
+    return frame(rows, FAILING_COLUMNS)
+
+
+def stats_rows(ws: Any) -> pd.DataFrame:
+    """The record-keeping metrics of `leadkit stats`, one row per metric."""
+    stats = lk.record_stats(ws)
+    rows: list[dict[str, Any]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        else:
+            rows.append({"Metric": prefix, "Value": text(value)})
+
+    walk("", stats)
+    return frame(rows, ["Metric", "Value"])
+
+
+# ------------------------------------------------------------------------------------------------ auth
+AUTH_COLUMNS = ["Credential", "OK", "Result", "Category", "HTTP", "Latency (ms)", "Hint", "Checked (UTC)"]
+
+
+def _auth_row(check: Any) -> dict[str, Any]:
+    return {
+        "Credential": check.name,
+        "OK": "yes" if check.ok else "no",
+        "Result": "OK" if check.ok else "FAILED",
+        "Category": check.category or "",
+        "HTTP": "" if check.status is None else str(check.status),
+        "Latency (ms)": round(float(check.latency_ms), 1),
+        "Hint": "" if check.ok else check.hint,
+        "Checked (UTC)": fmt_time(check.checked_at),
+    }
+
+
+def auth_history(ws: Any, limit: int = AUTH_HISTORY) -> pd.DataFrame:
+    return frame([_auth_row(c) for c in ws.store.list_auth_checks(limit=limit)], AUTH_COLUMNS)
+
+
+def auth_latest(ws: Any, limit: int = AUTH_HISTORY) -> pd.DataFrame:
+    """The latest result per credential (from the newest `limit` checks)."""
+    seen: dict[str, Any] = {}
+    for check in ws.store.list_auth_checks(limit=limit):
+        seen.setdefault(check.name, check)
+    return frame([_auth_row(c) for _, c in sorted(seen.items())], AUTH_COLUMNS)
+
+
+# ------------------------------------------------------------------------------------------------ run drill-down
+RUN_CLIENT_COLUMNS = ["Client", "Status", "Source", "Metrics", "Category", "Hint", "Error", "Reason", "Notebook"]
+EVENT_COLUMNS = ["At (UTC)", "Client", "Stage", "Kind", "Message", "Metrics"]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    run: Any
+    summary: dict[str, str]
+    clients: pd.DataFrame
+    events: pd.DataFrame
+    notebooks: dict[str, str]
+
+
+def run_detail(ws: Any, run_text: str) -> RunDetail:
+    """A run with its clients, events and executed notebooks; MissingRecordError when there is none."""
+    run = ws.records.get_run(run_text.strip())
+    records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
+    clients = [
+        {
+            "Client": r.client_id,
+            "Status": str(r.status),
+            "Source": str(r.source),
+            "Metrics": fmt_metrics(r.metrics),
+            "Category": r.failure.category if r.failure else "",
+            "Hint": r.failure.hint if r.failure else "",
+            "Error": r.failure.message if r.failure else "",
+            "Reason": r.reason or "",
+            "Notebook": r.notebook or "",
+        }
+        for r in records
+    ]
+    events = [
+        {
+            "At (UTC)": fmt_time(e.at),
+            "Client": e.client_id,
+            "Stage": e.stage,
+            "Kind": str(e.kind),
+            "Message": e.message,
+            "Metrics": fmt_metrics(e.metrics),
+        }
+        for e in ws.store.list_events(run_id=run.run_id)
+    ]
+    summary = {
+        "Run ID": run.run_id,
+        "Status": str(run.status),
+        "Started (UTC)": fmt_time(run.started_at),
+        "Ended (UTC)": fmt_time(run.ended_at) or "still running",
+        "Clients": str(len(records)),
+        "Failed": str(sum(1 for r in records if str(r.status) in FAILED_STATUSES)),
+    }
+    notebooks = {r.client_id: r.notebook for r in records if r.notebook}
+    return RunDetail(run, summary, frame(clients, RUN_CLIENT_COLUMNS), frame(events, EVENT_COLUMNS), notebooks)
+
+
+# ------------------------------------------------------------------------------------------------ failures, health
+FAILURE_COLUMNS = ["Category", "Fingerprint", "Count", "First seen (UTC)", "Last seen (UTC)", "Clients", "Hint", "Resolved"]
+
+
+def failure_groups(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
+    rows = [
+        {
+            "Category": text(g.category),
+            "Fingerprint": g.fingerprint,
+            "Count": int(g.count),
+            "First seen (UTC)": text(g.first_seen),
+            "Last seen (UTC)": text(g.last_seen),
+            "Clients": text(sorted(g.clients)),
+            "Hint": g.hint,
+            "Resolved": "yes" if g.resolved else "no",
+        }
+        for g in lk.group_failures(ws, unresolved_only=unresolved_only)
+    ]
+    return frame(rows, FAILURE_COLUMNS)
+
+
+HEALTH_COLUMNS = ["Client", "Verdict", "Why", "Leads by status", "Last run", "Last failure", "Next step"]
+
+
+def _verdict_text(verdict: Any) -> tuple[str, str]:
+    if isinstance(verdict, dict):
+        label = verdict.get("verdict") or verdict.get("label") or verdict.get("status") or verdict.get("due", "")
+        why = verdict.get("reason") or verdict.get("why") or ""
+        return text(label), text(why)
+    label = getattr(verdict, "label", None) or getattr(verdict, "verdict", None)
+    if label is not None:
+        return text(label), text(getattr(verdict, "reason", ""))
+    return text(verdict), ""
+
+
+def _last_run_text(last_runs: Any) -> str:
+    if not last_runs:
+        return "never run"
+    first = last_runs[0]
+    if isinstance(first, dict):
+        run_id = first.get("run_id") or first.get("client_run_id") or ""
+        return f"{run_id} {first.get('status', '')}".strip()
+    return text(first)
+
+
+def health_rows(ws: Any) -> pd.DataFrame:
+    """The `leadkit health` verdict for each client."""
+    rows = []
+    for client in ws.store.list_clients():
+        info = lk.client_health(ws, client.client_id)
+        verdict, why = _verdict_text(info.get("verdict"))
+        last_failure = info.get("last_failure")
+        if isinstance(last_failure, dict):
+            last_failure = " ".join(
+                text(last_failure.get(k)) for k in ("category", "message") if last_failure.get(k)
+            )
+        rows.append(
+            {
+                "Client": client.client_id,
+                "Verdict": verdict,
+                "Why": why,
+                "Leads by status": text(info.get("leads_by_status")),
+                "Last run": _last_run_text(info.get("last_runs")),
+                "Last failure": text(last_failure),
+                "Next step": text(info.get("next_step")),
+            }
+        )
+    return frame(rows, HEALTH_COLUMNS)
