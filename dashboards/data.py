@@ -305,50 +305,30 @@ def failure_groups(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
     return frame(rows, FAILURE_COLUMNS)
 
 
-HEALTH_COLUMNS = ["Client", "Verdict", "Why", "Leads by status", "Last run", "Last failure", "Next step"]
+HEALTH_COLUMNS = ["Client", "Verdict", "Why", "Leads waiting", "Leads by status", "Last run", "Last failure", "Next step"]
 
 
-def _verdict_text(verdict: Any) -> tuple[str, str]:
-    if isinstance(verdict, dict):
-        label = verdict.get("verdict") or verdict.get("label") or verdict.get("status") or verdict.get("due", "")
-        why = verdict.get("reason") or verdict.get("why") or ""
-        return text(label), text(why)
-    label = getattr(verdict, "label", None) or getattr(verdict, "verdict", None)
-    if label is not None:
-        return text(label), text(getattr(verdict, "reason", ""))
-    return text(verdict), ""
-
-
-def _last_run_text(last_runs: Any) -> str:
-    if not last_runs:
-        return "never run"
-    first = last_runs[0]
-    if isinstance(first, dict):
-        run_id = first.get("run_id") or first.get("client_run_id") or ""
-        return f"{run_id} {first.get('status', '')}".strip()
-    return text(first)
+def _health_row(client_id: str, info: dict[str, Any]) -> dict[str, Any]:
+    verdict = info.get("verdict") or {}
+    runs = info.get("last_runs") or []
+    failure = info.get("last_failure") or {}
+    if info.get("lead_base_error"):
+        label, why = "leads unreadable", text(info["lead_base_error"].get("message"))
+    else:
+        label, why = ("due" if verdict.get("due") else "not due"), text(verdict.get("reason"))
+    return {
+        "Client": client_id,
+        "Verdict": label,
+        "Why": why,
+        "Leads waiting": text(verdict.get("leads_waiting")),
+        "Leads by status": text(info.get("leads_by_status")),
+        "Last run": f"{runs[0]['run_id']} {runs[0]['status']}" if runs else "never run",
+        "Last failure": f"{failure.get('category')}: {failure.get('message')}" if failure else "",
+        "Next step": text(info.get("next_step")),
+    }
 
 
 def health_rows(ws: Any) -> pd.DataFrame:
     """The `leadkit health` verdict for each client."""
-    rows = []
-    for client in ws.store.list_clients():
-        info = lk.client_health(ws, client.client_id)
-        verdict, why = _verdict_text(info.get("verdict"))
-        last_failure = info.get("last_failure")
-        if isinstance(last_failure, dict):
-            last_failure = " ".join(
-                text(last_failure.get(k)) for k in ("category", "message") if last_failure.get(k)
-            )
-        rows.append(
-            {
-                "Client": client.client_id,
-                "Verdict": verdict,
-                "Why": why,
-                "Leads by status": text(info.get("leads_by_status")),
-                "Last run": _last_run_text(info.get("last_runs")),
-                "Last failure": text(last_failure),
-                "Next step": text(info.get("next_step")),
-            }
-        )
+    rows = [_health_row(c.client_id, lk.client_health(ws, c.client_id)) for c in ws.store.list_clients()]
     return frame(rows, HEALTH_COLUMNS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import traceback as tb
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from leadkit.errors import HINTS, Category, category_of, hint_of
@@ -247,3 +247,78 @@ def record_stats(ws: Workspace, *, since: datetime | None = None) -> dict[str, A
         "creation_success_rate": round(succeeded / attempts, 4) if attempts else None,
         "stale_swept": stale_swept,
     }
+
+
+# ------------------------------------------------------------------------------------------------ one run
+
+
+def describe_run(ws: Workspace, run_id: str) -> dict[str, Any]:
+    """One run for a person: the run, its clients, each client's stages (last event of each), every event,
+    its failures (classified) and the executed notebooks. `run_id` in any format RunId.parse accepts."""
+    from leadkit.runids import RunId
+
+    run = ws.records.get_run(RunId.parse(run_id))
+    records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
+    events = ws.store.list_events(run_id=run.run_id)
+    stages: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        if event.stage == "records":
+            continue
+        stages[(event.client_id, event.stage)] = {
+            "client_id": event.client_id,
+            "stage": event.stage,
+            "kind": event.kind.value,
+            "at": event.at.isoformat(),
+            "message": event.message,
+        }
+    failures = [
+        classified(f)
+        for f in ws.store.list_failures(since=run.started_at - timedelta(seconds=1))
+        if f.run_id == run.run_id
+    ]
+    return {
+        "run": run.to_dict(),
+        "clients": [
+            {
+                "client_id": r.client_id,
+                "status": r.status.value,
+                "source": r.source.value,
+                "reason": r.reason,
+                "posts_harvested": r.metrics.get("posts_harvested", 0),
+                "notebook": r.notebook,
+                "failure": r.failure.category if r.failure else None,
+            }
+            for r in records
+        ],
+        "stages": list(stages.values()),
+        "events": [e.to_dict() for e in events],
+        "failures": [
+            {**f.to_dict(), "client_id": f.client_id, "stage": f.stage, "at": f.at.isoformat(), "cell": f.cell}
+            for f in failures
+        ],
+        "notebooks": {r.client_id: r.notebook for r in records if r.notebook},
+    }
+
+
+def example_run(ws: Workspace) -> str:
+    """Make a small run in-process, sending nothing anywhere, for the notebooks' default parameters; returns its
+    base run ID. With a scratch workspace's demo clients (Acme-Co, Globex, Initech, Umbrella-Corp): the batch
+    opens all but the first, which complete (dry run) or are skipped; the first is opened by the recovery path
+    and fails for want of an Apify token."""
+    from leadkit.runids import RunId
+    from leadkit.workflow import run_client
+
+    clients = ws.store.list_clients()[:4]
+    run = ws.records.start_run(notes="example run made in-process by leadkit.diagnosis.example_run")
+    run_id = RunId.parse(run.run_id)
+    batch, late = clients[1:], clients[:1]
+    ws.records.open_many(run_id, batch, Source.BATCH)
+    for client in batch:
+        run_client(ws.store, ws.settings, run_id, client.client_id, dry_run=True, records=ws.records)
+    # Not opened by the batch: its stages report anyway, so the recovery path creates the record and says so.
+    # Without an Apify token the harvest stage fails with a config error (recorded and classified).
+    no_token = ws.settings.model_copy(update={"apify_token": None})
+    for client in late:
+        run_client(ws.store, no_token, run_id, client.client_id, dry_run=False, records=ws.records)
+    ws.records.finish_run(run)
+    return run.run_id

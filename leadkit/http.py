@@ -110,6 +110,8 @@ NO_RETRY = RetryPolicy(attempts=1, max_rate_limit_wait_s=0)
 
 @dataclass(frozen=True)
 class JsonResponse:
+    """A parsed answer; `headers` has lower-case names, `url` has no token in it."""
+
     status: int
     data: Any
     headers: Mapping[str, str]
@@ -199,7 +201,7 @@ def classify_response(
             f"page or another host: check the base URL setting.",
             **details,
         )
-    if is_json and status in (400, 403, 404, 422):
+    if is_json and status in (400, 422):
         err_type, _ = _service_error(body)
         if err_type.upper() in _SCHEMA_TYPES:
             return SchemaError(f"{where}.", **details)

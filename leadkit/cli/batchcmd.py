@@ -1,4 +1,4 @@
-"""Commands: batch, run, sweep."""
+"""Commands: batch, run, sweep, prune."""
 
 from __future__ import annotations
 
@@ -36,14 +36,23 @@ def batch(
     clients: Annotated[str | None, typer.Option(help="Only these clients, comma-separated.")] = None,
     stream: Annotated[int | None, typer.Option(help="Only the clients of this Processing Stream.", min=1)] = None,
     resume: Annotated[str | None, typer.Option(help="Re-run the clients of RUN_ID that had not completed.")] = None,
+    stages: Annotated[
+        str, typer.Option(help="Stages to run, comma-separated (eligibility only: no harvesting).")
+    ] = "eligibility,harvest",
     timeout: Annotated[float, typer.Option(help="Seconds one client notebook may run.", min=1)] = 600.0,
+    start_timeout: Annotated[float, typer.Option(help="Seconds a kernel may take to start.", min=1)] = 60.0,
+    executor: Annotated[str, typer.Option(help="local (worker processes) or dask (a dask.distributed cluster).")] = (
+        "local"
+    ),
+    scheduler: Annotated[str | None, typer.Option(help="The dask scheduler address, with --executor dask.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the client notebook for every Active client (exit 0 all completed, 1 some failed, 2 configuration
-    or auth error, 3 another batch of the stream is running)."""
+    or auth error before any client ran, 3 another batch of the stream is running)."""
     from leadkit.batch import run_batch
 
+    stage_list = _stages(stages)
     ws = _workspace()
     ids = [c.strip() for c in clients.split(",") if c.strip()] if clients else None
     result = run_batch(
@@ -52,7 +61,11 @@ def batch(
         client_ids=ids,
         stream=stream,
         resume=resume,
+        stages=stage_list,
         timeout_s=timeout,
+        start_timeout_s=start_timeout,
+        executor=executor,
+        scheduler=scheduler,
         dry_run=dry_run,
         progress=not json_out,
     )
@@ -61,6 +74,17 @@ def batch(
     else:
         _print_batch(result)
     raise typer.Exit(result.exit_code)
+
+
+def _stages(text: str) -> list[str]:
+    from leadkit.errors import DataError
+    from leadkit.workflow import STAGES
+
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STAGES]
+    if not names or unknown:
+        raise DataError(f"--stages {text!r} is not accepted; known stages: {', '.join(STAGES)}")
+    return names
 
 
 @app.command()
@@ -104,3 +128,33 @@ def sweep(
     typer.echo(f"{len(swept)} record(s) marked Stale")
     for r in swept:
         typer.echo(f"  {r.client_run_id}: {r.reason}")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option(help="Retention: remove files older than this, e.g. 30d.")] = "30d",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove executed notebooks and logs past a retention (run records stay), so a scheduled workspace does
+    not grow without bound."""
+    from leadkit.batch import prune as prune_files
+    from leadkit.durations import parse_duration
+
+    age = parse_duration(older_than)
+    ws = _workspace()
+    report = prune_files(ws, age, dry_run=dry_run)
+    if json_out:
+        _echo_json(
+            {
+                "removed": [str(p) for p in report.removed],
+                "bytes_freed": report.bytes_freed,
+                "kept_running": report.kept_running,
+                "dry_run": dry_run,
+            }
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(report.removed)} file(s), {report.bytes_freed / 1e6:.1f} MB, older than {older_than}")
+    for name in report.kept_running:
+        typer.echo(f"  kept {name}: the run is still Running")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -236,11 +236,8 @@ class ApifyClient:
         return self._data(self.http.request_json("GET", "/v2/users/me"))
 
 
-def _int_header(headers: Any, name: str) -> int | None:
-    value = headers.get(name) if headers else None
-    if value is None:
-        # JsonResponse.headers is a plain dict: look the name up case-insensitively.
-        value = next((v for k, v in dict(headers or {}).items() if k.lower() == name), None)
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
     try:
         return int(value) if value is not None else None
     except ValueError:

@@ -455,6 +455,11 @@ class _SandboxHTTPServer(ThreadingHTTPServer):
         self._conns_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connections the client closed are routine here; anything else goes to stderr."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conns_lock:
             self._conns.add(request)
@@ -490,6 +495,12 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     wbufsize = -1  # buffered: headers and body leave in one write, flushed in `_send`
     server: _SandboxHTTPServer
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        except OSError:  # the client went away (timed out, dropped): nothing left to tell it
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         """Quiet: request stats go to /__sandbox/stats, not to stderr."""

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -84,6 +85,8 @@ log = logging.getLogger(__name__)
 Fields = dict[str, Any]
 Record = Mapping[str, Any]
 
+#: How long a passed schema check of the master base is trusted (see `AirtableStore.init`).
+SCHEMA_CHECK_TTL_S = 600.0
 #: How many times a 429 is waited out before the request fails with RateLimitError.
 RATE_LIMIT_ATTEMPTS = 8
 #: A lease claim older than this whose holder never filled it in is taken as abandoned.
@@ -775,13 +778,28 @@ class AirtableStore:
         # Events JSON of the ClientRun records this process has read or written, by record ID, so saving a
         # record with its events needs no read first.
         self._events: dict[str, list[dict[str, Any]]] = {}
+        self._record_ids: dict[tuple[str, str], str] = {}
+        # Lease heads (holder, generation) this process last read or wrote, and the lease records it wrote.
+        self._lease_heads: dict[str, tuple[Lease | None, int]] = {}
+        self._lease_records: dict[str, list[str]] = {}
 
     def _table(self, name: str) -> Table:
         return self.api.table(self.base_id, name)
 
     def init(self) -> None:
+        """Check the master base has every table, field and select option leadkit writes.
+
+        A check that passed is remembered for `SCHEMA_CHECK_TTL_S` in the workspace (LEADKIT_HOME), so the
+        kernels of a batch do not each repeat it; a field removed meanwhile still comes out as a SchemaError
+        naming it on the first write."""
         from leadkit.store.provision import check_schema
 
+        marker = Path(self.settings.leadkit_home) / f".airtable-schema-{self.base_id}.ok"
+        try:
+            if time.time() - marker.stat().st_mtime < SCHEMA_CHECK_TTL_S:
+                return
+        except OSError:
+            pass
         problems = check_schema(self.api, self.base_id, "master")
         if problems:
             listed = "; ".join(p.describe() for p in problems[:8])
@@ -791,10 +809,24 @@ class AirtableStore:
                 hint=f"Run `leadkit airtable provision --base {self.base_id}` to create them.",
                 problems=[p.describe() for p in problems],
             )
+        if marker.parent.is_dir():
+            try:
+                marker.touch()
+            except OSError:
+                log.debug("cannot write %s; the schema will be checked again next time", marker)
 
     def close(self) -> None:
         self._bases.clear()
         self._events.clear()
+        self._record_ids.clear()
+        self._lease_heads.clear()
+
+    def _remember(self, record: Record) -> None:
+        """Keep a ClientRun record's ID and events, so appending events to it needs no read first."""
+        f = record["fields"]
+        key = (str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, "")))
+        self._record_ids[key] = record["id"]
+        self._events[record["id"]] = _events_of(record)
 
     # clients -------------------------------------------------------------------------------------------
     def list_clients(self) -> list[Client]:
@@ -933,7 +965,7 @@ class AirtableStore:
                 fields = _without_blanks(fields)
                 fills.append({"id": stored["id"], "fields": fields})
                 stored = {**stored, "fields": {**stored["fields"], **fields}}
-            self._events[stored["id"]] = _events_of(stored)
+            self._remember(stored)
             out.append((_client_run(stored), created))
         if fills:
             table.batch_update(fills)  # type: ignore[arg-type]
@@ -946,7 +978,7 @@ class AirtableStore:
             )
         )
         if record is not None:
-            self._events[record["id"]] = _events_of(record)
+            self._remember(record)
         return record
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
@@ -1030,25 +1062,26 @@ class AirtableStore:
         for event in events:
             groups.setdefault((event.run_id, event.client_id), []).append(event)
         table = self._table(ClientRunResults.TABLE)
-        found = {
-            (str(r["fields"].get(ClientRunResults.BASE_RUN_ID)), str(r["fields"].get(ClientRunResults.CLIENT_ID))): r
-            for r in table.all(
-                formula=to_formula_str(OR(*(_eq(ClientRunResults.RUN_ID, f"{run}-{client}") for run, client in groups)))
-            )
-        }
+        unknown = [k for k in groups if self._record_ids.get(k) not in self._events]
+        if unknown:
+            for record in table.all(
+                formula=to_formula_str(
+                    OR(*(_eq(ClientRunResults.RUN_ID, f"{run}-{client}") for run, client in unknown))
+                )
+            ):
+                self._remember(record)
         updates: list[dict[str, Any]] = []
         spill: list[RunEvent] = []
         for key, group in groups.items():
-            record = found.get(key)
-            if record is None:
+            record_id = self._record_ids.get(key)
+            if record_id is None:
                 spill.extend(group)
                 continue
-            self._events[record["id"]] = _events_of(record)
             fields: Fields = {}
-            spill.extend(self._append_events(record["id"], group, fields))
+            spill.extend(self._append_events(record_id, group, fields))
             if fields:
-                updates.append({"id": record["id"], "fields": fields})
-                self._events[record["id"]] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+                updates.append({"id": record_id, "fields": fields})
+                self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
         if updates:
             table.batch_update(updates)  # type: ignore[arg-type]
         if spill:
@@ -1218,16 +1251,20 @@ class AirtableStore:
 
     # lease ---------------------------------------------------------------------------------------------
     def _lease_head(self, name: str) -> tuple[Lease | None, int, bool]:
-        """(current holder, highest generation, a claim is in progress)."""
+        """(current holder, highest generation, a claim is in progress), read from the base."""
         records = self._table(Leases.TABLE).all(
             formula=_formula(_eq(Leases.NAME, name)), sort=[f"-{Leases.GENERATION}"], max_records=2
         )
+        self._lease_heads.pop(name, None)
         if not records:
+            self._lease_heads[name] = (None, 0)
             return None, 0, False
         top = records[0]
         generation = _int(top["fields"].get(Leases.GENERATION))
         if _lease_filled(top):
-            return _lease(top), generation, False
+            current = _lease(top)
+            self._lease_heads[name] = (current, generation)
+            return current, generation, False
         claimed = _parse_ts(top["fields"].get(Leases.CLAIMED_AT)) or _created(top)
         in_progress = datetime.now(UTC) - claimed < timedelta(seconds=LEASE_CLAIM_GRACE_S)
         previous = _lease(records[1]) if len(records) > 1 and _lease_filled(records[1]) else None
@@ -1237,7 +1274,13 @@ class AirtableStore:
         return self._lease_head(name)[0]
 
     def swap_lease(self, name: str, expected: Lease | None, new: Lease | None) -> bool:
-        current, generation, in_progress = self._lease_head(name)
+        """Compare-and-set. The head this process last read or wrote saves a read: if it is out of date, the
+        claim of the next generation finds that generation taken and the swap fails, as it must."""
+        cached = self._lease_heads.get(name)
+        if cached is not None and cached[0] == expected:
+            current, generation, in_progress = cached[0], cached[1], False
+        else:
+            current, generation, in_progress = self._lease_head(name)
         if in_progress or current != expected:
             return False
         if current is None and new is None:
@@ -1255,15 +1298,15 @@ class AirtableStore:
             [Leases.LEASE_KEY],
         )
         if not created:
+            self._lease_heads.pop(name, None)
             return False
         table.update(record["id"], _lease_fields(new) if new is not None else {Leases.RELEASED: True})
-        if new is None:
-            older = table.all(
-                formula=_formula(_eq(Leases.NAME, name), LT(Field(Leases.GENERATION), generation)),
-                fields=[Leases.GENERATION],
-            )
-            if older:
-                table.batch_delete([r["id"] for r in older])
+        self._lease_heads[name] = (new, generation)
+        mine = self._lease_records.setdefault(name, [])
+        if new is None and mine:
+            table.batch_delete(mine)  # the generations this process wrote; the release record stays
+            mine.clear()
+        mine.append(record["id"])
         return True
 
 

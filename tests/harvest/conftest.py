@@ -19,7 +19,6 @@ from leadkit.store.sqlite import SQLiteStore
 
 TOKEN = "tokHarvestTests000000000000001"
 FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.02, jitter_s=0.01, max_rate_limit_wait_s=1.0)
-NO_RETRY = RetryPolicy(attempts=1, max_rate_limit_wait_s=0)
 
 
 @pytest.fixture(scope="session")

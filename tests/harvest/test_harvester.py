@@ -11,12 +11,13 @@ import pytest
 from leadkit.errors import AuthError, UpstreamError
 from leadkit.harvest.harvester import BatchOutcome, Harvester, posts_today, select_leads
 from leadkit.harvest.posts import normalize_profile_url
+from leadkit.http import NO_RETRY
 from leadkit.models import Client, ClientRunStatus, HarvestStatus, Lead
 from leadkit.sandbox.apify import posts_for_profile
 from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import LeadBase
 
-from .conftest import NO_RETRY, MakeClient
+from .conftest import MakeClient
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MakeLeads = Callable[..., tuple[Client, LeadBase]]

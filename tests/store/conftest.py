@@ -27,8 +27,13 @@ def tables_spec(tables: tuple[TableSpec, ...]) -> list[dict[str, Any]]:
     return [{"name": t.name, "fields": [f.meta() for f in t.fields]} for t in tables]
 
 
+#: A workspace folder that does not exist: the schema check is not remembered between stores in tests.
+NO_HOME = Path(__file__).parent / "no-such-workspace"
+
+
 def airtable_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
+        "leadkit_home": NO_HOME,
         "airtable_api_key": SecretStr(sandbox.token),
         "airtable_endpoint_url": sandbox.airtable_url,
         "airtable_timeout_s": 10.0,

@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from leadkit.config import Settings
 from leadkit.errors import AuthError, ConfigError, MissingRecordError, SchemaError, UpstreamError
-from leadkit.models import Client, ClientRun, ClientRunStatus, EventKind, NewLead, RunEvent, Source
+from leadkit.models import Client, ClientRun, ClientRunStatus, EventKind, Lease, NewLead, RunEvent, Source
 from leadkit.sandbox.server import Sandbox
 from leadkit.store import open_store
 from leadkit.store.airtable import AirtableStore, make_api
@@ -282,3 +282,32 @@ def test_provisioned_base_works_as_a_store(sandbox: Sandbox) -> None:
     assert created and record.source is Source.NOTEBOOK
     with pytest.raises(MissingRecordError):
         store.save_client_run(ClientRun(run_id=RUN, client_id="Initech", source=Source.BATCH))
+
+
+def test_a_passed_schema_check_is_remembered_in_the_workspace(sandbox: Sandbox, tmp_path: Any) -> None:
+    base_id = new_master(sandbox)
+    settings = airtable_settings(sandbox, leadkit_home=tmp_path)
+    sandbox.state.stats.reset()
+    AirtableStore(base_id, settings).init()
+    AirtableStore(base_id, settings).init()  # a kernel of the same batch
+    assert sandbox.state.stats.count(path="/meta/") == 1
+    assert (tmp_path / f".airtable-schema-{base_id}.ok").exists()
+
+
+def test_lease_between_two_processes(sandbox: Sandbox) -> None:
+    base_id = new_master(sandbox)
+    a = AirtableStore(base_id, airtable_settings(sandbox))
+    b = AirtableStore(base_id, airtable_settings(sandbox))
+    now = datetime.now(UTC)
+    lease_a = Lease("batch-stream-1", "host-a", 1, RUN, now, now, 120.0)
+    lease_b = Lease("batch-stream-1", "host-b", 2, RUN, now, now, 120.0)
+    assert a.swap_lease("batch-stream-1", None, lease_a)
+    assert b.get_lease("batch-stream-1") == lease_a
+    assert not b.swap_lease("batch-stream-1", None, lease_b)
+    assert b.swap_lease("batch-stream-1", lease_a, lease_b)  # b takes over (say a's heartbeat is stale)
+    beat = Lease("batch-stream-1", "host-a", 1, RUN, now, now + timedelta(seconds=40), 120.0)
+    assert not a.swap_lease("batch-stream-1", lease_a, beat)  # a's view is out of date: the claim fails
+    assert a.get_lease("batch-stream-1") == lease_b
+    assert b.swap_lease("batch-stream-1", lease_b, None)
+    assert a.get_lease("batch-stream-1") is None
+    assert len(sandbox.airtable.records(base_id, "Leases")) == 1  # b removed the generations it wrote

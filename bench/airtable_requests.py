@@ -1,0 +1,103 @@
+"""Requests per client run of a real batch on the Airtable backend (through the sandbox).
+
+A 20-client batch (`leadkit.batch.run_batch`, papermill kernels included) runs against a sandbox whose master
+base and 20 client bases were provisioned by leadkit; no client has anything to harvest (post access off).
+Every request the sandbox receives during the batch is counted: to the master base (reads, heartbeats,
+lease, the Run's own, meta) and to client bases, divided by the number of client runs, beside the floor:
+ceil(records / 10) per write (open the ClientRuns in upserts of 10, insert and finish the Run, save each
+ClientRun once) and one read of each client's leads.
+
+    .venv/bin/python bench/airtable_requests.py [--clients 20] [--workers 2]
+
+Last line: `master_requests_per_client_run=X`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from leadkit.config import Settings
+from leadkit.models import Client
+from leadkit.sandbox.server import Sandbox
+from leadkit.store.airtable import AirtableStore, make_api
+from leadkit.store.provision import provision
+from leadkit.store.schema import MAX_RECORDS_PER_REQUEST
+
+EMPTY_TABLE = [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    n = args.clients
+
+    from leadkit.batch import run_batch
+    from leadkit.workspace import Workspace
+
+    with Sandbox(rate_limit=0) as sandbox, tempfile.TemporaryDirectory(prefix="leadkit-bench-") as home:
+        master = sandbox.airtable.create_base("Master Clients", EMPTY_TABLE)
+        settings = Settings(
+            leadkit_home=Path(home),
+            leadkit_store=f"airtable://{master}",
+            airtable_api_key=SecretStr(sandbox.token),
+            airtable_endpoint_url=sandbox.airtable_url,
+            airtable_rate_limit_wait_s=1.0,
+        )
+        api = make_api(settings)
+        provision(api, master, "master")
+        store = AirtableStore(master, settings, api=api)
+        client_bases: set[str] = set()
+        for i in range(n):
+            base_id = sandbox.airtable.create_base(f"Client {i}", EMPTY_TABLE)
+            provision(api, base_id, "client")
+            client_bases.add(base_id)
+            store.save_client(Client(client_id=f"Client-{i:02d}", name=f"Client {i}", post_access=False, base_id=base_id))
+
+        ws = Workspace.open(home, settings=settings)
+        sandbox.state.stats.reset()
+        started = time.monotonic()
+        result = run_batch(ws, workers=args.workers, progress=False)
+        seconds = time.monotonic() - started
+        requests = sandbox.stats()["requests"]
+        ws.close()
+
+    runs = len(result.records)
+    if runs != n:
+        print(f"expected {n} client runs, the batch made {runs}", file=sys.stderr)
+        return 1
+    to_master = [r for r in requests if r["base"] == master]
+    to_clients = [r for r in requests if r["base"] in client_bases]
+    statuses = Counter(r.status.value for r in result.records)
+    by_kind = Counter(f"{r['method']} {_kind(r['path'])}" for r in to_master)
+    master_floor = (math.ceil(runs / MAX_RECORDS_PER_REQUEST) + 2 + runs) / runs
+    client_floor = 1.0
+
+    print(f"batch {result.run.run_id}: {runs} client runs in {seconds:.1f} s; statuses {dict(statuses)}")
+    print(f"master base: {len(to_master)} requests: " + ", ".join(f"{k} {v}" for k, v in by_kind.most_common()))
+    print(f"client bases: {len(to_clients)} requests")
+    print(f"{'':24}{'per client run':>16}{'floor':>8}")
+    print(f"{'master base':24}{len(to_master) / runs:>16.2f}{master_floor:>8.2f}")
+    print(f"{'client bases':24}{len(to_clients) / runs:>16.2f}{client_floor:>8.2f}")
+    print(f"master_requests_per_client_run={len(to_master) / runs:.2f}")
+    return 0
+
+
+def _kind(path: str) -> str:
+    parts = [p for p in path.split("/") if p]
+    if "meta" in parts:
+        return "meta"
+    return parts[2] if len(parts) > 2 else path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

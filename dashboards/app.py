@@ -1,0 +1,498 @@
+"""The leadkit diagnostics dashboard: overview, runs, a run's drill-down, failures, auth checks, client health.
+
+Served by `leadkit dashboard` (see `leadkit.dashboard_server`), which calls `create_app(ws)` once per browser
+session. It can also be served with `panel serve dashboards/app.py`, reading the workspace from LEADKIT_HOME.
+
+The page, the filters, the runs page number and the open run live in the URL (`?view=runs&status=Failed&page=2`,
+`?view=run&run=251128-093000`), so a reload or a periodic refresh keeps them. Every value that comes from a record
+is shown as text: tables use Tabulator's escaping `plaintext` formatter, HTML panes get `html.escape`d text, and an
+executed notebook is shown in a sandboxed iframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+import leadkit as lk
+
+try:
+    from dashboards import data
+    from dashboards.notebook_html import NotebookUnavailable, iframe, notebook_html
+except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
+    import data  # type: ignore[no-redef]
+    from notebook_html import NotebookUnavailable, iframe, notebook_html  # type: ignore[no-redef]
+
+log = logging.getLogger("leadkit.dashboard")
+
+pn.extension("tabulator")
+
+VIEWS: dict[str, str] = {
+    "Overview": "overview",
+    "Runs": "runs",
+    "Run drill-down": "run",
+    "Failures": "failures",
+    "Auth checks": "auth",
+    "Client health": "health",
+}
+DEFAULT_REFRESH_S = 30.0
+STATUS_COLOURS = {
+    "Running": "#4c78a8",
+    "Completed": "#54a24b",
+    "Completed with Errors": "#f58518",
+    "Failed": "#e45756",
+}
+
+
+def esc(value: Any) -> str:
+    return html.escape(data.text(value), quote=True)
+
+
+def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabulator:
+    """A read-only table whose cells are plain text (Tabulator's `plaintext` formatter escapes markup)."""
+    return pn.widgets.Tabulator(
+        df,
+        show_index=False,
+        disabled=True,
+        selectable=False,
+        layout="fit_data_table",
+        formatters={c: {"type": "plaintext"} for c in df.columns},
+        css_classes=[css_class],
+        sizing_mode="stretch_width",
+        **options,
+    )
+
+
+def key_values(values: dict[str, str], css_class: str) -> str:
+    cells = "".join(
+        f'<div class="lk-kv"><div class="lk-k">{esc(k)}</div><div class="lk-v">{esc(v)}</div></div>'
+        for k, v in values.items()
+    )
+    return f'<div class="{css_class}" style="display:flex;gap:12px;flex-wrap:wrap">{cells}</div>'
+
+
+KV_CSS = """
+.lk-kv { border: 1px solid #ddd; border-radius: 6px; padding: 6px 12px; min-width: 120px; }
+.lk-k { font-size: 12px; color: #666; }
+.lk-v { font-size: 20px; font-weight: 600; }
+"""
+
+
+class State(param.Parameterized):
+    """What the URL holds: the view, the open run and the filters."""
+
+    view = param.String(default="overview")
+    run = param.String(default="")
+    status = param.String(default="")
+    client = param.String(default="")
+    since = param.String(default="")
+    until = param.String(default="")
+    page = param.Integer(default=1)
+    unresolved = param.Boolean(default=False)
+
+
+class View:
+    """One page of the dashboard: `layout` is shown, `refresh()` re-reads the store in place."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.ws = app.ws
+        self.state = app.state
+        self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
+        self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
+
+    def refresh(self) -> None:
+        try:
+            self.load()
+        except lk.LeadkitError as exc:
+            self.show_error(f"{exc.message} ({exc.hint})")
+        except Exception as exc:
+            log.exception("dashboard view %s failed", type(self).__name__)
+            self.show_error(f"{type(exc).__name__}: {exc}")
+        else:
+            self.message.object = ""
+
+    def show_error(self, text: str) -> None:
+        self.message.object = f'<div class="lk-error" style="color:#b00020;white-space:pre-wrap">{esc(text)}</div>'
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------------------------------ overview
+class OverviewView(View):
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        from bokeh.models import ColumnDataSource
+        from bokeh.plotting import figure
+
+        self.numbers = pn.pane.HTML("", stylesheets=[KV_CSS], sizing_mode="stretch_width")
+        statuses = list(STATUS_COLOURS)
+        self.source = ColumnDataSource(data={"day": [], **{s: [] for s in statuses}})
+        self.chart = figure(
+            x_range=[],
+            height=240,
+            title="Runs per day by status (UTC, last 14 days)",
+            toolbar_location=None,
+            sizing_mode="stretch_width",
+        )
+        self.chart.vbar_stack(
+            statuses,
+            x="day",
+            width=0.8,
+            color=[STATUS_COLOURS[s] for s in statuses],
+            source=self.source,
+            legend_label=statuses,
+        )
+        self.chart.legend.location = "top_left"
+        self.chart.xaxis.major_label_orientation = 0.8
+        self.latest = table(data.frame([], data.RUN_COLUMNS), "lk-latest-runs")
+        self.latest.on_click(self._open)
+        self.failing = table(data.frame([], data.FAILING_COLUMNS), "lk-failing-clients")
+        self.auth = table(data.frame([], data.AUTH_COLUMNS), "lk-overview-auth")
+        self.stats = table(data.frame([], ["Metric", "Value"]), "lk-stats")
+        self.layout[:] = [
+            pn.pane.Markdown("## Overview"),
+            self.message,
+            self.numbers,
+            pn.pane.Bokeh(self.chart, sizing_mode="stretch_width"),
+            pn.pane.Markdown("### Latest runs (click one to open it)"),
+            self.latest,
+            pn.pane.Markdown("### Failing clients (their latest run failed)"),
+            self.failing,
+            pn.pane.Markdown("### Auth state"),
+            self.auth,
+            pn.pane.Markdown("### Record keeping (`leadkit stats`)"),
+            self.stats,
+        ]
+
+    def _open(self, event: Any) -> None:
+        self.app.open_run(str(self.latest.value.iloc[event.row]["Run ID"]))
+
+    def load(self) -> None:
+        self.numbers.object = key_values(data.overview_numbers(self.ws), "lk-numbers")
+        by_day = data.runs_by_day(self.ws)
+        self.chart.x_range.factors = list(by_day["day"])
+        self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
+        self.latest.value = data.latest_runs(self.ws)
+        self.failing.value = data.failing_clients(self.ws)
+        self.auth.value = data.auth_latest(self.ws)
+        self.stats.value = data.stats_rows(self.ws)
+
+
+# ------------------------------------------------------------------------------------------------ runs
+def _day(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+class RunsView(View):
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        statuses = {"All statuses": "", **{str(s): str(s) for s in lk.RunStatus}}
+        self.status = pn.widgets.Select(name="Status", options=statuses, value=self._known(statuses, "status"))
+        clients = {"All clients": "", **{c: c for c in data.client_ids(self.ws)}}
+        if self.state.client and self.state.client not in clients.values():
+            clients[self.state.client] = self.state.client
+        self.client = pn.widgets.Select(name="Client", options=clients, value=self.state.client)
+        self.since = pn.widgets.DatePicker(name="From (UTC)", value=_day(self.state.since))
+        self.until = pn.widgets.DatePicker(name="To (UTC)", value=_day(self.state.until))
+        self.clear = pn.widgets.Button(name="Clear filters", button_type="light")
+        self.prev = pn.widgets.Button(name="‹ Previous", button_type="default", css_classes=["lk-prev"])
+        self.next = pn.widgets.Button(name="Next ›", button_type="default", css_classes=["lk-next"])
+        self.info = pn.pane.HTML("", css_classes=["lk-page-info"])
+        self.table = table(data.frame([], data.RUN_COLUMNS), "lk-runs-table")
+        self.table.on_click(self._open)
+        self.status.param.watch(lambda e: self._set(status=e.new), "value")
+        self.client.param.watch(lambda e: self._set(client=e.new), "value")
+        self.since.param.watch(lambda e: self._set(since=e.new.isoformat() if e.new else ""), "value")
+        self.until.param.watch(lambda e: self._set(until=e.new.isoformat() if e.new else ""), "value")
+        self.clear.on_click(lambda _: self._set(status="", client="", since="", until=""))
+        self.prev.on_click(lambda _: self._page(-1))
+        self.next.on_click(lambda _: self._page(+1))
+        self.state.param.watch(self._state_changed, ["status", "client", "since", "until", "page"])
+        self.layout[:] = [
+            pn.pane.Markdown("## Runs (newest first; click a run to open it)"),
+            pn.Row(self.status, self.client, self.since, self.until, self.clear),
+            self.message,
+            pn.Row(self.prev, self.info, self.next),
+            self.table,
+        ]
+
+    def _known(self, options: dict[str, str], name: str) -> str:
+        value = str(getattr(self.state, name))
+        return value if value in options.values() else ""
+
+    def _set(self, **changes: str) -> None:
+        changes = {k: v for k, v in changes.items() if getattr(self.state, k) != v}
+        if changes:
+            self.state.param.update(page=1, **changes)
+
+    def _page(self, step: int) -> None:
+        self.state.page = max(1, self.state.page + step)
+
+    def _state_changed(self, *_: Any) -> None:
+        if self.state.view != "runs":
+            return
+        self.status.value = self._known(self.status.options, "status")
+        if self.state.client not in self.client.options.values():
+            self.client.options = {**self.client.options, self.state.client: self.state.client}
+        self.client.value = self.state.client
+        self.since.value = _day(self.state.since)
+        self.until.value = _day(self.state.until)
+        self.refresh()
+
+    def _open(self, event: Any) -> None:
+        self.app.open_run(str(self.table.value.iloc[event.row]["Run ID"]))
+
+    def load(self) -> None:
+        filt = data.run_filter(self.state.status, self.state.client, self.state.since, self.state.until)
+        result = data.runs_page(self.ws, filt, self.state.page)
+        self.table.value = result.rows
+        self.info.object = (
+            f'<span class="lk-page">Page {result.page} of {result.pages}</span> · '
+            f'<span class="lk-total">{result.total} runs</span>'
+        )
+        self.prev.disabled = result.page <= 1
+        self.next.disabled = result.page >= result.pages
+        if result.page != self.state.page:
+            self.state.page = result.page
+
+
+# ------------------------------------------------------------------------------------------------ run drill-down
+class RunView(View):
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.run_input = pn.widgets.TextInput(name="Run ID", value=self.state.run, placeholder="251128-093000")
+        self.run_input.param.watch(lambda e: setattr(self.state, "run", e.new.strip()), "value")
+        self.summary = pn.pane.HTML("", stylesheets=[KV_CSS], sizing_mode="stretch_width")
+        self.clients = table(data.frame([], data.RUN_CLIENT_COLUMNS), "lk-run-clients")
+        self.events = table(data.frame([], data.EVENT_COLUMNS), "lk-run-events")
+        self.notebook_client = pn.widgets.Select(name="Executed notebook of", options=[])
+        self.notebook_client.param.watch(lambda _: self._show_notebook(), "value")
+        self.notebook = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["lk-notebook-pane"])
+        self.notebooks: dict[str, str] = {}
+        self.state.param.watch(lambda _: self.refresh() if self.state.view == "run" else None, "run")
+        self.layout[:] = [
+            pn.pane.Markdown("## Run drill-down"),
+            self.run_input,
+            self.message,
+            self.summary,
+            pn.pane.Markdown("### Clients"),
+            self.clients,
+            pn.pane.Markdown("### Events"),
+            self.events,
+            pn.pane.Markdown("### Executed notebook"),
+            self.notebook_client,
+            self.notebook,
+        ]
+
+    def load(self) -> None:
+        self.run_input.value = self.state.run
+        if not self.state.run:
+            self.summary.object = '<p class="lk-hint">Pick a run in Runs (or the overview), or type its ID.</p>'
+            self._clear()
+            return
+        try:
+            detail = data.run_detail(self.ws, self.state.run)
+        except lk.LeadkitError:
+            self.summary.object = ""
+            self._clear()
+            raise
+        self.summary.object = key_values(detail.summary, "lk-run-summary")
+        self.clients.value = detail.clients
+        self.events.value = detail.events
+        self.notebooks = detail.notebooks
+        failing = [c for c in detail.clients.itertuples() if c.Notebook and c.Status in data.FAILED_STATUSES]
+        options = list(self.notebooks)
+        current = self.notebook_client.value
+        self.notebook_client.options = options
+        if current not in options:
+            chosen = str(failing[0].Client) if failing else (options[0] if options else None)
+            self.notebook_client.value = chosen
+        self._show_notebook()
+
+    def _clear(self) -> None:
+        self.clients.value = data.frame([], data.RUN_CLIENT_COLUMNS)
+        self.events.value = data.frame([], data.EVENT_COLUMNS)
+        self.notebooks = {}
+        self.notebook_client.options = []
+        self.notebook.object = ""
+
+    def _show_notebook(self) -> None:
+        client = self.notebook_client.value
+        if not client or client not in self.notebooks:
+            self.notebook.object = '<p class="lk-hint">No executed notebook recorded for this run.</p>'
+            return
+        try:
+            document = notebook_html(self.notebooks[client], self.ws.home)
+        except NotebookUnavailable as exc:
+            self.notebook.object = f'<p class="lk-error">{esc(str(exc))}</p>'
+            return
+        self.notebook.object = iframe(document, title=f"executed notebook of {client}")
+
+
+# ------------------------------------------------------------------------------------------------ failures
+class FailuresView(View):
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.unresolved = pn.widgets.Checkbox(name="Not yet resolved only", value=self.state.unresolved)
+        self.unresolved.link(self.state, value="unresolved", bidirectional=True)
+        self.state.param.watch(lambda _: self.refresh() if self.state.view == "failures" else None, "unresolved")
+        self.table = table(data.frame([], data.FAILURE_COLUMNS), "lk-failures-table")
+        self.layout[:] = [
+            pn.pane.Markdown("## Failures, grouped by fingerprint"),
+            self.unresolved,
+            self.message,
+            self.table,
+        ]
+
+    def load(self) -> None:
+        self.table.value = data.failure_groups(self.ws, unresolved_only=self.state.unresolved)
+
+
+# ------------------------------------------------------------------------------------------------ auth checks
+class AuthView(View):
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.run_checks = pn.widgets.Button(name="Run the auth checks again", button_type="primary")
+        self.run_checks.on_click(self._run)
+        self.status = pn.pane.HTML("", css_classes=["lk-auth-status"])
+        ok_colours = {"Result": {"type": "plaintext"}}
+        self.latest = table(data.frame([], data.AUTH_COLUMNS), "lk-auth-latest")
+        self.latest.formatters = {**self.latest.formatters, **ok_colours}
+        self.latest.style.apply(self._colour, axis=1)
+        self.history = table(data.frame([], data.AUTH_COLUMNS), "lk-auth-history")
+        self.history.style.apply(self._colour, axis=1)
+        self.layout[:] = [
+            pn.pane.Markdown("## Auth checks"),
+            pn.Row(self.run_checks, self.status),
+            self.message,
+            pn.pane.Markdown("### Latest result per credential"),
+            self.latest,
+            pn.pane.Markdown("### History (newest first)"),
+            self.history,
+        ]
+
+    @staticmethod
+    def _colour(row: pd.Series) -> list[str]:
+        colour = "background-color: #d9f2d9" if row["OK"] == "yes" else "background-color: #f8d7da"
+        return [colour if c == "Result" else "" for c in row.index]
+
+    async def _run(self, _: Any) -> None:
+        self.run_checks.disabled = True
+        self.status.object = "<span>checking…</span>"
+        try:
+            checks = await asyncio.to_thread(lk.run_auth_checks, self.ws)
+        except lk.LeadkitError as exc:
+            self.status.object = ""
+            self.show_error(f"the auth checks could not run: {exc.message} ({exc.hint})")
+            return
+        finally:
+            self.run_checks.disabled = False
+        bad = sum(1 for c in checks if not c.ok)
+        self.status.object = f'<span class="lk-checked">checked {len(checks)} credentials, {bad} failing</span>'
+        self.refresh()
+
+    def load(self) -> None:
+        self.latest.value = data.auth_latest(self.ws)
+        self.history.value = data.auth_history(self.ws)
+
+
+# ------------------------------------------------------------------------------------------------ client health
+class HealthView(View):
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.table = table(data.frame([], data.HEALTH_COLUMNS), "lk-health-table")
+        self.layout[:] = [
+            pn.pane.Markdown("## Client health: why is a client (not) being harvested?"),
+            self.message,
+            self.table,
+        ]
+
+    def load(self) -> None:
+        self.table.value = data.health_rows(self.ws)
+
+
+VIEW_CLASSES: dict[str, Callable[[App], View]] = {
+    "overview": OverviewView,
+    "runs": RunsView,
+    "run": RunView,
+    "failures": FailuresView,
+    "auth": AuthView,
+    "health": HealthView,
+}
+
+
+class App:
+    """One browser session's dashboard. Views are built when first shown and refreshed in place."""
+
+    def __init__(self, ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
+        self.ws = ws
+        self.state = State()
+        location = pn.state.location
+        if location is not None:
+            location.sync(
+                self.state,
+                {n: n for n in ("view", "run", "status", "client", "since", "until", "page", "unresolved")},
+            )
+        if self.state.view not in VIEW_CLASSES:
+            self.state.view = "overview"
+        self.views: dict[str, View] = {}
+        self.nav = pn.widgets.RadioButtonGroup(
+            options=VIEWS,
+            value=self.state.view,
+            orientation="vertical",
+            button_type="light",
+            css_classes=["lk-nav"],
+            sizing_mode="stretch_width",
+        )
+        self.nav.param.watch(lambda e: setattr(self.state, "view", e.new), "value")
+        self.main = pn.Column(sizing_mode="stretch_width", css_classes=["lk-main"])
+        self.state.param.watch(lambda _: self._show(), "view")
+        self._show()
+        if refresh_s > 0:
+            pn.state.add_periodic_callback(self.refresh, period=int(refresh_s * 1000))
+        sidebar = pn.Column(
+            pn.pane.Markdown("### leadkit"),
+            self.nav,
+            pn.pane.Markdown(f"Refreshes every {refresh_s:g} s" if refresh_s > 0 else "No auto refresh"),
+            width=190,
+        )
+        self.layout = pn.Row(sidebar, self.main, sizing_mode="stretch_width")
+
+    def _show(self) -> None:
+        key = self.state.view if self.state.view in VIEW_CLASSES else "overview"
+        self.nav.value = key
+        view = self.views.get(key)
+        if view is None:
+            view = self.views[key] = VIEW_CLASSES[key](self)
+        view.refresh()
+        self.main.objects = [view.layout]
+
+    def open_run(self, run_id: str) -> None:
+        self.state.param.update(run=run_id, view="run")
+
+    def refresh(self) -> None:
+        view = self.views.get(self.state.view)
+        if view is not None:
+            view.refresh()
+
+
+def create_app(ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> pn.viewable.Viewable:
+    """The dashboard for one session, reading `ws` (a `leadkit.Workspace`)."""
+    return App(ws, refresh_s=refresh_s).layout
+
+
+if __name__.startswith("bokeh"):
+    create_app(lk.open_workspace()).servable(title="leadkit dashboard")

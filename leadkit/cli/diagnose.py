@@ -1,0 +1,229 @@
+"""Commands: auth-check, doctor, failures, health, stats, lab."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app
+from leadkit.errors import LeadkitError
+
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="Only what happened in this last duration, e.g. 30m, 24h, 7d.")
+]
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
+
+
+def _since(text: str | None) -> datetime | None:
+    from leadkit.durations import parse_duration
+    from leadkit.models import utcnow
+
+    return utcnow() - parse_duration(text) if text else None
+
+
+# ------------------------------------------------------------------------------------------------ auth-check
+@app.command("auth-check")
+def auth_check(json_out: JsonOpt = False) -> None:
+    """Check every configured credential (Airtable token and bases, Apify token); exit 2 when any fails.
+
+    Results are stored as AuthCheck records. When the workspace cannot be opened (an expired Airtable token
+    does that), the checks still run from the settings and are printed, not stored.
+    """
+    from leadkit.checks import check_credentials, run_auth_checks
+    from leadkit.config import get_settings
+
+    not_stored: LeadkitError | None = None
+    try:
+        ws = _workspace()
+    except LeadkitError as exc:
+        not_stored = exc
+        checks = check_credentials(get_settings())
+    else:
+        try:
+            checks = run_auth_checks(ws)
+        finally:
+            ws.close()
+    if json_out:
+        _echo_json([{**c.to_dict(), "detail": c.detail} for c in checks])
+    else:
+        rows = [
+            {
+                "name": c.name,
+                "ok": "ok" if c.ok else "FAIL",
+                "category": c.category or "",
+                "status": c.status,
+                "ms": round(c.latency_ms),
+                "detail": c.detail,
+            }
+            for c in checks
+        ]
+        _table(rows, ["name", "ok", "category", "status", "ms", "detail"])
+        for c in checks:
+            if not c.ok:
+                typer.echo(f"hint ({c.name}): {c.hint}")
+    if not_stored is not None:
+        typer.echo(f"note: results not stored: {not_stored.message}", err=True)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------------------------------------ doctor
+@app.command()
+def doctor(json_out: JsonOpt = False) -> None:
+    """Check dependencies, settings, the store's schema and the workspace; exit 2 when anything fails."""
+    from leadkit.doctor import run_doctor
+
+    try:
+        ws = _workspace()
+    except LeadkitError:
+        ws = None  # the doctor reports the missing or broken workspace as a failed check, with its hint
+    try:
+        report = run_doctor(ws)
+    finally:
+        if ws is not None:
+            ws.close()
+    if json_out:
+        _echo_json(report.to_dict())
+    else:
+        for c in report.checks:
+            typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+            if not c.ok:
+                typer.echo(f"      hint: {c.hint}")
+        failed = len(report.failed)
+        typer.echo(f"\n{len(report.checks) - failed} ok, {failed} failed")
+    if not report.ok:
+        raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------------------------------------ failures
+@app.command()
+def failures(
+    since: SinceOpt = None,
+    unresolved: Annotated[bool, typer.Option("--unresolved", help="Only groups not yet resolved.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Failures grouped by fingerprint: category, count, first and last seen, clients, hint, resolved."""
+    from leadkit.diagnosis import group_failures
+
+    ws = _workspace()
+    try:
+        groups = group_failures(ws, since=_since(since), unresolved_only=unresolved)
+    finally:
+        ws.close()
+    if json_out:
+        _echo_json([g.to_dict() for g in groups])
+        return
+    if not groups:
+        typer.echo("no failures" + (f" in the last {since}" if since else ""))
+        return
+    for g in groups:
+        state = "resolved" if g.resolved else "UNRESOLVED"
+        typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S}  {g.fingerprint}")
+        typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S}")
+        typer.echo(f"    hint: {g.hint}")
+
+
+# ------------------------------------------------------------------------------------------------ health
+@app.command()
+def health(
+    client_id: Annotated[str, typer.Argument(help="The client, e.g. Acme-Co.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Why this client is or is not being harvested: settings, leads waiting, last runs, last failure, next step."""
+    from leadkit.health import client_health
+
+    ws = _workspace()
+    try:
+        data = client_health(ws, client_id)
+    finally:
+        ws.close()
+    if json_out:
+        _echo_json(data)
+        return
+    verdict = data["verdict"]
+    typer.echo(f"client {data['client_id']} ({data['client']['status']})")
+    if verdict is not None:
+        typer.echo(f"due for harvesting: {'yes' if verdict['due'] else 'no'} ({verdict['reason']})")
+    if data["leads_by_status"] is not None:
+        typer.echo("leads: " + ", ".join(f"{k} {v}" for k, v in data["leads_by_status"].items()))
+    typer.echo("last runs:")
+    _table(data["last_runs"], ["run_id", "status", "source", "started_at", "reason"])
+    if data["last_failure"]:
+        f = data["last_failure"]
+        typer.echo(f"last failure ({f['at']}, {f['category']}): {f['message']}")
+    typer.echo(f"next step: {data['next_step']}")
+
+
+# ------------------------------------------------------------------------------------------------ stats
+@app.command()
+def stats(since: SinceOpt = None, json_out: JsonOpt = False) -> None:
+    """Record-keeping metrics: opens by source, re-opens, recoveries, failed opens, success rate, stale swept."""
+    from leadkit.diagnosis import record_stats
+
+    ws = _workspace()
+    try:
+        data = record_stats(ws, since=_since(since))
+    finally:
+        ws.close()
+    if json_out:
+        _echo_json(data)
+        return
+    rate = data["creation_success_rate"]
+    typer.echo("ClientRun opens by source: " + ", ".join(f"{k} {v}" for k, v in data["opens_by_source"].items()))
+    typer.echo(f"created {data['created']}, re-opens (duplicates prevented) {data['reopens']}, ")
+    typer.echo(f"recoveries {data['recoveries']}, failed opens {data['failed_opens']}")
+    typer.echo(f"creation success rate: {'-' if rate is None else f'{rate:.1%}'}")
+    typer.echo(f"stale records swept: {data['stale_swept']}")
+
+
+# ------------------------------------------------------------------------------------------------ lab
+def lab_command(
+    ws: Any, *, port: int, token: str, notebooks: Path = NOTEBOOKS_DIR, open_browser: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The JupyterLab command line and environment: loopback only, in `notebooks`, with the workspace's
+    settings (and secrets) in the environment every kernel inherits, never in a notebook."""
+    from leadkit.batch import kernel_env
+
+    env = {**os.environ, **kernel_env(ws.settings, ws, ws.home / "lab.log.jsonl"), "JUPYTER_TOKEN": token}
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={notebooks}",
+    ]
+    if not open_browser:
+        argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")
+    return argv, env
+
+
+@app.command()
+def lab(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8888,
+    token: Annotated[
+        str | None, typer.Option(help="Access token for the Lab (default: JUPYTER_TOKEN, or a random one).")
+    ] = None,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = False,
+) -> None:
+    """Start JupyterLab on loopback in notebooks/, with the workspace's settings in the kernels' environment."""
+    ws = _workspace()
+    chosen = token or os.environ.get("JUPYTER_TOKEN") or secrets.token_urlsafe(24)
+    argv, env = lab_command(ws, port=port, token=chosen, open_browser=browser)
+    ws.close()
+    typer.echo(
+        f"JupyterLab on http://127.0.0.1:{port}/lab in {NOTEBOOKS_DIR} (workspace {ws.home}); "
+        "Jupyter prints the address with its access token below."
+    )
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)

@@ -1,0 +1,216 @@
+"""Serve the Panel dashboard (`dashboards/app.py`) for a workspace, on loopback unless told otherwise.
+
+`serve_dashboard` blocks until Ctrl-C (the `leadkit dashboard` command and the end of `leadkit demo`);
+`start_dashboard` serves on a background thread and returns a handle with `.url` and `.stop()` (tests, bench).
+With `basic_auth="user:password"` every page and the websocket need a login (Panel's basic auth: a login form and
+a signed cookie), so a request without credentials gets no data.
+
+Panel is imported only here, when a dashboard is served: `import leadkit` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from leadkit.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from leadkit.workspace import Workspace
+
+TITLE = "leadkit dashboard"
+
+
+def dashboards_dir() -> Path:
+    """The folder holding the Panel app (`dashboards/` next to the `leadkit` package in the repository)."""
+    here = Path(__file__).resolve().parent.parent / "dashboards"
+    if not (here / "app.py").is_file():
+        raise ConfigError(
+            f"the dashboard app is missing: {here / 'app.py'} does not exist",
+            hint="Run leadkit from its repository checkout (pip install -e .), where dashboards/app.py lives.",
+        )
+    return here
+
+
+def load_app_module() -> ModuleType:
+    """Import `dashboards.app` from the repository."""
+    root = str(dashboards_dir().parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return importlib.import_module("dashboards.app")
+
+
+def parse_basic_auth(value: str) -> dict[str, str]:
+    """`user:password` as Panel's users mapping; anything else is refused."""
+    user, sep, password = value.partition(":")
+    if not sep or not user.strip() or not password:
+        raise DataError(
+            "--basic-auth must be USER:PASSWORD (a user name, a colon, then a non-empty password); "
+            "the value given is not in that form"
+        )
+    return {user.strip(): password}
+
+
+def check_address(address: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise DataError(f"--port {port} is not a TCP port; use 0 (any free port) to 65535")
+    if not address.strip():
+        raise DataError("--address is empty; use 127.0.0.1 (loopback) or the interface address to listen on")
+
+
+def _free_port(address: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+def _make_server(
+    ws: Workspace, *, port: int, address: str, basic_auth: str | None, refresh_s: float | None, loop: Any = None
+) -> Any:
+    """A Panel (Bokeh) server, not started, whose websocket accepts pages loaded from its own address."""
+    from panel.io.server import get_server
+
+    check_address(address, port)
+    extra: dict[str, Any] = {}
+    if basic_auth is not None:
+        extra = {"basic_auth": parse_basic_auth(basic_auth), "cookie_secret": secrets.token_urlsafe(32)}
+    module = load_app_module()
+    options = {} if refresh_s is None else {"refresh_s": refresh_s}
+
+    def app() -> Any:
+        return module.create_app(ws, **options)
+
+    if port == 0:
+        port = _free_port(address)
+    if address in ("0.0.0.0", "::"):
+        origins = [f"*:{port}"]
+    else:
+        origins = sorted({f"{address}:{port}", f"localhost:{port}", f"127.0.0.1:{port}"})
+    try:
+        return get_server(
+            app,
+            port=port,
+            address=address,
+            loop=loop,
+            show=False,
+            start=False,
+            title=TITLE,
+            verbose=False,
+            websocket_origin=origins,
+            **extra,
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"the dashboard could not listen on {address}:{port}: {exc.strerror or exc}",
+            hint="Pick another --port, or stop what already listens there.",
+        ) from exc
+
+
+@dataclass
+class DashboardHandle:
+    """A dashboard served on a background thread."""
+
+    url: str
+    port: int
+    _server: Any = field(repr=False)
+    _loop: Any = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and its thread (idempotent)."""
+        if not self._thread.is_alive():
+            return
+
+        def _stop() -> None:
+            self._server.stop()
+            self._loop.stop()
+
+        self._loop.add_callback(_stop)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> DashboardHandle:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def start_dashboard(
+    ws: Workspace,
+    *,
+    port: int = 0,
+    address: str = "127.0.0.1",
+    basic_auth: str | None = None,
+    refresh_s: float | None = None,
+) -> DashboardHandle:
+    """Serve the dashboard on a background thread (port 0: any free port) and return once it listens."""
+    from tornado.ioloop import IOLoop
+
+    check_address(address, port)
+    load_app_module()
+    ready = threading.Event()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = IOLoop(make_current=True)
+        try:
+            server = _make_server(
+                ws, port=port, address=address, basic_auth=basic_auth, refresh_s=refresh_s, loop=loop
+            )
+            server.start()
+        except BaseException as exc:
+            box["error"] = exc
+            ready.set()
+            loop.close()
+            return
+        box.update(server=server, loop=loop)
+        ready.set()
+        loop.start()
+        loop.close(all_fds=True)
+
+    thread = threading.Thread(target=run, name="leadkit-dashboard", daemon=True)
+    thread.start()
+    ready.wait(60)
+    if "error" in box:
+        raise box["error"]
+    if "server" not in box:
+        raise ConfigError(f"the dashboard did not start on {address}:{port} within 60 s")
+    server = box["server"]
+    url = f"http://{address}:{server.port}/"
+    return DashboardHandle(url=url, port=server.port, _server=server, _loop=box["loop"], _thread=thread)
+
+
+def serve_dashboard(
+    ws: Workspace,
+    *,
+    port: int = 5006,
+    address: str = "127.0.0.1",
+    basic_auth: str | None = None,
+    open_message: bool = True,
+    show: bool = False,
+    refresh_s: float | None = None,
+) -> None:
+    """Serve the dashboard until Ctrl-C."""
+    server = _make_server(ws, port=port, address=address, basic_auth=basic_auth, refresh_s=refresh_s)
+    url = f"http://{address}:{server.port}/"
+    if open_message:
+        login = " (log in with the --basic-auth user and password)" if basic_auth else ""
+        print(f"dashboard: {url}{login}  (workspace {ws.home}; Ctrl-C to stop)", flush=True)
+    server.start()
+    if show:
+        server.io_loop.add_callback(server.show, "/")
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        if open_message:
+            print("dashboard stopped", flush=True)
