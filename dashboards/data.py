@@ -285,7 +285,16 @@ def run_detail(ws: Any, run_text: str) -> RunDetail:
 
 
 # ------------------------------------------------------------------------------------------------ failures, health
-FAILURE_COLUMNS = ["Category", "Fingerprint", "Count", "First seen (UTC)", "Last seen (UTC)", "Clients", "Hint", "Resolved"]
+FAILURE_COLUMNS = [
+    "Category",
+    "Fingerprint",
+    "Count",
+    "First seen (UTC)",
+    "Last seen (UTC)",
+    "Clients",
+    "Hint",
+    "Resolved",
+]
 
 
 def failure_groups(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
@@ -305,7 +314,16 @@ def failure_groups(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
     return frame(rows, FAILURE_COLUMNS)
 
 
-HEALTH_COLUMNS = ["Client", "Verdict", "Why", "Leads waiting", "Leads by status", "Last run", "Last failure", "Next step"]
+HEALTH_COLUMNS = [
+    "Client",
+    "Verdict",
+    "Why",
+    "Leads waiting",
+    "Leads by status",
+    "Last run",
+    "Last failure",
+    "Next step",
+]
 
 
 def _health_row(client_id: str, info: dict[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def _render(path: str, mtime_ns: int) -> str:
     css = _CSS + HtmlFormatter().get_style_defs(".highlight")
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         "style-src 'unsafe-inline'\">"
         f"<style>{css}</style></head><body>{body}</body></html>"
     )

@@ -161,9 +161,7 @@ def start_dashboard(
     def run() -> None:
         loop = IOLoop(make_current=True)
         try:
-            server = _make_server(
-                ws, port=port, address=address, basic_auth=basic_auth, refresh_s=refresh_s, loop=loop
-            )
+            server = _make_server(ws, port=port, address=address, basic_auth=basic_auth, refresh_s=refresh_s, loop=loop)
             server.start()
         except BaseException as exc:
             box["error"] = exc

@@ -42,7 +42,7 @@ CHROMIUM_FLAGS = [
 ]
 CANARY_AIRTABLE = "patCANARYairtable0123456789secret"
 CANARY_APIFY = "apify_api_CANARY0123456789secret"
-MARKUP = "<img src=x onerror=\"document.title='pwned'\"><b class=\"pwned\">boom</b>"
+MARKUP = '<img src=x onerror="document.title=\'pwned\'"><b class="pwned">boom</b>'
 RUNS = 60
 AUTH_HINT = "The Apify token was refused: set APIFY_TOKEN to a valid API token."
 NOTEBOOK_MARKER = "harvested 3 posts for Acme-Co in the executed notebook"
@@ -106,7 +106,9 @@ def build_demo(home: Path) -> DemoData:
         acme, globex, initech, umbrella = records.open_many(
             run_id, ["Acme-Co", "Globex", "Initech", "Umbrella-Corp"], "batch"
         )
-        done = RunEvent(run.run_id, "Acme-Co", "harvest", EventKind.COMPLETED, "harvested", {"posts_harvested": 3})
+        done = RunEvent(
+            run.run_id, "Acme-Co", "harvest", EventKind.COMPLETED, "harvested", {"posts_harvested": 3}, at=clock["t"]
+        )
         if i == 1:
             notebook_run = run.run_id
             nb_path = ws.home / run.run_id / "Acme-Co.ipynb"
@@ -125,7 +127,9 @@ def build_demo(home: Path) -> DemoData:
         if i == 0:
             exc = AuthError(f"Apify refused the token {MARKUP}", hint=AUTH_HINT)
             fail = failure_from(exc, run_id=run.run_id, client_id="Umbrella-Corp", stage="harvest", at=clock["t"])
-            event = RunEvent(run.run_id, "Umbrella-Corp", "harvest", EventKind.FAILED, f"refused {MARKUP}")
+            event = RunEvent(
+                run.run_id, "Umbrella-Corp", "harvest", EventKind.FAILED, f"refused {MARKUP}", at=clock["t"]
+            )
             records.update(umbrella, [event], status=ClientRunStatus.FAILED, failure=fail)
         else:
             records.update(umbrella, status=ClientRunStatus.COMPLETED)
