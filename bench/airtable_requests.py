@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             base_id = sandbox.airtable.create_base(f"Client {i}", EMPTY_TABLE)
             provision(api, base_id, "client")
             client_bases.add(base_id)
-            store.save_client(Client(client_id=f"Client-{i:02d}", name=f"Client {i}", post_access=False, base_id=base_id))
+            store.save_client(
+                Client(client_id=f"Client-{i:02d}", name=f"Client {i}", post_access=False, base_id=base_id)
+            )
 
         ws = Workspace.open(home, settings=settings)
         sandbox.state.stats.reset()

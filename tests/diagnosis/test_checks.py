@@ -41,7 +41,13 @@ def test_every_credential_checked_and_stored(sandbox: Sandbox, workspace: Worksp
         Client("Initech", "Initech", status="Paused", base_id="appPausedBase00000"),
     ]
     checks = check_credentials(settings, clients=lambda: clients)
-    assert [c.name for c in checks] == ["airtable", f"airtable:{master}", f"airtable:{acme}", f"airtable:{globex}", "apify"]
+    assert [c.name for c in checks] == [
+        "airtable",
+        f"airtable:{master}",
+        f"airtable:{acme}",
+        f"airtable:{globex}",
+        "apify",
+    ]
     assert all(c.ok and c.status == 200 and c.category is None for c in checks), checks
     assert by_name(checks)[f"airtable:{acme}"].detail.startswith("Acme-Co:")
 
@@ -101,7 +107,10 @@ def test_cli_json_exit_codes_and_no_secret(
     set_env(monkeypatch, sandbox_env(sandbox, token="tokExpired0000000000000000000009"))
     code, items = cli_json("auth-check")
     assert code == 2
-    assert [(i["name"], i["category"], i["status"]) for i in items] == [("airtable", "auth", 401), ("apify", "auth", 401)]
+    assert [(i["name"], i["category"], i["status"]) for i in items] == [
+        ("airtable", "auth", 401),
+        ("apify", "auth", 401),
+    ]
     assert "tokExpired" not in str(items)
     stored = Workspace.open(workspace.home).store.list_auth_checks()
     assert len(stored) == 4 and sum(not c.ok for c in stored) == 2
