@@ -71,6 +71,13 @@ def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabula
     )
 
 
+def set_value(widget: pn.widgets.Tabulator, df: pd.DataFrame) -> None:
+    """Replace a table's rows only when they changed, so a periodic refresh does not redraw a steady table."""
+    current = widget.value
+    if not (isinstance(current, pd.DataFrame) and current.shape == df.shape and current.equals(df)):
+        widget.value = df
+
+
 def key_values(values: dict[str, str], css_class: str) -> str:
     cells = "".join(
         f'<div class="lk-kv"><div class="lk-k">{esc(k)}</div><div class="lk-v">{esc(v)}</div></div>'
@@ -182,10 +189,10 @@ class OverviewView(View):
         by_day = data.runs_by_day(self.ws)
         self.chart.x_range.factors = list(by_day["day"])
         self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
-        self.latest.value = data.latest_runs(self.ws)
-        self.failing.value = data.failing_clients(self.ws)
-        self.auth.value = data.auth_latest(self.ws)
-        self.stats.value = data.stats_rows(self.ws)
+        set_value(self.latest, data.latest_runs(self.ws))
+        set_value(self.failing, data.failing_clients(self.ws))
+        set_value(self.auth, data.auth_latest(self.ws))
+        set_value(self.stats, data.stats_rows(self.ws))
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -200,16 +207,16 @@ class RunsView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
         statuses = {"All statuses": "", **{str(s): str(s) for s in lk.RunStatus}}
-        self.status = pn.widgets.Select(name="Status", options=statuses, value=self._known(statuses, "status"))
+        self.status = pn.widgets.Select(label="Status", options=statuses, value=self._known(statuses, "status"))
         clients = {"All clients": "", **{c: c for c in data.client_ids(self.ws)}}
         if self.state.client and self.state.client not in clients.values():
             clients[self.state.client] = self.state.client
-        self.client = pn.widgets.Select(name="Client", options=clients, value=self.state.client)
-        self.since = pn.widgets.DatePicker(name="From (UTC)", value=_day(self.state.since))
-        self.until = pn.widgets.DatePicker(name="To (UTC)", value=_day(self.state.until))
-        self.clear = pn.widgets.Button(name="Clear filters", button_type="light")
-        self.prev = pn.widgets.Button(name="‹ Previous", button_type="default", css_classes=["lk-prev"])
-        self.next = pn.widgets.Button(name="Next ›", button_type="default", css_classes=["lk-next"])
+        self.client = pn.widgets.Select(label="Client", options=clients, value=self.state.client)
+        self.since = pn.widgets.DatePicker(label="From (UTC)", value=_day(self.state.since))
+        self.until = pn.widgets.DatePicker(label="To (UTC)", value=_day(self.state.until))
+        self.clear = pn.widgets.Button(label="Clear filters", color="light")
+        self.prev = pn.widgets.Button(label="‹ Previous", color="default", css_classes=["lk-prev"])
+        self.next = pn.widgets.Button(label="Next ›", color="default", css_classes=["lk-next"])
         self.info = pn.pane.HTML("", css_classes=["lk-page-info"])
         self.table = table(data.frame([], data.RUN_COLUMNS), "lk-runs-table")
         self.table.on_click(self._open)
@@ -258,7 +265,7 @@ class RunsView(View):
     def load(self) -> None:
         filt = data.run_filter(self.state.status, self.state.client, self.state.since, self.state.until)
         result = data.runs_page(self.ws, filt, self.state.page)
-        self.table.value = result.rows
+        set_value(self.table, result.rows)
         self.info.object = (
             f'<span class="lk-page">Page {result.page} of {result.pages}</span> · '
             f'<span class="lk-total">{result.total} runs</span>'
@@ -273,12 +280,12 @@ class RunsView(View):
 class RunView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        self.run_input = pn.widgets.TextInput(name="Run ID", value=self.state.run, placeholder="251128-093000")
+        self.run_input = pn.widgets.TextInput(label="Run ID", value=self.state.run, placeholder="251128-093000")
         self.run_input.param.watch(lambda e: setattr(self.state, "run", e.new.strip()), "value")
         self.summary = pn.pane.HTML("", stylesheets=[KV_CSS], sizing_mode="stretch_width")
         self.clients = table(data.frame([], data.RUN_CLIENT_COLUMNS), "lk-run-clients")
         self.events = table(data.frame([], data.EVENT_COLUMNS), "lk-run-events")
-        self.notebook_client = pn.widgets.Select(name="Executed notebook of", options=[])
+        self.notebook_client = pn.widgets.Select(label="Executed notebook of", options=[])
         self.notebook_client.param.watch(lambda _: self._show_notebook(), "value")
         self.notebook = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["lk-notebook-pane"])
         self.notebooks: dict[str, str] = {}
@@ -310,8 +317,8 @@ class RunView(View):
             self._clear()
             raise
         self.summary.object = key_values(detail.summary, "lk-run-summary")
-        self.clients.value = detail.clients
-        self.events.value = detail.events
+        set_value(self.clients, detail.clients)
+        set_value(self.events, detail.events)
         self.notebooks = detail.notebooks
         failing = [c for c in detail.clients.itertuples() if c.Notebook and c.Status in data.FAILED_STATUSES]
         options = list(self.notebooks)
@@ -323,8 +330,8 @@ class RunView(View):
         self._show_notebook()
 
     def _clear(self) -> None:
-        self.clients.value = data.frame([], data.RUN_CLIENT_COLUMNS)
-        self.events.value = data.frame([], data.EVENT_COLUMNS)
+        set_value(self.clients, data.frame([], data.RUN_CLIENT_COLUMNS))
+        set_value(self.events, data.frame([], data.EVENT_COLUMNS))
         self.notebooks = {}
         self.notebook_client.options = []
         self.notebook.object = ""
@@ -346,7 +353,7 @@ class RunView(View):
 class FailuresView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        self.unresolved = pn.widgets.Checkbox(name="Not yet resolved only", value=self.state.unresolved)
+        self.unresolved = pn.widgets.Checkbox(label="Not yet resolved only", value=self.state.unresolved)
         self.unresolved.link(self.state, value="unresolved", bidirectional=True)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "failures" else None, "unresolved")
         self.table = table(data.frame([], data.FAILURE_COLUMNS), "lk-failures-table")
@@ -358,14 +365,14 @@ class FailuresView(View):
         ]
 
     def load(self) -> None:
-        self.table.value = data.failure_groups(self.ws, unresolved_only=self.state.unresolved)
+        set_value(self.table, data.failure_groups(self.ws, unresolved_only=self.state.unresolved))
 
 
 # ------------------------------------------------------------------------------------------------ auth checks
 class AuthView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        self.run_checks = pn.widgets.Button(name="Run the auth checks again", button_type="primary")
+        self.run_checks = pn.widgets.Button(label="Run the auth checks again", color="primary")
         self.run_checks.on_click(self._run)
         self.status = pn.pane.HTML("", css_classes=["lk-auth-status"])
         ok_colours = {"Result": {"type": "plaintext"}}
@@ -405,8 +412,8 @@ class AuthView(View):
         self.refresh()
 
     def load(self) -> None:
-        self.latest.value = data.auth_latest(self.ws)
-        self.history.value = data.auth_history(self.ws)
+        set_value(self.latest, data.auth_latest(self.ws))
+        set_value(self.history, data.auth_history(self.ws))
 
 
 # ------------------------------------------------------------------------------------------------ client health
@@ -421,7 +428,7 @@ class HealthView(View):
         ]
 
     def load(self) -> None:
-        self.table.value = data.health_rows(self.ws)
+        set_value(self.table, data.health_rows(self.ws))
 
 
 VIEW_CLASSES: dict[str, Callable[[App], View]] = {
@@ -453,7 +460,7 @@ class App:
             options=VIEWS,
             value=self.state.view,
             orientation="vertical",
-            button_type="light",
+            color="light",
             css_classes=["lk-nav"],
             sizing_mode="stretch_width",
         )

@@ -16,7 +16,7 @@ import pandas as pd
 
 import leadkit as lk
 
-RUN_PAGE_SIZE = 50
+RUN_PAGE_SIZE = 25
 LATEST_RUNS = 10
 CHART_DAYS = 14
 #: Caps for the overview's bounded reads (the store has no aggregate queries).

@@ -80,7 +80,12 @@ def _make_server(
     check_address(address, port)
     extra: dict[str, Any] = {}
     if basic_auth is not None:
-        extra = {"basic_auth": parse_basic_auth(basic_auth), "cookie_secret": secrets.token_urlsafe(32)}
+        extra = {
+            "basic_auth": parse_basic_auth(basic_auth),
+            "cookie_secret": secrets.token_urlsafe(32),
+            # Panel's own login page loads its logo from a CDN; this one is self-contained
+            "basic_login_template": str(dashboards_dir() / "login.html"),
+        }
     module = load_app_module()
     options = {} if refresh_s is None else {"refresh_s": refresh_s}
 

@@ -41,13 +41,26 @@ def client_names(count: int, names: list[str] | None = None) -> list[str]:
     return out
 
 
-def seed(store: Store, count: int = 8, *, names: list[str] | None = None, leads_per_client: int = 8) -> list[Client]:
-    """Create `count` demo clients (cycling through the scenarios) and their leads; returns the clients."""
+def seed(
+    store: Store,
+    count: int = 8,
+    *,
+    names: list[str] | None = None,
+    leads_per_client: int = 8,
+    base_ids: list[str] | None = None,
+) -> list[Client]:
+    """Create `count` demo clients (cycling through the scenarios) and their leads; returns the clients.
+    `base_ids` gives each client its own Airtable base (in order)."""
     clients = []
     now = utcnow()
     for i, client_id in enumerate(client_names(count, names)):
         label, template = _SCENARIOS[i % len(_SCENARIOS)]
-        client = replace(template, client_id=client_id, name=client_id.replace("-", " "))
+        client = replace(
+            template,
+            client_id=client_id,
+            name=client_id.replace("-", " "),
+            base_id=base_ids[i] if base_ids else None,
+        )
         store.save_client(client)
         clients.append(client)
         base = store.lead_base(client)

@@ -9,8 +9,8 @@ from typing import Any
 import typer
 from pydantic import SecretStr
 
-from leadkit.config import get_settings
-from leadkit.demo import seed
+from leadkit.config import Settings, get_settings
+from leadkit.demo import client_names, seed
 from leadkit.errors import DataError
 from leadkit.workspace import Workspace
 
@@ -32,13 +32,12 @@ def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool
             settings = settings.model_copy(
                 update={"apify_api_url": sandbox.apify_url, "apify_token": SecretStr(sandbox.token)}
             )
+        base_ids: list[str] | None = None
         if backend == "airtable":
-            from leadkit.store.provision import provision_demo
-
-            settings = provision_demo(sandbox, settings, clients)
+            settings, base_ids = _airtable_bases(sandbox, settings, clients)
         ws = Workspace.create(settings=settings)
         typer.echo(f"workspace: {ws.home} (store: {ws.store.url})")
-        made = seed(ws.store, clients)
+        made = seed(ws.store, clients, base_ids=base_ids)
         typer.echo(f"demo: {len(made)} fictional clients with their leads")
         result = run_batch(ws, workers=workers)
         from leadkit.cli.batchcmd import _print_batch
@@ -53,3 +52,27 @@ def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool
 
             serve_dashboard(ws, port=port, address="127.0.0.1", open_message=True)
     return 0
+
+
+def _airtable_bases(sandbox: Any, settings: Settings, clients: int) -> tuple[Settings, list[str]]:
+    """A master base and one base per client in the sandbox, provisioned through the meta API."""
+    from leadkit.store.airtable import make_api
+    from leadkit.store.provision import provision
+
+    settings = settings.model_copy(
+        update={
+            "airtable_api_key": SecretStr(sandbox.token),
+            "airtable_endpoint_url": sandbox.airtable_url,
+        }
+    )
+    api = make_api(settings)
+    placeholder = [{"name": "Notes", "fields": [{"name": "Name", "type": "singleLineText"}]}]
+    master = sandbox.airtable.create_base("Master Clients", placeholder)
+    provision(api, master, "master")
+    base_ids = []
+    for name in client_names(clients):
+        base_id = sandbox.airtable.create_base(f"{name} leads", placeholder)
+        provision(api, base_id, "client")
+        base_ids.append(base_id)
+    typer.echo(f"sandbox: provisioned master base {master} and {len(base_ids)} client bases")
+    return settings.model_copy(update={"leadkit_store": f"airtable://{master}"}), base_ids

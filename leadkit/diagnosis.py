@@ -165,6 +165,7 @@ def group_failures(
     for failure in store.list_failures(since=since):
         failure = classified(failure)
         buckets.setdefault(failure.fingerprint, []).append(failure)
+    latest = _LatestCompleted(store)
     groups = []
     for key, items in buckets.items():
         items.sort(key=lambda f: f.at)
@@ -174,7 +175,7 @@ def group_failures(
             if f.client_id:
                 last_by_client[f.client_id] = max(f.at, last_by_client.get(f.client_id, f.at))
         if last_by_client:
-            resolved = all(_completed_after(store, client, at) for client, at in last_by_client.items())
+            resolved = all(latest.after(client, at) for client, at in last_by_client.items())
         else:
             resolved = bool(store.list_runs(RunFilter(status=RunStatus.COMPLETED.value, since=newest.at), limit=1))
         groups.append(
@@ -198,9 +199,19 @@ def group_failures(
     return groups
 
 
-def _completed_after(store: Store, client_id: str, at: datetime) -> bool:
-    later = store.list_client_runs(client_id=client_id, status=ClientRunStatus.COMPLETED.value, since=at, limit=5)
-    return any(r.started_at > at for r in later)
+class _LatestCompleted:
+    """When each client's newest Completed ClientRun started (one query per client, however many groups)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_client: dict[str, datetime | None] = {}
+
+    def after(self, client_id: str, at: datetime) -> bool:
+        if client_id not in self._by_client:
+            newest = self.store.list_client_runs(client_id=client_id, status=ClientRunStatus.COMPLETED.value, limit=1)
+            self._by_client[client_id] = newest[0].started_at if newest else None
+        started = self._by_client[client_id]
+        return started is not None and started > at
 
 
 # ------------------------------------------------------------------------------------------------ record stats

@@ -21,6 +21,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -369,7 +370,7 @@ def _airtable_schema(ws: Workspace | None, settings: Settings) -> list[DoctorChe
         seen.add(client.base_id)
         base_id = client.base_id
         out.extend(
-            _schema_checks(lambda b=base_id: check_schema(api, b, "client"), base_id, f"base of {client.client_id}")
+            _schema_checks(partial(check_schema, api, base_id, "client"), base_id, f"base of {client.client_id}")
         )
     return out
 

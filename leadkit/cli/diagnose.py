@@ -71,7 +71,7 @@ def auth_check(json_out: JsonOpt = False) -> None:
     if not_stored is not None:
         typer.echo(f"note: results not stored: {not_stored.message}", err=True)
     if not all(c.ok for c in checks):
-        raise typer.Exit(2)
+        raise SystemExit(2)  # not typer.Exit: main() runs the app with standalone_mode=False
 
 
 # ------------------------------------------------------------------------------------------------ doctor
@@ -99,7 +99,7 @@ def doctor(json_out: JsonOpt = False) -> None:
         failed = len(report.failed)
         typer.echo(f"\n{len(report.checks) - failed} ok, {failed} failed")
     if not report.ok:
-        raise typer.Exit(2)
+        raise SystemExit(2)  # not typer.Exit: main() runs the app with standalone_mode=False
 
 
 # ------------------------------------------------------------------------------------------------ failures

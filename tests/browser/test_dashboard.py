@@ -146,7 +146,7 @@ def test_drilldown_from_a_run_row(page: Page, dashboard: DashboardHandle, demo: 
     table = rows(page, "lk-runs-table")
     target = demo.ws.store.list_runs(RunFilter(status="Completed with Errors"), limit=1)[0].run_id
     expect(table.first).to_contain_text(target)
-    table.first.locator(".tabulator-cell").first.click()
+    table.first.locator(".tabulator-cell[tabulator-field='Run ID']").click()
     expect(page).to_have_url(re.compile(rf"run={target}"))
     expect(page.locator(".lk-run-summary")).to_contain_text(target)
     clients = rows(page, "lk-run-clients")
@@ -192,7 +192,8 @@ def test_failures_grouped_with_unresolved_filter(
     expect(globex).to_contain_text(str(len(demo.failed_globex_runs)))
     expect(globex).to_contain_text("upstream")
     shot(page, tmp_path, "failures")
-    page.get_by_text("Not yet resolved only").click()
+    expect(page.get_by_text("Not yet resolved only")).to_be_visible()
+    page.locator("input[type=checkbox]").check()
     expect(table).to_have_count(1)
     expect(table.first).to_contain_text("Umbrella-Corp")
     expect(table.first).to_contain_text(AUTH_HINT)
@@ -241,8 +242,9 @@ def test_navigation_and_periodic_refresh_keep_the_filters(
     # a new run lands while the page is open: the next refresh shows it, filters untouched
     records = RunRecordService(store)
     run = records.start_run()
-    (rec,) = records.open_many(RunId.parse(run.run_id), ["Acme-Co", "Globex"], "batch")[:1]
-    records.update(rec, status=ClientRunStatus.FAILED, reason="dashboard refresh test")
+    acme, globex = records.open_many(RunId.parse(run.run_id), ["Acme-Co", "Globex"], "batch")
+    records.update(acme, status=ClientRunStatus.FAILED, reason="dashboard refresh test")
+    records.update(globex, status=ClientRunStatus.COMPLETED)
     records.finish_run(run)
     assert store.count_runs(RunFilter(status="Completed with Errors")) == before + 1
     expect(rows(page, "lk-runs-table")).to_have_count(before + 1, timeout=REFRESH_S * 1000 * 5)

@@ -114,3 +114,22 @@ def test_cli_json_exit_codes_and_no_secret(
     assert "tokExpired" not in str(items)
     stored = Workspace.open(workspace.home).store.list_auth_checks()
     assert len(stored) == 4 and sum(not c.ok for c in stored) == 2
+
+
+def test_entry_point_exit_code(sandbox: Sandbox, workspace: Workspace) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, **sandbox_env(sandbox, token="tokExpired0000000000000000000007")}
+    done = subprocess.run(
+        [sys.executable, "-c", "from leadkit.cli import main; main()", "auth-check", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert {i["category"] for i in json.loads(done.stdout)} == {"auth"}
+    assert "tokExpired" not in done.stdout + done.stderr

@@ -151,3 +151,21 @@ def test_unknown_field_and_unknown_select_option(
     assert all(c["category"] == "schema" for c in failed.values())
     assert "leadkit airtable provision" in failed[f"schema:{master}:Client Run Results.Source"]["hint"]
     assert "Add the option 'Stale'" in failed[f"schema:{master}:Client Run Results.Status=Stale"]["hint"]
+
+
+def test_expired_token_on_the_airtable_store_still_checks(
+    env: Workspace, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With the store on Airtable an expired token stops the workspace from opening: the checks must still run.
+    from . import master_base
+
+    master = master_base(sandbox)
+    monkeypatch.setenv("LEADKIT_STORE", f"airtable://{master}")
+    monkeypatch.setenv("AIRTABLE_API_KEY", "tokExpiredLongAgo00000000000002")
+    code, items = cli_json("auth-check")
+    assert code == 2
+    assert [(i["name"], i["category"], i["status"]) for i in items[:2]] == [
+        ("airtable", "auth", 401),
+        (f"airtable:{master}", "auth", 401),
+    ]
+    assert named(items, "apify")["ok"]
