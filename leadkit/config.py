@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     airtable_rate_limit_wait_s: float = Field(
         31.0, ge=0, description="How long to wait after a 429 without Retry-After (Airtable's penalty is 30 s)."
     )
+    airtable_max_requests_per_s: float = Field(
+        4.0, gt=0, description="Pace of requests to one Airtable base, shared by every process on this machine."
+    )
     apify_token: SecretStr | None = Field(None, description="Apify API token.")
     apify_api_url: str = Field("https://api.apify.com", description="Apify API root, without the version.")
     apify_actor_id: str = Field("harvestapi~linkedin-profile-posts", description="Actor that harvests posts.")

@@ -8,6 +8,7 @@ exist goes through `attach`, which opens it with source `recovery` and says so i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -16,7 +17,8 @@ import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from leadkit.errors import DataError, MissingRecordError
+from leadkit.diagnosis import failure_from
+from leadkit.errors import DataError, LeadkitError, MissingRecordError
 from leadkit.models import (
     Client,
     ClientRun,
@@ -192,7 +194,16 @@ class RunRecordService:
                     heartbeat_at=now,
                 )
             )
-        results = self.store.open_client_runs(fresh)
+        try:
+            results = self.store.open_client_runs(fresh)
+        except LeadkitError as exc:
+            # A failed open is itself a record-keeping fact (`leadkit stats` counts them); keep it if we can.
+            for record in fresh:
+                with contextlib.suppress(Exception):
+                    self.store.add_failure(
+                        failure_from(exc, run_id=run_id.base, client_id=record.client_id, stage="records")
+                    )
+            raise
         events = []
         for record, created in results:
             if created:

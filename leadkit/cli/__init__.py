@@ -35,7 +35,7 @@ def main() -> None:
     logs.add_stderr()
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except LeadkitError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         typer.echo(f"hint: {exc.hint}", err=True)
@@ -52,3 +52,5 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

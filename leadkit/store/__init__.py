@@ -22,9 +22,8 @@ def open_store(url: str, home: Path, *, settings: object | None = None) -> Store
 
         return SQLiteStore(Path(url.removeprefix("sqlite://")))
     if url.startswith("airtable://"):
-        from leadkit.store.airtable import AirtableStore
-
         from leadkit.config import Settings
+        from leadkit.store.airtable import AirtableStore
 
         base_id = url.removeprefix("airtable://").strip("/")
         return AirtableStore(base_id, settings if isinstance(settings, Settings) else Settings())
