@@ -138,14 +138,15 @@ class View:
 class OverviewView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        from bokeh.models import ColumnDataSource
+        from bokeh.models import ColumnDataSource, FactorRange
         from bokeh.plotting import figure
 
         self.numbers = pn.pane.HTML("", stylesheets=[KV_CSS], sizing_mode="stretch_width")
         statuses = list(STATUS_COLOURS)
         self.source = ColumnDataSource(data={"day": [], **{s: [] for s in statuses}})
+        self.days = FactorRange(factors=[])
         self.chart = figure(
-            x_range=[],
+            x_range=self.days,
             height=240,
             title="Runs per day by status (UTC, last 14 days)",
             toolbar_location=None,
@@ -185,13 +186,15 @@ class OverviewView(View):
         self.app.open_run(str(self.latest.value.iloc[event.row]["Run ID"]))
 
     def load(self) -> None:
-        self.numbers.object = key_values(data.overview_numbers(self.ws), "lk-numbers")
+        failing = data.failing_clients(self.ws)
+        auth = data.auth_latest(self.ws)
+        self.numbers.object = key_values(data.overview_numbers(self.ws, failing=failing, auth=auth), "lk-numbers")
         by_day = data.runs_by_day(self.ws)
-        self.chart.x_range.factors = list(by_day["day"])
+        self.days.factors = list(by_day["day"])
         self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
         set_value(self.latest, data.latest_runs(self.ws))
-        set_value(self.failing, data.failing_clients(self.ws))
-        set_value(self.auth, data.auth_latest(self.ws))
+        set_value(self.failing, failing)
+        set_value(self.auth, auth)
         set_value(self.stats, data.stats_rows(self.ws))
 
 
@@ -375,12 +378,12 @@ class AuthView(View):
         self.run_checks = pn.widgets.Button(label="Run the auth checks again", color="primary")
         self.run_checks.on_click(self._run)
         self.status = pn.pane.HTML("", css_classes=["lk-auth-status"])
-        ok_colours = {"Result": {"type": "plaintext"}}
         self.latest = table(data.frame([], data.AUTH_COLUMNS), "lk-auth-latest")
-        self.latest.formatters = {**self.latest.formatters, **ok_colours}
-        self.latest.style.apply(self._colour, axis=1)
         self.history = table(data.frame([], data.AUTH_COLUMNS), "lk-auth-history")
-        self.history.style.apply(self._colour, axis=1)
+        for widget in (self.latest, self.history):
+            styler = widget.style
+            assert styler is not None
+            styler.apply(self._colour, axis=1)
         self.layout[:] = [
             pn.pane.Markdown("## Auth checks"),
             pn.Row(self.run_checks, self.status),

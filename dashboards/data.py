@@ -125,8 +125,11 @@ def client_ids(ws: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ overview
-def overview_numbers(ws: Any, now: datetime | None = None) -> dict[str, str]:
-    """Runs in the last 24 h and 7 days, the client success rate over 7 days (capped), failing clients, auth."""
+def overview_numbers(
+    ws: Any, *, failing: pd.DataFrame, auth: pd.DataFrame, now: datetime | None = None
+) -> dict[str, str]:
+    """Runs in the last 24 h and 7 days, the client success rate over 7 days (capped), and the counts of the
+    failing clients and failing credentials already read (`failing_clients`, `auth_latest`)."""
     now = now or now_utc()
     day = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=1)))
     week = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=7)))
@@ -134,8 +137,6 @@ def overview_numbers(ws: Any, now: datetime | None = None) -> dict[str, str]:
     finished = [r for r in recent if str(r.status) not in ("Running", "Skipped")]
     ok = sum(1 for r in finished if str(r.status) == "Completed")
     rate = f"{100 * ok / len(finished):.0f}%" if finished else "n/a"
-    failing = failing_clients(ws)
-    auth = auth_latest(ws)
     auth_bad = int((auth["OK"] == "no").sum()) if len(auth) else 0
     auth_state = "not checked yet" if not len(auth) else ("all OK" if auth_bad == 0 else f"{auth_bad} failing")
     return {

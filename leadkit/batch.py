@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import socket
 import sys
@@ -216,9 +217,27 @@ def _register_engine() -> None:
     papermill_engines.register(_ENGINE, PrestartedKernelEngine)
 
 
-def _worker_init(env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+def _exit_with(pid: int) -> None:
+    """End this process the moment process `pid` (the batch) ends, whoever our parent is: a forkserver's
+    workers hold the forkserver open, so PR_SET_PDEATHSIG on the forkserver alone would never fire."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            while _pid_alive(pid):
+                time.sleep(0.2)
+        else:
+            select.select([fd], [], [])  # readable once the process has ended
+        os._exit(1)  # our kernels follow through their PR_SET_PDEATHSIG
+
+    threading.Thread(target=watch, name="leadkit-exit-with-batch", daemon=True).start()
+
+
+def _worker_init(batch_pid: int, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
     """Worker processes die with the batch, import papermill once, and start their first kernel at once."""
     _die_with_parent()
+    _exit_with(batch_pid)
     _register_engine()
     if env is not None and cwd is not None:
         _KERNELS.ready = _KERNELS.start(env, cwd)
@@ -770,7 +789,7 @@ def _execute_local(jobs: Sequence[NotebookJob], workers: int, settle: Settle) ->
         max_workers=min(workers, len(jobs)),
         mp_context=context,
         initializer=_worker_init,
-        initargs=(first.env, first.cwd),
+        initargs=(os.getpid(), first.env, first.cwd),
     )
     try:
         pending: dict[Future[NotebookResult], NotebookJob] = {pool.submit(execute_notebook, job): job for job in jobs}

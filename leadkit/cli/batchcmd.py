@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -45,12 +46,15 @@ def batch(
         "local"
     ),
     scheduler: Annotated[str | None, typer.Option(help="The dask scheduler address, with --executor dask.")] = None,
+    notebook: Annotated[
+        Path | None, typer.Option(help="The client workflow notebook (default: notebooks/client_workflow.ipynb).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the client notebook for every Active client (exit 0 all completed, 1 some failed, 2 configuration
     or auth error before any client ran, 3 another batch of the stream is running)."""
-    from leadkit.batch import run_batch
+    from leadkit.batch import NOTEBOOK, run_batch
 
     stage_list = _stages(stages)
     ws = _workspace()
@@ -66,6 +70,7 @@ def batch(
         start_timeout_s=start_timeout,
         executor=executor,
         scheduler=scheduler,
+        notebook=notebook or NOTEBOOK,
         dry_run=dry_run,
         progress=not json_out,
     )

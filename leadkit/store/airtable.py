@@ -1,9 +1,13 @@
 """Airtable backend: the store protocol on the original's Master Clients base and one base per client.
 
 Request policy (every call goes through `AirtableApi.request`):
+- requests are paced per base (`RequestPacer`): every process on the machine books its requests in one small
+  schedule file per (endpoint, base), so together they stay under AIRTABLE_MAX_REQUESTS_PER_S; meta API calls
+  count against the base they touch;
 - every request has a (connect, read) timeout; 5xx and dropped connections are retried by urllib3;
-- a 429 waits out the penalty (Retry-After, else `AIRTABLE_RATE_LIMIT_WAIT_S`) and tries again, instead of
-  failing after pyairtable's 3 seconds of back-off;
+- a 429 (the backstop: another machine, or a pace set too high) waits out the penalty (Retry-After, else
+  `AIRTABLE_RATE_LIMIT_WAIT_S`) and tries again, instead of failing after pyairtable's 3 seconds of back-off;
+  the penalty goes into the schedule, so the other processes wait it out instead of asking for more 429s;
 - errors come out as leadkit errors: 401/403 -> AuthError naming the base, 422 unknown field or select
   option -> SchemaError naming the table and field, HTML -> ConfigError, missing record -> MissingRecordError.
 
@@ -16,15 +20,22 @@ the `Run Events` table. Formulas come from `pyairtable.formulas`, never from str
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import logging
+import math
+import os
 import random
+import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -129,6 +140,7 @@ def make_api(settings: Settings) -> AirtableApi:
         endpoint_url=settings.airtable_endpoint_url,
         read_timeout_s=settings.airtable_timeout_s,
         rate_limit_wait_s=settings.airtable_rate_limit_wait_s,
+        max_requests_per_s=settings.airtable_max_requests_per_s,
     )
 
 
@@ -226,6 +238,148 @@ def airtable_error(status: int, content_type: str, body: bytes, method: str, url
     if error is None:
         return ConfigError(f"Airtable answered {status} for {method} {urlsplit(url).path} with no usable body")
     return error
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pacing, shared by every process on the machine
+
+#: Added to the pacing window: a request may reach Airtable a little later than it left, so the next window's
+#: requests must not start the very moment the previous window ends.
+PACE_MARGIN_S = 0.05
+#: Bookings further ahead than this were left by a clock that jumped back; they are dropped.
+PACE_HORIZON_S = 600.0
+
+
+def default_pace_dir() -> Path:
+    """Where the schedules live: one folder per user in the system's temporary folder, the same for every
+    working directory and workspace, so every process of this user on this machine shares them."""
+    return Path(tempfile.gettempdir()) / f"leadkit-airtable-pace-{os.getuid()}"
+
+
+class _Schedule(TypedDict):
+    blocked_until: float
+    booked: list[float]
+
+
+def _empty_schedule() -> _Schedule:
+    return {"blocked_until": 0.0, "booked": []}
+
+
+def _parse_schedule(data: bytes) -> _Schedule:
+    """The schedule kept in a pace file; an empty, torn or foreign file counts as empty."""
+    try:
+        raw = json.loads(data) if data.strip() else {}
+        blocked = float(raw.get("blocked_until", 0.0))
+        booked = sorted(float(t) for t in raw.get("booked", []))
+    except (ValueError, TypeError, AttributeError):
+        return _empty_schedule()
+    return {"blocked_until": blocked, "booked": booked}
+
+
+class RequestPacer:
+    """At most `rate` requests a second to each Airtable base, counted over every process that shares the
+    pace folder (by default every process of this user on this machine, whatever its working directory).
+
+    Each (endpoint, base) has a schedule file: the send times booked lately and the end of a 429 penalty, if
+    one is on. A request takes the file's lock (`fcntl.flock`), books the first time at which no more than
+    `burst` requests fall in any `window_s`, releases the lock and sleeps until then; so short bursts (a CLI
+    command's three reads) go at once and sustained traffic keeps the pace. `burst` is the rate rounded down
+    (at least 1) and `window_s` is one second (1/rate for rates under 1) plus `PACE_MARGIN_S`.
+
+    If the folder cannot be used, the pace is kept in this process only, with a warning."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        directory: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not rate > 0 or math.isinf(rate):
+            raise ConfigError(
+                f"AIRTABLE_MAX_REQUESTS_PER_S: {rate!r} is not accepted; give a number of requests per second "
+                "above 0 (Airtable allows 5 per base)"
+            )
+        self.rate = rate
+        self.burst = max(1, math.floor(rate))
+        self.window_s = self.burst / rate if rate < 1 else 1.0
+        self.window_s += PACE_MARGIN_S
+        self.directory = directory if directory is not None else default_pace_dir()
+        self._clock = clock
+        self._sleep = sleep
+        self._local: dict[str, _Schedule] = {}
+        self._local_lock = threading.Lock()
+        self._shared = True
+        self.waits = 0
+        self.waited_s = 0.0
+
+    def path(self, endpoint: str, base: str) -> Path:
+        key = f"{endpoint.rstrip('/')}\n{base}".encode()
+        return self.directory / hashlib.sha256(key).hexdigest()[:32]
+
+    def wait(self, endpoint: str, base: str) -> float:
+        """Book the next free time for a request to `base` and sleep until it; the seconds slept."""
+        with self._schedule(endpoint, base) as schedule:
+            now = self._clock()
+            at = self._book(schedule, now)
+        delay = at - now
+        if delay > 0:
+            self.waits += 1
+            self.waited_s += delay
+            if delay > 5:
+                log.info("Airtable pace: waiting %.1f s for base %s", delay, base or "-")
+            self._sleep(delay)
+        return max(0.0, delay)
+
+    def block(self, endpoint: str, base: str, seconds: float) -> None:
+        """Airtable answered 429: no process sends to `base` for `seconds`."""
+        with self._schedule(endpoint, base) as schedule:
+            until = self._clock() + seconds
+            schedule["blocked_until"] = max(schedule["blocked_until"], until)
+
+    def _book(self, schedule: _Schedule, now: float) -> float:
+        blocked = schedule["blocked_until"]
+        if blocked > now + PACE_HORIZON_S:
+            blocked = 0.0
+        booked = [t for t in schedule["booked"] if now - self.window_s < t <= now + PACE_HORIZON_S]
+        at = max(now, blocked, booked[-1] if booked else now)
+        if len(booked) >= self.burst:
+            at = max(at, booked[-self.burst] + self.window_s)
+        booked.append(at)
+        schedule["booked"] = booked[-self.burst :]
+        schedule["blocked_until"] = blocked if blocked > now else 0.0
+        return at
+
+    @contextmanager
+    def _schedule(self, endpoint: str, base: str) -> Iterator[_Schedule]:
+        if self._shared:
+            try:
+                handle = self._open(self.path(endpoint, base))
+            except OSError as exc:
+                self._shared = False
+                log.warning(
+                    "cannot keep the Airtable pace in %s (%s); pacing this process only",
+                    self.directory,
+                    type(exc).__name__,
+                )
+            else:
+                with handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+                    schedule = _parse_schedule(handle.read())
+                    yield schedule
+                    handle.seek(0)
+                    handle.truncate()
+                    handle.write(json.dumps(schedule).encode())
+                return
+        with self._local_lock:
+            yield self._local.setdefault(f"{endpoint.rstrip('/')}\n{base}", _empty_schedule())
+
+    def _open(self, path: Path) -> Any:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.parent.stat().st_uid != os.getuid():
+            raise PermissionError(f"{path.parent} belongs to another user")
+        return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
 
 
 class AirtableApi(Api):

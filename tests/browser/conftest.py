@@ -125,8 +125,8 @@ def build_demo(home: Path) -> DemoData:
             records.update(globex, status=ClientRunStatus.COMPLETED)
         records.update(initech, status=ClientRunStatus.SKIPPED, reason="not due: target met today")
         if i == 0:
-            exc = AuthError(f"Apify refused the token {MARKUP}", hint=AUTH_HINT)
-            fail = failure_from(exc, run_id=run.run_id, client_id="Umbrella-Corp", stage="harvest", at=clock["t"])
+            refused = AuthError(f"Apify refused the token {MARKUP}", hint=AUTH_HINT)
+            fail = failure_from(refused, run_id=run.run_id, client_id="Umbrella-Corp", stage="harvest", at=clock["t"])
             event = RunEvent(
                 run.run_id, "Umbrella-Corp", "harvest", EventKind.FAILED, f"refused {MARKUP}", at=clock["t"]
             )

@@ -28,6 +28,7 @@ from leadkit.store.base import RunFilter
 from .conftest import AUTH_HINT, CANARY_AIRTABLE, CANARY_APIFY, NOTEBOOK_MARKER, REFRESH_S, DemoData
 
 pytestmark = pytest.mark.browser
+PAGE = 25  # runs per page in the runs view
 expect.set_options(timeout=15_000)
 
 
@@ -93,35 +94,40 @@ def test_overview(page: Page, dashboard: DashboardHandle, demo: DemoData, tmp_pa
 
 def test_runs_paging_survives_reload(page: Page, dashboard: DashboardHandle, demo: DemoData, tmp_path: Path) -> None:
     total = demo.ws.store.count_runs()
-    pages = math.ceil(total / 50)
-    assert pages == 2
+    pages = math.ceil(total / PAGE)
+    assert pages >= 3
     open_view(page, dashboard, "view=runs")
     table = rows(page, "lk-runs-table")
-    expect(table).to_have_count(50)
+    expect(table).to_have_count(PAGE)
     expect(table.first).to_contain_text(demo.ws.store.list_runs(limit=1)[0].run_id)
     expect(page.locator(".lk-page-info")).to_contain_text(f"Page 1 of {pages}")
     expect(page.locator(".lk-page-info")).to_contain_text(f"{total} runs")
     page.get_by_role("button", name="Next ›").click()
-    expect(table).to_have_count(total - 50)
     expect(page.locator(".lk-page-info")).to_contain_text(f"Page 2 of {pages}")
-    expect(table.first).to_contain_text(demo.ws.store.list_runs(limit=1, offset=50)[0].run_id)
+    expect(table.first).to_contain_text(demo.ws.store.list_runs(limit=1, offset=PAGE)[0].run_id)
+    expect(table).to_have_count(PAGE)
     expect(page).to_have_url(re.compile(r"page=2"))
     shot(page, tmp_path, "runs-page-2")
     page.reload()
     page.wait_for_function("() => window.Bokeh !== undefined && Bokeh.documents.length > 0")
     expect(page.locator(".lk-page-info")).to_contain_text(f"Page 2 of {pages}")
-    expect(table).to_have_count(total - 50)
+    expect(table.first).to_contain_text(demo.ws.store.list_runs(limit=1, offset=PAGE)[0].run_id)
+    # the last page holds the rest; past the end shows the last page
+    open_view(page, dashboard, "view=runs&page=99")
+    expect(page.locator(".lk-page-info")).to_contain_text(f"Page {pages} of {pages}")
+    expect(table).to_have_count(total - PAGE * (pages - 1))
+    expect(page.get_by_role("button", name="Next ›")).to_be_disabled()
     page.get_by_role("button", name="‹ Previous").click()
-    expect(table).to_have_count(50)
+    expect(table).to_have_count(PAGE)
 
 
 def test_runs_filters(page: Page, dashboard: DashboardHandle, demo: DemoData, tmp_path: Path) -> None:
     store = demo.ws.store
     open_view(page, dashboard, "view=runs")
-    expect(rows(page, "lk-runs-table")).to_have_count(50)
+    expect(rows(page, "lk-runs-table")).to_have_count(PAGE)
     page.locator("select").nth(0).select_option("Completed with Errors")
     with_errors = store.count_runs(RunFilter(status="Completed with Errors"))
-    assert 7 <= with_errors < 50
+    assert 7 <= with_errors < PAGE
     expect(rows(page, "lk-runs-table")).to_have_count(with_errors)
     expect(page.locator(".lk-page-info")).to_contain_text(f"{with_errors} runs")
     expect(page).to_have_url(re.compile(r"status=Completed"))
@@ -284,7 +290,7 @@ def test_basic_auth_gives_no_data_without_credentials(page: Page, demo: DemoData
         page.fill("input[name=password]", "correct-horse")
         page.locator("button[type=submit], input[type=submit]").first.click()
         page.goto(f"{handle.url}?view=runs")
-        expect(rows(page, "lk-runs-table")).to_have_count(50)
+        expect(rows(page, "lk-runs-table")).to_have_count(PAGE)
 
 
 def test_basic_auth_value_must_be_user_colon_password() -> None:
@@ -292,3 +298,20 @@ def test_basic_auth_value_must_be_user_colon_password() -> None:
     for bad in ("", "ops", "ops:", ":pw"):
         with pytest.raises(DataError, match="USER:PASSWORD"):
             parse_basic_auth(bad)
+
+
+def test_only_notebooks_inside_the_workspace_are_read(demo: DemoData, tmp_path: Path) -> None:
+    from leadkit.dashboard_server import load_app_module
+
+    load_app_module()
+    from dashboards.notebook_html import NotebookUnavailable, notebook_html
+
+    outside = tmp_path / "elsewhere.ipynb"
+    outside.write_text("{}")
+    with pytest.raises(NotebookUnavailable, match="not a notebook inside the workspace"):
+        notebook_html(str(outside), demo.ws.home)
+    with pytest.raises(NotebookUnavailable, match="does not exist"):
+        notebook_html(str(demo.ws.home / "gone.ipynb"), demo.ws.home)
+    inside = demo.ws.home / demo.notebook_run / "Acme-Co.ipynb"
+    document = notebook_html(str(inside), demo.ws.home)
+    assert NOTEBOOK_MARKER in document and "<script" not in document
