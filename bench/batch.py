@@ -193,13 +193,17 @@ def main() -> None:
         seconds, peak, ran = run_batch(ws, env)
         batches.append(seconds)
         peaks.append(peak)
-        print(f"leadkit batch (default workers):           {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)")
+        print(
+            f"leadkit batch (default workers):           {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)"
+        )
         cli = run_cli_loop(ws, clients, env)
         print(f"papermill CLI loop (sequential):           {cli:6.1f} s  ({cli / len(clients):.2f} s a notebook)")
         seconds, peak, ran = run_batch(ws, env)
         batches.append(seconds)
         peaks.append(peak)
-        print(f"leadkit batch (default workers):           {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)")
+        print(
+            f"leadkit batch (default workers):           {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)"
+        )
         floors.append(run_floor(ws, clients, env))
         print(f"floor (jupyter_client, {cores} kernels at a time): {floors[-1]:6.1f} s")
         batch_s = sum(batches) / len(batches)

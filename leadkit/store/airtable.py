@@ -393,6 +393,8 @@ class AirtableApi(Api):
         read_timeout_s: float = 30.0,
         rate_limit_wait_s: float = 31.0,
         rate_limit_attempts: int = RATE_LIMIT_ATTEMPTS,
+        max_requests_per_s: float = 4.0,
+        pace_dir: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         retry = retry_strategy(
@@ -413,6 +415,7 @@ class AirtableApi(Api):
         self.rate_limit_attempts = rate_limit_attempts
         self._sleep = sleep
         self.rate_limit_waits = 0
+        self.pacer = RequestPacer(max_requests_per_s, directory=pace_dir, sleep=sleep)
 
     def request(
         self,
@@ -459,6 +462,8 @@ class AirtableApi(Api):
     ) -> Any:
         path = urlsplit(url).path
         method = method.upper()
+        base = _where(url)[0]
+        self.pacer.wait(str(self.endpoint_url), base)
         try:
             return super().request(method, url, fallback=fallback, options=options, params=params, json=body)
         except requests.HTTPError as exc:
@@ -466,7 +471,9 @@ class AirtableApi(Api):
             if response is None:
                 raise UpstreamError(f"Airtable {method} {path} failed without a response") from None
             if response.status_code == 429:
-                raise _RateLimited(_retry_after(response, self.rate_limit_wait_s), url) from None
+                wait_s = _retry_after(response, self.rate_limit_wait_s)
+                self.pacer.block(str(self.endpoint_url), base, wait_s)
+                raise _RateLimited(wait_s, url) from None
             raise airtable_error(
                 response.status_code,
                 response.headers.get("Content-Type", ""),
@@ -476,6 +483,7 @@ class AirtableApi(Api):
             ) from None
         except requests.exceptions.RetryError as exc:
             if "429" in str(exc):
+                self.pacer.block(str(self.endpoint_url), base, self.rate_limit_wait_s)
                 raise _RateLimited(self.rate_limit_wait_s, url) from None
             raise UpstreamError(f"Airtable {method} {path} kept failing after retries (5xx)", url=path) from None
         except requests.Timeout:
@@ -1488,7 +1496,9 @@ __all__ = [
     "AirtableApi",
     "AirtableLeadBase",
     "AirtableStore",
+    "RequestPacer",
     "airtable_error",
+    "default_pace_dir",
     "make_api",
     "validate_base_id",
 ]

@@ -42,7 +42,9 @@ class Env:
     env: dict[str, str]
     marker: str
 
-    def cli(self, *args: str, timeout: float = 120, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 120, extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [LEADKIT, *args],
             env={**self.env, **(extra or {})},

@@ -53,7 +53,9 @@ def test_kill_9_then_resume_completes_exactly_the_missing_clients(batch_env: Env
     assert all(r.status in (ClientRunStatus.COMPLETED, ClientRunStatus.SKIPPED) for r in records)
     events = ws.store.list_events(run_id=run_id)
     for client_id in CLIENTS:
-        ran = [e for e in events if e.client_id == client_id and e.stage == "eligibility" and e.kind is EventKind.STARTED]
+        ran = [
+            e for e in events if e.client_id == client_id and e.stage == "eligibility" and e.kind is EventKind.STARTED
+        ]
         assert len(ran) == 1, f"{client_id} ran {len(ran)} times"
     resumed_now = {e.client_id for e in events if e.message.startswith("resumed") or e.kind is EventKind.OPENED}
     assert set(not_done) <= resumed_now

@@ -35,7 +35,9 @@ def test_second_start_exits_3_names_the_holder_and_records_no_run(batch_env: Env
     held = hold(batch_env, host=socket.gethostname(), pid=os.getpid())
     out = batch_env.cli("batch", "--stages", "eligibility")
     assert out.returncode == 3, out.stderr
-    assert f"held by {held.host} process {held.pid} since {held.acquired_at.isoformat(timespec='seconds')}" in out.stderr
+    assert (
+        f"held by {held.host} process {held.pid} since {held.acquired_at.isoformat(timespec='seconds')}" in out.stderr
+    )
     assert batch_env.ws.store.list_runs() == []
     assert batch_env.ws.store.get_lease(held.name) == held  # the holder keeps it
 
