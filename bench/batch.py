@@ -152,7 +152,7 @@ def floor_one(cells: list[str], env: dict[str, str], cwd: Path) -> None:
     from jupyter_client.manager import KernelManager
 
     km = KernelManager(kernel_name="python3")
-    km.start_kernel(env=env, cwd=str(cwd))
+    km.start_kernel(env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     kc = km.client()
     try:
         kc.start_channels()

@@ -60,6 +60,7 @@ log = logging.getLogger("leadkit.batch")
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "client_workflow.ipynb"
 KERNEL_NAME = "python3"
+KERNELS_LOG = "kernels.log"
 EXECUTORS = ("local", "dask")
 CRASH_ENV = "LEADKIT_TEST_CRASH_AT"
 CRASH_POINTS = ("lease", "run", "opened", "notebook", "finish")
@@ -133,7 +134,11 @@ class _Kernels:
         from jupyter_core.utils import run_sync
 
         km = AsyncKernelManager(kernel_name=KERNEL_NAME)
-        run_sync(km.start_kernel)(env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent)
+        # the kernels' own output (start-up warnings, a crash's last words) goes to the run's kernels.log
+        with open(Path(cwd) / KERNELS_LOG, "ab") as out:
+            run_sync(km.start_kernel)(
+                env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
+            )
         return km
 
     def prestart(self, job: NotebookJob) -> None:
@@ -239,6 +244,9 @@ def _worker_init(batch_pid: int, env: dict[str, str] | None = None, cwd: str | N
     _die_with_parent()
     _exit_with(batch_pid)
     _register_engine()
+    from multiprocessing.util import Finalize
+
+    Finalize(_KERNELS, _KERNELS.discard, exitpriority=10)  # a kernel started ahead but never used is shut down
     if env is not None and cwd is not None:
         _KERNELS.ready = _KERNELS.start(env, cwd)
         _KERNELS.key = (cwd, tuple(sorted(env.items())))
@@ -848,7 +856,7 @@ def _execute_dask(jobs: Sequence[NotebookJob], scheduler: str, settle: Settle) -
             client.submit(execute_notebook_remote, job, pure=False, key=f"leadkit-{job.client_id}-{id(job)}"): job
             for job in jobs
         }
-        for future in as_completed(list(futures)):
+        for future in as_completed(list(futures), loop=client.loop):
             job = futures[future]
             try:
                 result = future.result()

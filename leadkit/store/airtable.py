@@ -248,6 +248,9 @@ def airtable_error(status: int, content_type: str, body: bytes, method: str, url
 PACE_MARGIN_S = 0.05
 #: Bookings further ahead than this were left by a clock that jumped back; they are dropped.
 PACE_HORIZON_S = 600.0
+#: Schedule files untouched for this long (bases no longer used, test sandboxes) are removed.
+PACE_FILE_TTL_S = 86400.0
+_pruned: set[Path] = set()
 
 
 def default_pace_dir() -> Path:
@@ -313,6 +316,29 @@ class RequestPacer:
         self._shared = True
         self.waits = 0
         self.waited_s = 0.0
+        if self.directory not in _pruned:
+            _pruned.add(self.directory)
+            self.prune()
+
+    def prune(self) -> int:
+        """Remove the schedule files nobody used for `PACE_FILE_TTL_S`; how many. Each is locked and looked
+        at again before it goes, so a file in use is kept."""
+        removed = 0
+        cutoff = self._clock() - PACE_FILE_TTL_S
+        try:
+            paths = [p for p in self.directory.iterdir() if p.stat().st_mtime < cutoff]
+        except OSError:
+            return 0
+        for path in paths:
+            try:
+                with open(path, "rb") as handle:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    if os.fstat(handle.fileno()).st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+            except OSError:
+                continue
+        return removed
 
     def path(self, endpoint: str, base: str) -> Path:
         key = f"{endpoint.rstrip('/')}\n{base}".encode()

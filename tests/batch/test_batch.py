@@ -65,7 +65,7 @@ def test_prune_removes_old_notebooks_and_logs_and_keeps_records(batch_env: Env) 
     (run,) = ws.store.list_runs()
     run_dir = ws.run_dir(run.run_id)
     files = sorted(run_dir.iterdir())
-    assert {f.name for f in files} == {"Hooli.ipynb", "log.jsonl"}
+    assert {f.name for f in files} == {"Hooli.ipynb", "log.jsonl", "kernels.log"}
     assert prune(ws, timedelta(days=30)).removed == []  # fresh files stay
     old = time.time() - 31 * 86400
     for f in files:

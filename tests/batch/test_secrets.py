@@ -41,7 +41,7 @@ def test_no_canary_in_workspace_logs_or_json_for_a_passing_and_a_401_batch(batch
 
         sandbox.clear_faults()
         sandbox.add_fault(service="apify", mode="json_401", path="/acts/", times=-1)  # 401 inside the kernels
-        mid = batch_env.cli("batch", "--clients", "Acme-Co,Hooli", "--json", extra=env)
+        mid = batch_env.cli("batch", "--clients", "Globex,Hooli", "--json", extra=env)
         outputs += [mid.stdout, mid.stderr]
         assert mid.returncode == 1, mid.stderr
         shown = batch_env.cli("runs", "--json", extra=env)
