@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
+    "publish_result": "leadkit.notebook",
     "open_workspace": "leadkit.workspace",
     "run_doctor": "leadkit.doctor",
     "run_auth_checks": "leadkit.checks",
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "publish_result",
     "open_workspace",
     "run_doctor",
     "run_auth_checks",

@@ -52,6 +52,7 @@ from leadkit.models import (
     Source,
     utcnow,
 )
+from leadkit.records import handoff
 from leadkit.runids import RunId
 from leadkit.workflow import DEFAULT_STAGES
 from leadkit.workspace import Workspace
@@ -100,6 +101,7 @@ class NotebookResult:
     message: str = ""
     cell: int | None = None
     notebook_json: str | None = None  # the executed notebook, when it must travel back (dask)
+    status: str | None = None  # the ClientRun status the notebook published (see leadkit.notebook)
 
 
 # -------------------------------------------------------------------------------------------- worker side
@@ -252,6 +254,18 @@ def _worker_init(batch_pid: int, env: dict[str, str] | None = None, cwd: str | N
         _KERNELS.key = (cwd, tuple(sorted(env.items())))
 
 
+def published_status(notebook: Any) -> str | None:
+    """The ClientRun status a notebook published with `leadkit.notebook.publish_result`, if any."""
+    from leadkit.notebook import RESULT_MIMETYPE
+
+    for cell in reversed(notebook.get("cells", [])):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get(RESULT_MIMETYPE)
+            if isinstance(data, dict) and isinstance(data.get("status"), str):
+                return str(data["status"])
+    return None
+
+
 def execute_notebook(job: NotebookJob) -> NotebookResult:
     """Run one client notebook with papermill on a (pre-started) kernel, with a whole-notebook timeout."""
     import papermill
@@ -279,7 +293,7 @@ def execute_notebook(job: NotebookJob) -> NotebookResult:
 
     result: NotebookResult
     try:
-        papermill.execute_notebook(
+        executed = papermill.execute_notebook(
             job.input_path,
             job.output_path,
             parameters=job.parameters,
@@ -291,7 +305,7 @@ def execute_notebook(job: NotebookJob) -> NotebookResult:
             execution_timeout=job.timeout_s,
             km=km,
         )
-        result = NotebookResult(job.client_id, True, time.monotonic() - started)
+        result = NotebookResult(job.client_id, True, time.monotonic() - started, status=published_status(executed))
     except papermill.PapermillExecutionError as exc:
         result = failed("exception", f"cell {exc.cell_index} raised {exc.ename}: {exc.evalue}", exc.cell_index)
     except (DeadKernelError, CellTimeoutError, TimeoutError, RuntimeError) as exc:
@@ -682,8 +696,8 @@ def _run(
                 if result.notebook_json is not None:
                     Path(job.output_path).write_text(result.notebook_json, encoding="utf-8")
                     result.notebook_json = None
-                record = _settle(ws, run_id, job, result)
-                bar.update(job.client_id, record.status.value if record else "Failed", result.seconds)
+                status = _settle(ws, run_id, job, result)
+                bar.update(job.client_id, status, result.seconds)
                 _crash_point("notebook")
 
             try:
@@ -755,6 +769,7 @@ def _jobs(
     remote: bool,
 ) -> list[NotebookJob]:
     env = kernel_env(ws.settings, ws, log_file, secrets=not remote)
+    clients = {c.client_id: c for c in ws.store.list_clients()}
     jobs = []
     for position, record in enumerate(todo):
         output = str(run_dir / f"{record.client_id}.ipynb")
@@ -771,6 +786,7 @@ def _jobs(
                     "store_url": ws.settings.leadkit_store,
                     "dry_run": dry_run,
                     "notebook_path": output,
+                    "handoff": handoff(clients[record.client_id], record) if record.client_id in clients else "",
                 },
                 env=env,
                 cwd=str(run_dir),
@@ -869,16 +885,19 @@ def _execute_dask(jobs: Sequence[NotebookJob], scheduler: str, settle: Settle) -
     return results
 
 
-def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResult) -> ClientRun | None:
+def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResult) -> str:
     """After a notebook: a record the notebook left Running (cell raised, kernel died, timeout) becomes Failed
-    with the reason; the executed notebook is kept either way."""
+    with the reason; the executed notebook is kept either way. Returns the ClientRun's status. A notebook that
+    ran to the end and published a final status completed its own record: nothing to read or write here."""
+    if result.ok and result.status is not None and result.status != ClientRunStatus.RUNNING.value:
+        return result.status
     record = ws.store.get_client_run(run_id.base, job.client_id)
     if record is None:
-        return None
+        return ClientRunStatus.FAILED.value
     if record.status is not ClientRunStatus.RUNNING:
         if record.notebook is None:
             ws.records.update(record, notebook=job.output_path)
-        return record
+        return record.status.value
     reason = result.message if not result.ok else "the notebook ended without completing its ClientRun"
     error = NotebookError(reason)
     failure = Failure(
@@ -898,9 +917,10 @@ def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResu
         cell=result.cell,
     )
     event = RunEvent(run_id.base, job.client_id, "notebook", EventKind.FAILED, reason)
-    return ws.records.update(
+    ws.records.update(
         record, [event], status=ClientRunStatus.FAILED, reason=reason, failure=failure, notebook=job.output_path
     )
+    return ClientRunStatus.FAILED.value
 
 
 # -------------------------------------------------------------------------------------------- prune

@@ -46,7 +46,9 @@ def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool
         ran = {r.client_id for r in result.records}
         for client in ws.store.list_clients():
             if client.client_id not in ran:
-                typer.echo(f"{client.client_id}: not in this run: status {client.status!r}, only Active clients are run")
+                typer.echo(
+                    f"{client.client_id}: not in this run: status {client.status!r}, only Active clients are run"
+                )
         if dashboard:
             from leadkit.dashboard_server import serve_dashboard
 

@@ -119,9 +119,7 @@ def holder_name() -> str:
 class RunRecordService:
     """Creates and updates Runs and ClientRuns through a Store."""
 
-    def __init__(
-        self, store: Store, *, stale_after_s: float = 900.0, now: Callable[[], datetime] = utcnow
-    ) -> None:
+    def __init__(self, store: Store, *, stale_after_s: float = 900.0, now: Callable[[], datetime] = utcnow) -> None:
         self.store = store
         self.stale_after = timedelta(seconds=stale_after_s)
         self.now = now
@@ -159,9 +157,7 @@ class RunRecordService:
         """Set the Run's status from its ClientRuns (or Failed with a reason when the batch could not go on)."""
         records = self.store.list_client_runs(run_id=run.run_id)
         run.clients_total = len(records)
-        run.clients_failed = sum(
-            1 for r in records if r.status in (ClientRunStatus.FAILED, ClientRunStatus.STALE)
-        )
+        run.clients_failed = sum(1 for r in records if r.status in (ClientRunStatus.FAILED, ClientRunStatus.STALE))
         run.status = RunStatus.FAILED if failed_reason else run_status([r.status for r in records])
         if failed_reason:
             run.notes = (run.notes + "\n" if run.notes else "") + failed_reason

@@ -272,7 +272,9 @@ def _run_client(
         if position < len(stages) - 1 and name != "eligibility":
             ctx.flush()
     if failure is None and failures:
-        failure = failure_from(failures[0], run_id=run_id.base, client_id=client.client_id, stage="harvest", notebook=notebook)
+        failure = failure_from(
+            failures[0], run_id=run_id.base, client_id=client.client_id, stage="harvest", notebook=notebook
+        )
     if reason is None:
         reason = "; ".join(summary)
     ctx.flush(status=status, reason=reason, failure=failure, notebook=notebook)
