@@ -506,6 +506,8 @@ def kernel_env(settings: Settings, ws: Workspace, log_file: Path, *, secrets: bo
         "LEADKIT_STORE": settings.leadkit_store,
         logs.LOG_FILE_ENV: str(log_file),
         "AIRTABLE_ENDPOINT_URL": settings.airtable_endpoint_url,
+        "AIRTABLE_MAX_REQUESTS_PER_S": str(settings.airtable_max_requests_per_s),
+        "AIRTABLE_RATE_LIMIT_WAIT_S": str(settings.airtable_rate_limit_wait_s),
         "APIFY_API_URL": settings.apify_api_url,
         "APIFY_ACTOR_ID": settings.apify_actor_id,
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",

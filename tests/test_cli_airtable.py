@@ -20,6 +20,7 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
     with Sandbox(rate_limit=0) as sb:
         monkeypatch.setenv("AIRTABLE_API_KEY", sb.token)
         monkeypatch.setenv("AIRTABLE_ENDPOINT_URL", sb.airtable_url)
+        monkeypatch.setenv("AIRTABLE_MAX_REQUESTS_PER_S", "1000")
         monkeypatch.delenv("LEADKIT_STORE", raising=False)
         yield sb
 

@@ -970,6 +970,9 @@ class AirtableStore:
         # Lease heads (holder, generation) this process last read or wrote, and the lease records it wrote.
         self._lease_heads: dict[str, tuple[Lease | None, int]] = {}
         self._lease_records: dict[str, list[str]] = {}
+        # Job Tracking record IDs by run ID, of the runs this process inserted or read: updating one needs no
+        # read first.
+        self._run_record_ids: dict[str, str] = {}
 
     def _table(self, name: str) -> Table:
         return self.api.table(self.base_id, name)
@@ -1008,6 +1011,7 @@ class AirtableStore:
         self._events.clear()
         self._record_ids.clear()
         self._lease_heads.clear()
+        self._run_record_ids.clear()
 
     def _remember(self, record: Record) -> None:
         """Keep a ClientRun record's ID and events, so appending events to it needs no read first."""
@@ -1067,22 +1071,34 @@ class AirtableStore:
         record, created = self._claim(table, {JobTracking.RUN_ID: run.run_id}, [JobTracking.RUN_ID])
         if created:
             table.update(record["id"], _run_fields(run))
+            self._run_record_ids[run.run_id] = record["id"]
         return created
 
     def _run_record(self, run_id: str) -> Record | None:
-        return self._table(JobTracking.TABLE).first(formula=_formula(_eq(JobTracking.RUN_ID, run_id)))
+        record = self._table(JobTracking.TABLE).first(formula=_formula(_eq(JobTracking.RUN_ID, run_id)))
+        if record is not None:
+            self._run_record_ids[run_id] = record["id"]
+        return record
 
     def get_run(self, run_id: str) -> Run | None:
         record = self._run_record(run_id)
         return _run(record) if record else None
 
     def update_run(self, run: Run) -> None:
-        record = self._run_record(run.run_id)
-        if record is None:
-            raise MissingRecordError(f"no run {run.run_id!r} in {self.url}")
+        missing = MissingRecordError(f"no run {run.run_id!r} in {self.url}")
+        record_id = self._run_record_ids.get(run.run_id)
+        if record_id is None:
+            record = self._run_record(run.run_id)
+            if record is None:
+                raise missing
+            record_id = record["id"]
         fields = _run_fields(run)
         del fields[JobTracking.START_TIME]
-        self._table(JobTracking.TABLE).update(record["id"], fields)
+        try:
+            self._table(JobTracking.TABLE).update(record_id, fields)
+        except MissingRecordError:
+            self._run_record_ids.pop(run.run_id, None)
+            raise missing from None
 
     def _runs(self, filt: RunFilter | None, *, max_records: int | None, fields: list[str] | None = None) -> list[Run]:
         filt = filt or RunFilter()

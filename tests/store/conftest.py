@@ -38,6 +38,7 @@ def airtable_settings(sandbox: Sandbox, **overrides: Any) -> Settings:
         "airtable_endpoint_url": sandbox.airtable_url,
         "airtable_timeout_s": 10.0,
         "airtable_rate_limit_wait_s": 1.0,
+        "airtable_max_requests_per_s": 1000.0,  # the module's sandbox has no rate limit: no pacing
         **overrides,
     }
     return Settings(**values)

@@ -8,17 +8,19 @@ import logging
 import multiprocessing
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from leadkit.errors import ConfigError, RateLimitError
+from leadkit.errors import ConfigError, MissingRecordError, RateLimitError
+from leadkit.models import Run, RunStatus
 from leadkit.sandbox.server import Sandbox
-from leadkit.store.airtable import PACE_MARGIN_S, AirtableApi, RequestPacer, default_pace_dir
-from leadkit.store.schema import CLIENT_TABLES, Leads
+from leadkit.store.airtable import PACE_MARGIN_S, AirtableApi, AirtableStore, RequestPacer, default_pace_dir
+from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, JobTracking, Leads
 
-from .conftest import tables_spec
+from .conftest import airtable_settings, tables_spec
 
 ENDPOINT = "https://api.airtable.com"
 BASE = "appAbCdEfGh012345"
@@ -219,3 +221,24 @@ def test_a_429_makes_other_processes_wait_out_the_penalty(tmp_path: Path) -> Non
         assert time.monotonic() - began >= 0.9
         assert second.pacer.waited_s >= 0.9 and second.rate_limit_waits == 0
         assert sandbox.stats()["by_status"].get("429", 0) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fewer requests to pace
+
+
+def test_finishing_a_run_this_process_started_takes_one_request(sandbox: Sandbox) -> None:
+    base_id = sandbox.airtable.create_base("Master Clients", tables_spec(MASTER_TABLES))
+    store = AirtableStore(base_id, airtable_settings(sandbox, airtable_max_requests_per_s=1000.0))
+    run = Run(run_id="250925-201845", started_at=datetime(2025, 9, 25, 20, 18, 45, tzinfo=UTC))
+    assert store.insert_run(run)
+    sandbox.state.stats.reset()
+    run.status, run.ended_at = RunStatus.COMPLETED, run.started_at
+    store.update_run(run)
+    assert sandbox.stats()["total"] == 1
+    got = store.get_run(run.run_id)
+    assert got is not None and got.status is RunStatus.COMPLETED
+    record = sandbox.airtable.records(base_id, JobTracking.TABLE)[0]
+    store.api.table(base_id, JobTracking.TABLE).delete(record["id"])
+    with pytest.raises(MissingRecordError, match="250925-201845"):
+        store.update_run(run)

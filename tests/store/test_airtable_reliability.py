@@ -30,7 +30,12 @@ def new_master(sandbox: Sandbox, tables: tuple[TableSpec, ...] = MASTER_TABLES) 
 
 def open_in_child(endpoint: str, token: str, base_id: str, client_ids: list[str], start: Any) -> list[bool]:
     """Run in a spawned process: wait for the others, then open the same ClientRuns."""
-    settings = Settings(airtable_api_key=SecretStr(token), airtable_endpoint_url=endpoint, airtable_rate_limit_wait_s=1)
+    settings = Settings(
+        airtable_api_key=SecretStr(token),
+        airtable_endpoint_url=endpoint,
+        airtable_rate_limit_wait_s=1,
+        airtable_max_requests_per_s=1000,
+    )
     store = AirtableStore(base_id, settings)
     records = [ClientRun(run_id=RUN, client_id=c, source=Source.BATCH) for c in client_ids]
     start.wait(timeout=60)
