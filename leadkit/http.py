@@ -140,7 +140,7 @@ def _excerpt(body: bytes) -> str:
     return body[: EXCERPT_CHARS * 4].decode("utf-8", errors="replace")[:EXCERPT_CHARS]
 
 
-def _service_error(body: bytes) -> tuple[str, str]:
+def service_error(body: bytes) -> tuple[str, str]:
     """The (type, message) of a JSON error body in Airtable's or Apify's shape, or ("", "")."""
     try:
         data = json.loads(body)
@@ -178,7 +178,7 @@ def classify_response(
         return not_json_error(status, content_type, body, url, service=service)
 
     if is_json:
-        err_type, err_message = _service_error(body)
+        err_type, err_message = service_error(body)
         said = f": {err_type}" if err_type else ""
         said += f" ({err_message})" if err_message else ""
     else:
@@ -202,7 +202,7 @@ def classify_response(
             **details,
         )
     if is_json and status in (400, 422):
-        err_type, _ = _service_error(body)
+        err_type, _ = service_error(body)
         if err_type.upper() in _SCHEMA_TYPES:
             return SchemaError(f"{where}.", **details)
     if status in (400, 413, 422):

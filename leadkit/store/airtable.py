@@ -167,22 +167,6 @@ def _where(url: str) -> tuple[str, str]:
     return base, table
 
 
-def _error_of(body: bytes) -> tuple[str, str]:
-    """Airtable's error (type, message); `error` may be a bare string or an object."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return "", ""
-    if not isinstance(data, dict):
-        return "", ""
-    error = data.get("error")
-    if isinstance(error, str):
-        return error, str(data.get("message", ""))
-    if isinstance(error, dict):
-        return str(error.get("type", "")), str(error.get("message", ""))
-    return "", ""
-
-
 def _quoted_name(message: str) -> str:
     """The name Airtable quotes in a message like `Unknown field name: "Foo"` (doubled quotes included)."""
     start, end = message.find('"'), message.rfind('"')
@@ -193,10 +177,10 @@ def _quoted_name(message: str) -> str:
 
 def airtable_error(status: int, content_type: str, body: bytes, method: str, url: str) -> LeadkitError:
     """The leadkit error an Airtable response stands for (the one place that maps them)."""
-    from leadkit.http import classify_response
+    from leadkit.http import classify_response, service_error
 
     base, table = _where(url)
-    err_type, err_message = _error_of(body)
+    err_type, err_message = service_error(body)
     kind = err_type.upper()
     in_table = f"table {table!r} of base {base}" if table else f"base {base}"
     details: dict[str, Any] = {"url": urlsplit(url).path, "status": status, "error_type": err_type}
