@@ -119,4 +119,12 @@ def test_runs_and_show_json(workspace: Workspace) -> None:
     assert shown["run_id"] == run.run_id
     assert [c["client_id"] for c in shown["clients"]] == ["Acme-Co", "Globex"]
     assert shown["clients"][0]["client_run_id"] == f"{run.run_id}-Acme-Co"
-    assert set(shown["clients"][0]) >= {"client_id", "client_run_id", "status", "source", "metrics", "notebook", "failure"}
+    assert set(shown["clients"][0]) >= {
+        "client_id",
+        "client_run_id",
+        "status",
+        "source",
+        "metrics",
+        "notebook",
+        "failure",
+    }

@@ -10,9 +10,7 @@ import sys
 
 import leadkit
 
-MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(leadkit.__path__, "leadkit.") if not m.name.endswith("__main__")
-)
+MODULES = sorted(m.name for m in pkgutil.walk_packages(leadkit.__path__, "leadkit.") if not m.name.endswith("__main__"))
 
 
 def test_every_module_imports() -> None:
