@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import ExitStack
 from typing import Any
 
@@ -15,7 +16,10 @@ from leadkit.errors import DataError
 from leadkit.workspace import Workspace
 
 
-def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool, port: int) -> int:
+def run_demo(
+    *, clients: int, backend: str, workers: int | None, dashboard: bool, port: int, incident: bool = True
+) -> int:
+    """Returns 0 when the demo ran as designed (its scenario includes a failing client)."""
     from leadkit.batch import run_batch
 
     if backend not in ("sqlite", "airtable"):
@@ -28,7 +32,8 @@ def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool
 
             sandbox = stack.enter_context(Sandbox(rate_limit=5, penalty_s=30))
             typer.echo(f"sandbox: Airtable API at {sandbox.airtable_url}, Apify API at {sandbox.apify_url}")
-        if sandbox is not None and not os.environ.get("APIFY_API_URL"):
+        own_apify = sandbox is not None and not os.environ.get("APIFY_API_URL")
+        if own_apify:
             settings = settings.model_copy(
                 update={"apify_api_url": sandbox.apify_url, "apify_token": SecretStr(sandbox.token)}
             )
@@ -39,21 +44,40 @@ def run_demo(*, clients: int, backend: str, workers: int | None, dashboard: bool
         typer.echo(f"workspace: {ws.home} (store: {ws.store.url})")
         made = seed(ws.store, clients, base_ids=base_ids)
         typer.echo(f"demo: {len(made)} fictional clients with their leads")
+        incident_client = made[1].client_id if incident and own_apify and len(made) > 1 else None
+        if incident_client is not None:
+            slug = re.escape(f"/in/{incident_client.lower()}-lead-")
+            sandbox.add_fault(service="apify", mode="html_404", times=-1, body=slug)
+            typer.echo(
+                f"\ndemo incident: for {incident_client}, Apify answers an HTML 404 page (as a proxy with a missing "
+                "route would); the other clients are not affected"
+            )
         result = run_batch(ws, workers=workers)
-        from leadkit.cli.batchcmd import _print_batch
+        _report(ws, result)
+        if incident_client is not None:
+            sandbox.clear_faults()
+            typer.echo(f"\ndemo: the route is back; a second batch picks up {incident_client}'s leads again")
+            result = run_batch(ws, workers=workers)
+            _report(ws, result)
+        from leadkit.checks import run_auth_checks
 
-        _print_batch(result)
-        ran = {r.client_id for r in result.records}
-        for client in ws.store.list_clients():
-            if client.client_id not in ran:
-                typer.echo(
-                    f"{client.client_id}: not in this run: status {client.status!r}, only Active clients are run"
-                )
+        checks = run_auth_checks(ws)
+        typer.echo("\nauth checks: " + ", ".join(f"{c.name} {'ok' if c.ok else 'FAILED'}" for c in checks))
         if dashboard:
             from leadkit.dashboard_server import serve_dashboard
 
             serve_dashboard(ws, port=port, address="127.0.0.1", open_message=True)
     return 0
+
+
+def _report(ws: Workspace, result: Any) -> None:
+    from leadkit.cli.batchcmd import _print_batch
+
+    _print_batch(result)
+    ran = {r.client_id for r in result.records}
+    for client in ws.store.list_clients():
+        if client.client_id not in ran:
+            typer.echo(f"{client.client_id}: not in this run: status {client.status!r}, only Active clients are run")
 
 
 def _airtable_bases(sandbox: Any, settings: Settings, clients: int) -> tuple[Settings, list[str]]:

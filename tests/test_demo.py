@@ -31,14 +31,14 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_demo_runs_every_active_client_with_a_verdict_and_a_notebook(demo_home: Path) -> None:
     runs = json.loads(run_cli(["runs", "--json"], demo_home, demo_home.parent).stdout)
-    assert len(runs) == 1 and runs[0]["status"] == "Completed"
+    assert [r["status"] for r in runs] == ["Completed", "Completed with Errors"]  # newest first
     shown = json.loads(run_cli(["show", runs[0]["run_id"], "--json"], demo_home, demo_home.parent).stdout)
     clients = {c["client_id"]: c for c in shown["clients"]}
     assert len(clients) == 7  # the eighth demo client is Paused, and only Active clients run
-    assert sorted(c["status"] for c in clients.values()) == ["Completed"] * 2 + ["Skipped"] * 5
     reasons = " | ".join(c["reason"] for c in clients.values())
     for why in ("below 2", "Post Access Enabled", "no daily target", "no lead waiting", "target already met"):
         assert why in reasons
+    assert clients["Globex"]["status"] == "Completed" and clients["Globex"]["metrics"]["posts_harvested"] > 0
     for client in clients.values():
         notebook = Path(client["notebook"])
         assert notebook.parent == demo_home / runs[0]["run_id"]
@@ -46,6 +46,20 @@ def test_demo_runs_every_active_client_with_a_verdict_and_a_notebook(demo_home: 
         params = executed.metadata.papermill.parameters
         assert params["client_id"] == client["client_id"] and params["run_id"] == runs[0]["run_id"]
         assert client["source"] == "batch"
+
+
+def test_demo_incident_is_classified_as_config_not_auth_and_then_resolved(demo_home: Path) -> None:
+    runs = json.loads(run_cli(["runs", "--json"], demo_home, demo_home.parent).stdout)
+    first = json.loads(run_cli(["show", runs[1]["run_id"], "--json"], demo_home, demo_home.parent).stdout)
+    failed = [c for c in first["clients"] if c["status"] == "Failed"]
+    assert [c["client_id"] for c in failed] == ["Globex"]
+    failure = failed[0]["failure"]
+    assert failure["category"] == "config"
+    assert "HTML" in failure["message"] and "404" in failure["message"]
+    assert "wrong base URL" in failure["hint"] or "missing route" in failure["hint"]
+    assert next(c for c in first["clients"] if c["client_id"] == "Acme-Co")["status"] == "Completed"
+    groups = json.loads(run_cli(["failures", "--json"], demo_home, demo_home.parent).stdout)
+    assert len(groups) == 1 and groups[0]["clients"] == ["Globex"] and groups[0]["resolved"] is True
 
 
 def test_demo_harvests_posts_for_the_due_clients(demo_home: Path) -> None:
@@ -56,7 +70,7 @@ def test_demo_harvests_posts_for_the_due_clients(demo_home: Path) -> None:
 
 
 def test_batch_log_has_run_and_client_on_kernel_records(demo_home: Path) -> None:
-    run_dir = next(p for p in demo_home.iterdir() if p.is_dir() and p.name[0].isdigit())
+    run_dir = min(p for p in demo_home.iterdir() if p.is_dir() and p.name[0].isdigit())
     lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     assert all({"level", "time", "run_id", "client_id", "event", "message"} <= set(line) for line in lines)
     kernel_lines = [line for line in lines if line["client_id"] == "Acme-Co"]

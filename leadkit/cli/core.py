@@ -22,6 +22,13 @@ def demo(
     backend: Annotated[str, typer.Option(help="Store backend: sqlite, or airtable (through a sandbox).")] = "sqlite",
     workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
     port: Annotated[int, typer.Option(help="Dashboard port.")] = 5006,
+    incident: Annotated[
+        bool,
+        typer.Option(
+            help="Include the incident scenario: one client's Apify calls answer an HTML 404 page in a first batch, "
+            "then a second batch recovers it."
+        ),
+    ] = True,
 ) -> None:
     """Fill the workspace (LEADKIT_HOME) with fictional clients and leads, then run a batch over them.
 
@@ -29,7 +36,9 @@ def demo(
     """
     from leadkit.demo_run import run_demo
 
-    code = run_demo(clients=clients, backend=backend, workers=workers, dashboard=not no_dashboard, port=port)
+    code = run_demo(
+        clients=clients, backend=backend, workers=workers, dashboard=not no_dashboard, port=port, incident=incident
+    )
     raise typer.Exit(code)
 
 

@@ -20,7 +20,7 @@ def test_demo_on_airtable_runs_every_active_client_without_a_429(tmp_path: Path)
     (tmp_path / "cwd").mkdir()
     began = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "leadkit.cli", "demo", "--no-dashboard", "--backend", "airtable"],
+        [sys.executable, "-m", "leadkit.cli", "demo", "--no-dashboard", "--no-incident", "--backend", "airtable"],
         cwd=tmp_path / "cwd",
         env=env,
         capture_output=True,
