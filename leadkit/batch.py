@@ -788,7 +788,13 @@ def _jobs(
                     "store_url": ws.settings.leadkit_store,
                     "dry_run": dry_run,
                     "notebook_path": output,
-                    "handoff": handoff(clients[record.client_id], record) if record.client_id in clients else "",
+                    "handoff": handoff(
+                        clients[record.client_id],
+                        record,
+                        ws.records.fresh_events.get((record.run_id, record.client_id)),
+                    )
+                    if record.client_id in clients
+                    else "",
                 },
                 env=env,
                 cwd=str(run_dir),

@@ -271,6 +271,19 @@ class RunEvent:
         }
 
 
+def event_from_dict(data: dict[str, Any]) -> RunEvent:
+    """The inverse of `RunEvent.to_dict`."""
+    return RunEvent(
+        run_id=data["run_id"],
+        client_id=data["client_id"],
+        stage=data["stage"],
+        kind=EventKind(data["kind"]),
+        message=data["message"],
+        metrics=dict(data["metrics"]),
+        at=datetime.fromisoformat(data["at"]),
+    )
+
+
 @dataclass
 class AuthCheck:
     name: str

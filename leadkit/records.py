@@ -29,6 +29,7 @@ from leadkit.models import (
     RunEvent,
     RunStatus,
     Source,
+    event_from_dict,
     utcnow,
 )
 from leadkit.runids import RunId, validate_client_id
@@ -65,11 +66,13 @@ def run_status(statuses: Sequence[ClientRunStatus]) -> RunStatus:
     return RunStatus.COMPLETED_WITH_ERRORS
 
 
-def handoff(client: Client, record: ClientRun) -> str:
+def handoff(client: Client, record: ClientRun, events: Sequence[RunEvent] | None = None) -> str:
     """What a batch hands a notebook about the client and the ClientRun it has just opened (JSON, no secrets), so
-    the notebook does not read them again: one read fewer per client on a rate-limited store."""
+    the notebook does not read them again: fewer reads per client on a rate-limited store. `events` is every event
+    the record has, when the batch knows them all (a record it has just created); None otherwise."""
     return json.dumps(
         {
+            "events": [e.to_dict() for e in events] if events is not None else None,
             "client": dataclasses.asdict(client),
             "record": {
                 "run_id": record.run_id,
@@ -86,10 +89,12 @@ def handoff(client: Client, record: ClientRun) -> str:
     )
 
 
-def from_handoff(text: str, run_id: RunId, client_id: str) -> tuple[Client, ClientRun]:
-    """The client and ClientRun a batch handed over; DataError when they are not for this run and client."""
+def from_handoff(text: str, run_id: RunId, client_id: str) -> tuple[Client, ClientRun, list[RunEvent] | None]:
+    """The client, ClientRun and (when known) its events that a batch handed over; DataError when they are not
+    for this run and client."""
     try:
         data = json.loads(text)
+        events = [event_from_dict(e) for e in data["events"]] if data.get("events") is not None else None
         client = Client(**data["client"])
         raw = data["record"]
         record = ClientRun(
@@ -109,7 +114,7 @@ def from_handoff(text: str, run_id: RunId, client_id: str) -> tuple[Client, Clie
         raise DataError(
             f"the batch handoff is for {record.run_id}-{record.client_id}, not for {run_id.base}-{client_id}"
         )
-    return client, record
+    return client, record, events
 
 
 def holder_name() -> str:
@@ -123,6 +128,8 @@ class RunRecordService:
         self.store = store
         self.stale_after = timedelta(seconds=stale_after_s)
         self.now = now
+        #: Every event of the ClientRuns this service created, while that is all they have (for `handoff`).
+        self.fresh_events: dict[tuple[str, str], list[RunEvent]] = {}
 
     # runs ------------------------------------------------------------------------------------
     def start_run(self, *, stream: int = 1, run_id: RunId | None = None, notes: str = "") -> Run:
@@ -221,6 +228,9 @@ class RunRecordService:
                 )
             )
         self.store.add_events(events)
+        for (record, created), event in zip(results, events, strict=True):
+            if created:
+                self.fresh_events[(record.run_id, record.client_id)] = [event]
         return [record for record, _ in results]
 
     def attach(self, run_id: RunId, client: Client | str) -> ClientRun:

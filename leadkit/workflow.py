@@ -233,7 +233,9 @@ def _run_client(
     handoff: str,
 ) -> ClientOutcome:
     if handoff:
-        client, record = from_handoff(handoff, run_id, client_id)
+        client, record, known_events = from_handoff(handoff, run_id, client_id)
+        if known_events is not None:
+            store.adopt_client_run(record, known_events)
     else:
         client = store.get_client(client_id)
         record = records.attach(run_id, client)

@@ -1191,6 +1191,12 @@ class AirtableStore:
         if spill:
             self._add_table_events(spill)
 
+    def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Remember a handed-over ClientRun's record ID and events, so saving it needs no read first."""
+        if record.record_id and RECORD_ID_RE.fullmatch(record.record_id):
+            self._record_ids[(record.run_id, record.client_id)] = record.record_id
+            self._events[record.record_id] = [_event_dict(e) for e in events]
+
     def _append_events(self, record_id: str, events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
         """Put `events` into `fields` (Events JSON and Progress Log of the record); return those that do
         not fit, for the Run Events table."""

@@ -119,6 +119,11 @@ class Store(Protocol):
         """Write the record's status, times, metrics, notebook, reason and failure, and append events."""
         ...
 
+    def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Take the state of a ClientRun that another process opened and handed over (the record and every event
+        it has), so a backend that caches may append to it without reading it first."""
+        ...
+
     def list_client_runs(
         self,
         *,

@@ -615,6 +615,9 @@ class SQLiteStore:
                 )
             self._insert_events(conn, events)
 
+    def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Nothing to cache: every write is a transaction on the file."""
+
     def list_client_runs(
         self,
         *,

@@ -457,3 +457,35 @@ def test_clients_leads_stay_in_their_own_base(kit: StoreKit) -> None:
     assert globex.list_leads() == []
     assert globex.import_leads([NewLead("https://www.linkedin.com/in/acme-only")]).created == 1
     assert len(acme.list_leads()) == 1
+
+
+def _second_process_view(store: Store) -> Store:
+    """Another instance on the same store, as a notebook kernel would open it."""
+    from leadkit.store.airtable import AirtableStore
+    from leadkit.store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        return SQLiteStore(store.home)
+    assert isinstance(store, AirtableStore)
+    return AirtableStore(store.base_id, store.settings)
+
+
+def test_adopting_a_handed_over_client_run_keeps_every_event(store: Store) -> None:
+    opened, _ = store.open_client_runs([client_run("250925-201845", "Acme-Co")])[0]
+    first = RunEvent(
+        "250925-201845", "Acme-Co", "records", EventKind.OPENED, "opened by batch", {"opens_batch": 1}, at(1)
+    )
+    store.add_events([first])
+    kernel = _second_process_view(store)
+    kernel.init()
+    try:
+        kernel.adopt_client_run(opened, [first])
+        done = RunEvent("250925-201845", "Acme-Co", "eligibility", EventKind.SKIPPED, "not due", {}, at(2))
+        opened.status = ClientRunStatus.SKIPPED
+        kernel.save_client_run(opened, [done])
+    finally:
+        kernel.close()
+    events = store.list_events(run_id="250925-201845", client_id="Acme-Co")
+    assert [(e.stage, e.kind) for e in events] == [("records", EventKind.OPENED), ("eligibility", EventKind.SKIPPED)]
+    stored = store.get_client_run("250925-201845", "Acme-Co")
+    assert stored is not None and stored.status is ClientRunStatus.SKIPPED
