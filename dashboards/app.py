@@ -57,14 +57,18 @@ def esc(value: Any) -> str:
 
 
 def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabulator:
-    """A read-only table whose cells are plain text (Tabulator's `plaintext` formatter escapes markup)."""
+    """A read-only table whose cells are plain text (Tabulator's `plaintext` and `textarea` formatters escape
+    markup; `wrap` names long-text columns shown wrapped, at a fixed width)."""
+    wrap: dict[str, int] = options.pop("wrap", {})
+    formatters = {c: {"type": "textarea" if c in wrap else "plaintext"} for c in df.columns}
     return pn.widgets.Tabulator(
         df,
         show_index=False,
         disabled=True,
         selectable=False,
         layout="fit_data_table",
-        formatters={c: {"type": "plaintext"} for c in df.columns},
+        formatters=formatters,
+        widths=wrap,
         css_classes=[css_class],
         sizing_mode="stretch_width",
         **options,
@@ -359,7 +363,9 @@ class FailuresView(View):
         self.unresolved = pn.widgets.Checkbox(label="Not yet resolved only", value=self.state.unresolved)
         self.unresolved.link(self.state, value="unresolved", bidirectional=True)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "failures" else None, "unresolved")
-        self.table = table(data.frame([], data.FAILURE_COLUMNS), "lk-failures-table")
+        self.table = table(
+            data.frame([], data.FAILURE_COLUMNS), "lk-failures-table", wrap={"Hint": 360, "Fingerprint": 360}
+        )
         self.layout[:] = [
             pn.pane.Markdown("## Failures, grouped by fingerprint"),
             self.unresolved,

@@ -288,13 +288,13 @@ def run_detail(ws: Any, run_text: str) -> RunDetail:
 # ------------------------------------------------------------------------------------------------ failures, health
 FAILURE_COLUMNS = [
     "Category",
-    "Fingerprint",
     "Count",
+    "Clients",
     "First seen (UTC)",
     "Last seen (UTC)",
-    "Clients",
-    "Hint",
     "Resolved",
+    "Hint",
+    "Fingerprint",
 ]
 
 
