@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 _CSS = """
 body { font-family: system-ui, sans-serif; font-size: 13px; margin: 8px; color: #222; }
@@ -51,7 +52,10 @@ def _render(path: str, mtime_ns: int) -> str:
         nb = nbformat.read(path, as_version=4)
     except Exception as exc:  # a truncated or foreign file
         raise NotebookUnavailable(f"the notebook {path} cannot be read: {type(exc).__name__}") from exc
-    exporter = HTMLExporter(template_name="basic", embed_images=True, sanitize_html=True)
+    _clean_outputs(nb)
+    # Outputs are cleaned above with a list of tags that keeps tables and headings (nbconvert's own sanitiser
+    # escapes <p>, <h1> and <th>, which garbles the notebook); markdown cells are the notebook's own source.
+    exporter = HTMLExporter(template_name="basic", embed_images=True, sanitize_html=False)
     body, _ = exporter.from_notebook_node(nb)
     css = _CSS + HtmlFormatter().get_style_defs(".highlight")
     return (
@@ -60,6 +64,34 @@ def _render(path: str, mtime_ns: int) -> str:
         "style-src 'unsafe-inline'\">"
         f"<style>{css}</style></head><body>{body}</body></html>"
     )
+
+
+SAFE_TAGS = frozenset(
+    {"a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "div", "dl", "dt", "em"}
+    | {"h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "li", "ol", "p", "pre", "small", "span", "strong", "sub"}
+    | {"sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul"}
+)
+#: Output types that are shown after cleaning; any other rich output (scripts, widgets, SVG) is dropped.
+_MARKUP_MIMETYPES = ("text/html", "text/markdown")
+_SAFE_MIMETYPES = ("text/plain", "image/png", "image/jpeg", "application/json")
+
+
+def _clean_outputs(nb: Any) -> None:
+    """Keep only safe output types; clean HTML outputs down to `SAFE_TAGS` with class attributes only."""
+    import bleach
+
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if not data:
+                continue
+            for mime in list(data):
+                if mime in _MARKUP_MIMETYPES:
+                    value = data[mime]
+                    text = "".join(value) if isinstance(value, list) else str(value)
+                    data[mime] = bleach.clean(text, tags=SAFE_TAGS, attributes={"*": ["class"]})
+                elif mime not in _SAFE_MIMETYPES:
+                    del data[mime]
 
 
 def notebook_html(path_text: str, home: Path) -> str:

@@ -112,6 +112,7 @@ class StageResult:
     outcome: str  # "completed", "skipped", "partial", "failed"
     message: str = ""
     failures: list[LeadkitError] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 Stage = Callable[[StageContext], StageResult]
@@ -135,9 +136,7 @@ def eligibility_stage(ctx: StageContext) -> StageResult:
     verdict = decide(ctx.client, leads, ctx.now())
     ctx.verdict = verdict
     if verdict.due:
-        ctx.event("eligibility", EventKind.COMPLETED, f"due: {verdict.reason}", leads_waiting=verdict.leads_waiting)
-        return StageResult("completed", verdict.reason)
-    ctx.event("eligibility", EventKind.SKIPPED, f"not due: {verdict.reason}")
+        return StageResult("completed", f"due: {verdict.reason}", metrics={"leads_waiting": verdict.leads_waiting})
     return StageResult("skipped", verdict.reason)
 
 
@@ -262,14 +261,20 @@ def _run_client(
         results[name] = result.outcome
         failures += result.failures
         if result.outcome == "skipped":
+            ctx.event(name, EventKind.SKIPPED, f"not due: {result.message}", **result.metrics)
             status, reason = ClientRunStatus.SKIPPED, result.message
             break
         if result.outcome in ("failed", "partial"):
-            ctx.event(name, EventKind.FAILED if result.outcome == "failed" else EventKind.COMPLETED, result.message)
+            ctx.event(
+                name,
+                EventKind.FAILED if result.outcome == "failed" else EventKind.COMPLETED,
+                result.message,
+                **result.metrics,
+            )
             status = ClientRunStatus.FAILED if result.outcome == "failed" else ClientRunStatus.COMPLETED_WITH_ERRORS
             reason = f"stage {name}: {result.message}"
             break
-        ctx.event(name, EventKind.COMPLETED, result.message)
+        ctx.event(name, EventKind.COMPLETED, result.message, **result.metrics)
         summary.append(f"{name}: {result.message}" if result.message else name)
         if position < len(stages) - 1 and name != "eligibility":
             ctx.flush()
