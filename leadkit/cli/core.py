@@ -34,7 +34,7 @@ def demo(
 
     Harvesting goes to a local Apify-compatible sandbox that the demo starts, unless APIFY_API_URL is set.
     """
-    from leadkit.demo_run import run_demo
+    from leadkit.cli.demo_run import run_demo
 
     code = run_demo(
         clients=clients, backend=backend, workers=workers, dashboard=not no_dashboard, port=port, incident=incident

@@ -1,4 +1,4 @@
-"""`leadkit demo`: a demo workspace, a sandbox for Apify (and Airtable), a batch, then the dashboard."""
+"""`leadkit demo` (part of the CLI): a demo workspace, a sandbox for Apify (and Airtable), a batch, then the dashboard."""
 
 from __future__ import annotations
 
