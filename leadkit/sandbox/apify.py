@@ -1,37 +1,62 @@
-"""An Apify-compatible API (v2) for the sandbox: actor runs that move over time, datasets, users.
+"""An Apify-compatible API (v2) for the sandbox: actor runs that move over time, datasets, logs, users.
 
 Routes (everything under /v2 needs a known token, as `Authorization: Bearer` or `?token=`):
 
     GET  /v2/users/me                                  {"data": user}
-    POST /v2/acts/{actor}/runs[?waitForFinish=N]       201 {"data": run}
+    POST /v2/acts/{actor}/runs[?waitForFinish&maxTotalChargeUsd&timeout&memory]   201 {"data": run}
+    GET  /v2/acts/{actor}/runs[?desc=1&offset&limit&status]   {"data": {total, offset, limit, count, desc, items}}
     POST /v2/acts/{actor}/run-sync-get-dataset-items   bare item array + X-Apify-Pagination-* headers
     GET  /v2/actor-runs/{id}[?waitForFinish=N]         {"data": run} (held until finished, at most 60 s)
     GET  /v2/acts/{actor}/runs/{id}                    the same
+    GET  /v2/actor-runs/{id}/log                       the run's log, text/plain
+    POST /v2/actor-runs/{id}/abort                     {"data": run} (ABORTING, then ABORTED)
+    GET  /v2/key-value-stores/{id}/records/INPUT       the run's input, bare JSON
     GET  /v2/datasets/{id}                             {"data": dataset}
-    GET  /v2/datasets/{id}/items?offset&limit&desc     bare item array + X-Apify-Pagination-* headers
+    GET  /v2/datasets/{id}/items?offset&limit&desc&clean&skipEmpty   bare item array + X-Apify-Pagination-*
 
-(`/v2/actors/...` is accepted as an alias of `/v2/acts/...`.) A run is READY, then RUNNING, then
-SUCCEEDED after `run_duration_s`; it ends FAILED, ABORTED or TIMED-OUT instead when its input has
-`"_sandboxOutcome": "FAILED"` (etc.) or `app.outcome` is set. The actor
-`harvestapi~linkedin-profile-posts` returns, for each profile URL of `targetUrls` (or `profileUrls`),
-posts derived from a hash of the normalised URL: about one profile in four has none.
+(`/v2/actors/...` is accepted as an alias of `/v2/acts/...`.)
+
+The posts actor `harvestapi~linkedin-profile-posts` behaves as the real one does (api-contracts.md 1.3):
+- input `targetUrls` (or the older `profileUrls`), `maxPosts` (unset: one page of `ACTOR_PAGE_POSTS`; 0: every
+  post), `postedLimit` (`any`, `1h`, `24h`, `week`, `month`, `3months`, `6months`, `year`), `postedLimitDate`
+  (`YYYY-MM-DD`, the more recent cutoff wins), `includeReposts`;
+- targets are worked through one after the other over the run's duration; items appear in the dataset as each
+  target finishes; a target that fails upstream is logged as an ERROR, pushes an empty item `{}` and the run
+  still SUCCEEDS (choose the targets with a `skip_targets` fault rule whose `body` matches their URLs);
+- each profile posts on its own cadence, dated relative to now, so a later run finds newer posts; about one
+  profile in four has never posted;
+- pay per event: `PRICE_PER_POST_USD` per item and `PRICE_PER_EMPTY_TARGET_USD` per target that returned nothing,
+  summed in the run's `usageTotalUsd`; `maxTotalChargeUsd` stops the run (SUCCEEDED, with a log line) before it
+  would charge more.
+
+A run is READY, then RUNNING, then SUCCEEDED after `run_duration_s`; it ends FAILED, ABORTED or TIMED-OUT instead
+when its input has `"_sandboxOutcome": "FAILED"` (etc.) or `app.outcome` is set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
+import re
 import string
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from leadkit.harvest.posts import normalize_profile_url
 from leadkit.sandbox.core import ApiError, Request, Response, ServiceApp, SharedState, json_response
 
-__all__ = ["POSTS_ACTOR", "ApifyApp", "posts_for_profile"]
+__all__ = [
+    "ACTOR_PAGE_POSTS",
+    "POSTS_ACTOR",
+    "PRICE_PER_EMPTY_TARGET_USD",
+    "PRICE_PER_POST_USD",
+    "ApifyApp",
+    "posts_for_profile",
+]
 
 POSTS_ACTOR = "harvestapi~linkedin-profile-posts"
 POSTS_ACTOR_ID = "A3cAPGpwBEG8RJwse"
@@ -40,7 +65,26 @@ SANDBOX_USERNAME = "leadkit-sandbox"
 MAX_WAIT_FOR_FINISH_S = 60
 #: How long a new run stays READY (at most) before it is RUNNING.
 READY_FOR_S = 0.2
+#: How long an aborted run stays ABORTING before it is ABORTED.
+ABORTING_FOR_S = 0.1
 OUTCOMES = ("SUCCEEDED", "FAILED", "ABORTED", "TIMED-OUT")
+#: Posts the actor returns per target when `maxPosts` is not set (one page only, as the real actor does).
+ACTOR_PAGE_POSTS = 5
+#: Pay-per-event prices of the posts actor.
+PRICE_PER_POST_USD = 0.002
+PRICE_PER_EMPTY_TARGET_USD = 0.002
+#: How far back a profile's posts go.
+POSTS_WINDOW = timedelta(days=30)
+POSTED_LIMITS: dict[str, timedelta | None] = {
+    "any": None,
+    "1h": timedelta(hours=1),
+    "24h": timedelta(hours=24),
+    "week": timedelta(days=7),
+    "month": timedelta(days=30),
+    "3months": timedelta(days=91),
+    "6months": timedelta(days=182),
+    "year": timedelta(days=365),
+}
 
 #: Apify's error type and message for each status (https://docs.apify.com/api/v2#errors).
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -56,9 +100,15 @@ _ERRORS: dict[int, tuple[str, str]] = {
     502: ("bad-gateway", "Bad gateway."),
     503: ("service-unavailable", "The service is temporarily unavailable."),
 }
+#: Error bodies of fault modes that stand for a particular Apify refusal.
+_MODE_ERRORS: dict[str, tuple[str, str]] = {
+    "memory_limit_402": (
+        "actor-memory-limit-exceeded",
+        "By launching this job you will exceed the memory limit of 8192MB for all your Actor runs and builds "
+        "(currently used: 8192MB, requested: 1024MB).",
+    ),
+}
 
-# A fixed "now" for post dates, so a profile's posts are the same on every run and every machine.
-_POSTS_EPOCH = datetime(2025, 11, 1, 9, 0, tzinfo=UTC)
 _TOPICS = (
     ("pipeline", "What we learned rebuilding our sales pipeline this quarter"),
     ("hiring", "We are hiring two account executives in Austin"),
@@ -88,8 +138,33 @@ def _display_name(handle: str) -> str:
     return " ".join(w.capitalize() for w in words) or handle
 
 
-def posts_for_profile(url: str, max_posts: int | None = None) -> list[dict[str, Any]]:
-    """The items the posts actor returns for one profile URL: deterministic, none for ~1 in 4."""
+def _post_times(digest: int, now: datetime) -> list[tuple[int, datetime]]:
+    """(post number, time) of a profile's posts in the last `POSTS_WINDOW`, newest first.
+
+    The profile posts every `cadence` hours from a fixed phase, so its posts keep their numbers (and IDs) from
+    one run to the next while new ones appear as time passes."""
+    cadence_h = 36 + (digest >> 4) % 180  # one post every 1.5 to 9 days
+    phase_h = (digest >> 12) % cadence_h
+    hours_now = int(now.timestamp() // 3600)
+    newest = (hours_now - phase_h) // cadence_h
+    oldest_allowed = now - POSTS_WINDOW
+    out: list[tuple[int, datetime]] = []
+    number = newest
+    while True:
+        moment = datetime.fromtimestamp((number * cadence_h + phase_h) * 3600, UTC)
+        moment += timedelta(minutes=(digest >> (number % 32)) % 60)
+        if moment < oldest_allowed:
+            return out
+        if moment <= now:
+            out.append((number, moment))
+        number -= 1
+
+
+def posts_for_profile(
+    url: str, max_posts: int | None = None, *, now: datetime | None = None, include_reposts: bool = True
+) -> list[dict[str, Any]]:
+    """The items the posts actor returns for one profile URL at `now` (default: the current time), newest first:
+    deterministic for a given time, none for ~1 in 4 profiles. `max_posts` None means one page, 0 every post."""
     try:
         key = normalize_profile_url(url)
     except ValueError:
@@ -97,9 +172,9 @@ def posts_for_profile(url: str, max_posts: int | None = None) -> list[dict[str, 
     if not key.startswith(("linkedin.com/in/", "linkedin.com/company/")):
         return []
     digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
-    count = 0 if digest % 4 == 0 else 1 + (digest >> 4) % 3
-    if max_posts is not None and max_posts > 0:
-        count = min(count, max_posts)
+    if digest % 4 == 0:
+        return []
+    now = now or datetime.now(UTC)
     handle = _handle(key)
     name = _display_name(handle)
     profile_url = f"https://www.linkedin.com/{key.removeprefix('linkedin.com/')}"
@@ -113,12 +188,12 @@ def posts_for_profile(url: str, max_posts: int | None = None) -> list[dict[str, 
         "avatar": {"url": f"https://media.licdn.com/dms/image/sandbox/{handle}.jpg", "width": 200, "height": 200},
     }
     items: list[dict[str, Any]] = []
-    for i in range(count):
-        bits = (digest >> (8 * i)) & 0xFFFF
-        post_id = str(7_300_000_000_000_000_000 + (digest + i * 7919) % 10**17)
-        slug, text = _TOPICS[(bits + i) % len(_TOPICS)]
-        posted = _POSTS_EPOCH - timedelta(days=1 + (bits % 60) + 3 * i, hours=bits % 24)
+    for number, posted in _post_times(digest, now):
+        bits = (digest * (number + 1) >> 7) & 0xFFFF
+        post_id = str(7_300_000_000_000_000_000 + (digest + number * 7919) % 10**17)
+        slug, text = _TOPICS[(bits + number) % len(_TOPICS)]
         likes = 5 + bits % 400
+        age = now - posted
         item: dict[str, Any] = {
             "type": "post",
             "id": post_id,
@@ -128,8 +203,8 @@ def posts_for_profile(url: str, max_posts: int | None = None) -> list[dict[str, 
             "postedAt": {
                 "timestamp": int(posted.timestamp() * 1000),
                 "date": _iso(posted),
-                "postedAgoShort": f"{(_POSTS_EPOCH - posted).days}d",
-                "postedAgoText": f"{(_POSTS_EPOCH - posted).days} days ago",
+                "postedAgoShort": f"{age.days}d",
+                "postedAgoText": f"{age.days} days ago",
             },
             "postImages": (
                 [{"url": f"https://media.licdn.com/dms/image/sandbox/{post_id}.jpg", "width": 1200, "height": 627}]
@@ -149,8 +224,11 @@ def posts_for_profile(url: str, max_posts: int | None = None) -> list[dict[str, 
             "query": {"targetUrl": url},
         }
         if bits % 5 == 1:  # a repost: the lead shared someone else's post
+            if not include_reposts:
+                continue
             original_id = str(7_200_000_000_000_000_000 + bits * 104729)
             item["content"] = ""
+            item["repostId"] = original_id
             item["repost"] = {
                 "id": original_id,
                 "linkedinUrl": f"https://www.linkedin.com/feed/update/urn:li:activity:{original_id}/",
@@ -163,7 +241,21 @@ def posts_for_profile(url: str, max_posts: int | None = None) -> list[dict[str, 
                 },
             }
         items.append(item)
-    return items
+    limit = ACTOR_PAGE_POSTS if max_posts is None else max_posts
+    return items[:limit] if limit > 0 else items
+
+
+@dataclass
+class _Target:
+    """What the actor does for one target URL: its items, or the upstream error that made it skip the target."""
+
+    url: str
+    items: list[dict[str, Any]]
+    error: str | None = None
+
+    @property
+    def charge_usd(self) -> float:
+        return PRICE_PER_POST_USD * len(self.items) if self.items else PRICE_PER_EMPTY_TARGET_USD
 
 
 @dataclass
@@ -183,9 +275,38 @@ class _Run:
     input_len: int
     timeout_secs: int
     memory_mbytes: int
+    targets: list[_Target] = field(default_factory=list)
+    #: How many targets the run works through before it stops (fewer than `targets` under a charge cap).
+    planned: int = 0
+    max_charge_usd: float | None = None
     finished: bool = False
     finished_at: datetime | None = None
-    items: list[dict[str, Any]] = field(default_factory=list)
+    aborted_at: float | None = None  # time.monotonic() of the abort call
+
+    def done_targets(self, now: float) -> int:
+        """How many targets are finished at monotonic time `now`."""
+        if self.outcome != "SUCCEEDED" and self.aborted_at is None:
+            return 0
+        if self.finished and self.aborted_at is None:
+            return self.planned
+        moment = now if self.aborted_at is None else min(now, self.aborted_at)
+        if self.duration_s <= 0 or not self.targets:
+            return self.planned
+        per_target = self.duration_s / len(self.targets)
+        return min(self.planned, int((moment - self.created) / per_target))
+
+    def dataset(self, now: float) -> list[dict[str, Any]]:
+        """The dataset as it stands: each finished target's items, `{}` for a target that failed upstream."""
+        out: list[dict[str, Any]] = []
+        for target in self.targets[: self.done_targets(now)]:
+            out += target.items if target.error is None else [{}]
+        return out
+
+    def usage_usd(self, now: float) -> float:
+        return round(sum(t.charge_usd for t in self.targets[: self.done_targets(now)]), 6)
+
+    def posts(self, now: float) -> int:
+        return sum(len(t.items) for t in self.targets[: self.done_targets(now)])
 
 
 class ApifyApp(ServiceApp):
@@ -201,12 +322,26 @@ class ApifyApp(ServiceApp):
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._datasets: dict[str, _Run] = {}
+        self._stores: dict[str, _Run] = {}
         self._rng = random.Random()
         self.user = {"id": SANDBOX_USER_ID, "username": SANDBOX_USERNAME}
 
+    # what tests count ------------------------------------------------------------------------
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run started so far (oldest first), as the API shows them: what a test counts."""
+        with self._lock:
+            runs = list(self._runs.values())
+        return [self._run_object(r) for r in runs]
+
+    def run_input(self, run_id: str) -> dict[str, Any]:
+        with self._lock:
+            return dict(self._runs[run_id].input)
+
     # ServiceApp ------------------------------------------------------------------------------
     def error_body(self, status: int, mode: str) -> dict[str, Any]:
-        err_type, message = _ERRORS.get(status, ("internal-server-error", f"Sandbox error {status} ({mode})"))
+        err_type, message = _MODE_ERRORS.get(mode) or _ERRORS.get(
+            status, ("internal-server-error", f"Sandbox error {status} ({mode})")
+        )
         return {"error": {"type": err_type, "message": message}}
 
     def _error(self, status: int, err_type: str | None = None, message: str | None = None) -> ApiError:
@@ -230,6 +365,8 @@ class ApifyApp(ServiceApp):
         if len(rest) >= 3 and rest[0] in ("acts", "actors"):
             actor = self._actor(rest[1])
             if rest[2:] == ["runs"]:
+                if method == "GET":
+                    return self._list_runs(req)
                 self._allow(method, "POST")
                 return self._start(req, actor)
             if rest[2:] == ["run-sync-get-dataset-items"]:
@@ -241,13 +378,19 @@ class ApifyApp(ServiceApp):
         if len(rest) == 2 and rest[0] == "actor-runs":
             self._allow(method, "GET")
             return self._get_run(req, rest[1])
+        if len(rest) == 3 and rest[0] == "actor-runs":
+            return self._run_action(req, rest[1], rest[2])
+        if len(rest) == 4 and rest[0] == "key-value-stores" and rest[2] == "records":
+            self._allow(method, "GET")
+            return self._kv_record(rest[1], rest[3])
         if len(rest) in (2, 3) and rest[0] == "datasets":
             self._allow(method, "GET")
             run = self._dataset(rest[1])
             if len(rest) == 2:
                 return json_response(200, {"data": self._dataset_object(run)})
             if rest[2] == "items":
-                return self._items(req, self._snapshot(run).items)
+                self._snapshot(run)
+                return self._items(req, run.dataset(time.monotonic()))
         raise self._error(404, "page-not-found", f"The path {req.path} was not found on this server.")
 
     # helpers ---------------------------------------------------------------------------------
@@ -292,40 +435,63 @@ class ApifyApp(ServiceApp):
             raise self._error(400, "invalid-value", f"waitForFinish must be 0 or more, got {raw!r}")
         return min(value, MAX_WAIT_FOR_FINISH_S)
 
-    def _input(self, req: Request) -> tuple[dict[str, Any], list[str], int | None]:
+    def _invalid(self, message: str) -> ApiError:
+        return self._error(400, "invalid-input", f"Input is not valid: {message}")
+
+    def _input(self, req: Request) -> tuple[dict[str, Any], list[str]]:
         payload = req.json(default={})
         if not isinstance(payload, dict):
-            raise self._error(400, "invalid-input", "Input is not valid: the input must be a JSON object")
+            raise self._invalid("the input must be a JSON object")
         urls: list[str] = []
         for key in ("targetUrls", "profileUrls"):
             value = payload.get(key)
             if value is None:
                 continue
             if not isinstance(value, list) or not all(isinstance(u, str) for u in value):
-                raise self._error(
-                    400, "invalid-input", f"Input is not valid: Field input.{key} must be an array of strings"
-                )
+                raise self._invalid(f"Field input.{key} must be an array of strings")
             urls += value
         max_posts = payload.get("maxPosts")
-        if max_posts is not None and (isinstance(max_posts, bool) or not isinstance(max_posts, int)):
-            raise self._error(400, "invalid-input", "Input is not valid: Field input.maxPosts must be integer")
+        if max_posts is not None and (isinstance(max_posts, bool) or not isinstance(max_posts, int) or max_posts < 0):
+            raise self._invalid("Field input.maxPosts must be an integer of 0 or more")
+        limit = payload.get("postedLimit", "any")
+        if limit not in POSTED_LIMITS:
+            raise self._invalid(f"Field input.postedLimit must be one of {list(POSTED_LIMITS)}, got {limit!r}")
+        limit_date = payload.get("postedLimitDate")
+        if limit_date is not None:
+            try:
+                date.fromisoformat(str(limit_date))
+            except ValueError:
+                raise self._invalid(f"Field input.postedLimitDate must be a date YYYY-MM-DD, got {limit_date!r}") from None
+        if not isinstance(payload.get("includeReposts", True), bool):
+            raise self._invalid("Field input.includeReposts must be boolean")
         outcome = payload.get("_sandboxOutcome")
         if outcome is not None and outcome not in OUTCOMES:
             raise self._error(400, "invalid-input", f"_sandboxOutcome must be one of {list(OUTCOMES)}")
-        return payload, urls, max_posts
+        return payload, urls
+
+    def _float_param(self, req: Request, name: str) -> float | None:
+        raw = req.param(name)
+        if raw in (None, ""):
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise self._error(400, "invalid-value", f"{name} must be a number, got {raw!r}") from None
+        if value < 0:
+            raise self._error(400, "invalid-value", f"{name} must be 0 or more, got {raw!r}")
+        return value
 
     def _create_run(self, req: Request, actor: str) -> _Run:
-        payload, urls, max_posts = self._input(req)
+        payload, urls = self._input(req)
         outcome = self.outcome or payload.get("_sandboxOutcome") or "SUCCEEDED"
-        items: list[dict[str, Any]] = []
-        if outcome == "SUCCEEDED":
-            for url in urls:
-                items += posts_for_profile(url, max_posts if max_posts is not None else 100)
+        max_charge = self._float_param(req, "maxTotalChargeUsd")
         try:
             timeout_secs = int(req.param("timeout") or 3600)
             memory = int(req.param("memory") or 1024)
         except ValueError:
             raise self._error(400, "invalid-value", "timeout and memory must be integers") from None
+        targets = _plan_targets(payload, urls, skip=_skip_pattern(req))
+        planned = _planned_targets(targets, max_charge)
         with self._lock:
             ids = [_apify_id(self._rng) for _ in range(5)]
             run = _Run(
@@ -344,23 +510,42 @@ class ApifyApp(ServiceApp):
                 input_len=len(req.body),
                 timeout_secs=timeout_secs,
                 memory_mbytes=memory,
-                items=items,
+                targets=targets,
+                planned=planned,
+                max_charge_usd=max_charge,
             )
             self._runs[run.id] = run
             self._datasets[run.dataset_id] = run
+            self._stores[run.kv_store_id] = run
         return run
+
+    def _run_length_s(self, run: _Run) -> float:
+        """A run that stops early at its charge cap finishes when its last planned target does."""
+        if run.outcome == "SUCCEEDED" and run.targets:
+            return run.duration_s * run.planned / len(run.targets)
+        return run.duration_s
 
     def _snapshot(self, run: _Run) -> _Run:
         """Bring the run's status up to date with the clock (finishing it when its time is up)."""
         with self._lock:
-            if not run.finished and time.monotonic() - run.created >= run.duration_s:
+            now = time.monotonic()
+            if run.finished:
+                return run
+            if run.aborted_at is not None:
+                if now - run.aborted_at >= ABORTING_FOR_S:
+                    run.finished = True
+                    run.outcome = "ABORTED"
+                    run.finished_at = run.started_at + timedelta(seconds=run.aborted_at - run.created)
+            elif now - run.created >= self._run_length_s(run):
                 run.finished = True
-                run.finished_at = run.started_at + timedelta(seconds=run.duration_s)
+                run.finished_at = run.started_at + timedelta(seconds=self._run_length_s(run))
             return run
 
     def _status(self, run: _Run) -> str:
         if run.finished:
             return run.outcome
+        if run.aborted_at is not None:
+            return "ABORTING"
         ready_s = min(run.duration_s * 0.1, READY_FOR_S)
         return "READY" if time.monotonic() - run.created < ready_s else "RUNNING"
 
@@ -372,13 +557,16 @@ class ApifyApp(ServiceApp):
             now = time.monotonic()
             if run.finished or now >= deadline:
                 return run
-            time.sleep(min(deadline, run.created + run.duration_s) - now + 0.001)
+            ends = run.created + self._run_length_s(run) if run.aborted_at is None else run.aborted_at + ABORTING_FOR_S
+            time.sleep(max(0.001, min(deadline, ends) - now + 0.001))
 
     def _run_object(self, run: _Run) -> dict[str, Any]:
         self._snapshot(run)
+        now = time.monotonic()
         elapsed = (run.finished_at or datetime.now(UTC)) - run.started_at
         seconds = max(0.0, elapsed.total_seconds())
-        usage_usd = round(0.002 * len(run.items) + 0.0004 * seconds, 6) if run.finished else 0.0
+        posts = run.posts(now)
+        empty = sum(1 for t in run.targets[: run.done_targets(now)] if not t.items)
         return {
             "id": run.id,
             "actId": run.act_id,
@@ -388,7 +576,7 @@ class ApifyApp(ServiceApp):
             "finishedAt": _iso(run.finished_at),
             "status": self._status(run),
             "statusMessage": {
-                "SUCCEEDED": f"Finished: {len(run.items)} posts scraped",
+                "SUCCEEDED": f"Finished: {posts} posts scraped",
                 "FAILED": "The Actor process exited with code 1",
                 "ABORTED": "Run was aborted",
                 "TIMED-OUT": "Run timed out",
@@ -408,6 +596,7 @@ class ApifyApp(ServiceApp):
                 "timeoutSecs": run.timeout_secs,
                 "memoryMbytes": run.memory_mbytes,
                 "diskMbytes": run.memory_mbytes * 2,
+                "maxTotalChargeUsd": run.max_charge_usd,
             },
             "buildId": run.build_id,
             "buildNumber": "0.0.42",
@@ -416,11 +605,22 @@ class ApifyApp(ServiceApp):
             "defaultDatasetId": run.dataset_id,
             "defaultRequestQueueId": run.queue_id,
             "containerUrl": f"https://{run.id.lower()}.runs.apify.net",
-            "usageTotalUsd": usage_usd,
+            "pricingInfo": {
+                "pricingModel": "PAY_PER_EVENT",
+                "pricingPerEvent": {
+                    "actorChargeEvents": {
+                        "post": {"eventPriceUsd": PRICE_PER_POST_USD, "eventTitle": "Post"},
+                        "no-result": {"eventPriceUsd": PRICE_PER_EMPTY_TARGET_USD, "eventTitle": "No result"},
+                    }
+                },
+            },
+            "chargedEventCounts": {"post": posts, "no-result": empty},
+            "usageTotalUsd": run.usage_usd(now),
         }
 
     def _dataset_object(self, run: _Run) -> dict[str, Any]:
         self._snapshot(run)
+        items = run.dataset(time.monotonic())
         return {
             "id": run.dataset_id,
             "name": None,
@@ -428,8 +628,8 @@ class ApifyApp(ServiceApp):
             "createdAt": _iso(run.started_at),
             "modifiedAt": _iso(run.finished_at or run.started_at),
             "accessedAt": _iso(datetime.now(UTC)),
-            "itemCount": len(run.items) if run.finished else 0,
-            "cleanItemCount": len(run.items) if run.finished else 0,
+            "itemCount": len(items),
+            "cleanItemCount": sum(1 for i in items if i),
             "actId": run.act_id,
             "actRunId": run.id,
         }
@@ -439,6 +639,13 @@ class ApifyApp(ServiceApp):
             run = self._datasets.get(dataset_id)
         if run is None:
             raise self._error(404, "record-not-found", "Dataset was not found")
+        return run
+
+    def _find_run(self, run_id: str) -> _Run:
+        with self._lock:
+            run = self._runs.get(run_id)
+        if run is None:
+            raise self._error(404, "record-not-found", "Actor run was not found")
         return run
 
     # endpoints -------------------------------------------------------------------------------
@@ -451,10 +658,7 @@ class ApifyApp(ServiceApp):
 
     def _get_run(self, req: Request, run_id: str) -> Response:
         wait_s = self._wait_param(req)
-        with self._lock:
-            run = self._runs.get(run_id)
-        if run is None:
-            raise self._error(404, "record-not-found", "Actor run was not found")
+        run = self._find_run(run_id)
         self._hold(run, wait_s)
         return json_response(200, {"data": self._run_object(run)})
 
@@ -465,9 +669,11 @@ class ApifyApp(ServiceApp):
             raise self._error(408, "run-timeout-exceeded", f"Actor run {run.id} timed out.")
         if run.outcome != "SUCCEEDED":
             raise self._error(400, "run-failed", f"Actor run did not succeed (run ID: {run.id}, status: {run.outcome})")
-        return self._items(req, run.items)
+        return self._items(req, run.dataset(time.monotonic()))
 
     def _items(self, req: Request, items: list[dict[str, Any]]) -> Response:
+        """A page of items. `clean`/`skipEmpty` drop empty items *from the page*: offset, limit and the total
+        count every item, so a clean page may be short while more remain (as Apify's are)."""
         fmt = req.param("format") or "json"
         if fmt != "json":
             raise self._error(400, "invalid-value", f"format {fmt!r} is not supported by the sandbox; use json")
@@ -480,8 +686,11 @@ class ApifyApp(ServiceApp):
         if offset < 0 or (limit is not None and limit < 0):
             raise self._error(400, "invalid-value", "offset and limit must be 0 or more")
         desc = req.param("desc") in ("1", "true")
+        skip_empty = any(req.param(name) in ("1", "true") for name in ("clean", "skipEmpty"))
         ordered = list(reversed(items)) if desc else items
         page = ordered[offset:] if limit is None else ordered[offset : offset + limit]
+        if skip_empty:
+            page = [item for item in page if item]
         headers = {
             "X-Apify-Pagination-Offset": str(offset),
             "X-Apify-Pagination-Limit": str(limit if limit is not None else max(len(items), 1)),
@@ -490,3 +699,139 @@ class ApifyApp(ServiceApp):
             "X-Apify-Pagination-Desc": "true" if desc else "false",
         }
         return json_response(200, page, headers)
+
+    def _list_runs(self, req: Request) -> Response:
+        """The actor's runs, oldest first (`desc=1`: newest first), as Apify's list endpoints page them."""
+        try:
+            offset = int(req.param("offset") or 0)
+            limit = min(int(req.param("limit") or 1000), 1000)
+        except ValueError:
+            raise self._error(400, "invalid-value", "offset and limit must be integers") from None
+        desc = req.param("desc") in ("1", "true")
+        status = req.param("status")
+        with self._lock:
+            runs = list(self._runs.values())
+        objects = [self._run_object(r) for r in runs]
+        if status:
+            objects = [o for o in objects if o["status"] == status]
+        if desc:
+            objects.reverse()
+        keys = ("id", "actId", "actorTaskId", "status", "startedAt", "finishedAt", "buildId", "buildNumber", "meta")
+        keys += ("usageTotalUsd", "defaultKeyValueStoreId", "defaultDatasetId", "defaultRequestQueueId")
+        page = [{k: o[k] for k in keys} for o in objects[offset : offset + limit]]
+        return json_response(
+            200,
+            {
+                "data": {
+                    "total": len(objects),
+                    "offset": offset,
+                    "limit": limit,
+                    "count": len(page),
+                    "desc": desc,
+                    "items": page,
+                }
+            },
+        )
+
+    def _run_action(self, req: Request, run_id: str, action: str) -> Response:
+        run = self._find_run(run_id)
+        if action == "log":
+            self._allow(req.method, "GET")
+            self._snapshot(run)
+            body = self._log(run).encode()
+            return Response(200, body, "text/plain; charset=utf-8")
+        if action == "abort":
+            self._allow(req.method, "POST")
+            with self._lock:
+                if not run.finished and run.aborted_at is None:
+                    run.aborted_at = time.monotonic()
+            return json_response(200, {"data": self._run_object(run)})
+        raise self._error(404, "page-not-found", f"The path {req.path} was not found on this server.")
+
+    def _kv_record(self, store_id: str, key: str) -> Response:
+        with self._lock:
+            run = self._stores.get(store_id)
+        if run is None:
+            raise self._error(404, "record-not-found", "Key-value store was not found")
+        if key != "INPUT":
+            raise self._error(404, "record-not-found", "Record was not found")
+        return json_response(200, run.input)
+
+    def _log(self, run: _Run) -> str:
+        """The run's log as the actor writes it: one line per finished target, errors naming the target URL."""
+        now = time.monotonic()
+        done = run.done_targets(now)
+        lines = [f"{_iso(run.started_at)} ACTOR: Starting the Actor run {run.id}"]
+        opts = {k: run.input.get(k) for k in ("maxPosts", "postedLimit", "postedLimitDate") if k in run.input}
+        lines.append(f"{_iso(run.started_at)} INFO  Scraping posts of {len(run.targets)} profiles {json.dumps(opts)}")
+        per_target = run.duration_s / len(run.targets) if run.targets else 0.0
+        for i, target in enumerate(run.targets[:done]):
+            at = _iso(run.started_at + timedelta(seconds=per_target * (i + 1)))
+            if target.error:
+                lines.append(f"{at} ERROR Error scraping {target.url}: {target.error}")
+            elif target.items:
+                lines.append(f"{at} INFO  Scraped {len(target.items)} posts of {target.url}")
+            else:
+                lines.append(f"{at} INFO  No posts found for {target.url}")
+        if run.finished or run.aborted_at is not None:
+            at = _iso(run.finished_at or datetime.now(UTC))
+            if run.aborted_at is not None:
+                lines.append(f"{at} ACTOR: The run was aborted by the user")
+            elif run.outcome != "SUCCEEDED":
+                lines.append(f"{at} ERROR The Actor process exited with code 1 ({run.outcome})")
+            else:
+                if run.planned < len(run.targets):
+                    lines.append(
+                        f"{at} WARN  Stopping: the run's maxTotalChargeUsd of {run.max_charge_usd} USD is reached; "
+                        f"{len(run.targets) - run.planned} profiles were not scraped"
+                    )
+                lines.append(f"{at} INFO  Finished: {run.posts(now)} posts of {done} profiles")
+        return "\n".join(lines) + "\n"
+
+
+def _skip_pattern(req: Request) -> re.Pattern[str] | None:
+    """The URL pattern of a `skip_targets` fault rule that chose this request, if any."""
+    rule = getattr(req, "fault", None)
+    if rule is None or rule.mode != "skip_targets":
+        return None
+    return rule.body or re.compile(".")
+
+
+def _cutoff(payload: dict[str, Any], now: datetime) -> datetime | None:
+    """The oldest post time the input asks for: the more recent of `postedLimit` and `postedLimitDate`."""
+    cutoffs: list[datetime] = []
+    span = POSTED_LIMITS[payload.get("postedLimit", "any")]
+    if span is not None:
+        cutoffs.append(now - span)
+    if payload.get("postedLimitDate"):
+        cutoffs.append(datetime.combine(date.fromisoformat(str(payload["postedLimitDate"])), datetime.min.time(), UTC))
+    return max(cutoffs) if cutoffs else None
+
+
+def _plan_targets(payload: dict[str, Any], urls: list[str], *, skip: re.Pattern[str] | None) -> list[_Target]:
+    now = datetime.now(UTC)
+    cutoff = _cutoff(payload, now)
+    max_posts = payload.get("maxPosts")
+    targets: list[_Target] = []
+    for url in urls:
+        if skip is not None and skip.search(url):
+            targets.append(_Target(url, [], "Request failed with status code 429 (LinkedIn rate limit); skipping"))
+            continue
+        items = posts_for_profile(url, 0, now=now, include_reposts=payload.get("includeReposts", True))
+        if cutoff is not None:
+            items = [i for i in items if i["postedAt"]["timestamp"] >= cutoff.timestamp() * 1000]
+        limit = ACTOR_PAGE_POSTS if max_posts is None else max_posts
+        targets.append(_Target(url, items[:limit] if limit > 0 else items))
+    return targets
+
+
+def _planned_targets(targets: list[_Target], max_charge_usd: float | None) -> int:
+    """How many targets fit under the charge cap (a target is worked through whole or not at all)."""
+    if max_charge_usd is None:
+        return len(targets)
+    spent = 0.0
+    for i, target in enumerate(targets):
+        if spent + target.charge_usd > max_charge_usd + 1e-9:
+            return i
+        spent += target.charge_usd
+    return len(targets)

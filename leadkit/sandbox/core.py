@@ -38,7 +38,20 @@ FAULT_MODES = (
     "slow",
     "truncated_json",
     "drop_connection",
+    # the request is acted on (a run started, a record created), then the answer is lost or late
+    "slow_after",
+    "drop_after",
+    "bad_gateway_after",
+    # a refusal for want of capacity (Apify: actor-memory-limit-exceeded)
+    "memory_limit_402",
+    # handed to the app, which applies it to the parts of the request the rule's `body` matches
+    "skip_targets",
 )
+
+#: Modes applied after the app has acted on the request.
+AFTER_MODES = frozenset({"slow_after", "drop_after", "bad_gateway_after"})
+#: Modes the app itself applies (it sees the rule as `Request.fault`).
+APP_MODES = frozenset({"skip_targets"})
 
 #: Status code answered by each fault mode that answers with an error page or body.
 FAULT_STATUS = {
@@ -52,6 +65,8 @@ FAULT_STATUS = {
     "rate_limit_429": 429,
     "server_500": 500,
     "bad_gateway_502": 502,
+    "bad_gateway_after": 502,
+    "memory_limit_402": 402,
 }
 
 DEFAULT_SLOW_S = 2.0
@@ -86,6 +101,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     raw_query: str = ""
+    #: The fault rule of an app-applied mode (APP_MODES) that matched this request, for the app to apply.
+    fault: FaultRule | None = None
 
     @property
     def target(self) -> str:
@@ -285,7 +302,7 @@ class FaultRegistry:
                 patterns[key] = re.compile(value)
             except re.error as exc:
                 raise ValueError(f"Fault rule {key!r} is not a valid regular expression ({exc}): {value!r}.") from None
-        delay = rule.get("delay_s", DEFAULT_SLOW_S if mode == "slow" else 0.0)
+        delay = rule.get("delay_s", DEFAULT_SLOW_S if mode in ("slow", "slow_after") else 0.0)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 3600:
             raise ValueError(f"Fault rule 'delay_s' is {delay!r}; accepted: a number of seconds from 0 to 3600.")
         return FaultRule(service, mode, times, patterns["path"], patterns["body"], float(delay))
@@ -560,6 +577,18 @@ class _Handler(BaseHTTPRequestHandler):
             base = None
         display_path = unquote(req.path)
         rule = state.faults.take(app.service, req.target, req.text())
+        if rule is not None and rule.mode in APP_MODES:
+            req.fault, rule = rule, None
+        if rule is not None and rule.mode in AFTER_MODES:
+            resp = self._call_app(app, req)
+            state.stats.record(app.service, base, req.method, display_path, resp.status, rule.mode)
+            if rule.delay_s:
+                time.sleep(rule.delay_s)
+            if rule.mode == "slow_after":
+                self._send(resp)
+            else:
+                self._send_fault(app, "drop_connection" if rule.mode == "drop_after" else rule.mode)
+            return
         if rule is not None:
             state.stats.record(app.service, base, req.method, display_path, FAULT_STATUS.get(rule.mode, 200), rule.mode)
             if rule.delay_s:
@@ -569,7 +598,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         resp = self._call_app(app, req)
         if rule is None:
-            state.stats.record(app.service, base, req.method, display_path, resp.status)
+            state.stats.record(app.service, base, req.method, display_path, resp.status, req.fault.mode if req.fault else None)
         self._send(resp)
 
     @staticmethod
