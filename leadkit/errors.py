@@ -8,6 +8,7 @@ about it) and an *exit code* (what a scheduler sees)::
     ├── ConfigError              config     exit 2   missing setting, wrong URL, HTML where JSON was expected
     ├── RateLimitError           rate_limit exit 1   429 that outlasted the wait
     ├── UpstreamError            upstream   exit 1   5xx, 408, timeouts, dropped connections
+    │   └── DeadlineExceeded                       a client's time budget ran out
     ├── MissingRecordError       missing_record exit 1
     ├── SchemaError              schema     exit 2   unknown field, missing select option or table
     ├── DependencyError          dependency exit 2   a declared package that does not import
@@ -93,6 +94,10 @@ class RateLimitError(LeadkitError):
 
 class UpstreamError(LeadkitError):
     category = Category.UPSTREAM
+
+
+class DeadlineExceeded(UpstreamError):
+    """The time budget of a client's run (derived from the notebook's timeout) ran out before the work ended."""
 
 
 class MissingRecordError(LeadkitError):

@@ -15,6 +15,12 @@ success. Errors carry the URL with any `token` query parameter removed; headers 
     other 4xx                              ConfigError       no
     408, 5xx, timeout, dropped connection  UpstreamError     yes, exponential backoff with jitter
     429                                    RateLimitError    yes, after Retry-After (bounded)
+
+A request that is not idempotent (a create, an actor start) is retried only when it certainly did not reach
+the server (connection refused, connect timeout, 429): after a read timeout, a connection dropped after
+sending, a 408 or a 5xx the server may have acted on it, so the error is raised with `details["sent"]` True
+and the caller finds out what happened before sending again. A `Deadline` bounds every wait of a request
+(the read timeout of each try and the sleeps between tries) by the time left in a client's budget.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from leadkit.errors import (
     AuthError,
     ConfigError,
     DataError,
+    DeadlineExceeded,
     LeadkitError,
     RateLimitError,
     SchemaError,
@@ -41,6 +48,7 @@ from leadkit.errors import (
 )
 
 __all__ = [
+    "Deadline",
     "HttpClient",
     "JsonResponse",
     "RetryPolicy",
@@ -79,6 +87,47 @@ class Timeouts:
 
     def to_httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+class Deadline:
+    """One time budget (monotonic seconds) that every wait of a client's run draws on.
+
+    `Deadline.unbounded()` never runs out; `Deadline(seconds)` runs out `seconds` from now."""
+
+    def __init__(self, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.seconds = seconds
+        self.at = None if seconds is None else clock() + max(0.0, seconds)
+
+    @classmethod
+    def unbounded(cls) -> Deadline:
+        return cls(None)
+
+    def remaining(self) -> float:
+        """Seconds left (infinity when unbounded, never below 0)."""
+        if self.at is None:
+            return float("inf")
+        return max(0.0, self.at - self._clock())
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def check(self, what: str) -> None:
+        """Raise DeadlineExceeded naming `what` when no time is left."""
+        if self.expired:
+            raise DeadlineExceeded(
+                f"the client's time budget of {self.seconds:g} s ran out before {what}",
+                hint="The run's deadline comes from the notebook timeout (`leadkit batch --timeout`); raise it, "
+                "or lower the batch size so one actor run fits.",
+            )
+
+    def cap(self, seconds: float) -> float:
+        """`seconds`, or less when the budget has less left."""
+        return min(seconds, self.remaining())
+
+    def __repr__(self) -> str:
+        return "Deadline(unbounded)" if self.at is None else f"Deadline({self.remaining():.1f}s left)"
 
 
 @dataclass(frozen=True)
@@ -179,6 +228,7 @@ def classify_response(
 
     if is_json:
         err_type, err_message = service_error(body)
+        details["error_type"] = err_type
         said = f": {err_type}" if err_type else ""
         said += f" ({err_message})" if err_message else ""
     else:
@@ -297,8 +347,16 @@ class HttpClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        idempotent: bool | None = None,
+        deadline: Deadline | None = None,
+        expect: str = "json",
     ) -> JsonResponse:
-        """Send a request and return its parsed JSON, retrying what the policy retries."""
+        """Send a request and return its parsed JSON (`expect="text"`: its text), retrying what the policy retries.
+
+        `idempotent` defaults to True for GET, PUT, DELETE and HEAD, False for POST and PATCH: see the module's
+        docstring for what is retried then. `deadline` bounds every try's read timeout and every sleep."""
+        if idempotent is None:
+            idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS")
         rate_limit_waited = [0.0]
 
         def wait(state: RetryCallState) -> float:
@@ -315,6 +373,12 @@ class HttpClient:
             if state.attempt_number >= self.retry.attempts:
                 return True
             exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, DeadlineExceeded):
+                return True
+            if not idempotent and isinstance(exc, UpstreamError) and exc.details.get("sent", True):
+                return True  # it may have been acted on: the caller finds out before sending again
+            if deadline is not None and wait(state) >= deadline.remaining():
+                return True
             if isinstance(exc, RateLimitError):
                 next_wait = wait(state)
                 if rate_limit_waited[0] + next_wait > self.retry.max_rate_limit_wait_s:
@@ -341,23 +405,49 @@ class HttpClient:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(self._once, method, path, params, json)
+        return retrying(self._once, method, path, params, json, deadline, expect)
 
-    def _once(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any) -> JsonResponse:
+    def _once(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        deadline: Deadline | None = None,
+        expect: str = "json",
+    ) -> JsonResponse:
         started = time.perf_counter()
         try:
             request = self._client.build_request(method, path, params=params, json=body)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
             raise ConfigError(f"{self.service}: cannot build a request for {path!r}: {exc}") from None
         url = safe_url(request.url)
+        read_s = self.timeouts.read
+        if deadline is not None:
+            deadline.check(f"{method} {url}")
+            read_s = deadline.cap(read_s)
+            if read_s < self.timeouts.read:
+                request.extensions["timeout"] = httpx.Timeout(
+                    connect=min(self.timeouts.connect, read_s), read=read_s, write=self.timeouts.write, pool=read_s
+                ).as_dict()
         try:
             response = self._client.send(request)
         except httpx.TimeoutException as exc:
+            sent = not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            if deadline is not None and deadline.expired:
+                raise DeadlineExceeded(
+                    f"{self.service} did not answer {method} {url} before the client's time budget of "
+                    f"{deadline.seconds:g} s ran out.",
+                    url=url,
+                    status=None,
+                    sent=sent,
+                ) from None
             raise UpstreamError(
                 f"{self.service} did not answer {method} {url} in time ({type(exc).__name__}; timeouts: "
-                f"connect {self.timeouts.connect}s, read {self.timeouts.read}s).",
+                f"connect {self.timeouts.connect}s, read {read_s:g}s).",
                 url=url,
                 status=None,
+                sent=sent,
             ) from None
         except httpx.UnsupportedProtocol as exc:
             raise ConfigError(f"{self.service}: unsupported URL {url}: {exc}", url=url, status=None) from None
@@ -367,10 +457,19 @@ class HttpClient:
                 f"{self._scrub(str(exc)) or 'no detail'}).",
                 url=url,
                 status=None,
+                sent=not isinstance(exc, httpx.ConnectError),
             ) from None
         latency_ms = (time.perf_counter() - started) * 1000
         content = self._scrub_bytes(response.content)
         content_type = response.headers.get("content-type", "")
+        if expect == "text" and 200 <= response.status_code < 300 and content_type.startswith("text/plain"):
+            return JsonResponse(
+                status=response.status_code,
+                data=content.decode("utf-8", errors="replace"),
+                headers=dict(response.headers),
+                url=url,
+                latency_ms=latency_ms,
+            )
         error = classify_response(response.status_code, content_type, content, url, service=self.service)
         if error is not None:
             if isinstance(error, RateLimitError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -83,6 +83,8 @@ class Client:
     max_batches: int = 10
     stream: int = 1
     base_id: str | None = None
+    #: Max Apify USD Per Day: the client's daily Apify spend cap (None: no cap).
+    max_usd_per_day: float | None = None
 
     @property
     def active(self) -> bool:
@@ -98,6 +100,7 @@ class Client:
             "daily_target": self.daily_target,
             "batch_size": self.batch_size,
             "stream": self.stream,
+            "max_usd_per_day": self.max_usd_per_day,
         }
 
 
@@ -141,6 +144,8 @@ class Lead:
     harvest_run_id: str | None = None
     posts: list[dict[str, Any]] = field(default_factory=list)
     created_at: datetime | None = None
+    #: When a Done or No Posts lead is due again (None: due now, or never checked).
+    next_check_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,8 +154,48 @@ class Lead:
             "harvest_status": str(self.harvest_status) if self.harvest_status else None,
             "posts_found": self.posts_found,
             "last_check_at": self.last_check_at.isoformat() if self.last_check_at else None,
+            "next_check_at": self.next_check_at.isoformat() if self.next_check_at else None,
             "last_error": self.last_error,
         }
+
+
+@dataclass(frozen=True)
+class DuePolicy:
+    """When a lead is due for harvesting; one rule, applied in Python (`is_due`) and by every store's query.
+
+    Due: a LinkedIn profile URL, Posts Actioned blank or 0, and status blank or Pending; Processing for longer
+    than `processing_stale_after` (a crashed run); Done or No Posts once `next_check_at` has passed (a lead
+    written before `next_check_at` existed: `refresh_after` / `no_posts_recheck` after its last check)."""
+
+    refresh_after: timedelta = timedelta(days=7)
+    no_posts_recheck: timedelta = timedelta(days=14)
+    processing_stale_after: timedelta = timedelta(minutes=30)
+
+    def due_at(self, lead: Lead) -> datetime | None:
+        """When the lead is (or was) due; None when it is due with no date (never harvested, Pending)."""
+        status = lead.harvest_status
+        if status is None or status is HarvestStatus.PENDING:
+            return None
+        if lead.next_check_at is not None and status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS):
+            return lead.next_check_at
+        if lead.last_check_at is None:
+            return None
+        period = {
+            HarvestStatus.DONE: self.refresh_after,
+            HarvestStatus.NO_POSTS: self.no_posts_recheck,
+            HarvestStatus.PROCESSING: self.processing_stale_after,
+        }[status]
+        return lead.last_check_at + period
+
+    def is_due(self, lead: Lead, now: datetime) -> bool:
+        if lead.posts_actioned:
+            return False
+        due = self.due_at(lead)
+        if due is None:
+            return True
+        if lead.harvest_status is HarvestStatus.PROCESSING:
+            return now > due
+        return now >= due
 
 
 @dataclass

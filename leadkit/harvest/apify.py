@@ -7,23 +7,37 @@ ends in anything but SUCCEEDED raises, so a failed run is never read as "no post
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from leadkit.config import Settings
-from leadkit.errors import ConfigError, LeadkitError, UpstreamError
-from leadkit.http import HttpClient, JsonResponse, Timeouts
+from leadkit.errors import ConfigError, DeadlineExceeded, LeadkitError, RateLimitError, UpstreamError
+from leadkit.http import Deadline, HttpClient, JsonResponse, Timeouts
 
-__all__ = ["FAILED_STATUSES", "TERMINAL_STATUSES", "ApifyClient", "ApifyRun"]
+__all__ = [
+    "CAPACITY_REFUSALS",
+    "FAILED_STATUSES",
+    "TERMINAL_STATUSES",
+    "ActorResult",
+    "ApifyClient",
+    "ApifyRun",
+    "StartedRun",
+]
+
+log = logging.getLogger(__name__)
 
 SUCCEEDED = "SUCCEEDED"
 FAILED_STATUSES = frozenset({"FAILED", "ABORTED", "TIMED-OUT"})
 TERMINAL_STATUSES = FAILED_STATUSES | {SUCCEEDED}
+
+#: Start refusals that mean "not now, the account is at capacity": wait and offer the run again.
+CAPACITY_REFUSALS = frozenset({"actor-memory-limit-exceeded", "concurrent-runs-limit-exceeded"})
 
 #: The API never holds a request longer than this.
 MAX_WAIT_FOR_FINISH_S = 60
@@ -48,6 +62,7 @@ class ApifyRun:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     usage_usd: float | None = None
+    max_total_charge_usd: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -67,7 +82,28 @@ class ApifyRun:
             started_at=_parse_time(data.get("startedAt")),
             finished_at=_parse_time(data.get("finishedAt")),
             usage_usd=float(usage) if isinstance(usage, int | float) and not isinstance(usage, bool) else None,
+            max_total_charge_usd=_float_or_none((data.get("options") or {}).get("maxTotalChargeUsd")),
         )
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A run this client started, or adopted after a lost start answer, and what happened on the way."""
+
+    run: ApifyRun
+    notes: list[str] = field(default_factory=list)
+    adopted: bool = False
+
+
+@dataclass(frozen=True)
+class ActorResult:
+    """A SUCCEEDED run, its dataset's items and its log."""
+
+    run: ApifyRun
+    items: list[dict[str, Any]]
+    log: str
+    notes: list[str] = field(default_factory=list)
+    adopted: bool = False
 
 
 class ApifyClient:
@@ -83,6 +119,11 @@ class ApifyClient:
         poll_interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        reconcile_s: float = 10.0,
+        reconcile_interval_s: float = 0.5,
+        clock_skew_s: float = 5.0,
+        capacity_wait_s: float = 5.0,
+        abort_budget_s: float = 10.0,
     ) -> None:
         # "user/name" is the Console's spelling; the API wants "user~name".
         actor_id = actor_id.strip().strip("/").replace("/", "~")
@@ -95,8 +136,15 @@ class ApifyClient:
         read_budget = int(http.timeouts.read) - _READ_TIMEOUT_MARGIN_S
         self.poll_wait_s = max(0, min(int(poll_wait_s), MAX_WAIT_FOR_FINISH_S, read_budget))
         self.poll_interval_s = poll_interval_s
+        self.reconcile_s = reconcile_s
+        self.reconcile_interval_s = reconcile_interval_s
+        self.clock_skew_s = clock_skew_s
+        self.capacity_wait_s = capacity_wait_s
+        self.abort_budget_s = abort_budget_s
         self._clock = clock
         self._sleep = sleep
+        #: Runs this client started or adopted: never adopted a second time.
+        self._known: set[str] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings, **kw: Any) -> ApifyClient:
@@ -151,26 +199,157 @@ class ApifyClient:
             )
         return ApifyRun.from_api(data)
 
-    def start_run(self, input: dict[str, Any]) -> ApifyRun:
-        """Start the actor with `input` as its INPUT; returns the run as Apify created it."""
-        path = f"/v2/acts/{quote(self.actor_id, safe='~')}/runs"
-        return self._run(self.http.request_json("POST", path, json=input))
+    def _actor_path(self, suffix: str) -> str:
+        return f"/v2/acts/{quote(self.actor_id, safe='~')}/{suffix}"
 
-    def get_run(self, run_id: str, *, wait_s: int = 0) -> ApifyRun:
-        params = {"waitForFinish": wait_s} if wait_s else None
-        return self._run(self.http.request_json("GET", f"/v2/actor-runs/{quote(run_id)}", params=params))
+    def start_run(
+        self,
+        input: dict[str, Any],
+        *,
+        max_total_charge_usd: float | None = None,
+        deadline: Deadline | None = None,
+    ) -> StartedRun:
+        """Start the actor with `input` as its INPUT: one start, one paid run.
 
-    def wait(self, run_id: str) -> ApifyRun:
-        """Poll the run until it reaches a terminal status, for at most `max_wait_s` in all."""
-        deadline = self._clock() + self.max_wait_s
+        A start that fails after it was sent (read timeout, connection dropped, 408, 5xx) may have started a run:
+        the actor's newest runs are looked up (started since just before the call, with this INPUT) and the run
+        found is adopted; only when none turns up within `reconcile_s` is the start sent again. A start refused
+        for want of capacity (`actor-memory-limit-exceeded`, `concurrent-runs-limit-exceeded`) waits and offers
+        the run again while the deadline allows, then raises RateLimitError. What happened is in `notes`."""
+        deadline = deadline or Deadline.unbounded()
+        params: dict[str, Any] = {}
+        if max_total_charge_usd is not None:
+            params["maxTotalChargeUsd"] = f"{max(0.0, max_total_charge_usd):.4f}"
+        notes: list[str] = []
+        lost = 0
+        refusals = 0
         while True:
-            remaining = deadline - self._clock()
+            sent_at = datetime.now(UTC)
+            try:
+                resp = self.http.request_json(
+                    "POST", self._actor_path("runs"), params=params, json=input, idempotent=False, deadline=deadline
+                )
+            except UpstreamError as exc:
+                if not exc.details.get("sent", True):
+                    raise
+                found = self._find_started(input, sent_at, deadline)
+                if found is not None:
+                    notes.append(
+                        f"the start call failed after it was sent ({exc}); adopted run {found.id}, which it had started"
+                    )
+                    self._known.add(found.id)
+                    return StartedRun(found, notes, adopted=True)
+                lost += 1
+                if isinstance(exc, DeadlineExceeded) or lost >= self.http.retry.attempts:
+                    notes.append(f"the start call failed after it was sent ({exc}) and no run had started")
+                    exc.details["notes"] = notes
+                    raise
+                notes.append(
+                    f"the start call failed after it was sent ({exc}); no run had started, so it was sent again"
+                )
+                self._sleep(deadline.cap(self.http.retry.initial_s * 2**lost))
+                continue
+            except ConfigError as exc:
+                if exc.details.get("error_type") not in CAPACITY_REFUSALS:
+                    raise
+                refusals += 1
+                if deadline.remaining() <= self.capacity_wait_s:
+                    raise RateLimitError(
+                        f"Apify refused to start {self.actor_id} {refusals} times for want of capacity "
+                        f"({exc.details.get('error_type')}) and the client's time budget ran out waiting",
+                        hint="The Apify account runs as many actor runs at once as its plan allows (memory and "
+                        "concurrent runs): run fewer clients at once, lower their batch size, or raise the plan; "
+                        "`GET /v2/users/me/limits` shows the capacity.",
+                        error_type=exc.details.get("error_type"),
+                        notes=notes,
+                    ) from None
+                if refusals == 1:
+                    notes.append(
+                        f"Apify refused the start for want of capacity ({exc.details.get('error_type')}); waiting"
+                    )
+                self._sleep(self.capacity_wait_s)
+                continue
+            run = self._run(resp)
+            self._known.add(run.id)
+            if refusals:
+                notes.append(f"started run {run.id} after {refusals} capacity refusals")
+            return StartedRun(run, notes)
+
+    def _find_started(self, input: dict[str, Any], sent_at: datetime, deadline: Deadline) -> ApifyRun | None:
+        """The run a lost start call started: among the actor's newest runs, one that started after the call was
+        sent (less clock skew), that this client has not adopted yet, and whose INPUT is the one sent."""
+        lower = sent_at - timedelta(seconds=self.clock_skew_s)
+        give_up = self._clock() + self.reconcile_s
+        while True:
+            try:
+                listed = self._data(
+                    self.http.request_json(
+                        "GET", self._actor_path("runs"), params={"desc": 1, "limit": 50}, deadline=deadline
+                    )
+                )
+            except DeadlineExceeded:
+                return None
+            for data in listed.get("items") or []:
+                if not isinstance(data, dict) or not data.get("id") or data["id"] in self._known:
+                    continue
+                run = ApifyRun.from_api(data)
+                if run.started_at is None or run.started_at < lower:
+                    continue
+                if self._input_of(data) == input:
+                    return self.get_run(run.id, deadline=deadline)
+            if self._clock() >= give_up or deadline.remaining() <= self.reconcile_interval_s:
+                return None
+            self._sleep(self.reconcile_interval_s)
+
+    def _input_of(self, run: dict[str, Any]) -> Any:
+        store = run.get("defaultKeyValueStoreId")
+        if not store:
+            return None
+        try:
+            return self.http.request_json("GET", f"/v2/key-value-stores/{quote(str(store))}/records/INPUT").data
+        except (ConfigError, UpstreamError):
+            return None
+
+    def get_run(self, run_id: str, *, wait_s: int = 0, deadline: Deadline | None = None) -> ApifyRun:
+        params = {"waitForFinish": wait_s} if wait_s else None
+        return self._run(
+            self.http.request_json("GET", f"/v2/actor-runs/{quote(run_id)}", params=params, deadline=deadline)
+        )
+
+    def abort_run(self, run_id: str) -> ApifyRun:
+        """Abort a run (`POST .../abort`; aborting twice is harmless). Uses its own short budget: it is what runs
+        when the client's budget is spent."""
+        resp = self.http.request_json(
+            "POST", f"/v2/actor-runs/{quote(run_id)}/abort", idempotent=True, deadline=Deadline(self.abort_budget_s)
+        )
+        return self._run(resp)
+
+    def run_log(self, run_id: str, *, deadline: Deadline | None = None) -> str:
+        """The run's log (plain text), where the actor names the targets it could not scrape."""
+        resp = self.http.request_json("GET", f"/v2/actor-runs/{quote(run_id)}/log", deadline=deadline, expect="text")
+        return resp.data if isinstance(resp.data, str) else ""
+
+    def wait(self, run_id: str, *, deadline: Deadline | None = None) -> ApifyRun:
+        """Poll the run until it reaches a terminal status, for at most `max_wait_s` and within `deadline`."""
+        deadline = deadline or Deadline.unbounded()
+        own = self._clock() + self.max_wait_s
+        while True:
+            remaining = min(own - self._clock(), deadline.remaining() - _READ_TIMEOUT_MARGIN_S)
             wait_s = max(0, min(self.poll_wait_s, math.floor(remaining)))
             asked_at = self._clock()
-            run = self.get_run(run_id, wait_s=wait_s)
+            run = self.get_run(run_id, wait_s=wait_s, deadline=deadline)
             if run.finished:
                 return run
-            if self._clock() >= deadline:
+            if deadline.remaining() <= self.poll_interval_s:
+                raise DeadlineExceeded(
+                    f"Apify run {run_id} was still {run.status} when the client's time budget of "
+                    f"{deadline.seconds:g} s ran out",
+                    hint="The budget comes from the notebook timeout (`leadkit batch --timeout`): raise it or lower "
+                    "the client's batch size so one actor run fits.",
+                    apify_run_id=run_id,
+                    apify_status=run.status,
+                )
+            if self._clock() >= own:
                 raise UpstreamError(
                     f"Apify run {run_id} did not finish within {self.max_wait_s:g}s "
                     f"(last status {run.status}); it may still be running: see it in the Apify Console "
@@ -180,10 +359,14 @@ class ApifyClient:
                 )
             # A server that answered before the wait it was asked for is polled at a gentle pace.
             if self._clock() - asked_at < max(wait_s, self.poll_interval_s):
-                self._sleep(min(self.poll_interval_s, max(0.0, deadline - self._clock())))
+                self._sleep(min(self.poll_interval_s, max(0.0, deadline.remaining())))
 
-    def dataset_items(self, dataset_id: str, *, page_size: int = 1000) -> list[dict[str, Any]]:
-        """Every item of a dataset, read `page_size` at a time."""
+    def dataset_items(
+        self, dataset_id: str, *, page_size: int = 1000, deadline: Deadline | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of a dataset: `offset` steps by `limit` until `X-Apify-Pagination-Total` (or, without that
+        header, an empty page). With `clean=1` a page may be short while items remain, so a short page never
+        ends the reading."""
         if page_size < 1:
             raise ValueError(f"page_size is {page_size}; accepted: 1 or more")
         items: list[dict[str, Any]] = []
@@ -191,7 +374,7 @@ class ApifyClient:
         path = f"/v2/datasets/{quote(dataset_id)}/items"
         while True:
             params = {"format": "json", "clean": "1", "offset": offset, "limit": page_size}
-            resp = self.http.request_json("GET", path, params=params)
+            resp = self.http.request_json("GET", path, params=params, deadline=deadline)
             if not isinstance(resp.data, list):
                 raise ConfigError(
                     f"Apify answered {resp.status} for {resp.url} with {type(resp.data).__name__} where a "
@@ -199,41 +382,79 @@ class ApifyClient:
                     url=resp.url,
                     status=resp.status,
                 )
-            items.extend(i for i in resp.data if isinstance(i, dict))
-            offset += len(resp.data)
+            items.extend(i for i in resp.data if isinstance(i, dict) and i)
+            offset += page_size
             total = _int_header(resp.headers, "x-apify-pagination-total")
-            if not resp.data or len(resp.data) < page_size or (total is not None and offset >= total):
+            if (total is not None and offset >= total) or (total is None and not resp.data):
                 return items
 
-    def run_actor(self, input: dict[str, Any]) -> tuple[ApifyRun, list[dict[str, Any]]]:
-        """Start, wait, read: the finished run and its items. A run that did not succeed raises."""
-        run = self.start_run(input)
+    def run_actor(
+        self,
+        input: dict[str, Any],
+        *,
+        deadline: Deadline | None = None,
+        max_total_charge_usd: float | None = None,
+        on_started: Callable[[StartedRun], None] | None = None,
+    ) -> ActorResult:
+        """Start (or adopt), wait, read: the finished run, its items and its log. A run that did not succeed
+        raises (with its ID, status and cost in the error's details). When the deadline runs out or the wait is
+        interrupted (SIGTERM, Ctrl-C), the run is aborted before the error goes up."""
+        deadline = deadline or Deadline.unbounded()
+        started = self.start_run(input, max_total_charge_usd=max_total_charge_usd, deadline=deadline)
+        run = started.run
+        if on_started is not None:
+            on_started(started)
         try:
-            run = self.wait(run.id)
-        except LeadkitError as exc:
-            exc.details.setdefault("apify_run_id", run.id)
-            exc.details.setdefault("apify_status", run.status)
+            run = self.wait(run.id, deadline=deadline)
+        except BaseException as exc:
+            aborted = self._abort_quietly(run.id)
+            if isinstance(exc, LeadkitError):
+                exc.details.setdefault("apify_run_id", run.id)
+                exc.details["apify_status"] = aborted.status if aborted else run.status
+                exc.details["usage_usd"] = aborted.usage_usd if aborted else None
+                exc.details["aborted"] = aborted is not None
+                exc.details.setdefault("notes", started.notes)
             raise
+        details = {
+            "apify_run_id": run.id,
+            "apify_status": run.status,
+            "usage_usd": run.usage_usd,
+            "notes": started.notes,
+        }
         if not run.succeeded:
             raise UpstreamError(
                 f"Apify run {run.id} of {self.actor_id} ended {run.status}; its dataset was not read "
                 f"and no lead was marked as having no posts",
-                apify_run_id=run.id,
-                apify_status=run.status,
+                **details,
             )
         if not run.dataset_id:
-            raise ConfigError(f"Apify run {run.id} SUCCEEDED but names no defaultDatasetId", apify_run_id=run.id)
+            raise ConfigError(f"Apify run {run.id} SUCCEEDED but names no defaultDatasetId", **details)
         try:
-            items = self.dataset_items(run.dataset_id)
+            items = self.dataset_items(run.dataset_id, deadline=deadline)
+            log_text = self.run_log(run.id, deadline=deadline)
         except LeadkitError as exc:
-            exc.details.setdefault("apify_run_id", run.id)
-            exc.details.setdefault("apify_status", run.status)
+            for key, value in details.items():
+                exc.details.setdefault(key, value)
             raise
-        return run, items
+        return ActorResult(run, items, log_text, started.notes, started.adopted)
+
+    def _abort_quietly(self, run_id: str) -> ApifyRun | None:
+        """Abort a run on the way out of an error; the abort's own failure is logged, never raised over it."""
+        try:
+            return self.abort_run(run_id)
+        except LeadkitError as exc:
+            log.warning("could not abort Apify run %s: %s", run_id, exc)
+            return None
 
     def whoami(self) -> dict[str, Any]:
         """The token's user (`GET /v2/users/me`): the cheapest authenticated check."""
         return self._data(self.http.request_json("GET", "/v2/users/me"))
+
+
+def _float_or_none(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:

@@ -461,7 +461,9 @@ class ApifyApp(ServiceApp):
             try:
                 date.fromisoformat(str(limit_date))
             except ValueError:
-                raise self._invalid(f"Field input.postedLimitDate must be a date YYYY-MM-DD, got {limit_date!r}") from None
+                raise self._invalid(
+                    f"Field input.postedLimitDate must be a date YYYY-MM-DD, got {limit_date!r}"
+                ) from None
         if not isinstance(payload.get("includeReposts", True), bool):
             raise self._invalid("Field input.includeReposts must be boolean")
         outcome = payload.get("_sandboxOutcome")

@@ -598,7 +598,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         resp = self._call_app(app, req)
         if rule is None:
-            state.stats.record(app.service, base, req.method, display_path, resp.status, req.fault.mode if req.fault else None)
+            state.stats.record(
+                app.service, base, req.method, display_path, resp.status, req.fault.mode if req.fault else None
+            )
         self._send(resp)
 
     @staticmethod

@@ -19,6 +19,7 @@ from leadkit.models import (
     AuthCheck,
     Client,
     ClientRun,
+    DuePolicy,
     Failure,
     Lead,
     Lease,
@@ -55,6 +56,15 @@ class LeadBase(Protocol):
         ...
 
     def get_lead(self, lead_id: str) -> Lead: ...
+
+    def due_leads(self, policy: DuePolicy, now: datetime, *, limit: int) -> list[Lead]:
+        """At most `limit` leads due for harvesting under `policy` (its docstring has the rule), queried in the
+        backend: blank or Pending first (newest first), then re-checks (longest due first)."""
+        ...
+
+    def posts_found_since(self, since: datetime) -> int:
+        """Posts Found summed over the leads last checked at or after `since` (today's harvest so far)."""
+        ...
 
     def import_leads(self, leads: Sequence[NewLead]) -> ImportResult:
         """Add leads keyed by normalised profile URL; a lead already there is left as it is."""

@@ -23,6 +23,7 @@ from leadkit.models import (
     Client,
     ClientRun,
     ClientRunStatus,
+    DuePolicy,
     EventKind,
     Failure,
     HarvestStatus,
@@ -83,6 +84,9 @@ MASTER_MIGRATIONS: list[str] = [
         acquired_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, ttl_s REAL NOT NULL
     );
     """,
+    """
+    ALTER TABLE clients ADD COLUMN max_usd_per_day REAL;
+    """,
 ]
 
 BASE_MIGRATIONS: list[str] = [
@@ -93,6 +97,10 @@ BASE_MIGRATIONS: list[str] = [
         posts_actioned INTEGER, harvest_run_id TEXT, posts TEXT NOT NULL, created_at TEXT NOT NULL
     );
     CREATE INDEX leads_status ON leads(harvest_status);
+    """,
+    """
+    ALTER TABLE leads ADD COLUMN next_check_at TEXT;
+    CREATE INDEX leads_due ON leads(harvest_status, next_check_at);
     """,
 ]
 
@@ -181,6 +189,7 @@ def _client_from_row(row: sqlite3.Row) -> Client:
         max_batches=row["max_batches"],
         stream=row["stream"],
         base_id=row["base_id"],
+        max_usd_per_day=row["max_usd_per_day"],
     )
 
 
@@ -321,7 +330,57 @@ class SQLiteLeadBase:
             harvest_run_id=row["harvest_run_id"],
             posts=json.loads(row["posts"]),
             created_at=parse_ts(row["created_at"]),
+            next_check_at=parse_ts(row["next_check_at"]),
         )
+
+    def due_leads(self, policy: DuePolicy, now: datetime, *, limit: int) -> list[Lead]:
+        """Leads due for harvesting (`DuePolicy`), never checked or Pending first (newest first), then re-checks
+        (longest due first); at most `limit`, read `limit` rows at a time (a lead whose URL is not a LinkedIn
+        profile is passed over)."""
+        from leadkit.harvest.posts import is_valid_profile_url
+
+        if limit <= 0:
+            return []
+        sql = (
+            "SELECT *, CASE WHEN harvest_status IS NULL OR harvest_status = ? THEN 0 ELSE 1 END AS rank, "
+            "COALESCE(next_check_at, last_check_at, '') AS due FROM leads "
+            "WHERE (posts_actioned IS NULL OR posts_actioned = 0) AND ("
+            "harvest_status IS NULL OR harvest_status = ? "
+            "OR (harvest_status = ? AND (last_check_at IS NULL OR last_check_at < ?)) "
+            "OR (harvest_status = ? AND (next_check_at <= ? OR (next_check_at IS NULL AND "
+            "(last_check_at IS NULL OR last_check_at <= ?)))) "
+            "OR (harvest_status = ? AND (next_check_at <= ? OR (next_check_at IS NULL AND "
+            "(last_check_at IS NULL OR last_check_at <= ?))))) "
+            "ORDER BY rank, CASE WHEN rank = 0 THEN created_at END DESC, due, lead_id LIMIT ? OFFSET ?"
+        )
+        base = [
+            HarvestStatus.PENDING.value,
+            HarvestStatus.PENDING.value,
+            HarvestStatus.PROCESSING.value,
+            ts(now - policy.processing_stale_after),
+            HarvestStatus.DONE.value,
+            ts(now),
+            ts(now - policy.refresh_after),
+            HarvestStatus.NO_POSTS.value,
+            ts(now),
+            ts(now - policy.no_posts_recheck),
+        ]
+        out: list[Lead] = []
+        offset = 0
+        while len(out) < limit:
+            rows = self._db.query(sql, [*base, limit, offset])
+            out += [lead for lead in map(self._lead, rows) if is_valid_profile_url(lead.profile_url)]
+            if len(rows) < limit:
+                break
+            offset += limit
+        return out[:limit]
+
+    def posts_found_since(self, since: datetime) -> int:
+        """Posts Found summed over the leads last checked at or after `since`."""
+        rows = self._db.query(
+            "SELECT COALESCE(SUM(posts_found), 0) AS n FROM leads WHERE last_check_at >= ?", (ts(since),)
+        )
+        return int(rows[0]["n"])
 
     def list_leads(self, *, status: str | None = None, limit: int | None = None) -> list[Lead]:
         sql = "SELECT * FROM leads"
@@ -374,6 +433,7 @@ class SQLiteLeadBase:
         "posts",
         "name",
         "company",
+        "next_check_at",
     }
 
     def update_leads(self, updates: Mapping[str, Mapping[str, Any]]) -> None:
@@ -389,7 +449,7 @@ class SQLiteLeadBase:
                 for name, value in fields.items():
                     if name == "posts":
                         value = json.dumps(value)
-                    elif name == "last_check_at":
+                    elif name in ("last_check_at", "next_check_at"):
                         value = ts(value)
                     elif name == "harvest_status" and value is not None:
                         value = HarvestStatus(value).value
@@ -451,11 +511,13 @@ class SQLiteStore:
     def save_client(self, client: Client) -> Client:
         with self.db.write() as conn:
             conn.execute(
-                "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(client_id) DO UPDATE SET "
+                "INSERT INTO clients (client_id, name, status, service_level, post_access, daily_target, "
+                "batch_size, max_batches, stream, base_id, max_usd_per_day) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(client_id) DO UPDATE SET "
                 "name=excluded.name, status=excluded.status, service_level=excluded.service_level, "
                 "post_access=excluded.post_access, daily_target=excluded.daily_target, "
                 "batch_size=excluded.batch_size, max_batches=excluded.max_batches, stream=excluded.stream, "
-                "base_id=excluded.base_id",
+                "base_id=excluded.base_id, max_usd_per_day=excluded.max_usd_per_day",
                 (
                     client.client_id,
                     client.name,
@@ -467,6 +529,7 @@ class SQLiteStore:
                     client.max_batches,
                     client.stream,
                     client.base_id,
+                    client.max_usd_per_day,
                 ),
             )
         return client
