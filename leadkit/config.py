@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     apify_actor_id: str = Field("harvestapi~linkedin-profile-posts", description="Actor that harvests posts.")
     apify_max_wait_s: float = Field(600.0, gt=0, description="Longest total wait for one actor run.")
     apify_timeout_s: float = Field(75.0, gt=0, description="Read timeout of one Apify request.")
+    leadkit_refresh_after: str = Field(
+        "7d", description="A Done lead is harvested again (newer posts only) this long after its last check."
+    )
+    leadkit_no_posts_recheck: str = Field(
+        "14d", description="A No Posts lead is checked again this long after the check that found none."
+    )
     leadkit_stale_after_s: float = Field(
         900.0, gt=0, description="A Running record whose heartbeat is older than this is Stale."
     )

@@ -31,6 +31,7 @@ BLANK = "(blank)"
 def client_health(ws: Workspace, client_id: str, *, now: datetime | None = None) -> dict[str, Any]:
     """The client's health as JSON-able data: client, verdict, leads_by_status, last_runs, last_failure,
     next_step (and lead_base_error when its leads could not be read)."""
+    from leadkit.harvest.harvester import due_policy, next_due
     from leadkit.workflow import decide
 
     now = now or utcnow()
@@ -42,7 +43,7 @@ def client_health(ws: Workspace, client_id: str, *, now: datetime | None = None)
     except LeadkitError as exc:  # reported in the verdict, with its category and hint
         lead_error = exc
     runs = ws.store.list_client_runs(client_id=client.client_id, limit=LAST_RUNS)
-    verdict = decide(client, leads, now) if leads is not None else None
+    verdict = decide(client, ws.store.lead_base(client), now, due_policy(ws.settings)) if leads is not None else None
     last_failure = _last_failure(ws, client.client_id, runs)
     settings = client.to_dict()
     settings["max_batches"] = client.max_batches
@@ -54,6 +55,7 @@ def client_health(ws: Workspace, client_id: str, *, now: datetime | None = None)
         "verdict": verdict.to_dict() if verdict is not None else None,
         "leads_by_status": _by_status(leads) if leads is not None else None,
         "leads_total": len(leads) if leads is not None else None,
+        "next_lead_due_at": next_due(leads, now, due_policy(ws.settings)) if leads is not None else None,
         "last_runs": [_run_dict(r) for r in runs],
         "last_failure": _failure_dict(last_failure) if last_failure else None,
         "lead_base_error": lead_error.to_dict() if lead_error is not None else None,

@@ -9,17 +9,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from leadkit import logs
 from leadkit.classify import failure_from
 from leadkit.config import Settings
+from leadkit.durations import format_duration
 from leadkit.errors import DataError, LeadkitError
-from leadkit.models import Client, ClientRun, ClientRunStatus, EventKind, Failure, Lead, RunEvent, utcnow
+from leadkit.http import Deadline
+from leadkit.models import Client, ClientRun, ClientRunStatus, DuePolicy, EventKind, Failure, Lead, RunEvent, utcnow
 from leadkit.records import RunRecordService, from_handoff
 from leadkit.runids import RunId
-from leadkit.store.base import Store
+from leadkit.store.base import LeadBase, Store
 
 log = logging.getLogger("leadkit.workflow")
 
@@ -42,10 +44,9 @@ class Verdict:
         }
 
 
-def decide(client: Client, leads: Sequence[Lead], now: datetime) -> Verdict:
+def decide(client: Client, leads: LeadBase, now: datetime, policy: DuePolicy | None = None) -> Verdict:
     """The eligibility rules of the original's harvesting, in the order an operator would check them."""
-    from leadkit.harvest.harvester import posts_today, select_leads
-
+    policy = policy or DuePolicy()
     if not client.active:
         return Verdict(False, f"client status is {client.status!r}, not 'Active'")
     if client.service_level < 2:
@@ -58,10 +59,17 @@ def decide(client: Client, leads: Sequence[Lead], now: datetime) -> Verdict:
             f"no daily target or batch size (Posts Daily Target={client.daily_target}, "
             f"Leads Batch Size={client.batch_size})",
         )
-    waiting = len(select_leads(list(leads), now))
-    today = posts_today(list(leads), now)
+    waiting = len(leads.due_leads(policy, now, limit=client.batch_size * max(1, client.max_batches)))
+    today = leads.posts_found_since(now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
     if waiting == 0:
-        return Verdict(False, "no lead waiting for harvesting", leads_waiting=0, posts_today=today)
+        return Verdict(
+            False,
+            f"no lead due for harvesting (Done leads are refreshed {format_duration(policy.refresh_after)} after "
+            f"their last check, No Posts leads re-checked after {format_duration(policy.no_posts_recheck)}; "
+            f"`leadkit leads list` shows when each is next due)",
+            leads_waiting=0,
+            posts_today=today,
+        )
     if today >= client.daily_target:
         return Verdict(
             False,
@@ -69,7 +77,7 @@ def decide(client: Client, leads: Sequence[Lead], now: datetime) -> Verdict:
             leads_waiting=waiting,
             posts_today=today,
         )
-    return Verdict(True, f"{waiting} leads waiting, {today} of {client.daily_target} posts today", waiting, today)
+    return Verdict(True, f"{waiting} leads due, {today} of {client.daily_target} posts today", waiting, today)
 
 
 @dataclass
@@ -83,6 +91,8 @@ class StageContext:
     dry_run: bool
     now: Callable[[], datetime] = utcnow
     verdict: Verdict | None = None
+    #: The client's one time budget (from the notebook's timeout): every wait of every stage draws on it.
+    deadline: Deadline = field(default_factory=Deadline.unbounded)
     pending: list[RunEvent] = field(default_factory=list)
 
     def event(self, stage: str, kind: EventKind, message: str = "", **metrics: float) -> RunEvent:
@@ -132,8 +142,9 @@ DEFAULT_STAGES = ("eligibility", "harvest")
 
 @stage("eligibility")
 def eligibility_stage(ctx: StageContext) -> StageResult:
-    leads = ctx.store.lead_base(ctx.client).list_leads()
-    verdict = decide(ctx.client, leads, ctx.now())
+    from leadkit.harvest.harvester import due_policy
+
+    verdict = decide(ctx.client, ctx.store.lead_base(ctx.client), ctx.now(), due_policy(ctx.settings))
     ctx.verdict = verdict
     if verdict.due:
         return StageResult("completed", f"due: {verdict.reason}", metrics={"leads_waiting": verdict.leads_waiting})
@@ -142,48 +153,73 @@ def eligibility_stage(ctx: StageContext) -> StageResult:
 
 @stage("harvest")
 def harvest_stage(ctx: StageContext) -> StageResult:
-    from leadkit.harvest.apify import ApifyClient
-    from leadkit.harvest.harvester import BatchOutcome, Harvester
+    from leadkit.harvest.apify import ApifyClient, StartedRun
+    from leadkit.harvest.harvester import BatchOutcome, Harvester, due_policy, terminate_on_sigterm
 
     if ctx.dry_run:
         ctx.event("harvest", EventKind.SKIPPED, "dry run: nothing sent to Apify")
         return StageResult("completed", "dry run")
     apify = ApifyClient.from_settings(ctx.settings)
-    harvester = Harvester(apify, now=ctx.now)
+    harvester = Harvester(apify, now=ctx.now, policy=due_policy(ctx.settings))
+    spent_today = _apify_spent_today(ctx)
+
+    def on_started(batch: list[Lead], started: StartedRun) -> None:
+        # Written at once: if this process is killed while the run works, the run ID is on record.
+        how = "adopted" if started.adopted else "started"
+        notes = "; ".join(started.notes)
+        message = f"Apify run {started.run.id} {how} for {len(batch)} targets" + (f" ({notes})" if notes else "")
+        ctx.event("harvest", EventKind.INFO, message)
+        ctx.flush()
 
     def on_batch(outcome: BatchOutcome) -> None:
         kind = EventKind.FAILED if outcome.error else EventKind.COMPLETED
         status = outcome.apify_status or "-"
-        message = f"batch of {len(outcome.lead_ids)} leads: Apify run {outcome.apify_run_id or '-'} {status}"
+        message = (
+            f"{'refresh ' if outcome.refresh else ''}batch of {len(outcome.lead_ids)} leads: Apify run "
+            f"{outcome.apify_run_id or '-'} {status}, ${outcome.cost_usd:.3f}; targets: {outcome.with_posts} with "
+            f"posts, {outcome.no_posts} empty, {outcome.not_covered} not covered"
+        )
         if outcome.error:
             message += f": {outcome.error}"
-        ctx.event(
-            "harvest",
-            kind,
-            message,
-            profiles_submitted=outcome.profiles_submitted,
-            posts_harvested=outcome.posts_harvested,
-            apify_cost_usd=outcome.cost_usd,
-            batches=1,
-            batches_failed=1 if outcome.error else 0,
-        )
+        if outcome.notes and outcome.error:
+            message += f" ({'; '.join(outcome.notes)})"
+        ctx.event("harvest", kind, message, **outcome.metrics())
         ctx.flush()
 
     try:
-        report = harvester.run(
-            ctx.client, ctx.store.lead_base(ctx.client), f"{ctx.run_id.base}-{ctx.client.client_id}", on_batch=on_batch
-        )
+        with terminate_on_sigterm():
+            report = harvester.run(
+                ctx.client,
+                ctx.store.lead_base(ctx.client),
+                f"{ctx.run_id.base}-{ctx.client.client_id}",
+                on_batch=on_batch,
+                deadline=ctx.deadline,
+                spent_today_usd=spent_today,
+                on_started=on_started,
+            )
     finally:
         apify.close()
     failures = [b.error for b in report.batches if b.error is not None]
     summary = (
-        f"{report.posts_harvested} posts from {report.profiles_submitted} profiles in {len(report.batches)} batches"
+        f"{report.posts_harvested} new posts from {report.profiles_submitted} profiles in {len(report.batches)} "
+        f"batches, ${report.cost_usd:.3f} on Apify"
     )
+    if report.reason:
+        summary += f"; stopped: {report.reason}"
     if failures and report.succeeded:
         return StageResult("partial", summary, failures)
     if failures:
         return StageResult("failed", summary, failures)
     return StageResult("completed", summary)
+
+
+def _apify_spent_today(ctx: StageContext) -> float:
+    """What this client's runs cost on Apify today (UTC), from their ClientRuns' `apify_cost_usd`."""
+    if ctx.client.max_usd_per_day is None:
+        return 0.0
+    today = ctx.now().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    runs = ctx.store.list_client_runs(client_id=ctx.client.client_id, since=today)
+    return sum(r.metrics.get("apify_cost_usd", 0.0) for r in runs if r.client_run_id != ctx.record.client_run_id)
 
 
 @dataclass
@@ -208,16 +244,30 @@ def run_client(
     notebook: str | None = None,
     records: RunRecordService | None = None,
     handoff: str = "",
+    timeout_s: float | None = None,
 ) -> ClientOutcome:
     """Run the stages for one client and complete its ClientRun (attached, or opened by recovery).
 
-    `handoff` is what a batch passes about the client and the ClientRun it opened (see `records.handoff`)."""
+    `handoff` is what a batch passes about the client and the ClientRun it opened (see `records.handoff`).
+    `timeout_s` is the notebook's timeout: the client's time budget is that less a margin to abort an actor run
+    and put its leads back (`budget_for`), and every wait of every stage draws on it."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise DataError(f"unknown stage(s) {unknown}; known stages: {', '.join(STAGES)}")
     records = records or RunRecordService(store, stale_after_s=settings.leadkit_stale_after_s)
     with logs.context(run_id=run_id.base, client_id=client_id):
-        return _run_client(store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff)
+        return _run_client(
+            store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff, budget_for(timeout_s)
+        )
+
+
+def budget_for(timeout_s: float | None) -> Deadline:
+    """The client's deadline for a notebook timeout: 15 % of it (2 to 30 s) is kept back to abort an actor run,
+    put the leads back and write the record before the notebook is killed. None or 0: no deadline."""
+    if not timeout_s or timeout_s <= 0:
+        return Deadline.unbounded()
+    margin = min(30.0, max(2.0, 0.15 * timeout_s))
+    return Deadline(max(1.0, timeout_s - margin))
 
 
 def _run_client(
@@ -230,6 +280,7 @@ def _run_client(
     dry_run: bool,
     notebook: str | None,
     handoff: str,
+    deadline: Deadline,
 ) -> ClientOutcome:
     if handoff:
         client, record, known_events = from_handoff(handoff, run_id, client_id)
@@ -241,7 +292,7 @@ def _run_client(
     if record.status.terminal:
         log.info("ClientRun %s is %s already; nothing to do", record.client_run_id, record.status.value)
         return ClientOutcome(record, None, {})
-    ctx = StageContext(run_id, client, record, records, store, settings, dry_run, now=records.now)
+    ctx = StageContext(run_id, client, record, records, store, settings, dry_run, now=records.now, deadline=deadline)
     results: dict[str, str] = {}
     failures: list[LeadkitError] = []
     status = ClientRunStatus.COMPLETED
@@ -252,6 +303,10 @@ def _run_client(
         ctx.event(name, EventKind.STARTED)
         try:
             result = STAGES[name](ctx)
+        except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the stage has released what it held; say so, go on up
+            ctx.event(name, EventKind.FAILED, f"interrupted ({exc or type(exc).__name__}); leads put back to Pending")
+            ctx.flush(status=ClientRunStatus.FAILED, reason=f"stage {name} interrupted ({exc or type(exc).__name__})")
+            raise
         except Exception as exc:  # a stage's own bug or an error it did not expect: classified, recorded
             failure = failure_from(exc, run_id=run_id.base, client_id=client.client_id, stage=name, notebook=notebook)
             ctx.event(name, EventKind.FAILED, failure.message)

@@ -415,7 +415,7 @@ class ApifyClient:
                 exc.details["aborted"] = aborted is not None
                 exc.details.setdefault("notes", started.notes)
             raise
-        details = {
+        details: dict[str, Any] = {
             "apify_run_id": run.id,
             "apify_status": run.status,
             "usage_usd": run.usage_usd,

@@ -1,24 +1,46 @@
 """Lead selection, batches, guardrails and lead status transitions for post harvesting.
 
-The rules follow the original (original-system.md section 5) with its mistakes fixed:
-- a lead is `No Posts` only when a *successful* run returned nothing for it;
-- any failure (auth, config, upstream, rate limit, a bug) puts the batch back to `Pending` with the
-  error on each lead: never a terminal status;
-- posts found are the lead's own (matched by normalised profile URL), not `gained / batch size`.
+Evidence before verdicts (architecture.md section 10). The posts actor reports SUCCEEDED even when it skipped
+targets, so after a run every submitted lead gets exactly one outcome from the run's items and its log:
+
+    posts         an item names the lead's URL as `query.targetUrl`        Done, new posts merged in
+    empty         no item, no error in the log, the run went to its end    No Posts, re-checked later
+    not covered   the log names an error for the URL, or the run ended     Pending, with the reason
+                  early (charge cap, abort)
+
+A run of three or more targets that found nothing for anyone (or whose log shows errors for more than half of
+them) is suspect, not a verdict: its leads go back to Pending and the batch fails as `upstream`. Any failure
+(auth, config, upstream, rate limit, a bug, an interrupt) puts the batch back to Pending with the error on
+each lead. Nothing is final: Done leads are refreshed after `refresh_after` asking only for newer posts,
+No Posts leads are re-checked after `no_posts_recheck` (`DuePolicy`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import FrameType
 from typing import Any
 
-from leadkit.errors import AuthError, ConfigError, LeadkitError
-from leadkit.harvest.apify import ApifyClient
-from leadkit.harvest.posts import group_by_profile, is_valid_profile_url, merge_posts, normalize_profile_url
-from leadkit.models import Client, ClientRunStatus, HarvestStatus, Lead, utcnow
+from leadkit.config import Settings
+from leadkit.durations import parse_duration
+from leadkit.errors import AuthError, ConfigError, DataError, DeadlineExceeded, LeadkitError, UpstreamError
+from leadkit.harvest.apify import ActorResult, ApifyClient, StartedRun
+from leadkit.harvest.posts import (
+    group_by_profile,
+    is_valid_profile_url,
+    merge_posts,
+    normalize_profile_url,
+    post_key,
+)
+from leadkit.http import Deadline
+from leadkit.models import Client, ClientRunStatus, DuePolicy, HarvestStatus, Lead, Post, utcnow
 from leadkit.store.base import LeadBase
 
 __all__ = [
@@ -26,37 +48,76 @@ __all__ = [
     "BatchOutcome",
     "HarvestReport",
     "Harvester",
+    "Terminated",
+    "apify_run_ids",
+    "due_policy",
+    "next_due",
     "posts_today",
     "select_leads",
+    "target_errors",
+    "terminate_on_sigterm",
 ]
 
 log = logging.getLogger(__name__)
 
 #: A lead left `Processing` longer than this (a crashed run) is picked again.
 PROCESSING_STALE_AFTER = timedelta(minutes=30)
+#: A run of at least this many targets that found nothing for any of them is suspect.
+SUSPECT_MIN_TARGETS = 3
+#: Below this much budget left, no new actor run is started (it could not finish).
+MIN_BATCH_BUDGET_S = 15.0
+#: The smallest charge an actor run makes (one `no-result` or `post` event).
+MIN_CHARGE_USD = 0.002
+
+_URL = re.compile(r"https?://[^\s\"'<>,;()]*linkedin\.com/[^\s\"'<>,;()]+", re.IGNORECASE)
+_ERROR_LINE = re.compile(r"\b(ERROR|WARN(ING)?|EXCEPTION|FAILED|failed|error)\b")
+_EARLY_END = re.compile(
+    r"(maxTotalChargeUsd|charge limit|max(imum)? (total )?charge|stopping|aborted|timed out|timeout exceeded)",
+    re.IGNORECASE,
+)
+_RUN_ID_IN_MESSAGE = re.compile(r"Apify run ([A-Za-z0-9]{8,})")
 
 
-def _is_eligible(lead: Lead, now: datetime) -> bool:
-    if not is_valid_profile_url(lead.profile_url):
-        return False
-    if lead.posts_actioned:
-        return False
-    status = lead.harvest_status
-    if status is None or status is HarvestStatus.PENDING:
-        return True
-    if status is HarvestStatus.PROCESSING:
-        return lead.last_check_at is None or now - lead.last_check_at > PROCESSING_STALE_AFTER
-    return False  # Done, No Posts
+def due_policy(settings: Settings) -> DuePolicy:
+    """The DuePolicy from LEADKIT_REFRESH_AFTER and LEADKIT_NO_POSTS_RECHECK (e.g. `7d`, `14d`)."""
+    values: dict[str, timedelta] = {}
+    for name in ("leadkit_refresh_after", "leadkit_no_posts_recheck"):
+        text = getattr(settings, name)
+        try:
+            values[name] = parse_duration(text)
+        except DataError as exc:
+            raise DataError(f"{name.upper()}={text!r}: {exc}") from None
+    return DuePolicy(
+        refresh_after=values["leadkit_refresh_after"],
+        no_posts_recheck=values["leadkit_no_posts_recheck"],
+        processing_stale_after=PROCESSING_STALE_AFTER,
+    )
 
 
-def select_leads(leads: list[Lead], now: datetime) -> list[Lead]:
-    """Leads waiting for harvesting, newest first: a LinkedIn profile URL; status blank or Pending, or
-    Processing for more than 30 minutes; not Done or No Posts; Posts Actioned blank or 0."""
-    eligible = [lead for lead in leads if _is_eligible(lead, now)]
-    return sorted(eligible, key=lambda lead: (lead.created_at is not None, lead.created_at), reverse=True)
+def select_leads(leads: Sequence[Lead], now: datetime, policy: DuePolicy = DuePolicy()) -> list[Lead]:
+    """The leads of `leads` that are due (`DuePolicy`), in the order the stores' `due_leads` gives them: blank or
+    Pending newest first, then re-checks longest due first."""
+    due = [lead for lead in leads if is_valid_profile_url(lead.profile_url) and policy.is_due(lead, now)]
+    fresh = [lead for lead in due if lead.harvest_status in (None, HarvestStatus.PENDING)]
+    rest = [lead for lead in due if lead.harvest_status not in (None, HarvestStatus.PENDING)]
+    fresh.sort(key=lambda lead: (lead.created_at is not None, lead.created_at), reverse=True)
+    rest.sort(key=lambda lead: policy.due_at(lead) or datetime.min.replace(tzinfo=UTC))
+    return fresh + rest
 
 
-def posts_today(leads: list[Lead], now: datetime) -> int:
+def next_due(leads: Sequence[Lead], now: datetime, policy: DuePolicy = DuePolicy()) -> str | None:
+    """When the next lead comes due (ISO time): now when one is due already, None when none ever will."""
+    if any(is_valid_profile_url(lead.profile_url) and policy.is_due(lead, now) for lead in leads):
+        return _utc(now).isoformat()
+    times = [
+        due
+        for lead in leads
+        if is_valid_profile_url(lead.profile_url) and not lead.posts_actioned and (due := policy.due_at(lead))
+    ]
+    return _utc(min(times)).isoformat() if times else None
+
+
+def posts_today(leads: Sequence[Lead], now: datetime) -> int:
     """Posts found (last run) summed over the leads checked today (UTC)."""
     today = _utc(now).date()
     return sum(
@@ -71,9 +132,66 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _start_of_day(now: datetime) -> datetime:
+    return _utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def target_errors(log_text: str) -> dict[str, str]:
+    """Normalised profile URL -> the log line that names an error for it."""
+    errors: dict[str, str] = {}
+    for line in log_text.splitlines():
+        if not _ERROR_LINE.search(line):
+            continue
+        for url in _URL.findall(line):
+            try:
+                errors.setdefault(normalize_profile_url(url), line.strip()[:300])
+            except DataError:
+                continue
+    return errors
+
+
+def _early_end(log_text: str) -> str | None:
+    """The log line saying the run stopped before its last target, if there is one."""
+    for line in log_text.splitlines():
+        if _EARLY_END.search(line) and not _URL.search(line):
+            return line.strip()[:300]
+    return None
+
+
+def apify_run_ids(messages: Sequence[str]) -> list[str]:
+    """The Apify run IDs named in harvest event messages, in order, each once."""
+    seen: dict[str, None] = {}
+    for message in messages:
+        for run_id in _RUN_ID_IN_MESSAGE.findall(message):
+            seen.setdefault(run_id, None)
+    return list(seen)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while harvesting: raised in the main thread so the running actor run is aborted and the
+    leads are put back before the process ends."""
+
+
+@contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(f"signal {signum} (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @dataclass
 class BatchOutcome:
-    """One batch: which leads, what Apify did, and the error when it failed."""
+    """One batch: which leads, what Apify did, each target's outcome, and the error when it failed."""
 
     lead_ids: list[str]
     profiles_submitted: int
@@ -83,6 +201,10 @@ class BatchOutcome:
     apify_status: str | None
     error: LeadkitError | None = None
     no_posts: int = 0
+    with_posts: int = 0
+    not_covered: int = 0
+    notes: list[str] = field(default_factory=list)
+    refresh: bool = False
 
     @property
     def ok(self) -> bool:
@@ -93,7 +215,13 @@ class BatchOutcome:
         return {
             "profiles_submitted": self.profiles_submitted,
             "posts_harvested": self.posts_harvested,
-            "apify_cost_usd": round(self.cost_usd, 4),
+            "apify_cost_usd": round(self.cost_usd, 6),
+            "targets_submitted": self.profiles_submitted,
+            "targets_with_posts": self.with_posts,
+            "targets_empty": self.no_posts,
+            "targets_not_covered": self.not_covered,
+            "batches": 1,
+            "batches_failed": 0 if self.error is None else 1,
         }
 
 
@@ -114,7 +242,7 @@ class HarvestReport:
 
     @property
     def cost_usd(self) -> float:
-        return round(sum(b.cost_usd for b in self.batches), 4)
+        return round(sum(b.cost_usd for b in self.batches), 6)
 
     @property
     def failed(self) -> list[BatchOutcome]:
@@ -141,23 +269,35 @@ class Harvester:
         *,
         now: Callable[[], datetime] = utcnow,
         max_posts: int = 2,
-        cost_per_post_usd: float = 0.02,
         posted_limit: str = "year",
+        include_reposts: bool = True,
+        policy: DuePolicy = DuePolicy(),
+        min_batch_budget_s: float = MIN_BATCH_BUDGET_S,
     ) -> None:
+        if max_posts < 0:
+            raise DataError(f"max_posts is {max_posts}; accepted: 0 (every post) or more")
         self.apify = apify
         self.now = now
         self.max_posts = max_posts
-        self.cost_per_post_usd = cost_per_post_usd
         self.posted_limit = posted_limit
+        self.include_reposts = include_reposts
+        self.policy = policy
+        self.min_batch_budget_s = min_batch_budget_s
 
-    def actor_input(self, leads: list[Lead]) -> dict[str, Any]:
-        return {
+    def actor_input(self, leads: Sequence[Lead], *, since: datetime | None = None) -> dict[str, Any]:
+        """The actor's INPUT for a batch; `since` (a refresh) asks only for posts from that day on. `maxPosts` is
+        always set: unset, the actor returns one page only."""
+        data: dict[str, Any] = {
             "targetUrls": [lead.profile_url for lead in leads],
             "maxPosts": self.max_posts,
             "postedLimit": self.posted_limit,
+            "includeReposts": self.include_reposts,
             "scrapeReactions": False,
             "scrapeComments": False,
         }
+        if since is not None:
+            data["postedLimitDate"] = _utc(since).date().isoformat()
+        return data
 
     def run(
         self,
@@ -165,44 +305,81 @@ class Harvester:
         leads: LeadBase,
         client_run_id: str,
         on_batch: Callable[[BatchOutcome], None] | None = None,
+        *,
+        deadline: Deadline | None = None,
+        spent_today_usd: float = 0.0,
+        on_started: Callable[[list[Lead], StartedRun], None] | None = None,
     ) -> HarvestReport:
-        """Harvest in batches of the client's batch size until its daily target, its max batches or the
-        eligible leads run out. A failed batch is recorded and its leads go back to Pending; after an
-        auth or config failure the harvest stops (the next batch would fail the same way)."""
+        """Harvest in batches of the client's batch size until its daily target, its max batches, its daily spend
+        cap, the time budget or the due leads run out. A failed batch is recorded and its leads go back to
+        Pending; after an auth, config or deadline failure the harvest stops (the next batch would fail too)."""
         report = HarvestReport()
+        deadline = deadline or Deadline.unbounded()
         if client.batch_size <= 0 or client.daily_target <= 0:
             report.reason = (
                 f"no daily target or batch size (Posts Daily Target={client.daily_target}, "
                 f"Leads Batch Size={client.batch_size})"
             )
             return report
-        all_leads = leads.list_leads()
         now = self.now()
-        done = posts_today(all_leads, now)
-        queue = select_leads(all_leads, now)
-        if not queue:
-            report.reason = "no lead waiting for harvesting"
+        done = leads.posts_found_since(_start_of_day(now))
+        due = leads.due_leads(self.policy, now, limit=client.batch_size * max(1, client.max_batches))
+        if not due:
+            report.reason = "no lead due for harvesting"
             return report
-        while queue:
+        fresh = [lead for lead in due if lead.harvest_status is not HarvestStatus.DONE]
+        refresh = sorted(
+            (lead for lead in due if lead.harvest_status is HarvestStatus.DONE),
+            key=lambda lead: lead.last_check_at or datetime.min.replace(tzinfo=UTC),
+        )
+        batches = [fresh[i : i + client.batch_size] for i in range(0, len(fresh), client.batch_size)]
+        batches += [refresh[i : i + client.batch_size] for i in range(0, len(refresh), client.batch_size)]
+        spent = spent_today_usd
+        for batch in batches:
             if done >= client.daily_target:
                 report.reason = f"daily target reached ({done} of {client.daily_target} posts today)"
                 break
             if len(report.batches) >= client.max_batches:
                 report.reason = f"max batches reached ({client.max_batches})"
                 break
-            batch, queue = queue[: client.batch_size], queue[client.batch_size :]
-            outcome = self._run_batch(batch, leads, client_run_id)
+            cap: float | None = None
+            if client.max_usd_per_day is not None:
+                cap = round(client.max_usd_per_day - spent, 6)
+                if cap < MIN_CHARGE_USD:
+                    report.reason = (
+                        f"daily Apify spend cap reached (${spent:.3f} of ${client.max_usd_per_day:.2f} today); "
+                        f"the client stops until tomorrow (UTC)"
+                    )
+                    break
+            if deadline.remaining() < self.min_batch_budget_s:
+                report.reason = (
+                    f"time budget nearly used up ({deadline.remaining():.0f} s left, a batch needs "
+                    f"{self.min_batch_budget_s:g} s); the remaining leads wait for the next run"
+                )
+                break
+            outcome = self._run_batch(batch, leads, client_run_id, deadline, cap, on_started)
             report.batches.append(outcome)
             done += outcome.posts_harvested
+            spent += outcome.cost_usd
             if on_batch is not None:
                 on_batch(outcome)
-            if isinstance(outcome.error, AuthError | ConfigError):
+            if isinstance(outcome.error, AuthError | ConfigError | DeadlineExceeded):
                 report.reason = f"stopped after a {outcome.error.category} failure: {outcome.error}"
                 break
         return report
 
-    def _run_batch(self, batch: list[Lead], leads: LeadBase, client_run_id: str) -> BatchOutcome:
+    def _run_batch(
+        self,
+        batch: list[Lead],
+        leads: LeadBase,
+        client_run_id: str,
+        deadline: Deadline,
+        cap: float | None,
+        on_started: Callable[[list[Lead], StartedRun], None] | None,
+    ) -> BatchOutcome:
         ids = [lead.lead_id for lead in batch]
+        is_refresh = all(lead.harvest_status is HarvestStatus.DONE for lead in batch)
+        since = min((lead.last_check_at for lead in batch if lead.last_check_at), default=None) if is_refresh else None
         leads.update_leads(
             {
                 lead_id: {
@@ -214,53 +391,151 @@ class Harvester:
                 for lead_id in ids
             }
         )
+
+        def started(run: StartedRun) -> None:
+            if on_started is not None:
+                on_started(batch, run)
+
         try:
-            run, items = self.apify.run_actor(self.actor_input(batch))
+            result = self.apify.run_actor(
+                self.actor_input(batch, since=since),
+                deadline=deadline,
+                max_total_charge_usd=cap,
+                on_started=started,
+            )
         except LeadkitError as exc:
             self._back_to_pending(ids, leads, exc)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)
+            usage = exc.details.get("usage_usd")
             return BatchOutcome(
                 lead_ids=ids,
                 profiles_submitted=len(ids),
                 posts_harvested=0,
-                cost_usd=0.0,
+                cost_usd=float(usage) if isinstance(usage, int | float) else 0.0,
                 apify_run_id=exc.details.get("apify_run_id"),
                 apify_status=exc.details.get("apify_status"),
                 error=exc,
+                not_covered=len(ids),
+                notes=list(exc.details.get("notes") or []),
+                refresh=is_refresh,
             )
         except BaseException as exc:
-            # A bug or an interrupt: the leads must not stay Processing; the error goes up as it is.
+            # A bug or an interrupt (the actor run was aborted on the way): the leads must not stay Processing.
             self._back_to_pending(ids, leads, exc)
             raise
+        return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
 
-        groups = group_by_profile(items)
+    def _settle(
+        self,
+        batch: list[Lead],
+        leads: LeadBase,
+        client_run_id: str,
+        result: ActorResult,
+        cap: float | None,
+        is_refresh: bool,
+    ) -> BatchOutcome:
+        """Give every lead of a SUCCEEDED run one outcome (posts, empty, not covered) and write them."""
+        run = result.run
+        groups = group_by_profile(result.items)
+        errors = target_errors(result.log)
+        early = _early_end(result.log)
+        if early is None and cap is not None and run.usage_usd is not None and run.usage_usd > cap - MIN_CHARGE_USD:
+            early = f"the run reached its maxTotalChargeUsd of {cap:.3f} USD (used {run.usage_usd:.3f})"
         now = self.now()
-        updates: dict[str, dict[str, Any]] = {}
-        harvested = no_posts = 0
+        posts_of: dict[str, list[Post]] = {}
+        empty: list[Lead] = []
+        uncovered: dict[str, str] = {}
         for lead in batch:
-            posts = groups.pop(normalize_profile_url(lead.profile_url), [])
-            harvested += len(posts)
+            key = normalize_profile_url(lead.profile_url)
+            posts = groups.pop(key, [])
             if posts:
-                updates[lead.lead_id] = {
-                    "harvest_status": HarvestStatus.DONE,
-                    "posts_found": len(posts),
-                    "posts": merge_posts(lead.posts, posts),
-                }
+                posts_of[lead.lead_id] = posts
+            elif key in errors:
+                uncovered[lead.lead_id] = (
+                    f"the actor could not scrape this profile in Apify run {run.id}: {errors[key]}"
+                )
+            elif early is not None:
+                uncovered[lead.lead_id] = f"Apify run {run.id} ended before this profile: {early}"
             else:
-                no_posts += 1
-                updates[lead.lead_id] = {"harvest_status": HarvestStatus.NO_POSTS, "posts_found": 0}
-            updates[lead.lead_id].update(last_check_at=now, last_error=None, harvest_run_id=client_run_id)
+                empty.append(lead)
         if groups:
             log.warning("Apify run %s returned posts for profiles not in the batch: %s", run.id, sorted(groups))
+        error: LeadkitError | None = None
+        n = len(batch)
+        if n >= SUSPECT_MIN_TARGETS and len(empty) == n:
+            error = UpstreamError(
+                f"Apify run {run.id} SUCCEEDED with no items for any of its {n} profiles; no lead was marked No Posts",
+                hint=f"The actor succeeded with no items for {n} profiles and may be blocked upstream (LinkedIn or "
+                f"its proxies): open Apify run {run.id} in the Apify Console and read its log; the leads are "
+                f"Pending and will be tried again.",
+                apify_run_id=run.id,
+                apify_status=run.status,
+            )
+        elif len(errors.keys() & {normalize_profile_url(lead.profile_url) for lead in batch}) * 2 > n:
+            error = UpstreamError(
+                f"Apify run {run.id} SUCCEEDED but its log shows errors for {len(uncovered)} of {n} profiles",
+                hint=f"The actor succeeded but could not scrape most profiles (upstream errors or rate limits): read "
+                f"the log of Apify run {run.id}; those leads are Pending and will be tried again.",
+                apify_run_id=run.id,
+                apify_status=run.status,
+            )
+        if error is not None:
+            for lead in empty:
+                uncovered[lead.lead_id] = f"{error}"
+            empty = []
+        updates: dict[str, dict[str, Any]] = {}
+        harvested = 0
+        by_id = {lead.lead_id: lead for lead in batch}
+        for lead_id, posts in posts_of.items():
+            lead = by_id[lead_id]
+            known = {post_key(p["postUrl"]) for p in lead.posts if isinstance(p, dict) and p.get("postUrl")}
+            new = sum(1 for post in posts if post_key(post.post_url) not in known)
+            harvested += new
+            updates[lead_id] = {
+                "harvest_status": HarvestStatus.DONE,
+                "posts_found": new,
+                "posts": merge_posts(lead.posts, posts),
+                "next_check_at": now + self.policy.refresh_after,
+                "last_error": None,
+            }
+        for lead in empty:
+            if lead.harvest_status is HarvestStatus.DONE:  # a refresh with nothing newer: still Done
+                updates[lead.lead_id] = {
+                    "harvest_status": HarvestStatus.DONE,
+                    "posts_found": 0,
+                    "next_check_at": now + self.policy.refresh_after,
+                    "last_error": None,
+                }
+            else:
+                updates[lead.lead_id] = {
+                    "harvest_status": HarvestStatus.NO_POSTS,
+                    "posts_found": 0,
+                    "next_check_at": now + self.policy.no_posts_recheck,
+                    "last_error": None,
+                }
+        for lead_id, reason in uncovered.items():
+            updates[lead_id] = {
+                "harvest_status": HarvestStatus.PENDING,
+                "posts_found": None,
+                "next_check_at": None,
+                "last_error": f"not covered: {reason}"[:1000],
+            }
+        for fields in updates.values():
+            fields.update(last_check_at=now, harvest_run_id=client_run_id)
         leads.update_leads(updates)
         return BatchOutcome(
-            lead_ids=ids,
-            profiles_submitted=len(ids),
+            lead_ids=[lead.lead_id for lead in batch],
+            profiles_submitted=n,
             posts_harvested=harvested,
-            cost_usd=round(harvested * self.cost_per_post_usd, 4),
+            cost_usd=run.usage_usd or 0.0,
             apify_run_id=run.id,
             apify_status=run.status,
-            no_posts=no_posts,
+            error=error,
+            no_posts=len(empty),
+            with_posts=len(posts_of),
+            not_covered=len(uncovered),
+            notes=list(result.notes),
+            refresh=is_refresh,
         )
 
     def _back_to_pending(self, ids: list[str], leads: LeadBase, exc: BaseException) -> None:
@@ -273,6 +548,7 @@ class Harvester:
                     "last_error": message,
                     "last_check_at": self.now(),
                     "posts_found": None,
+                    "next_check_at": None,
                 }
                 for lead_id in ids
             }

@@ -718,8 +718,10 @@ class ApifyApp(ServiceApp):
             objects = [o for o in objects if o["status"] == status]
         if desc:
             objects.reverse()
-        keys = ("id", "actId", "actorTaskId", "status", "startedAt", "finishedAt", "buildId", "buildNumber", "meta")
-        keys += ("usageTotalUsd", "defaultKeyValueStoreId", "defaultDatasetId", "defaultRequestQueueId")
+        keys = (
+            *("id", "actId", "actorTaskId", "status", "startedAt", "finishedAt", "buildId", "buildNumber", "meta"),
+            *("usageTotalUsd", "defaultKeyValueStoreId", "defaultDatasetId", "defaultRequestQueueId"),
+        )
         page = [{k: o[k] for k in keys} for o in objects[offset : offset + limit]]
         return json_response(
             200,

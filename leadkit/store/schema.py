@@ -126,6 +126,7 @@ class Clients:
     MAX_BATCHES = "Max Post Batches Per Day Guardrail"
     STREAM = "Processing Stream"
     BASE_ID = "Airtable Base ID"
+    MAX_USD_PER_DAY = "Max Apify USD Per Day"
 
 
 CLIENT_STATUSES = ("Active", "Paused", "Inactive", "Suspended")
@@ -272,6 +273,7 @@ MASTER_TABLES: tuple[TableSpec, ...] = (
             _number(Clients.MAX_BATCHES),
             _number(Clients.STREAM),
             _text(Clients.BASE_ID),
+            _number(Clients.MAX_USD_PER_DAY, precision=2),
         ),
     ),
     TableSpec(
@@ -394,6 +396,7 @@ class Leads:
     POSTS_CONTENT = "Posts Content"
     DATE_CREATED = "Date Created"
     HARVEST_ERROR = "Posts Harvest Error"
+    NEXT_CHECK_AT = "Next Post Check At"
 
 
 CLIENT_TABLES: tuple[TableSpec, ...] = (
@@ -412,6 +415,7 @@ CLIENT_TABLES: tuple[TableSpec, ...] = (
             _long(Leads.POSTS_CONTENT),
             _when(Leads.DATE_CREATED),
             _long(Leads.HARVEST_ERROR),
+            _when(Leads.NEXT_CHECK_AT),
         ),
     ),
 )

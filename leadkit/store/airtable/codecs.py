@@ -59,6 +59,15 @@ def _opt_int(value: object) -> int | None:
     return None if value is None or value == "" else _int(value)
 
 
+def _opt_float(value: object) -> float | None:
+    if value is None or value == "" or isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _formula(*parts: Formula | None) -> str | None:
     kept = [p for p in parts if p is not None]
     if not kept:
@@ -95,6 +104,7 @@ def _client_fields(client: Client) -> Fields:
         Clients.MAX_BATCHES: client.max_batches,
         Clients.STREAM: client.stream,
         Clients.BASE_ID: client.base_id or None,
+        Clients.MAX_USD_PER_DAY: client.max_usd_per_day,
     }
 
 
@@ -111,6 +121,7 @@ def _client(record: Record) -> Client:
         max_batches=_int(f.get(Clients.MAX_BATCHES), 10),
         stream=_int(f.get(Clients.STREAM), 1),
         base_id=f.get(Clients.BASE_ID) or None,
+        max_usd_per_day=_opt_float(f.get(Clients.MAX_USD_PER_DAY)),
     )
 
 

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyairtable import Api, Table
+from pyairtable.formulas import AND, EQ, GTE, LT, LTE, NOT, OR, Field, Formula, to_formula_str
 
 from leadkit.errors import (
     DataError,
     MissingRecordError,
 )
 from leadkit.models import (
+    DuePolicy,
     HarvestStatus,
     Lead,
     NewLead,
@@ -24,6 +26,7 @@ from leadkit.store.airtable.codecs import (
     _created,
     _eq,
     _formula,
+    _ms,
     _opt_int,
     _ts,
     _without_blanks,
@@ -44,6 +47,7 @@ _LEAD_FIELDS: dict[str, str] = {
     "harvest_run_id": Leads.HARVEST_RUN_ID,
     "posts": Leads.POSTS_CONTENT,
     "company": Leads.COMPANY,
+    "next_check_at": Leads.NEXT_CHECK_AT,
 }
 _LEAD_ATTRIBUTES = frozenset({*_LEAD_FIELDS, "name"})
 
@@ -58,7 +62,7 @@ def _lead_value(attribute: str, value: Any) -> Any:
         return None
     if attribute == "harvest_status":
         return HarvestStatus(value).value
-    if attribute == "last_check_at":
+    if attribute in ("last_check_at", "next_check_at"):
         return _ts(value)
     if attribute == "posts":
         return json.dumps(value)
@@ -82,6 +86,7 @@ def _lead(record: Record) -> Lead:
         harvest_run_id=f.get(Leads.HARVEST_RUN_ID) or None,
         posts=json.loads(f.get(Leads.POSTS_CONTENT) or "[]"),
         created_at=parse_ts(f.get(Leads.DATE_CREATED)) or _created(record),
+        next_check_at=parse_ts(f.get(Leads.NEXT_CHECK_AT)),
     )
 
 
@@ -108,6 +113,59 @@ class AirtableLeadBase:
                 return []
             options["max_records"] = limit
         return [_lead(r) for r in self.table.all(**options)]
+
+    def due_leads(self, policy: DuePolicy, now: datetime, *, limit: int) -> list[Lead]:
+        """Leads due under `policy`, filtered by Airtable: blank or Pending first (newest first), then the
+        re-checks that are due (longest due first), at most `limit` in two list calls."""
+        from leadkit.harvest.posts import is_valid_profile_url
+
+        if limit <= 0:
+            return []
+        status = Field(Leads.HARVEST_STATUS)
+        last, next_ = Field(Leads.LAST_CHECK_AT), Field(Leads.NEXT_CHECK_AT)
+        not_actioned = OR(EQ(Field(Leads.POSTS_ACTIONED), ""), EQ(Field(Leads.POSTS_ACTIONED), 0))
+
+        def recheck(value: HarvestStatus, period: Any) -> Formula:
+            return AND(
+                EQ(status, value.value),
+                OR(
+                    AND(NOT(EQ(next_, "")), LTE(next_, _ms(now))),
+                    AND(EQ(next_, ""), OR(EQ(last, ""), LTE(last, _ms(now - period)))),
+                ),
+            )
+
+        fresh = self.table.all(
+            formula=to_formula_str(AND(not_actioned, OR(EQ(status, ""), EQ(status, HarvestStatus.PENDING.value)))),
+            sort=[f"-{Leads.DATE_CREATED}"],
+            max_records=limit,
+        )
+        out = [lead for lead in map(_lead, fresh) if is_valid_profile_url(lead.profile_url)]
+        if len(out) < limit:
+            due = self.table.all(
+                formula=to_formula_str(
+                    AND(
+                        not_actioned,
+                        OR(
+                            AND(
+                                EQ(status, HarvestStatus.PROCESSING.value),
+                                OR(EQ(last, ""), LT(last, _ms(now - policy.processing_stale_after))),
+                            ),
+                            recheck(HarvestStatus.DONE, policy.refresh_after),
+                            recheck(HarvestStatus.NO_POSTS, policy.no_posts_recheck),
+                        ),
+                    )
+                ),
+                sort=[Leads.NEXT_CHECK_AT, Leads.LAST_CHECK_AT],
+                max_records=limit - len(out),
+            )
+            out += [lead for lead in map(_lead, due) if is_valid_profile_url(lead.profile_url)]
+        return out[:limit]
+
+    def posts_found_since(self, since: datetime) -> int:
+        records = self.table.all(
+            formula=to_formula_str(GTE(Field(Leads.LAST_CHECK_AT), _ms(since))), fields=[Leads.POSTS_FOUND]
+        )
+        return sum(_opt_int(r["fields"].get(Leads.POSTS_FOUND)) or 0 for r in records)
 
     def get_lead(self, lead_id: str) -> Lead:
         missing = MissingRecordError(
