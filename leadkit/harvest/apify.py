@@ -123,6 +123,7 @@ class ApifyClient:
         reconcile_interval_s: float = 0.5,
         clock_skew_s: float = 5.0,
         capacity_wait_s: float = 5.0,
+        capacity_max_wait_s: float = 600.0,
         abort_budget_s: float = 10.0,
     ) -> None:
         # "user/name" is the Console's spelling; the API wants "user~name".
@@ -140,6 +141,7 @@ class ApifyClient:
         self.reconcile_interval_s = reconcile_interval_s
         self.clock_skew_s = clock_skew_s
         self.capacity_wait_s = capacity_wait_s
+        self.capacity_max_wait_s = capacity_max_wait_s
         self.abort_budget_s = abort_budget_s
         self._clock = clock
         self._sleep = sleep
@@ -223,6 +225,7 @@ class ApifyClient:
         notes: list[str] = []
         lost = 0
         refusals = 0
+        capacity_until = self._clock() + self.capacity_max_wait_s
         while True:
             sent_at = datetime.now(UTC)
             try:
@@ -253,10 +256,10 @@ class ApifyClient:
                 if exc.details.get("error_type") not in CAPACITY_REFUSALS:
                     raise
                 refusals += 1
-                if deadline.remaining() <= self.capacity_wait_s:
+                if min(deadline.remaining(), capacity_until - self._clock()) <= self.capacity_wait_s:
                     raise RateLimitError(
                         f"Apify refused to start {self.actor_id} {refusals} times for want of capacity "
-                        f"({exc.details.get('error_type')}) and the client's time budget ran out waiting",
+                        f"({exc.details.get('error_type')}) and the time to wait for capacity ran out",
                         hint="The Apify account runs as many actor runs at once as its plan allows (memory and "
                         "concurrent runs): run fewer clients at once, lower their batch size, or raise the plan; "
                         "`GET /v2/users/me/limits` shows the capacity.",

@@ -96,12 +96,12 @@ def due_policy(settings: Settings) -> DuePolicy:
 
 def select_leads(leads: Sequence[Lead], now: datetime, policy: DuePolicy = DuePolicy()) -> list[Lead]:
     """The leads of `leads` that are due (`DuePolicy`), in the order the stores' `due_leads` gives them: blank or
-    Pending newest first, then re-checks longest due first."""
+    Pending newest first, then re-checks by their next (else last) check time, oldest first."""
     due = [lead for lead in leads if is_valid_profile_url(lead.profile_url) and policy.is_due(lead, now)]
     fresh = [lead for lead in due if lead.harvest_status in (None, HarvestStatus.PENDING)]
     rest = [lead for lead in due if lead.harvest_status not in (None, HarvestStatus.PENDING)]
     fresh.sort(key=lambda lead: (lead.created_at is not None, lead.created_at), reverse=True)
-    rest.sort(key=lambda lead: policy.due_at(lead) or datetime.min.replace(tzinfo=UTC))
+    rest.sort(key=lambda lead: lead.next_check_at or lead.last_check_at or datetime.min.replace(tzinfo=UTC))
     return fresh + rest
 
 
@@ -143,6 +143,7 @@ def target_errors(log_text: str) -> dict[str, str]:
         if not _ERROR_LINE.search(line):
             continue
         for url in _URL.findall(line):
+            url = url.rstrip(".:!?")
             try:
                 errors.setdefault(normalize_profile_url(url), line.strip()[:300])
             except DataError:
@@ -323,7 +324,8 @@ class Harvester:
             return report
         now = self.now()
         done = leads.posts_found_since(_start_of_day(now))
-        due = leads.due_leads(self.policy, now, limit=client.batch_size * max(1, client.max_batches))
+        # one more than the day's batches can take, so "max batches reached" is known when it is so
+        due = leads.due_leads(self.policy, now, limit=client.batch_size * max(1, client.max_batches) + 1)
         if not due:
             report.reason = "no lead due for harvesting"
             return report
@@ -518,7 +520,7 @@ class Harvester:
                 "harvest_status": HarvestStatus.PENDING,
                 "posts_found": None,
                 "next_check_at": None,
-                "last_error": f"not covered: {reason}"[:1000],
+                "last_error": f"upstream: not covered: {reason}"[:1000],
             }
         for fields in updates.values():
             fields.update(last_check_at=now, harvest_run_id=client_run_id)

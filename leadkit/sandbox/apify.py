@@ -333,6 +333,13 @@ class ApifyApp(ServiceApp):
             runs = list(self._runs.values())
         return [self._run_object(r) for r in runs]
 
+    def clear_runs(self) -> None:
+        """Forget every run, dataset and store (a test's fresh start)."""
+        with self._lock:
+            self._runs.clear()
+            self._datasets.clear()
+            self._stores.clear()
+
     def run_input(self, run_id: str) -> dict[str, Any]:
         with self._lock:
             return dict(self._runs[run_id].input)

@@ -32,6 +32,7 @@ def sandbox(sandbox_session: Sandbox) -> Iterator[Sandbox]:
     """The session's sandbox with no faults, empty stats, quick runs that succeed."""
     sb = sandbox_session
     sb.reset()
+    sb.apify.clear_runs()
     sb.apify.run_duration_s = 0.05
     sb.apify.outcome = None
     yield sb
@@ -60,6 +61,8 @@ def make_client(sandbox: Sandbox) -> Iterator[MakeClient]:
         url = base_url or sandbox.apify_url
         http = HttpClient(url, service="Apify", token=token, timeouts=timeouts, retry=retry, sleep=retry_sleep)
         kw.setdefault("poll_interval_s", 0.02)
+        kw.setdefault("reconcile_s", 0.3)
+        kw.setdefault("reconcile_interval_s", 0.1)
         client = ApifyClient(http, "harvestapi~linkedin-profile-posts", **kw)
         made.append(client)
         return client

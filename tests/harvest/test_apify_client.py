@@ -27,7 +27,10 @@ def expected_items(urls: list[str], max_posts: int = 100) -> int:
 
 def test_run_actor_starts_waits_and_reads(make_client: MakeClient, sandbox: Sandbox) -> None:
     apify = make_client()
-    run, items = apify.run_actor({"targetUrls": URLS, "maxPosts": 2})
+    result = apify.run_actor({"targetUrls": URLS, "maxPosts": 2})
+    run, items = result.run, result.items
+    assert "Scraped" in result.log and not result.adopted
+    assert run.usage_usd is not None and run.usage_usd > 0
     assert run.status == "SUCCEEDED" and run.succeeded and run.finished
     assert run.dataset_id and run.started_at and run.finished_at and run.finished_at >= run.started_at
     assert run.started_at.tzinfo is not None
@@ -40,8 +43,9 @@ def test_run_actor_starts_waits_and_reads(make_client: MakeClient, sandbox: Sand
 def test_dataset_is_read_in_pages(make_client: MakeClient, sandbox: Sandbox) -> None:
     apify = make_client()
     urls = [profile_url(i) for i in range(20)]
-    run, items = apify.run_actor({"targetUrls": urls})
-    total = expected_items(urls)
+    result = apify.run_actor({"targetUrls": urls, "maxPosts": 0})
+    run, items = result.run, result.items
+    total = expected_items(urls, 0)
     assert total > 7
     sandbox.state.stats.reset()
     assert run.dataset_id is not None
@@ -53,7 +57,7 @@ def test_dataset_is_read_in_pages(make_client: MakeClient, sandbox: Sandbox) -> 
 def test_wait_for_finish_is_used(make_client: MakeClient, sandbox: Sandbox) -> None:
     sandbox.apify.run_duration_s = 0.4
     apify = make_client(poll_wait_s=5)
-    run = apify.start_run({"targetUrls": URLS[:1]})
+    run = apify.start_run({"targetUrls": URLS[:1]}).run
     assert run.status in ("READY", "RUNNING")
     started = time.monotonic()
     done = apify.wait(run.id)
@@ -65,7 +69,7 @@ def test_wait_for_finish_is_used(make_client: MakeClient, sandbox: Sandbox) -> N
 def test_total_wait_is_bounded(make_client: MakeClient, sandbox: Sandbox) -> None:
     sandbox.apify.run_duration_s = 30
     apify = make_client(max_wait_s=0.3, poll_wait_s=0)
-    run = apify.start_run({"targetUrls": URLS[:1]})
+    run = apify.start_run({"targetUrls": URLS[:1]}).run
     started = time.monotonic()
     with pytest.raises(UpstreamError) as info:
         apify.wait(run.id)

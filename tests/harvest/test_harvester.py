@@ -12,7 +12,7 @@ from leadkit.errors import AuthError, UpstreamError
 from leadkit.harvest.harvester import BatchOutcome, Harvester, posts_today, select_leads
 from leadkit.harvest.posts import normalize_profile_url
 from leadkit.http import NO_RETRY
-from leadkit.models import Client, ClientRunStatus, HarvestStatus, Lead
+from leadkit.models import Client, ClientRunStatus, DuePolicy, HarvestStatus, Lead
 from leadkit.sandbox.apify import posts_for_profile
 from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import LeadBase
@@ -35,17 +35,42 @@ def test_select_leads_rules() -> None:
         lead(2, harvest_status=HarvestStatus.PENDING),
         lead(3, harvest_status=HarvestStatus.PROCESSING, last_check_at=NOW - timedelta(minutes=31)),
         lead(4, harvest_status=HarvestStatus.PROCESSING, last_check_at=NOW - timedelta(minutes=5)),
-        lead(5, harvest_status=HarvestStatus.DONE),
-        lead(6, harvest_status=HarvestStatus.NO_POSTS),
+        lead(5, harvest_status=HarvestStatus.DONE, last_check_at=NOW - timedelta(days=1)),
+        lead(6, harvest_status=HarvestStatus.NO_POSTS, next_check_at=NOW + timedelta(days=3)),
         lead(7, posts_actioned=2),
         lead(8, posts_actioned=0),
         lead(9, profile_url=""),
         lead(10, profile_url="https://example.com/not-linkedin"),
         lead(11, harvest_status=HarvestStatus.PROCESSING, last_check_at=None),
         lead(0, created_at=None),
+        # due again: a Done lead past its refresh, a No Posts lead past its re-check (oldest check first)
+        lead(12, harvest_status=HarvestStatus.DONE, last_check_at=NOW - timedelta(days=8)),
+        lead(13, harvest_status=HarvestStatus.NO_POSTS, next_check_at=NOW - timedelta(days=2)),
     ]
     picked = [x.lead_id for x in select_leads(leads, NOW)]
-    assert picked == ["lead1", "lead2", "lead3", "lead8", "lead11", "lead0"], "newest first, undated last"
+    assert picked == ["lead1", "lead2", "lead8", "lead0", "lead11", "lead12", "lead13", "lead3"]
+
+
+def test_store_due_query_agrees_with_the_rule(make_leads: MakeLeads) -> None:
+    _, base = make_leads(10)
+    ids = [x.lead_id for x in base.list_leads()]
+    policy = DuePolicy()
+    base.update_leads(
+        {
+            ids[0]: {"harvest_status": HarvestStatus.DONE, "last_check_at": NOW - timedelta(days=1)},
+            ids[1]: {"harvest_status": HarvestStatus.DONE, "last_check_at": NOW - timedelta(days=8)},
+            ids[2]: {"harvest_status": HarvestStatus.NO_POSTS, "next_check_at": NOW + timedelta(days=2)},
+            ids[3]: {"harvest_status": HarvestStatus.NO_POSTS, "next_check_at": NOW - timedelta(hours=1)},
+            ids[4]: {"harvest_status": HarvestStatus.PROCESSING, "last_check_at": NOW - timedelta(minutes=5)},
+            ids[5]: {"posts_actioned": 3},
+            ids[6]: {"harvest_status": HarvestStatus.DONE, "next_check_at": NOW + timedelta(days=1)},
+        }
+    )
+    everything = base.list_leads()
+    expected = [x.lead_id for x in select_leads(everything, NOW, policy)]
+    assert [x.lead_id for x in base.due_leads(policy, NOW, limit=100)] == expected
+    assert {ids[1], ids[3]} <= set(expected) and not {ids[0], ids[2], ids[4], ids[5], ids[6]} & set(expected)
+    assert [x.lead_id for x in base.due_leads(policy, NOW, limit=2)] == expected[:2]
 
 
 def test_posts_today_counts_only_today_utc() -> None:
@@ -85,14 +110,18 @@ def test_harvest_marks_done_and_no_posts(make_client: MakeClient, make_leads: Ma
     assert any(x.harvest_status is HarvestStatus.NO_POSTS for x in processed), "the sandbox has empty profiles"
     assert report.posts_harvested == total
     assert report.profiles_submitted == 10
-    assert report.cost_usd == pytest.approx(total * 0.02)
+    empty = sum(1 for x in processed if x.harvest_status is HarvestStatus.NO_POSTS)
+    # Apify's own figure: $0.002 a post plus $0.002 a target that returned nothing
+    assert report.cost_usd == pytest.approx(0.002 * total + 0.002 * empty)
     for b in report.batches:
         assert b.apify_run_id and b.apify_status == "SUCCEEDED"
-        assert b.metrics() == {
-            "profiles_submitted": 5,
-            "posts_harvested": b.posts_harvested,
-            "apify_cost_usd": pytest.approx(b.posts_harvested * 0.02),
-        }
+        m = b.metrics()
+        assert m["profiles_submitted"] == m["targets_submitted"] == 5
+        assert m["targets_with_posts"] + m["targets_empty"] == 5 and m["targets_not_covered"] == 0
+        assert m["apify_cost_usd"] == pytest.approx(0.002 * b.posts_harvested + 0.002 * m["targets_empty"])
+    for x in processed:
+        period = timedelta(days=7) if x.harvest_status is HarvestStatus.DONE else timedelta(days=14)
+        assert x.next_check_at == NOW + period
 
 
 def test_daily_target_stops_the_harvest(make_client: MakeClient, make_leads: MakeLeads) -> None:
@@ -106,7 +135,7 @@ def test_daily_target_stops_the_harvest(make_client: MakeClient, make_leads: Mak
 
 def test_nothing_to_do(make_client: MakeClient, make_leads: MakeLeads) -> None:
     client, base = make_leads(0)
-    assert Harvester(make_client()).run(client, base, "r").reason == "no lead waiting for harvesting"
+    assert Harvester(make_client()).run(client, base, "r").reason == "no lead due for harvesting"
     client.daily_target = 0
     assert "no daily target" in (Harvester(make_client()).run(client, base, "r").reason or "")
 
@@ -156,7 +185,7 @@ def test_a_bug_puts_leads_back_and_is_raised(make_client: MakeClient, make_leads
     client, base = make_leads(2, batch_size=2)
     apify = make_client()
 
-    def broken(_input: dict[str, Any]) -> Any:
+    def broken(_input: dict[str, Any], **kw: Any) -> Any:
         raise KeyError("defaultDatasetId")
 
     apify.run_actor = broken  # type: ignore[method-assign]

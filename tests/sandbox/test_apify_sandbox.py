@@ -29,7 +29,7 @@ def apify(sandbox: Sandbox) -> Iterator[httpx.Client]:
     sandbox.apify.outcome = None
 
 
-def total_items(urls: list[str], max_posts: int = 100) -> int:
+def total_items(urls: list[str], max_posts: int | None = None) -> int:
     return sum(len(posts_for_profile(u, max_posts)) for u in urls)
 
 
