@@ -7,6 +7,7 @@ Apify). The notebook `client_workflow.ipynb` calls `run_client`; so can a test o
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -306,6 +307,8 @@ def _run_client(
         except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the stage has released what it held; say so, go on up
             ctx.event(name, EventKind.FAILED, f"interrupted ({exc or type(exc).__name__}); leads put back to Pending")
             ctx.flush(status=ClientRunStatus.FAILED, reason=f"stage {name} interrupted ({exc or type(exc).__name__})")
+            if getattr(exc, "orphaned", False):  # a kernel whose batch is gone: nobody else will end it
+                os._exit(143)
             raise
         except Exception as exc:  # a stage's own bug or an error it did not expect: classified, recorded
             failure = failure_from(exc, run_id=run_id.base, client_id=client.client_id, stage=name, notebook=notebook)

@@ -66,6 +66,11 @@ def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
     out["clients"] = [
         r.to_dict() for r in sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
     ]
+    from leadkit.harvest.harvester import apify_run_ids
+
+    for client in out["clients"]:
+        events = ws.store.list_events(run_id=run.run_id, client_id=client["client_id"])
+        client["apify_run_ids"] = apify_run_ids([e.message for e in events if e.stage == "harvest"])
     return out
 
 
@@ -126,6 +131,10 @@ def clients_add(
     max_batches: Annotated[int, typer.Option(help="Max Post Batches Per Day Guardrail.", min=1)] = 10,
     stream: Annotated[int, typer.Option(help="Processing Stream.", min=1)] = 1,
     base: Annotated[str | None, typer.Option(help="The client's own Airtable base ID (Airtable store).")] = None,
+    max_usd_per_day: Annotated[
+        float | None,
+        typer.Option(help="Max Apify USD Per Day: the client's daily Apify spend cap (none if unset).", min=0),
+    ] = None,
 ) -> None:
     """Add a client (or update the one with that ID)."""
     from leadkit.models import Client
@@ -150,6 +159,7 @@ def clients_add(
         max_batches=max_batches,
         stream=stream,
         base_id=base,
+        max_usd_per_day=max_usd_per_day,
     )
     ws.store.save_client(client)
     typer.echo(f"saved client {client_id}")
@@ -205,7 +215,7 @@ def leads_list(
     json_out: JsonOpt = False,
 ) -> None:
     """A client's leads with their harvest status."""
-    from leadkit.models import HarvestStatus
+    from leadkit.models import HarvestStatus, utcnow
     from leadkit.runids import validate_client_id
 
     validate_client_id(client_id)
@@ -214,11 +224,14 @@ def leads_list(
         raise DataError(f"--status {status!r} is not accepted; use one of: {', '.join(accepted)}")
     ws = _workspace()
     client = ws.store.get_client(client_id)
-    items = [lead.to_dict() for lead in ws.store.lead_base(client).list_leads(status=status)]
+    from leadkit.harvest.harvester import due_policy, lead_row
+
+    policy, now = due_policy(ws.settings), utcnow()
+    items = [lead_row(lead, now, policy) for lead in ws.store.lead_base(client).list_leads(status=status)]
     if json_out:
         _echo_json(items)
     else:
-        _table(items, ["lead_id", "profile_url", "harvest_status", "posts_found", "last_check_at", "last_error"])
+        _table(items, ["lead_id", "profile_url", "harvest_status", "posts_found", "next_check_at", "last_error"])
 
 
 # ------------------------------------------------------------------------------------------------ sandbox

@@ -18,8 +18,10 @@ No Posts leads are re-checked after `no_posts_recheck` (`DuePolicy`).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +53,7 @@ __all__ = [
     "Terminated",
     "apify_run_ids",
     "due_policy",
+    "lead_row",
     "next_due",
     "posts_today",
     "select_leads",
@@ -117,6 +120,15 @@ def next_due(leads: Sequence[Lead], now: datetime, policy: DuePolicy = DuePolicy
     return _utc(min(times)).isoformat() if times else None
 
 
+def lead_row(lead: Lead, now: datetime, policy: DuePolicy = DuePolicy()) -> dict[str, Any]:
+    """A lead as `leadkit leads list --json` gives it: `next_check_at` is when it is next due (ISO), or None
+    when it is due now."""
+    row = lead.to_dict()
+    due = None if policy.is_due(lead, now) else policy.due_at(lead)
+    row["next_check_at"] = _utc(due).isoformat() if due is not None else None
+    return row
+
+
 def posts_today(leads: Sequence[Lead], now: datetime) -> int:
     """Posts found (last run) summed over the leads checked today (UTC)."""
     today = _utc(now).date()
@@ -170,23 +182,57 @@ def apify_run_ids(messages: Sequence[str]) -> list[str]:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived while harvesting: raised in the main thread so the running actor run is aborted and the
-    leads are put back before the process ends."""
+    leads are put back before the process ends. `orphaned`: the process that started this one is gone (a
+    kernel whose batch was stopped), so nobody is left to end this process: it should end itself."""
+
+    def __init__(self, message: str, *, orphaned: bool = False) -> None:
+        super().__init__(message)
+        self.orphaned = orphaned
+
+
+_PR_SET_PDEATHSIG, _PR_GET_PDEATHSIG = 1, 2
+
+
+def _parent_death_signal(signum: int | None) -> int | None:
+    """Linux: set the signal this process gets when its parent dies (None: only read it); returns the old one."""
+    if sys.platform != "linux":
+        return None
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        old = ctypes.c_int(0)
+        libc.prctl(_PR_GET_PDEATHSIG, ctypes.byref(old), 0, 0, 0)
+        if signum is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+        return old.value
+    except (OSError, AttributeError):
+        return None
 
 
 @contextmanager
 def terminate_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op)."""
+    """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op). While it lasts, the
+    death of the parent process (a batch stopped while this kernel harvests) also sends SIGTERM, not SIGKILL, so
+    the actor run is aborted and the leads released before the kernel goes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    parent = os.getppid()
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(f"signal {signum} (SIGTERM)")
+        orphaned = os.getppid() != parent
+        raise Terminated(
+            f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
+        )
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    previous_death = _parent_death_signal(signal.SIGTERM)
     try:
         yield
     finally:
+        if previous_death is not None:
+            _parent_death_signal(previous_death)
         signal.signal(signal.SIGTERM, previous)
 
 
