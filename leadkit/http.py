@@ -117,7 +117,7 @@ class Deadline:
         """Raise DeadlineExceeded naming `what` when no time is left."""
         if self.expired:
             raise DeadlineExceeded(
-                f"the client's time budget of {self.seconds:g} s ran out before {what}",
+                f"the client's time budget of {self.seconds:.1f} s ran out before {what}",
                 hint="The run's deadline comes from the notebook timeout (`leadkit batch --timeout`); raise it, "
                 "or lower the batch size so one actor run fits.",
             )
@@ -437,7 +437,7 @@ class HttpClient:
             if deadline is not None and deadline.expired:
                 raise DeadlineExceeded(
                     f"{self.service} did not answer {method} {url} before the client's time budget of "
-                    f"{deadline.seconds:g} s ran out.",
+                    f"{deadline.seconds:.1f} s ran out.",
                     url=url,
                     status=None,
                     sent=sent,

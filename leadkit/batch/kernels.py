@@ -256,7 +256,8 @@ def execute_notebook(job: NotebookJob) -> NotebookResult:
         executed = papermill.execute_notebook(
             job.input_path,
             job.output_path,
-            parameters=job.parameters,
+            # the kernel's time budget ends where the watchdog's does (wall clock: the kernel is another process)
+            parameters={**job.parameters, "deadline_at": time.time() + job.timeout_s - (time.monotonic() - started)},
             engine_name=_ENGINE,
             kernel_name=KERNEL_NAME,
             progress_bar=False,

@@ -375,7 +375,6 @@ def _jobs(
                     )
                     if record.client_id in clients
                     else "",
-                    "timeout_s": timeout_s,  # the client's time budget inside the kernel
                 },
                 env=env,
                 cwd=str(run_dir),

@@ -346,7 +346,7 @@ class ApifyClient:
             if deadline.remaining() <= self.poll_interval_s:
                 raise DeadlineExceeded(
                     f"Apify run {run_id} was still {run.status} when the client's time budget of "
-                    f"{deadline.seconds:g} s ran out",
+                    f"{deadline.seconds:.1f} s ran out",
                     hint="The budget comes from the notebook timeout (`leadkit batch --timeout`): raise it or lower "
                     "the client's batch size so one actor run fits.",
                     apify_run_id=run_id,

@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 PROCESSING_STALE_AFTER = timedelta(minutes=30)
 #: A run of at least this many targets that found nothing for any of them is suspect.
 SUSPECT_MIN_TARGETS = 3
-#: Below this much budget left, no new actor run is started (it could not finish).
+#: Below this much budget left (or half the whole budget, if less), no new actor run is started.
 MIN_BATCH_BUDGET_S = 15.0
 #: The smallest charge an actor run makes (one `no-result` or `post` event).
 MIN_CHARGE_USD = 0.002
@@ -399,10 +399,11 @@ class Harvester:
                         f"the client stops until tomorrow (UTC)"
                     )
                     break
-            if deadline.remaining() < self.min_batch_budget_s:
+            needed = min(self.min_batch_budget_s, (deadline.seconds or float("inf")) / 2)
+            if deadline.remaining() < needed:
                 report.reason = (
                     f"time budget nearly used up ({deadline.remaining():.0f} s left, a batch needs "
-                    f"{self.min_batch_budget_s:g} s); the remaining leads wait for the next run"
+                    f"{needed:g} s); the remaining leads wait for the next run"
                 )
                 break
             outcome = self._run_batch(batch, leads, client_run_id, deadline, cap, on_started)
