@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from pyairtable import Api, Table
 from pyairtable.api.retrying import retry_strategy
+from pyairtable.formulas import EQ, OR, Field, to_formula_str
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from leadkit.config import Settings
@@ -28,13 +29,15 @@ from leadkit.errors import (
 )
 from leadkit.store.airtable.codecs import Fields, Record
 from leadkit.store.airtable.pacing import RequestPacer
-from leadkit.store.schema import BASE_ID_RE
+from leadkit.store.schema import BASE_ID_RE, MAX_RECORDS_PER_REQUEST
 
 log = logging.getLogger(__name__)
 
 #: How many times a 429 is waited out before the request fails with RateLimitError.
 RATE_LIMIT_ATTEMPTS = 8
 CONNECT_TIMEOUT_S = 5.0
+#: The methods urllib3 may retry after a read error or a 5xx (updates and upserts are idempotent; creates are not).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 PROVISION_HINT = "Run `leadkit airtable provision` (or add the field by hand in Airtable)."
 SCOPES_HINT = (
     "Check that AIRTABLE_API_KEY is a personal access token with the scopes data.records:read, "
@@ -175,6 +178,8 @@ class AirtableApi(Api):
             total=3,
             read=1,
             status_forcelist=(500, 502, 503, 504),
+            # a create (POST) whose answer was lost may have been acted on: never re-sent blindly (create_once)
+            allowed_methods=IDEMPOTENT_METHODS,
             backoff_factor=0.5,
             raise_on_status=False,
             respect_retry_after_header=False,
@@ -295,3 +300,37 @@ def claim(table: Table, key: Fields, key_fields: list[str]) -> tuple[Record, boo
     result = table.batch_upsert([{"fields": key}], key_fields=key_fields)
     record = result["records"][0]
     return dict(record), record["id"] in result["createdRecords"]
+
+
+def create_once(table: Table, records: list[Fields], key_field: str) -> list[Record]:
+    """Create `records`, each carrying a unique value in `key_field`, so that a create whose answer was lost (a
+    timeout, a dropped connection, a 5xx after Airtable may have acted) is looked up by its keys before anything
+    is sent again: only the records not found are created, once. Returns the records as stored."""
+    out: list[Record] = []
+    for start in range(0, len(records), MAX_RECORDS_PER_REQUEST):
+        chunk = records[start : start + MAX_RECORDS_PER_REQUEST]
+        try:
+            out += [dict(r) for r in table.batch_create(chunk)]
+            continue
+        except UpstreamError as exc:
+            lost = exc
+        keys = [str(r[key_field]) for r in chunk]
+        found: list[Record] = [
+            dict(r)
+            for r in table.all(formula=to_formula_str(OR(*(EQ(Field(key_field), k) for k in keys))))
+            if str(r["fields"].get(key_field)) in keys
+        ]
+        have = {str(dict(r["fields"]).get(key_field)) for r in found}
+        missing = [r for r in chunk if str(r[key_field]) not in have]
+        log.warning(
+            "Airtable create on %s lost its answer (%s): %d of %d records were created; creating the other %d",
+            table.name,
+            lost,
+            len(found),
+            len(chunk),
+            len(missing),
+        )
+        out += found
+        if missing:
+            out += [dict(r) for r in table.batch_create(missing)]
+    return out

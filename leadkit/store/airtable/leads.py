@@ -20,6 +20,7 @@ from leadkit.models import (
     Lead,
     NewLead,
 )
+from leadkit.store.airtable.api import create_once
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
@@ -129,8 +130,8 @@ class AirtableLeadBase:
             return AND(
                 EQ(status, value.value),
                 OR(
-                    AND(NOT(EQ(next_, "")), LTE(next_, _ms(now))),
-                    AND(EQ(next_, ""), OR(EQ(last, ""), LTE(last, _ms(now - period)))),
+                    AND(next_, LTE(next_, _ms(now))),  # a date field is true when it is set
+                    AND(NOT(next_), OR(NOT(last), LTE(last, _ms(now - period)))),
                 ),
             )
 
@@ -148,7 +149,7 @@ class AirtableLeadBase:
                         OR(
                             AND(
                                 EQ(status, HarvestStatus.PROCESSING.value),
-                                OR(EQ(last, ""), LT(last, _ms(now - policy.processing_stale_after))),
+                                OR(NOT(last), LT(last, _ms(now - policy.processing_stale_after))),
                             ),
                             recheck(HarvestStatus.DONE, policy.refresh_after),
                             recheck(HarvestStatus.NO_POSTS, policy.no_posts_recheck),
@@ -206,7 +207,7 @@ class AirtableLeadBase:
                 }
             )
         if new:
-            self.table.batch_create([_without_blanks(f) for f in new])
+            create_once(self.table, [_without_blanks(f) for f in new], Leads.PROFILE_URL)
         return ImportResult(created=len(new), existing=existing)
 
     def update_leads(self, updates: Mapping[str, Mapping[str, Any]]) -> None:

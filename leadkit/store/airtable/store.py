@@ -30,7 +30,7 @@ from leadkit.models import (
     Run,
     RunEvent,
 )
-from leadkit.store.airtable.api import claim, make_api, validate_base_id
+from leadkit.store.airtable.api import claim, create_once, make_api, validate_base_id
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
@@ -412,7 +412,8 @@ class AirtableStore(AirtableLeases):
             self._add_table_events(spill)
 
     def _add_table_events(self, events: Sequence[RunEvent]) -> None:
-        self._table(RunEvents.TABLE).batch_create(
+        create_once(
+            self._table(RunEvents.TABLE),
             [
                 {
                     RunEvents.EVENT_ID: _sortable_id(),
@@ -425,7 +426,8 @@ class AirtableStore(AirtableLeases):
                     RunEvents.AT: _ts(e.at),
                 }
                 for e in events
-            ]
+            ],
+            RunEvents.EVENT_ID,
         )
 
     def list_events(
@@ -481,23 +483,27 @@ class AirtableStore(AirtableLeases):
     # diagnostics ---------------------------------------------------------------------------------------
     def add_failure(self, failure: Failure) -> None:
         data = failure_to_dict(failure, stamp=_ts)
-        self._table(Failures.TABLE).create(
-            _without_blanks(
-                {
-                    Failures.FAILURE_ID: _sortable_id(),
-                    Failures.CATEGORY: data["category"],
-                    Failures.FINGERPRINT: data["fingerprint"],
-                    Failures.MESSAGE: data["message"],
-                    Failures.HINT: data["hint"],
-                    Failures.RUN_ID: data["run_id"],
-                    Failures.CLIENT_ID: data["client_id"],
-                    Failures.STAGE: data["stage"],
-                    Failures.AT: data["at"],
-                    Failures.NOTEBOOK: data["notebook"],
-                    Failures.CELL: data["cell"],
-                    Failures.TRACEBACK: data["traceback"],
-                }
-            )
+        create_once(
+            self._table(Failures.TABLE),
+            [
+                _without_blanks(
+                    {
+                        Failures.FAILURE_ID: _sortable_id(),
+                        Failures.CATEGORY: data["category"],
+                        Failures.FINGERPRINT: data["fingerprint"],
+                        Failures.MESSAGE: data["message"],
+                        Failures.HINT: data["hint"],
+                        Failures.RUN_ID: data["run_id"],
+                        Failures.CLIENT_ID: data["client_id"],
+                        Failures.STAGE: data["stage"],
+                        Failures.AT: data["at"],
+                        Failures.NOTEBOOK: data["notebook"],
+                        Failures.CELL: data["cell"],
+                        Failures.TRACEBACK: data["traceback"],
+                    }
+                )
+            ],
+            Failures.FAILURE_ID,
         )
 
     def _newest(
@@ -536,7 +542,8 @@ class AirtableStore(AirtableLeases):
     def add_auth_checks(self, checks: Sequence[AuthCheck]) -> None:
         if not checks:
             return
-        self._table(AuthChecks.TABLE).batch_create(
+        create_once(
+            self._table(AuthChecks.TABLE),
             [
                 _without_blanks(
                     {
@@ -552,7 +559,8 @@ class AirtableStore(AirtableLeases):
                     }
                 )
                 for c in checks
-            ]
+            ],
+            AuthChecks.CHECK_ID,
         )
 
     def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
