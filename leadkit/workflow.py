@@ -65,7 +65,7 @@ def decide(client: Client, leads: LeadBase, now: datetime, policy: DuePolicy | N
     if waiting == 0:
         return Verdict(
             False,
-            f"no lead due for harvesting (Done leads are refreshed {format_duration(policy.refresh_after)} after "
+            f"no lead waiting for harvesting (none due: Done leads are refreshed {format_duration(policy.refresh_after)} after "
             f"their last check, No Posts leads re-checked after {format_duration(policy.no_posts_recheck)}; "
             f"`leadkit leads list` shows when each is next due)",
             leads_waiting=0,

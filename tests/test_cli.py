@@ -43,6 +43,7 @@ def test_clients_json_and_add(workspace: Workspace) -> None:
         "daily_target": 5,
         "batch_size": 20,
         "stream": 1,
+        "max_usd_per_day": None,
     }
     assert len(items) == 9
 

@@ -373,7 +373,7 @@ class Harvester:
         # one more than the day's batches can take, so "max batches reached" is known when it is so
         due = leads.due_leads(self.policy, now, limit=client.batch_size * max(1, client.max_batches) + 1)
         if not due:
-            report.reason = "no lead due for harvesting"
+            report.reason = "no lead waiting for harvesting"
             return report
         fresh = [lead for lead in due if lead.harvest_status is not HarvestStatus.DONE]
         refresh = sorted(

@@ -135,7 +135,7 @@ def test_daily_target_stops_the_harvest(make_client: MakeClient, make_leads: Mak
 
 def test_nothing_to_do(make_client: MakeClient, make_leads: MakeLeads) -> None:
     client, base = make_leads(0)
-    assert Harvester(make_client()).run(client, base, "r").reason == "no lead due for harvesting"
+    assert Harvester(make_client()).run(client, base, "r").reason == "no lead waiting for harvesting"
     client.daily_target = 0
     assert "no daily target" in (Harvester(make_client()).run(client, base, "r").reason or "")
 
