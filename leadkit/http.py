@@ -113,13 +113,14 @@ class Deadline:
     def expired(self) -> bool:
         return self.remaining() <= 0
 
-    def check(self, what: str) -> None:
-        """Raise DeadlineExceeded naming `what` when no time is left."""
+    def check(self, what: str, **details: Any) -> None:
+        """Raise DeadlineExceeded naming `what` (with `details`) when no time is left."""
         if self.expired:
             raise DeadlineExceeded(
                 f"the client's time budget of {self.seconds:.1f} s ran out before {what}",
                 hint="The run's deadline comes from the notebook timeout (`leadkit batch --timeout`); raise it, "
                 "or lower the batch size so one actor run fits.",
+                **details,
             )
 
     def cap(self, seconds: float) -> float:
@@ -424,7 +425,7 @@ class HttpClient:
         url = safe_url(request.url)
         read_s = self.timeouts.read
         if deadline is not None:
-            deadline.check(f"{method} {url}")
+            deadline.check(f"{method} {url}", url=url, sent=False)
             read_s = deadline.cap(read_s)
             if read_s < self.timeouts.read:
                 request.extensions["timeout"] = httpx.Timeout(

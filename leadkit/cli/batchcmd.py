@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app
-from leadkit.cli.core import _show_dict
+from leadkit.cli.core import _show_dict, targets_text
 
 
 # ------------------------------------------------------------------------------------------------ batch
@@ -20,11 +20,13 @@ def _print_batch(result: Any) -> None:
                 "client": r.client_id,
                 "status": r.status.value,
                 "posts": int(r.metrics.get("posts_harvested", 0)),
+                "targets": targets_text(r.metrics),
+                "apify $": f"{r.metrics.get('apify_cost_usd', 0.0):.3f}",
                 "why": (r.failure.message if r.failure else r.reason or "")[:90],
             }
         )
     typer.echo("")
-    _table(rows, ["client", "status", "posts", "why"])
+    _table(rows, ["client", "status", "posts", "targets", "apify $", "why"])
     typer.echo(f"\nrun {result.run.run_id}: {result.run.status.value}; notebooks and log.jsonl in {result.run_dir}")
     failing = [r for r in result.records if r.failure]
     for r in failing:

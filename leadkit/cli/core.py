@@ -92,12 +92,23 @@ def show(
             "status": c["status"],
             "source": c["source"],
             "posts": int(c["metrics"].get("posts_harvested", 0)),
+            "targets": targets_text(c["metrics"]),
+            "apify $": f"{c['metrics'].get('apify_cost_usd', 0.0):.3f}",
             "failure": f"{c['failure']['category']}: {c['failure']['message']}"[:80] if c["failure"] else "",
             "notebook": c["notebook"] or "",
         }
         for c in data["clients"]
     ]
-    _table(rows, ["client", "status", "source", "posts", "failure", "notebook"])
+    _table(rows, ["client", "status", "source", "posts", "targets", "apify $", "failure", "notebook"])
+
+
+def targets_text(metrics: dict[str, float]) -> str:
+    """A client run's harvest targets as `submitted: with posts/empty/not covered` (blank when none)."""
+    submitted = int(metrics.get("targets_submitted", 0))
+    if not submitted:
+        return ""
+    parts = (int(metrics.get(k, 0)) for k in ("targets_with_posts", "targets_empty", "targets_not_covered"))
+    return f"{submitted}: " + "/".join(map(str, parts))
 
 
 # ------------------------------------------------------------------------------------------------ clients
