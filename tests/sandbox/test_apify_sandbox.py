@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -178,3 +178,70 @@ def test_html_fault(apify: httpx.Client, sandbox: Sandbox) -> None:
     sandbox.add_fault(service="apify", mode="html_200", times=1, path=r"^/v2/actor-runs/")
     resp = apify.get("/v2/actor-runs/anything")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+
+
+# ------------------------------------------------------------------------------ the actor as an agency meets it
+def test_actor_input_fields_filter_by_date_and_count(apify: httpx.Client) -> None:
+    url = next(u for u in URLS if len(posts_for_profile(u, 0)) >= 3)
+    every = posts_for_profile(url, 0)
+    newest = every[0]["postedAt"]["date"][:10]
+    run = apify.post(
+        f"{ACTOR_PATH}/runs",
+        params={"waitForFinish": 5},
+        json={"targetUrls": [url], "maxPosts": 0, "postedLimit": "year", "postedLimitDate": newest},
+    ).json()["data"]
+    items = apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items").json()
+    assert items and all(i["postedAt"]["date"][:10] >= newest for i in items) and len(items) < len(every)
+    unset = apify.post(f"{ACTOR_PATH}/run-sync-get-dataset-items", json={"targetUrls": [url]}).json()
+    assert len(unset) == min(len(every), 5), "maxPosts unset: one page only"
+    for bad in ({"postedLimit": "fortnight"}, {"postedLimitDate": "yesterday"}, {"maxPosts": -1}):
+        resp = apify.post(f"{ACTOR_PATH}/runs", json={"targetUrls": [url], **bad})
+        assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid-input"
+
+
+def test_posts_are_recent_and_dated_relative_to_now() -> None:
+    now = datetime.now(UTC)
+    for url in URLS:
+        for item in posts_for_profile(url, 0):
+            posted = datetime.fromisoformat(item["postedAt"]["date"].replace("Z", "+00:00"))
+            assert now - timedelta(days=31) <= posted <= now
+    later = posts_for_profile(URLS[1], 0, now=now + timedelta(days=20))
+    assert {i["id"] for i in later} & {i["id"] for i in posts_for_profile(URLS[1], 0)}, "a post keeps its ID"
+
+
+def test_usage_log_runs_list_abort_and_input(apify: httpx.Client, sandbox: Sandbox) -> None:
+    run = apify.post(f"{ACTOR_PATH}/runs", params={"waitForFinish": 5}, json={"targetUrls": URLS, "maxPosts": 2}).json()
+    run = run["data"]
+    posts, empty = total_items(URLS, 2), sum(1 for u in URLS if not posts_for_profile(u, 2))
+    assert run["usageTotalUsd"] == pytest.approx(0.002 * posts + 0.002 * empty)
+    assert run["chargedEventCounts"] == {"post": posts, "no-result": empty}
+    log = apify.get(f"/v2/actor-runs/{run['id']}/log")
+    assert log.headers["content-type"].startswith("text/plain") and all(u in log.text for u in URLS)
+    stored = apify.get(f"/v2/key-value-stores/{run['defaultKeyValueStoreId']}/records/INPUT").json()
+    assert stored == {"targetUrls": URLS, "maxPosts": 2}
+    slow = apify.post(f"{ACTOR_PATH}/runs", json={"targetUrls": URLS}).json()["data"]
+    listed = apify.get(f"{ACTOR_PATH}/runs", params={"desc": 1}).json()["data"]
+    assert [r["id"] for r in listed["items"][:2]] == [slow["id"], run["id"]] and listed["desc"] is True
+    sandbox.apify.run_duration_s = 30
+    aborting = apify.post(f"/v2/actor-runs/{slow['id']}/abort").json()["data"]
+    assert aborting["status"] in ("ABORTING", "ABORTED", "SUCCEEDED")
+    time.sleep(0.2)
+    assert apify.get(f"/v2/actor-runs/{slow['id']}").json()["data"]["status"] in ("ABORTED", "SUCCEEDED")
+
+
+def test_charge_cap_and_skipped_targets(apify: httpx.Client, sandbox: Sandbox) -> None:
+    capped = apify.post(
+        f"{ACTOR_PATH}/runs", params={"waitForFinish": 5, "maxTotalChargeUsd": 0.004}, json={"targetUrls": URLS}
+    ).json()["data"]
+    assert capped["status"] == "SUCCEEDED" and capped["usageTotalUsd"] <= 0.004
+    assert "maxTotalChargeUsd" in apify.get(f"/v2/actor-runs/{capped['id']}/log").text
+    sandbox.add_fault(service="apify", mode="skip_targets", path="/runs", body=r"member-[12]\b")
+    run = apify.post(f"{ACTOR_PATH}/runs", params={"waitForFinish": 5}, json={"targetUrls": URLS[:4]}).json()["data"]
+    assert run["status"] == "SUCCEEDED"
+    log = apify.get(f"/v2/actor-runs/{run['id']}/log").text
+    assert all(f"ERROR Error scraping {u}" in log for u in URLS[1:3])
+    raw = apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items").json()
+    clean = apify.get(f"/v2/datasets/{run['defaultDatasetId']}/items", params={"clean": 1, "limit": 2})
+    assert {} in raw and {} not in clean.json()
+    assert int(clean.headers["X-Apify-Pagination-Total"]) == len(raw)
+    assert not any(i.get("query", {}).get("targetUrl") in URLS[1:3] for i in raw)
