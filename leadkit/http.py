@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
 
+from leadkit.deadline import Deadline
 from leadkit.errors import (
     AuthError,
     ConfigError,
@@ -48,7 +49,6 @@ from leadkit.errors import (
 )
 
 __all__ = [
-    "Deadline",
     "HttpClient",
     "JsonResponse",
     "RetryPolicy",
@@ -87,48 +87,6 @@ class Timeouts:
 
     def to_httpx(self) -> httpx.Timeout:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
-
-
-class Deadline:
-    """One time budget (monotonic seconds) that every wait of a client's run draws on.
-
-    `Deadline.unbounded()` never runs out; `Deadline(seconds)` runs out `seconds` from now."""
-
-    def __init__(self, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self.seconds = seconds
-        self.at = None if seconds is None else clock() + max(0.0, seconds)
-
-    @classmethod
-    def unbounded(cls) -> Deadline:
-        return cls(None)
-
-    def remaining(self) -> float:
-        """Seconds left (infinity when unbounded, never below 0)."""
-        if self.at is None:
-            return float("inf")
-        return max(0.0, self.at - self._clock())
-
-    @property
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
-    def check(self, what: str, **details: Any) -> None:
-        """Raise DeadlineExceeded naming `what` (with `details`) when no time is left."""
-        if self.expired:
-            raise DeadlineExceeded(
-                f"the client's time budget of {self.seconds:.1f} s ran out before {what}",
-                hint="The run's deadline comes from the notebook timeout (`leadkit batch --timeout`); raise it, "
-                "or lower the batch size so one actor run fits.",
-                **details,
-            )
-
-    def cap(self, seconds: float) -> float:
-        """`seconds`, or less when the budget has less left."""
-        return min(seconds, self.remaining())
-
-    def __repr__(self) -> str:
-        return "Deadline(unbounded)" if self.at is None else f"Deadline({self.remaining():.1f}s left)"
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from typing import Any
 from leadkit import logs
 from leadkit.classify import failure_from
 from leadkit.config import Settings
+from leadkit.deadline import Deadline
 from leadkit.durations import format_duration
 from leadkit.errors import DataError, LeadkitError
-from leadkit.http import Deadline
 from leadkit.models import Client, ClientRun, ClientRunStatus, DuePolicy, EventKind, Failure, Lead, RunEvent, utcnow
 from leadkit.records import RunRecordService, from_handoff
 from leadkit.runids import RunId

@@ -17,8 +17,9 @@ from typing import Any
 from urllib.parse import quote
 
 from leadkit.config import Settings
+from leadkit.deadline import Deadline
 from leadkit.errors import ConfigError, DeadlineExceeded, LeadkitError, RateLimitError, UpstreamError
-from leadkit.http import Deadline, HttpClient, JsonResponse, Timeouts
+from leadkit.http import HttpClient, JsonResponse, Timeouts
 
 __all__ = [
     "CAPACITY_REFUSALS",

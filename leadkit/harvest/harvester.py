@@ -31,6 +31,7 @@ from types import FrameType
 from typing import Any
 
 from leadkit.config import Settings
+from leadkit.deadline import Deadline
 from leadkit.durations import parse_duration
 from leadkit.errors import AuthError, ConfigError, DataError, DeadlineExceeded, LeadkitError, UpstreamError
 from leadkit.harvest.apify import ActorResult, ApifyClient, StartedRun
@@ -41,7 +42,6 @@ from leadkit.harvest.posts import (
     normalize_profile_url,
     post_key,
 )
-from leadkit.http import Deadline
 from leadkit.models import Client, ClientRunStatus, DuePolicy, HarvestStatus, Lead, Post, utcnow
 from leadkit.store.base import LeadBase
 

@@ -7,8 +7,9 @@ import time
 import httpx
 import pytest
 
+from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
-from leadkit.http import Deadline, HttpClient, RetryPolicy, Timeouts
+from leadkit.http import HttpClient, RetryPolicy, Timeouts
 from leadkit.sandbox.server import Sandbox
 
 from .conftest import TOKEN

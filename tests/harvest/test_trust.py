@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leadkit.deadline import Deadline
 from leadkit.errors import Category, DeadlineExceeded, RateLimitError
 from leadkit.harvest.harvester import BatchOutcome, Harvester, target_errors
 from leadkit.harvest.posts import post_key
-from leadkit.http import Deadline, RetryPolicy, Timeouts
+from leadkit.http import RetryPolicy, Timeouts
 from leadkit.models import Client, DuePolicy, HarvestStatus, NewLead, Post
 from leadkit.sandbox.apify import posts_for_profile
 from leadkit.sandbox.server import Sandbox
