@@ -406,9 +406,9 @@ class ApifyClient:
         deadline = deadline or Deadline.unbounded()
         started = self.start_run(input, max_total_charge_usd=max_total_charge_usd, deadline=deadline)
         run = started.run
-        if on_started is not None:
-            on_started(started)
         try:
+            if on_started is not None:
+                on_started(started)
             run = self.wait(run.id, deadline=deadline)
         except BaseException as exc:
             aborted = self._abort_quietly(run.id)
