@@ -18,6 +18,10 @@ _EXPORTS: dict[str, str] = {
     "client_health": "leadkit.health",
     "record_stats": "leadkit.diagnosis",
     "group_failures": "leadkit.diagnosis",
+    "failure_headline": "leadkit.diagnosis",
+    "list_attempts": "leadkit.history",
+    "run_history": "leadkit.history",
+    "run_status_label": "leadkit.history",
     "RunFilter": "leadkit.store.base",
     "RunId": "leadkit.runids",
     "validate_client_id": "leadkit.runids",
@@ -48,6 +52,10 @@ __all__ = [
     "client_health",
     "record_stats",
     "group_failures",
+    "failure_headline",
+    "list_attempts",
+    "run_history",
+    "run_status_label",
     "RunFilter",
     "Category",
     "Client",
@@ -73,7 +81,9 @@ __all__ = [
 if TYPE_CHECKING:
     from leadkit.config import Settings, get_settings
     from leadkit.durations import parse_duration
+    from leadkit.diagnosis import failure_headline
     from leadkit.errors import Category, LeadkitError
+    from leadkit.history import list_attempts, run_history, run_status_label
     from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
     from leadkit.notebook import client_report, start_notebook_logging
     from leadkit.records import RunRecordService

@@ -3,16 +3,53 @@ classification in `leadkit.classify`."""
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from leadkit.classify import classified
+from leadkit.history import attempt_started_at
 from leadkit.models import ClientRunStatus, EventKind, Failure, RunStatus, Source
 from leadkit.store.base import RunFilter, Store
 
 if TYPE_CHECKING:
     from leadkit.workspace import Workspace
+
+
+# ------------------------------------------------------------------------------------------------ headline
+
+_CLAUSE_END = re.compile(r";\s|\.\s| with a body that is not JSON")
+_BODY = re.compile(r"(?:starts with|Body starts:) (['\"])(.*?)\1(?:\)|\.|$)")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+_TAG = re.compile(r"<[^>]*>?")
+
+
+def body_first_line(excerpt: str) -> str:
+    """The first line of text of a quoted response body: an HTML page's title, else its first non-empty line
+    with the markup removed."""
+    excerpt = excerpt.replace("\\n", "\n").replace("\\r", "")
+    title = _TITLE.search(excerpt)
+    if title and title.group(1).strip():
+        return html.unescape(title.group(1).strip())
+    for line in _TAG.sub("\n", excerpt).splitlines():
+        if line.strip():
+            return html.unescape(line.strip())
+    return ""
+
+
+def failure_headline(message: str) -> str:
+    """A failure message as a person reads it first: its first clause (with the secret-free URL the message
+    names) and the first line of the body it quotes, e.g. `Apify answered 404 for http://.../runs (body:
+    "404 Not Found")`. Messages without a quoted body keep their whole first line."""
+    text = message.strip().splitlines()[0].strip() if message.strip() else ""
+    body = _BODY.search(text)
+    if body is None:
+        return text
+    head = _CLAUSE_END.split(text, maxsplit=1)[0].rstrip(" .;")
+    first = body_first_line(body.group(2))
+    return f'{head} (body: "{first}")' if first else head
 
 
 # ------------------------------------------------------------------------------------------------ groups
@@ -33,6 +70,7 @@ class FailureGroup:
     example: str = ""
     stages: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    headline: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +85,7 @@ class FailureGroup:
             "example": self.example,
             "stages": list(self.stages),
             "runs": list(self.runs),
+            "headline": self.headline,
         }
 
 
@@ -55,8 +94,8 @@ def group_failures(
 ) -> list[FailureGroup]:
     """Failures grouped by fingerprint, newest `last_seen` first.
 
-    A group is resolved when every client it affected has a Completed ClientRun that started after that
-    client's last failure in the group (a group with no client: a Completed Run started after its last failure).
+    A group is resolved when every client it affected has a Completed ClientRun whose last attempt started after
+    that client's last failure in the group (a resumed client: the same run; a re-run: a later one) (a group with no client: a Completed Run started after its last failure).
     """
     store = ws.store
     buckets: dict[str, list[Failure]] = {}
@@ -87,6 +126,7 @@ def group_failures(
                 hint=newest.hint,
                 resolved=resolved,
                 example=newest.message,
+                headline=failure_headline(newest.message),
                 stages=sorted({f.stage for f in items if f.stage}),
                 runs=sorted({f.run_id for f in items if f.run_id}, reverse=True)[:10],
             )
@@ -98,7 +138,8 @@ def group_failures(
 
 
 class _LatestCompleted:
-    """When each client's newest Completed ClientRun started (one query per client, however many groups)."""
+    """When each client's newest Completed ClientRun's last attempt started (two queries per client, however many
+    groups)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -107,7 +148,7 @@ class _LatestCompleted:
     def after(self, client_id: str, at: datetime) -> bool:
         if client_id not in self._by_client:
             newest = self.store.list_client_runs(client_id=client_id, status=ClientRunStatus.COMPLETED.value, limit=1)
-            self._by_client[client_id] = newest[0].started_at if newest else None
+            self._by_client[client_id] = attempt_started_at(self.store, newest[0]) if newest else None
         started = self._by_client[client_id]
         return started is not None and started > at
 

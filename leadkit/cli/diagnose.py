@@ -125,9 +125,12 @@ def failures(
         return
     for g in groups:
         state = "resolved" if g.resolved else "UNRESOLVED"
-        typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S}  {g.fingerprint}")
-        typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S}")
+        typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S} UTC  {g.headline}")
+        typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S} UTC")
         typer.echo(f"    hint: {g.hint}")
+        if not g.resolved and g.clients:
+            typer.echo(f"    re-run: leadkit rerun --failed --category {g.category} --client {' --client '.join(g.clients)}")
+        typer.echo(f"    fingerprint: {g.fingerprint}")
 
 
 # ------------------------------------------------------------------------------------------------ health
