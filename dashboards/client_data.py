@@ -329,7 +329,9 @@ def _next_step(record: Any, run_id: str) -> str:
     status = str(record.status)
     if status in FAILED_STATUSES:
         fix = record.failure.hint if record.failure else "Open the executed notebook at the failing cell."
-        return f"{fix} Then `leadkit rerun --failed --client {record.client_id}` (or `leadkit batch --resume {run_id}`)."
+        return (
+            f"{fix} Then `leadkit rerun --failed --client {record.client_id}` (or `leadkit batch --resume {run_id}`)."
+        )
     if status == "Completed with Errors":
         return f"Some batches failed; the next batch retries them. Details: `leadkit show {run_id}`."
     if status == "Running":

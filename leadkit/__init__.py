@@ -80,8 +80,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from leadkit.config import Settings, get_settings
-    from leadkit.durations import parse_duration
     from leadkit.diagnosis import failure_headline
+    from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError
     from leadkit.history import list_attempts, run_history, run_status_label
     from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source

@@ -10,6 +10,7 @@ Errors)", then "Completed after resume".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,15 @@ if TYPE_CHECKING:
     from leadkit.store.base import Store
     from leadkit.workspace import Workspace
 
-__all__ = ["Attempt", "RunStatusChange", "list_attempts", "run_history", "run_status_label"]
+__all__ = [
+    "Attempt",
+    "FailedClient",
+    "RunStatusChange",
+    "latest_failed",
+    "list_attempts",
+    "run_history",
+    "run_status_label",
+]
 
 ATTEMPT_STAGE = "attempt"
 RUN_STAGE = "run"
@@ -151,3 +160,51 @@ def run_status_label(ws: Workspace, run: Run) -> str:
     history = run_history(ws, run.run_id)
     last = history[-1].status if history else run.status.value
     return last if last in (run.status.value, f"{run.status.value} {AFTER_RESUME}") else run.status.value
+
+
+# ------------------------------------------------------------------------------------------------ re-run what failed
+@dataclass(frozen=True)
+class FailedClient:
+    """A client whose latest attempt failed: the record and the failure it ended with (classified)."""
+
+    client_id: str
+    record: ClientRun
+    category: str
+    why: str
+
+
+def latest_failed(
+    ws: Workspace,
+    *,
+    since: datetime | None = None,
+    client_ids: Sequence[str] | None = None,
+    category: str | None = None,
+) -> list[FailedClient]:
+    """The clients whose latest attempt (their newest ClientRun as it is now) is Failed or Stale, optionally only
+    those named, of one failure category, or whose attempt started at or after `since`; by client ID. Unknown
+    client IDs or categories are refused with the accepted values."""
+    from leadkit.classify import classified
+    from leadkit.errors import Category, DataError
+    from leadkit.runids import validate_client_id
+
+    known = {c.client_id for c in ws.store.list_clients()}
+    if category is not None and category not in {c.value for c in Category}:
+        raise DataError(f"--category {category!r} is not a category; accepted: {', '.join(c.value for c in Category)}")
+    for cid in client_ids or ():
+        validate_client_id(cid)
+        if cid not in known:
+            raise DataError(f"unknown client {cid!r}; known clients: {', '.join(sorted(known)) or '(none)'}")
+    out = []
+    for cid in sorted(client_ids or known):
+        newest = ws.store.list_client_runs(client_id=cid, limit=1)
+        if not newest or newest[0].status not in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
+            continue
+        record = newest[0]
+        failure = classified(record.failure) if record.failure is not None else None
+        found = failure.category if failure is not None else ""
+        if category is not None and found != category:
+            continue
+        if since is not None and attempt_started_at(ws.store, record) < since:
+            continue
+        out.append(FailedClient(cid, record, found or "unknown", why(record)))
+    return out
