@@ -325,12 +325,28 @@ class RunClients:
     failures: pd.DataFrame
 
 
+#: The first thing to do for a failure of each category, before re-running the client.
+FIRST_STEP = {
+    "config": "Check the setting or URL the error names (Apify: APIFY_API_URL; Airtable: AIRTABLE_ENDPOINT_URL and "
+    "the base IDs; `leadkit doctor` checks them)",
+    "auth": "Replace the refused token (`leadkit auth-check` names it)",
+    "rate_limit": "Wait for the rate limit to pass",
+    "upstream": "The service failed or timed out; it usually passes",
+    "schema": "Add the missing field or select option the error names in the base",
+    "missing_record": "Restore or re-create the record the error names",
+    "dependency": "Install the missing package (`leadkit doctor` names it)",
+    "data": "Correct the input the error names",
+}
+
+
 def _next_step(record: Any, run_id: str) -> str:
     status = str(record.status)
     if status in FAILED_STATUSES:
-        fix = record.failure.hint if record.failure else "Open the executed notebook at the failing cell."
+        category = record.failure.category if record.failure else ""
+        first = FIRST_STEP.get(category, "Open the executed notebook at the failing cell")
         return (
-            f"{fix} Then `leadkit rerun --failed --client {record.client_id}` (or `leadkit batch --resume {run_id}`)."
+            f"{first}, then re-run it: `leadkit rerun --failed --client {record.client_id}` "
+            f"(or `leadkit batch --resume {run_id}`)."
         )
     if status == "Completed with Errors":
         return f"Some batches failed; the next batch retries them. Details: `leadkit show {run_id}`."
@@ -392,9 +408,7 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         for r in records
     ]
     failed = [r.client_id for r in records if str(r.status) in FAILED_STATUSES]
-    history = [
-        {"At (UTC)": fmt_time(h.at), "Run status": h.status, "Note": h.note} for h in lk.run_history(ws, run.run_id)
-    ]
+    history = [{"At (UTC)": fmt_time(h.at), "Run status": h.status} for h in lk.run_history(ws, run.run_id)]
     failures = [
         {
             "Client": f.client_id or "",
@@ -425,7 +439,7 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         failed,
         notebooks,
         frame(attempt_rows, ["Client", "Attempt", "Outcome", "Why", "Started (UTC)", "Notebook"]),
-        frame(history, ["At (UTC)", "Run status", "Note"]),
+        frame(history, ["At (UTC)", "Run status"]),
         frame(failures, ["Client", "Stage", "Category", "Error", "Hint", "At (UTC)", "Fingerprint", "Full message"]),
     )
 

@@ -22,6 +22,8 @@ _EXPORTS: dict[str, str] = {
     "list_attempts": "leadkit.history",
     "run_history": "leadkit.history",
     "run_status_label": "leadkit.history",
+    "latest_failed": "leadkit.history",
+    "run_batch": "leadkit.batch",
     "RunFilter": "leadkit.store.base",
     "RunId": "leadkit.runids",
     "validate_client_id": "leadkit.runids",
@@ -56,6 +58,8 @@ __all__ = [
     "list_attempts",
     "run_history",
     "run_status_label",
+    "latest_failed",
+    "run_batch",
     "RunFilter",
     "Category",
     "Client",
@@ -79,11 +83,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from leadkit.batch import run_batch
     from leadkit.config import Settings, get_settings
     from leadkit.diagnosis import failure_headline
     from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError
-    from leadkit.history import list_attempts, run_history, run_status_label
+    from leadkit.history import latest_failed, list_attempts, run_history, run_status_label
     from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
     from leadkit.notebook import client_report, start_notebook_logging
     from leadkit.records import RunRecordService
