@@ -71,7 +71,7 @@ class FailuresPanel:
             embed_content=False,
         )
         self.commands = pn.pane.HTML("", css_classes=["lk-rerun-commands"], sizing_mode="stretch_width")
-        self.pick = pn.widgets.Select(name="Re-run the failed clients of", options=[], width=520, visible=may_act)
+        self.pick = pn.widgets.Select(label="Re-run the failed clients of", options=[], width=520, visible=may_act)
         self.go = pn.widgets.Button(label="Re-run now", color="warning", visible=may_act, css_classes=["lk-rerun"])
         self.go.on_click(self._rerun)
         self.status = pn.pane.HTML("", css_classes=["lk-rerun-status"])

@@ -165,7 +165,7 @@ class RunPanel:
             return
         events, hidden = cd.run_events(self.ws, self.detail.run.run_id, include_started=self.show_started.value)
         note = f"{hidden} 'started' events hidden" if hidden and not self.show_started.value else ""
-        self.show_started.name = f"Show 'started' events too ({note})" if note else "Show 'started' events too"
+        self.show_started.label = f"Show 'started' events too ({note})" if note else "Show 'started' events too"
         self.events.update(events, empty="No events recorded for this run.")
 
     def _show_notebook(self) -> None:
