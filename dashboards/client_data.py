@@ -99,10 +99,11 @@ def _tomorrow(now: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def assess(info: dict[str, Any], refused: dict[str, Any], now: datetime) -> Assessment:
+def assess(info: dict[str, Any], refused: dict[str, Any], now: datetime, latest: Any = None) -> Assessment:
     """The severity of one client from `lk.client_health` and the failed credential checks: `needs action`
     (misconfigured, failing, its credentials refused), `waiting` (harvested by the next batch, or next due at a
-    time), or `fine` (nothing to harvest by design: paused, lead scoring only, every lead done)."""
+    time), or `fine` (nothing to harvest by design: paused, lead scoring only, every lead done). `latest` is the
+    client's latest attempt (`lk.latest_attempt`): a resumed older run may have completed after a newer one failed."""
     cid = info["client_id"]
     settings = info["client"]
     verdict = info.get("verdict") or {}
@@ -113,15 +114,16 @@ def assess(info: dict[str, Any], refused: dict[str, Any], now: datetime) -> Asse
     if info.get("lead_base_error"):
         err = info["lead_base_error"]
         return Assessment(NEEDS_ACTION, f"its leads cannot be read: {text(err.get('message'))}", "", info["next_step"])
-    if runs and runs[0]["status"] in FAILED_STATUSES:
-        last = runs[0]
+    last_status = str(latest.status) if latest is not None else (runs[0]["status"] if runs else "")
+    if last_status in FAILED_STATUSES:
+        last = {"run_id": latest.run_id, "status": last_status, "reason": latest.reason} if latest else runs[0]
         why = f"its last run {last['run_id']} ended {last['status']}"
         if failure:
             why += f": [{failure.get('category')}] {headline(text(failure.get('message')))}"
         hint = text(failure.get("hint")) or text(last.get("reason"))
         step = f"{hint} Then re-run it: `leadkit rerun --failed --client {cid}`."
         return Assessment(NEEDS_ACTION, why, "after the fix", step)
-    if runs and runs[0]["status"] == "Running":
+    if last_status == "Running" and runs:
         return Assessment(WAITING, f"run {runs[0]['run_id']} is harvesting it now", "running now", info["next_step"])
     bad = [c for name, c in refused.items() if name in ("apify", "airtable") or (cid in name)]
     base = settings.get("base_id")
@@ -180,7 +182,7 @@ def health_rows(ws: Any, now: datetime | None = None) -> pd.DataFrame:
     rows = []
     for client in ws.store.list_clients():
         info = lk.client_health(ws, client.client_id, now=now)
-        a = assess(info, refused, now)
+        a = assess(info, refused, now, lk.latest_attempt(ws.store, client.client_id))
         runs = info.get("last_runs") or []
         rows.append(
             {
@@ -231,7 +233,7 @@ def client_page(ws: Any, client_id: str, *, now: datetime | None = None, days: i
     now = now or now_utc()
     info = lk.client_health(ws, client_id, now=now)
     cid = info["client_id"]
-    a = assess(info, failed_credentials(ws), now)
+    a = assess(info, failed_credentials(ws), now, lk.latest_attempt(ws.store, cid))
     settings = info["client"]
     settings_rows = [
         {"Setting": label, "Value": text(settings.get(key))} for key, label in SETTING_NAMES.items() if key in settings

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "run_history": "leadkit.history",
     "run_status_label": "leadkit.history",
     "latest_failed": "leadkit.history",
+    "latest_attempt": "leadkit.history",
     "run_batch": "leadkit.batch",
     "RunFilter": "leadkit.store.base",
     "RunId": "leadkit.runids",
@@ -59,6 +60,7 @@ __all__ = [
     "run_history",
     "run_status_label",
     "latest_failed",
+    "latest_attempt",
     "run_batch",
     "RunFilter",
     "Category",
@@ -88,7 +90,7 @@ if TYPE_CHECKING:
     from leadkit.diagnosis import failure_headline
     from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError
-    from leadkit.history import latest_failed, list_attempts, run_history, run_status_label
+    from leadkit.history import latest_attempt, latest_failed, list_attempts, run_history, run_status_label
     from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
     from leadkit.notebook import client_report, start_notebook_logging
     from leadkit.records import RunRecordService

@@ -86,9 +86,13 @@ def _attempt_events(events: list[RunEvent]) -> list[RunEvent]:
     return sorted((e for e in events if e.stage == ATTEMPT_STAGE), key=lambda e: e.at)
 
 
-def ended_attempts(ws: Workspace, record: ClientRun) -> int:
-    """How many attempts of this record have ended before the current one."""
-    return len(_attempt_events(ws.store.list_events(run_id=record.run_id, client_id=record.client_id)))
+def ended_attempt_counts(ws: Workspace, run_id: str) -> dict[str, int]:
+    """Per client of the run, how many attempts have ended before the current one (one query for the run)."""
+    counts: dict[str, int] = {}
+    for event in ws.store.list_events(run_id=run_id):
+        if event.stage == ATTEMPT_STAGE:
+            counts[event.client_id] = counts.get(event.client_id, 0) + 1
+    return counts
 
 
 def end_attempt(record: ClientRun, number: int, *, at: datetime | None = None) -> RunEvent:
@@ -137,20 +141,23 @@ def status_event(run: Run, note: str, *, at: datetime | None = None) -> RunEvent
     return RunEvent(run.run_id, "", RUN_STAGE, EventKind.INFO, note, at=at or utcnow())
 
 
-def finished_note(run: Run, resumed: bool) -> str:
-    return f"{run.status.value} {AFTER_RESUME}" if resumed else run.status.value
+def record_finish(ws: Workspace, run: Run) -> None:
+    """Keep the status a batch finished the run with ("... after resume" when it was resumed)."""
+    resumed = any(c.status.startswith(RESUMED) for c in run_history(ws, run.run_id, fallback=False))
+    note = f"{run.status.value} {AFTER_RESUME}" if resumed else run.status.value
+    ws.store.add_events([status_event(run, note)])
 
 
-def run_history(ws: Workspace, run_id: str) -> list[RunStatusChange]:
+def run_history(ws: Workspace, run_id: str, *, fallback: bool = True) -> list[RunStatusChange]:
     """The run's status changes, oldest first. A run without recorded changes (made before they were kept, or
-    still running for the first time) shows its current status."""
-    run = ws.store.get_run(run_id)
+    still running for the first time) shows its current status, unless `fallback` is off."""
     changes = [
         RunStatusChange(e.at, e.message)
         for e in ws.store.list_events(run_id=run_id)
         if e.stage == RUN_STAGE and not e.client_id
     ]
-    if not changes and run is not None:
+    run = ws.store.get_run(run_id) if fallback and not changes else None
+    if run is not None:
         changes = [RunStatusChange(run.ended_at or run.started_at, run.status.value)]
     return changes
 
@@ -160,6 +167,19 @@ def run_status_label(ws: Workspace, run: Run) -> str:
     history = run_history(ws, run.run_id)
     last = history[-1].status if history else run.status.value
     return last if last in (run.status.value, f"{run.status.value} {AFTER_RESUME}") else run.status.value
+
+
+#: How many of a client's newest ClientRuns are searched for its latest attempt (a resumed older run may have
+#: run after a newer one).
+LATEST_SCAN = 3
+
+
+def latest_attempt(store: Store, client_id: str) -> ClientRun | None:
+    """The client's ClientRun whose current attempt started last (of its newest few), or None if never run."""
+    records = store.list_client_runs(client_id=client_id, limit=LATEST_SCAN)
+    if not records:
+        return None
+    return max(records, key=lambda r: attempt_started_at(store, r))
 
 
 # ------------------------------------------------------------------------------------------------ re-run what failed
@@ -180,7 +200,7 @@ def latest_failed(
     client_ids: Sequence[str] | None = None,
     category: str | None = None,
 ) -> list[FailedClient]:
-    """The clients whose latest attempt (their newest ClientRun as it is now) is Failed or Stale, optionally only
+    """The clients whose latest attempt (`latest_attempt`, as it is now) is Failed or Stale, optionally only
     those named, of one failure category, or whose attempt started at or after `since`; by client ID. Unknown
     client IDs or categories are refused with the accepted values."""
     from leadkit.classify import classified
@@ -196,10 +216,9 @@ def latest_failed(
             raise DataError(f"unknown client {cid!r}; known clients: {', '.join(sorted(known)) or '(none)'}")
     out = []
     for cid in sorted(client_ids or known):
-        newest = ws.store.list_client_runs(client_id=cid, limit=1)
-        if not newest or newest[0].status not in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
+        record = latest_attempt(ws.store, cid)
+        if record is None or record.status not in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
             continue
-        record = newest[0]
         failure = classified(record.failure) if record.failure is not None else None
         found = failure.category if failure is not None else ""
         if category is not None and found != category:
