@@ -7,7 +7,6 @@ Read through the leadkit public API and the store protocol; every value is retur
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,8 +37,6 @@ STATUS_COLOURS = {
     "Completed": "#d9f2d9",
 }
 CLIENT_DAYS = 30
-CLIENT_RUNS_CAP = 2000
-CLIENT_FAILURES_CAP = 2000
 RECENT_RUNS = 10
 
 #: Metric names as column titles; a metric not listed here gets its name with the underscores spaced.
@@ -287,26 +284,9 @@ def client_page(ws: Any, client_id: str, *, now: datetime | None = None, days: i
 
 
 def client_daily(ws: Any, client_id: str, *, now: datetime | None = None, days: int = CLIENT_DAYS) -> pd.DataFrame:
-    """Per UTC day over the last `days` days: posts harvested, Apify cost, client runs, failures (capped reads)."""
-    now = now or now_utc()
-    start = datetime(now.year, now.month, now.day, tzinfo=UTC) - timedelta(days=days - 1)
-    posts: Counter[str] = Counter()
-    cost: Counter[str] = Counter()
-    runs: Counter[str] = Counter()
-    for r in ws.store.list_client_runs(client_id=client_id, since=start, limit=CLIENT_RUNS_CAP):
-        day = r.started_at.astimezone(UTC).date().isoformat()
-        posts[day] += int(r.metrics.get("posts_harvested", 0))
-        cost[day] += float(r.metrics.get("apify_cost_usd", 0.0))
-        runs[day] += 1
-    failures: Counter[str] = Counter()
-    for f in ws.store.list_failures(since=start, limit=CLIENT_FAILURES_CAP):
-        if f.client_id == client_id:
-            failures[f.at.astimezone(UTC).date().isoformat()] += 1
-    rows = []
-    for i in range(days):
-        d = (start + timedelta(days=i)).date().isoformat()
-        rows.append({"day": d, "posts": posts[d], "failures": failures[d], "runs": runs[d], "cost_usd": cost[d]})
-    return pd.DataFrame(rows, columns=["day", "posts", "failures", "runs", "cost_usd"])
+    """Per UTC day over the last `days` days (`lk.client_history`): posts, cost, runs, failures, time per run."""
+    history = lk.client_history(ws, client_id, days=days, now=now or now_utc())
+    return pd.DataFrame(history["daily"], columns=["day", "posts", "cost_usd", "runs", "failures", "seconds_per_run"])
 
 
 # ------------------------------------------------------------------------------------------------ run drill-down

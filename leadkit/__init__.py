@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "record_stats": "leadkit.diagnosis",
     "group_failures": "leadkit.diagnosis",
     "failure_headline": "leadkit.diagnosis",
+    "client_history": "leadkit.diagnosis",
     "list_attempts": "leadkit.history",
     "run_history": "leadkit.history",
     "run_status_label": "leadkit.history",
@@ -56,6 +57,7 @@ __all__ = [
     "record_stats",
     "group_failures",
     "failure_headline",
+    "client_history",
     "list_attempts",
     "run_history",
     "run_status_label",
@@ -87,7 +89,7 @@ __all__ = [
 if TYPE_CHECKING:
     from leadkit.batch import run_batch
     from leadkit.config import Settings, get_settings
-    from leadkit.diagnosis import failure_headline
+    from leadkit.diagnosis import client_history, failure_headline
     from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError
     from leadkit.history import latest_attempt, latest_failed, list_attempts, run_history, run_status_label
