@@ -210,7 +210,7 @@ class ClientPage:
     health: dict[str, Any] = field(default_factory=dict)
 
 
-RECENT_RUN_COLUMNS = ["Run ID", "Status", "Reason", "Error", "Posts harvested", "Started (UTC)", "Ended (UTC)"]
+RECENT_RUN_COLUMNS = ["Run ID", "Status", "Reason", "Error", "Posts", "Started (UTC)", "Ended (UTC)"]
 SETTING_NAMES = {
     "name": "Name",
     "status": "Status",
@@ -244,7 +244,7 @@ def client_page(ws: Any, client_id: str, *, now: datetime | None = None, days: i
             "Status": str(r.status),
             "Reason": r.reason or "",
             "Error": headline(r.failure.message) if r.failure else "",
-            "Posts harvested": metric_value(r.metrics.get("posts_harvested", 0)),
+            "Posts": metric_value(r.metrics.get("posts_harvested", 0)),
             "Started (UTC)": fmt_time(r.started_at),
             "Ended (UTC)": fmt_time(r.ended_at),
         }

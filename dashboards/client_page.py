@@ -150,7 +150,8 @@ class ClientPanel:
         if f:
             self.failure.object = (
                 '<div class="lk-answer lk-last-failure" style="border-left:4px solid #e45756;padding-left:8px">'
-                f"<b>Last failure</b> ({html.escape(f['At (UTC)'])} UTC, run {html.escape(f['Run'])}, stage "
+                f"<b>Last failure</b>{'' if f['Fix'] else ' (an earlier attempt: a later one did not fail)'} "
+                f"({html.escape(f['At (UTC)'])} UTC, run {html.escape(f['Run'])}, stage "
                 f"{html.escape(f['Stage'])}, {html.escape(f['Category'])}): {html.escape(f['Error'])}<br>"
                 f"<b>Hint:</b> {html.escape(f['Hint'])}"
                 + (f"<br><b>Fix:</b> {_with_code(f['Fix'])}" if f["Fix"] else "")

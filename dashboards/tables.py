@@ -37,6 +37,7 @@ NARROW: dict[str, int] = {
     "OK": 4,
     "HTTP": 5,
     "Leads": 5,
+    "Posts": 6,
     "Run ID": 10,
     "Source": 6,
 }
