@@ -407,9 +407,9 @@ class HealthView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
         self.title = pn.pane.Markdown("## Client health: what needs action, what waits, what is fine")
-        self.back = pn.widgets.Button(label="‹ All clients", color="light", css_classes=["lk-back"], width=120)
-        self.back.on_click(lambda _: setattr(self.state, "client", ""))
-        self.overview = HealthPanel(self.ws, app.tz, lambda cid: setattr(self.state, "client", cid))
+        # a plain link (a fresh page), so going back never depends on a widget round trip
+        self.back = pn.pane.HTML('<a class="lk-back" href="?view=health">‹ All clients</a>', margin=(18, 10))
+        self.overview = HealthPanel(self.ws, app.tz)
         self.page = ClientPanel(self.ws, app.tz)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "health" else None, "client")
         self.layout[:] = [self.title, self.message]

@@ -45,9 +45,9 @@ def _with_code(text: str) -> str:
 
 
 class HealthPanel:
-    """Every client, worst first; a click on a row calls `open_client(client_id)`."""
+    """Every client, worst first; each client's name links to its page."""
 
-    def __init__(self, ws: Any, tz: Callable[[], str | None], open_client: Callable[[str], None]) -> None:
+    def __init__(self, ws: Any, tz: Callable[[], str | None]) -> None:
         self.ws = ws
         self.table = Table(
             cd.HEALTH_COLUMNS,
@@ -56,8 +56,8 @@ class HealthPanel:
             tz=tz,
             colour=severity_colour,
             widths={"Why": 20, "Next step": 27, "Next due (UTC)": 10, "Last run": 11},
+            links={"Client": "?view=health&client={}"},
         )
-        self.table.widget.on_click(lambda e: open_client(str(self.table.row(e.row)["Client"])))
         self.counts = pn.pane.HTML("", css_classes=["lk-health-counts"])
         self.layout = pn.Column(self.counts, self.table.layout, sizing_mode="stretch_width")
 

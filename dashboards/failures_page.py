@@ -120,7 +120,10 @@ class FailuresPanel:
             for c, r in zip(rows["Re-run"], rows.to_dict("records"), strict=True)
             if c
         }
-        self.pick.options = list(self.targets)
+        options = list(self.targets)
+        current = self.pick.value
+        self.pick.options = options
+        self.pick.value = current if current in options else (options[0] if options else None)
 
     async def _rerun(self, _: Any) -> None:
         command = self.pick.value

@@ -12,6 +12,7 @@ import html
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -103,6 +104,7 @@ class Table:
         tz: Callable[[], str | None] = lambda: None,
         colour: Callable[[pd.Series], list[str]] | None = None,
         widths: dict[str, int] | None = None,  # percent of the table's width
+        links: dict[str, str] | None = None,  # column -> URL with `{}` for the cell's value (URL-quoted)
         **options: Any,
     ) -> None:
         self.css_class = css_class
@@ -111,6 +113,7 @@ class Table:
         self.columns = list(columns)
         self.colour = colour
         self.extra_widths = widths or {}
+        self.links = links or {}
         self.empty = pn.pane.HTML(
             "", css_classes=["lk-empty-note"], stylesheets=[EMPTY_CSS], sizing_mode="stretch_width"
         )
@@ -135,7 +138,8 @@ class Table:
         self.raw = pd.DataFrame([], columns=self.columns)
 
     def _formatters(self, columns: Sequence[str]) -> dict[str, Any]:
-        return {c: {"type": "html"} if is_time_column(c) else {"type": "textarea"} for c in columns}
+        html_columns = {c for c in columns if is_time_column(c) or c in self.links}
+        return {c: {"type": "html"} if c in html_columns else {"type": "textarea"} for c in columns}
 
     def _widths(self, columns: Sequence[str]) -> dict[str, str]:
         out = {c: NARROW[c] for c in columns if c in NARROW}
@@ -156,6 +160,12 @@ class Table:
             self.widget.formatters = self._formatters(self.columns)
             self.widget.widths = self._widths(self.columns)
         shown = with_local_times(df, self.tz())
+        if self.links and len(shown):
+            shown = shown.copy()
+            for c, url in self.links.items():
+                shown[c] = [
+                    f'<a class="lk-link" href="{esc(url.format(quote(str(v))))}">{esc(v)}</a>' for v in shown[c]
+                ]
         current = self.widget.value
         if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
             self.widget.value = shown

@@ -223,8 +223,11 @@ def test_a_misconfigured_clients_page_says_needs_action_and_names_the_fix(
     in_viewport(failure)
     expect(screen.locator(".lk-client-runs .tabulator-row")).to_have_count(1)
     expect(screen.locator(".bk-Canvas, canvas").first).to_be_attached()
-    screen.get_by_role("button", name="‹ All clients").click()
+    screen.get_by_role("link", name="‹ All clients").click()
     expect(screen.locator(".lk-health-table .tabulator-row")).to_have_count(8)
+    screen.get_by_role("link", name="Stark-Industries", exact=True).click()  # each client links to its page
+    expect(screen).to_have_url(re.compile(r"client=Stark-Industries"))
+    expect(screen.locator(".lk-client-answer")).to_contain_text("needs action")
     screen.screenshot(path=str(tmp_path / "incident-client.png"))
 
 
@@ -279,3 +282,16 @@ def test_no_view_is_wider_than_the_window(screen: Page, board: DashboardHandle, 
     open_view(screen, board, query)
     expect(screen.locator(".lk-main .tabulator").first).to_be_visible()
     no_wider_than_the_window(screen)
+
+
+def test_behind_basic_auth_the_failures_view_offers_the_rerun(screen: Page, incident: Incident) -> None:
+    with start_dashboard(incident.ws, port=0, basic_auth="ops:correct-horse", refresh_s=0) as handle:
+        screen.goto(f"{handle.url}?view=failures")
+        expect(screen).to_have_url(re.compile(r"/login"))
+        screen.fill("input[name=username]", "ops")
+        screen.fill("input[name=password]", "correct-horse")
+        screen.locator("button[type=submit], input[type=submit]").first.click()
+        open_view(screen, handle, "view=failures")
+        expect(screen.get_by_role("button", name="Re-run now")).to_be_visible()
+        expect(screen.locator("select").first).to_have_value("leadkit rerun --failed --category config --client Globex")
+        expect(screen.locator(".lk-rerun-commands")).to_contain_text("Pick a group and press Re-run now")
