@@ -176,7 +176,12 @@ class AlertRecords(Protocol):
     def add_alerts(self, alerts: Sequence[Alert]) -> None: ...
 
     def list_alerts(
-        self, *, since: datetime | None = None, kind: str | None = None, key: str | None = None, limit: int | None = None
+        self,
+        *,
+        since: datetime | None = None,
+        kind: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
     ) -> list[Alert]:
         """Newest first."""
         ...
