@@ -19,9 +19,15 @@ from leadkit.errors import ConfigError
 #: What separates channels in LEADKIT_ALERT_URLS.
 _SEPARATORS = re.compile(r"[\s,]+")
 
-_quiet = logging.getLogger("apprise")
-_quiet.propagate = False
-_quiet.addHandler(logging.NullHandler())
+
+
+def _quiet_apprise() -> None:
+    """Keep Apprise's log records (they carry channel URLs) from every handler outside its own capture; done at
+    each use, since a later logging configuration may set `propagate` back."""
+    logger = logging.getLogger("apprise")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ def parse_channels(text: str | None) -> list[Channel]:
 def _instantiate(channel: Channel) -> Any:
     import apprise
 
+    _quiet_apprise()
     with apprise.LogCapture(level=logging.DEBUG):
         return apprise.Apprise.instantiate(channel.url)
 
@@ -96,6 +103,7 @@ def deliver(channel: Channel, subject: str, body: str) -> str | None:
     """Send one plain-text message; None when Apprise reports it delivered, else the error (redacted)."""
     import apprise
 
+    _quiet_apprise()
     notifier = apprise.Apprise()
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         try:

@@ -256,3 +256,49 @@ def test_channels(store: Store | None, settings: AlertSettings) -> list[Alert]:
     if store is not None:
         records_of(store).add_alerts(rows)
     return rows
+
+
+@dataclass
+class ChannelState:
+    """One channel's delivery state: its last attempt, last test and the messages still undelivered."""
+
+    channel: str
+    last_at: datetime | None = None
+    last_delivered: bool | None = None
+    last_error: str | None = None
+    last_test_at: datetime | None = None
+    last_test_delivered: bool | None = None
+    undelivered: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.last_delivered is not False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "channel": self.channel,
+            "last_at": self.last_at.isoformat() if self.last_at else None,
+            "last_delivered": self.last_delivered,
+            "last_error": self.last_error,
+            "last_test_at": self.last_test_at.isoformat() if self.last_test_at else None,
+            "last_test_delivered": self.last_test_delivered,
+            "undelivered": self.undelivered,
+        }
+
+
+def channel_states(store: Store | None, settings: AlertSettings) -> list[ChannelState]:
+    """The state of every configured channel (and of channels recorded in the last day but no longer set)."""
+    states = {c.name: ChannelState(c.name) for c in settings.channels()}
+    if store is None or not isinstance(store, AlertRecords):
+        return list(states.values())
+    for alert in store.list_alerts(since=utcnow() - RETRY_FOR, limit=1000):
+        if not alert.channel:
+            continue
+        state = states.setdefault(alert.channel, ChannelState(alert.channel))
+        if state.last_at is None:
+            state.last_at, state.last_delivered, state.last_error = alert.at, alert.delivered, alert.error
+        if alert.kind == TEST and state.last_test_at is None:
+            state.last_test_at, state.last_test_delivered = alert.at, alert.delivered
+    for state in states.values():
+        state.undelivered = len({a.message_id for a in pending(store, state.channel)})
+    return list(states.values())

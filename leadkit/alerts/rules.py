@@ -81,6 +81,8 @@ def failed_groups(records: Sequence[ClientRun]) -> list[_Group]:
         failure = classified(failure)
         group = groups.setdefault(failure.fingerprint, _Group(failure, []))
         group.clients.append(record.client_id)
+    for group in groups.values():
+        group.clients.sort()
     return sorted(groups.values(), key=lambda g: (-len(g.clients), g.failure.fingerprint))
 
 

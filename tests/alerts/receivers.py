@@ -76,6 +76,7 @@ class Webhook:
     port: int
     posts: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    failing: bool = False
 
     def url(self, path: str = "/alerts") -> str:
         return f"json://127.0.0.1:{self.port}{path}"
@@ -91,9 +92,11 @@ def webhook_server() -> Iterator[Webhook]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             length = int(self.headers.get("Content-Length", "0"))
-            hook.posts.append(json.loads(self.rfile.read(length) or b"{}"))
-            hook.paths.append(self.path)
-            self.send_response(200)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if not hook.failing:
+                hook.posts.append(body)
+                hook.paths.append(self.path)
+            self.send_response(503 if hook.failing else 200)
             self.send_header("Content-Length", "0")
             self.end_headers()
 
