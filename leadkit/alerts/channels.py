@@ -20,7 +20,6 @@ from leadkit.errors import ConfigError
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
-
 def _quiet_apprise() -> None:
     """Keep Apprise's log records (they carry channel URLs) from every handler outside its own capture; done at
     each use, since a later logging configuration may set `propagate` back."""
