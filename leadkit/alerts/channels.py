@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -90,19 +92,56 @@ def parse_channels(text: str | None) -> list[Channel]:
     return channels
 
 
-def _instantiate(channel: Channel) -> Any:
-    import apprise
+#: Loggers whose records may carry a channel URL: Apprise's own, and urllib3's debug lines (the request path).
+_URL_LOGGERS = ("apprise", "urllib3.connectionpool")
 
+
+class _Redacting(logging.Filter):
+    """Rewrites a record's text with the channel's secret parts replaced (whatever handler it reaches)."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self.channel = channel
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        clean = self.channel.redact(text)
+        if clean != text:
+            record.msg, record.args = clean, None
+        return True
+
+
+@contextmanager
+def _redacted(channel: Channel) -> Iterator[None]:
     _quiet_apprise()
-    with apprise.LogCapture(level=logging.DEBUG):
-        return apprise.Apprise.instantiate(channel.url)
+    redacting = _Redacting(channel)
+    loggers = [logging.getLogger(name) for name in _URL_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(redacting)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(redacting)
+
+
+def _instantiate(channel: Channel) -> Any:
+    with _redacted(channel):
+        import apprise
+
+        with apprise.LogCapture(level=logging.DEBUG):
+            return apprise.Apprise.instantiate(channel.url)
 
 
 def deliver(channel: Channel, subject: str, body: str) -> str | None:
     """Send one plain-text message; None when Apprise reports it delivered, else the error (redacted)."""
+    with _redacted(channel):
+        return _deliver(channel, subject, body)
+
+
+def _deliver(channel: Channel, subject: str, body: str) -> str | None:
     import apprise
 
-    _quiet_apprise()
     notifier = apprise.Apprise()
     with apprise.LogCapture(level=logging.WARNING, fmt="%(message)s") as captured:
         try:

@@ -8,7 +8,7 @@ import pytest
 
 from leadkit.classify import failure_from
 from leadkit.errors import ConfigError, UpstreamError
-from leadkit.models import ClientRun, ClientRunStatus, Run, RunEvent, EventKind, Source
+from leadkit.models import ClientRun, ClientRunStatus, EventKind, Run, RunEvent, Source
 from leadkit.runids import RunId
 from leadkit.workspace import Workspace
 
@@ -51,10 +51,14 @@ def batch(
         outcome = outcomes[record.client_id]
         if record.client_id in retried:
             records.store.add_failure(
-                failure_from(UpstreamError("Apify answered 502 Bad Gateway"), run_id=run.run_id, client_id=record.client_id)
+                failure_from(
+                    UpstreamError("Apify answered 502 Bad Gateway"), run_id=run.run_id, client_id=record.client_id
+                )
             )
         if isinstance(outcome, int):
-            event = RunEvent(run.run_id, record.client_id, "harvest", EventKind.COMPLETED, "ok", {"posts_harvested": outcome})
+            event = RunEvent(
+                run.run_id, record.client_id, "harvest", EventKind.COMPLETED, "ok", {"posts_harvested": outcome}
+            )
             records.update(record, [event], status=ClientRunStatus.COMPLETED)
         else:
             exc = ConfigError(HTML_404) if outcome == "config" else UpstreamError("Apify answered 502 Bad Gateway")

@@ -18,7 +18,9 @@ from .conftest import after
 from .receivers import Mailbox, Webhook, free_port
 
 
-def test_failure_alerts_once_per_window_then_one_resolved_note(alerting: Workspace, mailbox: Mailbox, hook: Webhook) -> None:
+def test_failure_alerts_once_per_window_then_one_resolved_note(
+    alerting: Workspace, mailbox: Mailbox, hook: Webhook
+) -> None:
     run1, sent = after(alerting, {"Acme-Co": 12, "Globex": "config", "Initech": 3})
     assert len(hook.posts) == 1 and len(mailbox.messages) == 1
     title, text = hook.posts[0]["title"], hook.posts[0]["message"]
@@ -86,7 +88,9 @@ def test_window_and_kinds_are_settings(alerting: Workspace, hook: Webhook, monke
     after(alerting, {"Globex": "config"})
     assert len(hook.posts) == 2
     monkeypatch.setenv("LEADKIT_ALERTS_OFF", "bogus")
-    with pytest.raises(Exception, match="LEADKIT_ALERTS_OFF: Value error, unknown alert kind.s. bogus; accepted: batch_failed"):
+    with pytest.raises(
+        Exception, match="LEADKIT_ALERTS_OFF: Value error, unknown alert kind.s. bogus; accepted: batch_failed"
+    ):
         cli("alerts", "test")
 
 
@@ -157,7 +161,9 @@ def test_swept_records_and_lease_takeover(alerting: Workspace, hook: Webhook) ->
     assert len(hook.posts) == 1 and hook.posts[0]["title"].startswith("leadkit: 2 client run(s) swept Stale on ")
     assert "Acme-Co in run" in hook.posts[0]["message"] and "no heartbeat" in hook.posts[0]["message"]
     final = alerting.store.list_client_runs(run_id=run.run_id)
-    after_batch(alerting, run, final, takeover_note="took over the lease of stream 1 from h process 9", lease="batch-stream-1")
+    after_batch(
+        alerting, run, final, takeover_note="took over the lease of stream 1 from h process 9", lease="batch-stream-1"
+    )
     assert hook.posts[-1]["title"] == "leadkit: lease batch-stream-1 taken over"
     assert "took over the lease of stream 1" in hook.posts[-1]["message"]
 
@@ -179,14 +185,19 @@ def test_unreachable_channel_is_recorded_retried_and_shown_by_doctor(
     hook.failing = False
     after_auth_checks(workspace.store, [AuthCheck("apify", False, "auth", 401, 1.0, "new token")])
     titles = hook.titles()
-    assert titles[0].startswith("leadkit: 1 of 2 clients failed") and titles[1] == "leadkit: credential check failed: apify"
+    assert (
+        titles[0].startswith("leadkit: 1 of 2 clients failed")
+        and titles[1] == "leadkit: credential check failed: apify"
+    )
     code, report = cli_json("doctor")
     names = {c["name"]: c["ok"] for c in report["checks"]}
     assert names[f"alerts:json://127.0.0.1:{hook.port}"] is True
     assert names["alerts:" + dead.rsplit("/", 1)[0]] is False
 
 
-def test_alerts_test_reports_each_channel(workspace: Workspace, hook: Webhook, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_alerts_test_reports_each_channel(
+    workspace: Workspace, hook: Webhook, mailbox: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LEADKIT_ALERT_URLS", f"{hook.url()},{mailbox.url()}")
     code, rows = cli_json("alerts", "test")
     assert code == 0 and [r["delivered"] for r in rows] == [True, True]
