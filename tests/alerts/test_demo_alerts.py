@@ -29,7 +29,7 @@ def test_demo_incident_alerts_once_then_resolves(tmp_path: Path) -> None:
         env["LEADKIT_HOME"] = str(tmp_path / "runs")
         env["LEADKIT_ALERT_URLS"] = f"{hook.url('/hooks/demo')},{box.url()}"
         env["LEADKIT_DASHBOARD_URL"] = "http://127.0.0.1:5006"
-        result = run_cli(["demo", "--no-dashboard"], env, tmp_path)
+        result = run_cli(["demo", "--no-dashboard", "--clients", "3"], env, tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
         incident = re.search(r"demo incident: for (\S+),", result.stdout)
         assert incident is not None
