@@ -238,3 +238,24 @@ def test_alert_rows_never_break_a_batch_on_a_store_without_alerts(workspace: Wor
 
     assert after_batch(FakeWs(), None, []) == []  # type: ignore[arg-type]
     assert utcnow()
+
+
+def test_lease_lost_while_the_batch_runs(alerting: Workspace, hook: Webhook) -> None:
+    import time
+
+    from leadkit.batch import BatchLease
+    from leadkit.models import Lease
+
+    lease = BatchLease(alerting, 1, ttl_s=0.3)
+    lease.acquire("261203-120000")
+    mine = alerting.store.get_lease("batch-stream-1")
+    now = utcnow()
+    other = Lease("batch-stream-1", "other-host", 4242, "261203-120500", now, now, 120.0)
+    assert alerting.store.swap_lease("batch-stream-1", mine, other)
+    deadline = time.monotonic() + 5
+    while not hook.posts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lease.release()
+    assert [p["title"] for p in hook.posts] == ["leadkit: lease batch-stream-1 lost"]
+    assert "now: other-host process 4242 (run 261203-120500)" in hook.posts[0]["message"]
+    assert alerting.store.get_lease("batch-stream-1") == other  # the new holder's lease is left alone
