@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -64,27 +65,16 @@ def alert_rows(ws: Any) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=ALERT_COLUMNS, dtype=str)
 
 
-def _table(df: pd.DataFrame, css_class: str) -> pn.widgets.Tabulator:
-    return pn.widgets.Tabulator(
-        df,
-        show_index=False,
-        disabled=True,
-        selectable=False,
-        layout="fit_data_table",
-        formatters={c: {"type": "plaintext"} for c in df.columns},
-        css_classes=[css_class],
-        sizing_mode="stretch_width",
-    )
-
-
 class AlertsView:
-    """Channels, history and triage."""
+    """Channels, history and triage. `table` and `set_value` are the dashboard's own helpers (plain-text tables
+    that redraw only when their rows changed), handed in by `dashboards/app.py`."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, table: Callable[..., Any], set_value: Callable[[Any, pd.DataFrame], None]) -> None:
         self.ws = app.ws
+        self.set_value = set_value
         self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
-        self.channels = _table(pd.DataFrame(columns=CHANNEL_COLUMNS), "lk-alert-channels")
-        self.history = _table(pd.DataFrame(columns=ALERT_COLUMNS), "lk-alert-history")
+        self.channels = table(pd.DataFrame(columns=CHANNEL_COLUMNS), "lk-alert-channels")
+        self.history = table(pd.DataFrame(columns=ALERT_COLUMNS), "lk-alert-history")
         self.user = pn.state.user if pn.state.curdoc is not None else None
         self.fingerprint = pn.widgets.TextInput(name="Fingerprint (or a unique start of it)", width=420)
         self.status = pn.widgets.Select(name="Status", options=TRIAGE_STATUSES, value="INVESTIGATING", width=160)
@@ -140,7 +130,5 @@ class AlertsView:
             self.message.object = f'<div class="lk-error">{html.escape(f"{type(exc).__name__}: {exc}")}</div>'
             return
         self.message.object = ""
-        for widget, df in ((self.channels, channels), (self.history, history)):
-            current = widget.value
-            if not (isinstance(current, pd.DataFrame) and current.shape == df.shape and current.equals(df)):
-                widget.value = df
+        self.set_value(self.channels, channels)
+        self.set_value(self.history, history)

@@ -452,7 +452,7 @@ VIEW_CLASSES: dict[str, Callable[[App], View]] = {
     "health": HealthView,
 }
 VIEWS["Alerts"] = "alerts"
-VIEW_CLASSES["alerts"] = AlertsView  # type: ignore[assignment]  # dashboards/alerts_view.py: same interface
+VIEW_CLASSES["alerts"] = lambda app: AlertsView(app, table=table, set_value=set_value)  # type: ignore[return-value]
 
 
 class App:
