@@ -79,7 +79,7 @@ class AlertsView:
         self.fingerprint = pn.widgets.TextInput(name="Fingerprint (or a unique start of it)", width=420)
         self.status = pn.widgets.Select(name="Status", options=TRIAGE_STATUSES, value="INVESTIGATING", width=160)
         self.note = pn.widgets.TextInput(name="Note", width=320)
-        self.set_button = pn.widgets.Button(label="Set status", button_type="primary", css_classes=["lk-triage-set"])
+        self.set_button = pn.widgets.Button(label="Set status", color="primary", css_classes=["lk-triage-set"])
         self.set_button.on_click(self._set)
         self.triage_result = pn.pane.HTML("", css_classes=["lk-triage-result"])
         logged_in = bool(self.user)
