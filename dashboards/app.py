@@ -27,16 +27,18 @@ import leadkit as lk
 
 try:
     from dashboards import data
+    from dashboards.alerts_view import AlertsView
     from dashboards.client_page import ClientPanel, HealthPanel
     from dashboards.failures_page import FailuresPanel
     from dashboards.run_page import RunPanel
-    from dashboards.tables import Table
+    from dashboards.tables import WRAP_CSS, Table
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
     import data  # type: ignore[no-redef]
+    from alerts_view import AlertsView  # type: ignore[no-redef]
     from client_page import ClientPanel, HealthPanel  # type: ignore[no-redef]
     from failures_page import FailuresPanel  # type: ignore[no-redef]
     from run_page import RunPanel  # type: ignore[no-redef]
-    from tables import Table  # type: ignore[no-redef]
+    from tables import WRAP_CSS, Table  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
 
@@ -72,6 +74,31 @@ def run_colour(row: pd.Series) -> list[str]:
 
 def esc(value: Any) -> str:
     return html.escape(data.text(value), quote=True)
+
+
+def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabulator:
+    """A plain-text table (every cell through Tabulator's escaping `textarea` formatter), wrapped and fit to the
+    window, for a view that sets its own rows with `set_value` (the Alerts view)."""
+    options.pop("wrap", None)
+    return pn.widgets.Tabulator(
+        df,
+        show_index=False,
+        disabled=True,
+        selectable=False,
+        layout="fit_columns",
+        formatters={c: {"type": "textarea"} for c in df.columns},
+        css_classes=[css_class],
+        sizing_mode="stretch_width",
+        stylesheets=[WRAP_CSS],
+        **options,
+    )
+
+
+def set_value(widget: pn.widgets.Tabulator, df: pd.DataFrame) -> None:
+    """Replace a table's rows only when they changed, so a periodic refresh does not redraw a steady table."""
+    current = widget.value
+    if not (isinstance(current, pd.DataFrame) and current.shape == df.shape and current.equals(df)):
+        widget.value = df
 
 
 def key_values(values: dict[str, str], css_class: str) -> str:
@@ -193,7 +220,8 @@ class OverviewView(View):
     def load(self) -> None:
         failing = data.failing_clients(self.ws)
         auth = data.auth_latest(self.ws)
-        self.numbers.object = key_values(data.overview_numbers(self.ws, failing=failing, auth=auth), "lk-numbers")
+        numbers = {**data.overview_numbers(self.ws, failing=failing, auth=auth), **lk.alert_summary(self.ws)}
+        self.numbers.object = key_values(numbers, "lk-numbers")
         by_day = data.runs_by_day(self.ws)
         self.days.factors = list(by_day["day"])
         self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
@@ -433,6 +461,8 @@ VIEW_CLASSES: dict[str, Callable[[App], View]] = {
     "auth": AuthView,
     "health": HealthView,
 }
+VIEWS["Alerts"] = "alerts"
+VIEW_CLASSES["alerts"] = lambda app: AlertsView(app, table=table, set_value=set_value)  # type: ignore[return-value]
 
 
 class App:

@@ -46,6 +46,10 @@ _EXPORTS: dict[str, str] = {
     "Category": "leadkit.errors",
     "start_notebook_logging": "leadkit.notebook",
     "client_report": "leadkit.notebook",
+    "list_alerts": "leadkit.alerts",
+    "channel_states": "leadkit.alerts",
+    "alert_summary": "leadkit.alerts",
+    "set_triage": "leadkit.alerts",
 }
 
 __all__ = [
@@ -84,9 +88,14 @@ __all__ = [
     "run_client",
     "start_notebook_logging",
     "validate_client_id",
+    "list_alerts",
+    "channel_states",
+    "alert_summary",
+    "set_triage",
 ]
 
 if TYPE_CHECKING:
+    from leadkit.alerts import alert_summary, channel_states, list_alerts, set_triage
     from leadkit.batch import run_batch
     from leadkit.config import Settings, get_settings
     from leadkit.diagnosis import client_history, failure_headline

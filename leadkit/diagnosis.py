@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from leadkit.classify import classified
 from leadkit.history import attempt_started_at
 from leadkit.models import ClientRunStatus, EventKind, Failure, RunEvent, RunStatus, Source
-from leadkit.store.base import RunFilter, Store
+from leadkit.store.base import AlertRecords, RunFilter, Store
 
 if TYPE_CHECKING:
     from leadkit.workspace import Workspace
@@ -71,6 +71,8 @@ class FailureGroup:
     stages: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
     headline: str = ""
+    status: str = "NEW"
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +84,8 @@ class FailureGroup:
             "clients": list(self.clients),
             "hint": self.hint,
             "resolved": self.resolved,
+            "status": self.status,
+            "note": self.note,
             "example": self.example,
             "stages": list(self.stages),
             "runs": list(self.runs),
@@ -103,6 +107,7 @@ def group_failures(
         failure = classified(failure)
         buckets.setdefault(failure.fingerprint, []).append(failure)
     latest = _LatestCompleted(store)
+    triage = {t.fingerprint: t for t in store.list_triage()} if isinstance(store, AlertRecords) else {}
     groups = []
     for key, items in buckets.items():
         items.sort(key=lambda f: f.at)
@@ -129,6 +134,8 @@ def group_failures(
                 headline=failure_headline(newest.message),
                 stages=sorted({f.stage for f in items if f.stage}),
                 runs=sorted({f.run_id for f in items if f.run_id}, reverse=True)[:10],
+                status=triage[key].status.value if key in triage else "NEW",
+                note=triage[key].note if key in triage else "",
             )
         )
     if unresolved_only:
