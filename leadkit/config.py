@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     apify_actor_id: str = Field("harvestapi~linkedin-profile-posts", description="Actor that harvests posts.")
     apify_max_wait_s: float = Field(600.0, gt=0, description="Longest total wait for one actor run.")
     apify_timeout_s: float = Field(75.0, gt=0, description="Read timeout of one Apify request.")
+    apify_max_concurrent_runs: int | None = Field(
+        None, ge=1, description="Apify runs in flight across a batch (default: the account's free capacity, else 8)."
+    )
+    leadkit_concurrency: int | None = Field(
+        None, ge=1, description="Clients a batch runs at once (default: available memory / 300 MB, 8 to 32)."
+    )
     leadkit_stale_after_s: float = Field(
         900.0, gt=0, description="A Running record whose heartbeat is older than this is Stale."
     )

@@ -7,7 +7,7 @@ process pool, dask), ``lease`` (one batch per stream), ``progress``, ``settle`` 
 """
 
 from leadkit.batch.kernels import KERNEL_NAME, KERNELS_LOG, NotebookJob, NotebookResult, execute_notebook
-from leadkit.batch.lease import BatchLease, lease_name
+from leadkit.batch.lease import BatchLease, StreamLeases, lease_name
 from leadkit.batch.progress import Progress
 from leadkit.batch.pruning import PRUNABLE_SUFFIXES, PruneReport, prune
 from leadkit.batch.runner import (
@@ -16,12 +16,15 @@ from leadkit.batch.runner import (
     EXECUTORS,
     NOTEBOOK,
     BatchResult,
+    SweepReport,
+    default_concurrency,
     default_workers,
     kernel_env,
     may_harvest,
     preflight,
     run_batch,
     select_clients,
+    sweep_streams,
 )
 
 __all__ = [
@@ -34,10 +37,13 @@ __all__ = [
     "PRUNABLE_SUFFIXES",
     "BatchLease",
     "BatchResult",
+    "StreamLeases",
+    "SweepReport",
     "NotebookJob",
     "NotebookResult",
     "Progress",
     "PruneReport",
+    "default_concurrency",
     "default_workers",
     "execute_notebook",
     "kernel_env",
@@ -47,4 +53,5 @@ __all__ = [
     "prune",
     "run_batch",
     "select_clients",
+    "sweep_streams",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from leadkit.capacity import apify_slot
 from leadkit.errors import AuthError, ConfigError, LeadkitError
 from leadkit.harvest.apify import ApifyClient
 from leadkit.harvest.posts import group_by_profile, is_valid_profile_url, merge_posts, normalize_profile_url
@@ -215,7 +216,8 @@ class Harvester:
             }
         )
         try:
-            run, items = self.apify.run_actor(self.actor_input(batch))
+            with apify_slot():  # the batch's shared Apify capacity (leadkit.capacity): one run per slot
+                run, items = self.apify.run_actor(self.actor_input(batch))
         except LeadkitError as exc:
             self._back_to_pending(ids, leads, exc)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)

@@ -84,6 +84,10 @@ MASTER_MIGRATIONS: list[str] = [
         acquired_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, ttl_s REAL NOT NULL
     );
     """,
+    # the lease holder's process start time: a reused PID is not the holder
+    """
+    ALTER TABLE leases ADD COLUMN process_started REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 BASE_MIGRATIONS: list[str] = [
@@ -251,6 +255,7 @@ def _lease_from_row(row: sqlite3.Row) -> Lease:
         acquired_at=acquired,
         heartbeat_at=heartbeat,
         ttl_s=row["ttl_s"],
+        process_started=row["process_started"],
     )
 
 
@@ -573,6 +578,14 @@ class SQLiteStore:
                 )
             self._insert_events(conn, events)
 
+    def touch_client_run(self, record: ClientRun, at: datetime) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE client_runs SET heartbeat_at=? WHERE run_id=? AND client_id=? AND status=?",
+                (ts(at), record.run_id, record.client_id, ClientRunStatus.RUNNING.value),
+            )
+            return cur.rowcount > 0
+
     def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Nothing to cache: every write is a transaction on the file."""
 
@@ -717,7 +730,8 @@ class SQLiteStore:
             conn.execute("DELETE FROM leases WHERE name = ?", (name,))
             if new is not None:
                 conn.execute(
-                    "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO leases (name, host, pid, run_id, acquired_at, heartbeat_at, ttl_s, process_started) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         name,
                         new.host,
@@ -726,6 +740,7 @@ class SQLiteStore:
                         ts(new.acquired_at),
                         ts(new.heartbeat_at),
                         new.ttl_s,
+                        new.process_started,
                     ),
                 )
             return True
