@@ -223,8 +223,9 @@ class ApifyApp(ServiceApp):
     # the account's concurrent-run limit (`--apify-max-runs`) ---------------------------------
     #: Runs the account may have in flight at once; a start beyond it is refused, as Apify refuses it.
     max_runs: int = DEFAULT_MAX_RUNS
-    #: The most runs that were ever in flight at once: what a concurrency test counts.
+    #: The most runs that were ever in flight at once, and the runs started: what a concurrency test counts.
     peak_runs: int = 0
+    runs_started: int = 0
 
     def active_runs(self) -> int:
         """Runs started and not finished (READY, RUNNING, ABORTING)."""
@@ -254,6 +255,7 @@ class ApifyApp(ServiceApp):
                 )
             yield
             self.peak_runs = max(self.peak_runs, active + 1)
+            self.runs_started += 1
 
     def handle(self, req: Request) -> Response:
         segs = req.segments()
