@@ -233,6 +233,11 @@ class ApifyApp(ServiceApp):
             runs = list(self._runs.values())
         return sum(1 for run in runs if not self._snapshot(run).finished)
 
+    def started_inputs(self) -> list[dict[str, Any]]:
+        """The INPUT of every run started so far: which targets the sandbox was asked for, and how often."""
+        with self._lock:
+            return [dict(run.input) for run in self._runs.values()]
+
     def _limits_object(self) -> dict[str, Any]:
         """`GET /v2/users/me/limits`: the account's caps and what it uses now."""
         active = self.active_runs()

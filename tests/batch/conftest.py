@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
@@ -147,11 +148,11 @@ def add_harvest_clients(
     return ids
 
 
-def runs_by_client(runs: list[dict[str, object]], sandbox_app: object) -> dict[str, int]:
-    """How many actor runs the sandbox started for each client (from the profile URLs of each run's input)."""
+def runs_by_client(inputs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many actor runs the sandbox started for each client (client ID from the profile URLs of each input)."""
     counts: dict[str, int] = {}
-    for run in runs:
-        urls = sandbox_app.run_input(str(run["id"])).get("targetUrls") or []  # type: ignore[attr-defined]
+    for payload in inputs:
+        urls = payload.get("targetUrls") or []
         slug = str(urls[0]).rstrip("/").rsplit("/", 1)[-1].rsplit("-lead-", 1)[0] if urls else ""
         counts[slug] = counts.get(slug, 0) + 1
     return counts
