@@ -1,9 +1,10 @@
-"""The batch: mint a run, open a ClientRun for every selected client, execute the client notebook for each through
-papermill in parallel worker processes, record what failed, finish the Run, exit with a code a scheduler can act on.
+"""The batch: run the client notebook for every selected client through papermill, many at once, under the lease
+of each of their streams, record what failed, and exit with a code a scheduler can act on.
 
-One module per concern: ``kernels`` (the worker side: a notebook on a kernel started ahead), ``executors`` (local
-process pool, dask), ``lease`` (one batch per stream), ``progress``, ``settle`` (a client after its notebook),
-``pruning`` (old executed notebooks and logs), ``runner`` (selection, resume, the batch itself).
+One module per concern: ``kernels`` (one notebook on a kernel of its own), ``executors`` (threads of the batch
+process, or dask), ``lease`` (one batch per stream, held by a provably live process), ``progress``, ``settle`` (a
+client after its notebook), ``pruning`` (old executed notebooks and logs), ``runner`` (selection, sweep, resume,
+the batch itself). The Apify slots the kernels share are ``leadkit.capacity``.
 """
 
 from leadkit.batch.kernels import KERNEL_NAME, KERNELS_LOG, NotebookJob, NotebookResult, execute_notebook
@@ -18,7 +19,6 @@ from leadkit.batch.runner import (
     BatchResult,
     SweepReport,
     default_concurrency,
-    default_workers,
     kernel_env,
     may_harvest,
     preflight,
@@ -44,7 +44,6 @@ __all__ = [
     "Progress",
     "PruneReport",
     "default_concurrency",
-    "default_workers",
     "execute_notebook",
     "kernel_env",
     "lease_name",

@@ -1,10 +1,10 @@
-"""The batch: mint a run, open a ClientRun for every selected client, execute the client notebook for each through
-papermill's Python API in parallel worker processes, record what failed, finish the Run, exit with a code a
-scheduler can act on (0 all completed, 1 some clients failed, 2 configuration or auth error before any client ran,
-3 another batch of the stream holds the lease).
+"""The batch: select the clients, take the lease of each of their streams, sweep under it, mint a run, execute the
+client notebook for each client through papermill's Python API, record what failed, finish the Run, and exit with
+a code a scheduler can act on (0 all completed, 1 some clients failed, 2 configuration, auth or selection error
+before any client ran, 3 a live batch holds a stream's lease or took it over from this one).
 
-Crash safety: workers and kernels die with the batch (see ``leadkit.batch.kernels``); a ClientRun is keyed by
-(run, client), so ``--resume RUN_ID`` reopens the same records and runs only those that had not completed.
+Crash safety: kernels die with the batch (see ``leadkit.batch.kernels``); a ClientRun is keyed by (run, client),
+so ``--resume RUN_ID`` reopens the same records and runs only those that had not completed.
 
 Concurrency: up to `--concurrency` clients at once (`LEADKIT_CONCURRENCY`; by default as many kernels as
 available memory holds at `KERNEL_MB` each, 8 to 32); their Apify runs share `APIFY_MAX_CONCURRENT_RUNS` slots
@@ -71,11 +71,6 @@ def default_concurrency() -> int:
 
     fits = psutil.virtual_memory().available // (KERNEL_MB * 2**20)
     return int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
-
-
-def default_workers() -> int:
-    """Deprecated name of `default_concurrency` (`--workers` is an alias of `--concurrency`)."""
-    return default_concurrency()
 
 
 def _crash_point(name: str) -> None:
@@ -264,7 +259,7 @@ def run_batch(
             swept, _ = _sweep_under(ws, streams)
             apify_runs = preflight(ws, clients, stages, dry_run)
             if prior is not None:
-                run = prior = records.get_run(prior.run_id)
+                run = records.get_run(prior.run_id)
                 todo = _resume(ws, run, clients)
             else:
                 notes = _SELECTION_PREFIX + ",".join(client_ids) if client_ids else ""
