@@ -2,9 +2,9 @@
 
 The batch drives its notebooks from threads of its own process (the work is I/O-bound: a notebook mostly waits on
 Apify), so papermill is imported once and there are no worker processes; what costs memory is the kernels, one
-per notebook in flight. Kernel start-up is CPU-bound: `START_GATE` lets a few kernels per core boot at once. With no more notebooks in flight than cores (short, CPU-bound notebooks), each thread starts its next
-kernel while the current notebook runs, so start-up overlaps with work. Kernels are shut down with
-``shutdown_kernel="immediate"``.
+per notebook in flight. Kernel start-up is CPU-bound: `START_GATE` lets a few kernels per core boot at once. With
+no more notebooks in flight than cores (short, CPU-bound notebooks), each thread starts its next kernel while the
+current notebook runs, so start-up overlaps with work. Kernels are shut down with ``shutdown_kernel="immediate"``.
 
 Crash safety: every kernel dies with the batch (``PR_SET_PDEATHSIG``, set in the kernel before it execs), and
 `kill_all` stops the live ones when the batch is interrupted.
