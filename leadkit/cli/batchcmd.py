@@ -52,9 +52,9 @@ def batch(
     ] = "eligibility,harvest",
     timeout: Annotated[float, typer.Option(help="Seconds one client notebook may run.", min=1)] = 600.0,
     start_timeout: Annotated[float, typer.Option(help="Seconds a kernel may take to start.", min=1)] = 60.0,
-    executor: Annotated[str, typer.Option(help="local (worker processes) or dask (a dask.distributed cluster).")] = (
-        "local"
-    ),
+    executor: Annotated[
+        str, typer.Option(help="local (this machine, one kernel per client) or dask (a dask.distributed cluster).")
+    ] = ("local"),
     scheduler: Annotated[str | None, typer.Option(help="The dask scheduler address, with --executor dask.")] = None,
     notebook: Annotated[
         Path | None, typer.Option(help="The client workflow notebook (default: notebooks/client_workflow.ipynb).")
