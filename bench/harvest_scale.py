@@ -5,7 +5,7 @@
 ceil(96 / 16) x 10 s = 60 s. Two batches are measured in one run, each on a fresh workspace, through the real
 harvest stage (client notebook, harvester, Apify client, sandbox):
 
-(a) tuned: `leadkit batch --concurrency 24` with APIFY_MAX_CONCURRENT_RUNS=16;
+(a) tuned: `leadkit batch --concurrency 32` with APIFY_MAX_CONCURRENT_RUNS=16;
 (b) defaults: `leadkit batch` (concurrency from available memory; Apify runs from the sandbox's
     `GET /v2/users/me/limits`, which says 16 are free).
 
@@ -124,7 +124,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--actor-seconds", type=float, default=10.0)
     parser.add_argument("--max-runs", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=24, help="the tuned run's --concurrency")
+    parser.add_argument("--concurrency", type=int, default=32, help="the tuned run's --concurrency")
     opts = parser.parse_args()
     runs = opts.clients * opts.batches
     ideal = math.ceil(runs / opts.max_runs) * opts.actor_seconds
