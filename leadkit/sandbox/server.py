@@ -149,11 +149,11 @@ def serve_forever(
     else:
         print("Apify sandbox:    not available (leadkit.sandbox.apify does not import)")
     print(f"Rate limit:       {limit}")
-    if sandbox.apify is not None:
-        print(f"Apify runs:       {sandbox.apify.run_duration_s:g} s each, at most {sandbox.apify.max_runs} at once")
     generated = not tokens
     for token in sandbox.tokens:
         print(f"Token{' (generated)' if generated else ''}: {token}")
+    if sandbox.apify is not None:
+        print(f"Apify runs:       {sandbox.apify.run_duration_s:g} s each, at most {sandbox.apify.max_runs} at once")
     print("Faults and stats: POST/DELETE /__sandbox/faults, GET/DELETE /__sandbox/stats. Ctrl-C stops.")
     sys.stdout.flush()
     try:
