@@ -156,9 +156,13 @@ class BatchLease:
                 return
 
     def _lose(self, why: str) -> None:
+        from leadkit.alerts import lease_lost
+
         self.lost = f"the batch lost the lease of stream {self.stream}: {why}"
-        self.current = None
+        mine, self.current = self.current, None
         log.error(self.lost)
+        detail = f"batch {socket.gethostname()} process {os.getpid()}: {self.lost}"
+        lease_lost(self.ws, self.name, detail, run_id=mine.run_id if mine and mine.run_id else None)
 
     def release(self) -> None:
         self._stop.set()

@@ -37,6 +37,7 @@ from leadkit.batch.settle import _settle
 from leadkit.capacity import DEFAULT_RUNS, SLOTS_ENV, SlotSpec
 from leadkit.config import SECRET_SETTINGS, Settings
 from leadkit.errors import ConfigError, DataError
+from leadkit.history import attempt_notebook, end_attempt, ended_attempt_counts, record_finish, status_event
 from leadkit.models import (
     Client,
     ClientRun,
@@ -379,6 +380,7 @@ def _run(
     clients = {c.client_id: c for c in ws.store.list_clients()}
     queue = list(todo)
     total = len(queue)
+    attempts = ended_attempt_counts(ws, run_id.base)
     lost: list[str] = []
 
     def dispatch(k: int) -> list[NotebookJob]:
@@ -396,13 +398,17 @@ def _run(
         _crash_point("opened")
         jobs: list[NotebookJob] = []
         for record in opened:
-            if not record.status.done and record.status is not ClientRunStatus.RUNNING:  # resumed
+            attempt = attempts.get(record.client_id, 0) + 1
+            if (record.run_id, record.client_id) not in records.fresh_events and not record.status.done:  # resumed
                 event = RunEvent(
                     run.run_id, record.client_id, "batch", EventKind.INFO, f"resumed (was {record.status.value})"
                 )
+                kept = end_attempt(record, attempt)  # the attempt that ended stays on record
+                attempt += 1
                 record.failure = None
                 record.ended_at = None
-                records.update(record, [event], status=ClientRunStatus.RUNNING, reason="")
+                record.notebook = None  # the next attempt writes its own file (`history.attempt_notebook`)
+                records.update(record, [kept, event], status=ClientRunStatus.RUNNING, reason="")
             position = total - len(queue) - len(opened) + len(jobs)
             jobs.append(
                 _job(
@@ -418,6 +424,7 @@ def _run(
                     timeout_s,
                     start_timeout_s,
                     prestart=concurrency <= (os.cpu_count() or 2) and position < total - concurrency,
+                    attempt=attempt,
                 )
             )
         return jobs
@@ -448,7 +455,9 @@ def _run(
                 else:
                     results = execute_local(dispatch, concurrency, settle)
             except BaseException as exc:
-                records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}")
+                record_finish(
+                    ws, records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}")
+                )
                 raise
             finally:
                 bar.close()
@@ -457,16 +466,21 @@ def _run(
                 _record_lost_lease(ws, run, leases.lost, queue)
             _crash_point("finish")
             run = records.finish_run(run, failed_reason=lost[0] if lost else None)
+            record_finish(ws, run)
             log.info("batch %s finished: %s", run.run_id, run.status.value)
     finally:
         logging.getLogger("leadkit").removeHandler(handler)
     final = ws.store.list_client_runs(run_id=run.run_id)
+    from leadkit.alerts import after_batch
+
     notes = leases.takeover_notes
+    takeover = "; ".join(notes) if notes else None
+    after_batch(ws, run, final, swept=swept, takeover_note=takeover, lease=",".join(le.name for le in leases.leases))
     return BatchResult(
         run,
         sorted(final, key=lambda r: r.client_id),
         run_dir,
-        "; ".join(notes) if notes else None,
+        takeover,
         results,
         swept,
         lost[0] if lost else None,
@@ -502,6 +516,7 @@ def _resume(ws: Workspace, run: Run, clients: Sequence[Client]) -> list[str]:
         {c.client_id for c in clients if c.client_id not in existing}
         | {cid for cid, r in existing.items() if not r.status.done}
     )
+    ws.store.add_events([status_event(run, f"Resumed (was {run.status.value})")])
     run.status = RunStatus.RUNNING
     run.ended_at = None
     run.started_by = holder_name()  # the batch that runs it now: a later sweep asks whether this one is alive
@@ -529,8 +544,9 @@ def _job(
     start_timeout_s: float,
     *,
     prestart: bool,
+    attempt: int,
 ) -> NotebookJob:
-    output = str(run_dir / f"{record.client_id}.ipynb")
+    output = str(attempt_notebook(run_dir, record.client_id, attempt))
     return NotebookJob(
         client_id=record.client_id,
         input_path=str(Path(notebook).resolve()),

@@ -151,6 +151,9 @@ def sweep(
     ttl = parse_duration(older_than) if older_than else None
     ws = _workspace()
     report = sweep_streams(ws, [stream] if stream else None, older_than=ttl)
+    from leadkit.alerts import sweep_alerts
+
+    sweep_alerts(ws, report.swept)
     if json_out:
         _echo_json(
             {

@@ -31,6 +31,7 @@ from leadkit.models import (
     Run,
     RunEvent,
 )
+from leadkit.store.airtable.alerts import AirtableAlerts
 from leadkit.store.airtable.api import claim, make_api, validate_base_id
 from leadkit.store.airtable.codecs import (
     Fields,
@@ -76,7 +77,7 @@ log = logging.getLogger(__name__)
 SCHEMA_CHECK_TTL_S = 600.0
 
 
-class AirtableStore(AirtableLeases):
+class AirtableStore(AirtableLeases, AirtableAlerts):
     """The store protocol on the Master Clients base `master_base_id`."""
 
     def __init__(self, master_base_id: str, settings: Settings, *, api: Api | None = None) -> None:
@@ -238,7 +239,18 @@ class AirtableStore(AirtableLeases):
             }
             if not runs_of_client:
                 return []
-        elif max_records is not None:
+        if filt.has_failures:  # any client Failed or Stale, whatever the run's status
+            failing = OR(_eq(ClientRunResults.STATUS, "Failed"), _eq(ClientRunResults.STATUS, "Stale"))
+            with_failures = {
+                str(r["fields"].get(ClientRunResults.BASE_RUN_ID, ""))
+                for r in self._table(ClientRunResults.TABLE).all(
+                    formula=to_formula_str(failing), fields=[ClientRunResults.BASE_RUN_ID]
+                )
+            }
+            runs_of_client = with_failures if runs_of_client is None else runs_of_client & with_failures
+            if not runs_of_client:
+                return []
+        if runs_of_client is None and max_records is not None:
             options["max_records"] = max_records
         runs = [_run(r) for r in self._table(JobTracking.TABLE).all(**options)]
         if runs_of_client is not None:
