@@ -38,6 +38,7 @@ test: setup chromium lint typecheck pytest
 
 bench: setup chromium
 	$(PY) bench/batch.py
+	$(PY) bench/harvest_scale.py
 	$(PY) bench/airtable_requests.py
 	$(PY) bench/dashboard.py
 

@@ -1,16 +1,16 @@
-"""Benchmark: `leadkit batch` against a papermill CLI loop and against the floor, side by side.
+"""Benchmark: `leadkit batch` against the papermill CLI run in parallel and against the floor, side by side.
 
-A workspace of 40 demo clients, harvesting off (stage eligibility only). Measured in one run, interleaved
-(floor, batch, CLI loop, batch, floor) so that a busy machine weighs on each the same way:
+A workspace of 40 demo clients, harvesting off (stage eligibility only). Every contender runs the same number of
+notebooks at once, N = the batch's default concurrency (from available memory, 8 to 32). Measured in one run,
+interleaved (floor, batch, CLI, batch, floor) so that a busy machine weighs on each the same way:
 
-(a) `leadkit batch --stages eligibility` with its default workers;
-(b) a sequential shell loop of the `papermill` CLI over the same notebook and clients (what a user would write);
+(a) `leadkit batch --stages eligibility --concurrency N`;
+(b) the papermill CLI over the same notebook and clients, N at a time with `xargs -P N` (what a user would write);
 (c) the floor: the notebook's code cells with the same parameters, for each client in a fresh kernel driven
-    directly through jupyter_client (start, execute, shut down; no papermill, nothing saved), as many kernels at
-    a time as there are cores.
+    directly through jupyter_client (start, execute, shut down; no papermill, nothing saved), N kernels at a time.
 
 Last line: `batch_vs_cli=X batch_vs_floor=Y` with X = CLI seconds / batch seconds (higher is better) and
-Y = batch seconds / floor seconds (lower is better). Targets on a 2-core machine: X >= 5, Y <= 1.3.
+Y = batch seconds / floor seconds (lower is better).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from leadkit.batch import NOTEBOOK, kernel_env  # noqa: E402
+from leadkit.batch import NOTEBOOK, default_concurrency, kernel_env  # noqa: E402
 from leadkit.config import get_settings  # noqa: E402
 from leadkit.demo import seed  # noqa: E402
 from leadkit.models import Source  # noqa: E402
@@ -68,8 +68,8 @@ def peak_tree_rss(proc: subprocess.Popen[Any], stop: threading.Event, out: list[
     out.append(peak)
 
 
-def run_batch(ws: Workspace, env: dict[str, str]) -> tuple[float, int, int]:
-    cmd = [str(BIN / "leadkit"), "batch", "--stages", STAGES, "--json"]
+def run_batch(ws: Workspace, env: dict[str, str], concurrency: int) -> tuple[float, int, int]:
+    cmd = [str(BIN / "leadkit"), "batch", "--stages", STAGES, "--concurrency", str(concurrency), "--json"]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ws.home)
     stop, peak = threading.Event(), []  # type: ignore[var-annotated]
@@ -95,32 +95,30 @@ def open_run(ws: Workspace, clients: list[str], note: str) -> tuple[RunId, Path]
     return run_id, run_dir
 
 
-def run_cli_loop(ws: Workspace, clients: list[str], env: dict[str, str]) -> float:
-    run_id, run_dir = open_run(ws, clients, "bench: papermill CLI loop")
-    lines = ["set -e"]
-    for client_id in clients:
-        out = run_dir / f"{client_id}.ipynb"
-        args = [
+def run_cli_parallel(ws: Workspace, clients: list[str], env: dict[str, str], concurrency: int) -> float:
+    """`xargs -P N` over the papermill CLI, one client ID a line: what a user would write."""
+    run_id, run_dir = open_run(ws, clients, "bench: papermill CLI with xargs -P")
+    ids = run_dir / "clients.txt"
+    ids.write_text("".join(f"{c}\n" for c in clients))
+    papermill = " ".join(
+        shlex.quote(a)
+        for a in [
             str(BIN / "papermill"),
             str(NOTEBOOK),
-            str(out),
+            f"{run_dir}/{{}}.ipynb",
             "--no-progress-bar",
-            *("-r", "client_id", client_id),
+            *("-r", "client_id", "{}"),
             *("-r", "run_id", str(run_id)),
             *("-r", "stages", STAGES),
             *("-r", "workspace", str(ws.home)),
             *("-r", "store_url", ""),
-            *("-r", "notebook_path", str(out)),
+            *("-r", "notebook_path", f"{run_dir}/{{}}.ipynb"),
         ]
-        lines.append(" ".join(shlex.quote(a) for a in args))
+    )
+    script = f"xargs -P {concurrency} -I{{}} {papermill} < {shlex.quote(str(ids))}"
     started = time.perf_counter()
     subprocess.run(
-        ["bash", "-c", "\n".join(lines)],
-        env=env,
-        cwd=run_dir,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ["bash", "-c", script], env=env, cwd=run_dir, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     return time.perf_counter() - started
 
@@ -166,12 +164,12 @@ def floor_one(cells: list[str], env: dict[str, str], cwd: Path) -> None:
         km.shutdown_kernel(now=True)
 
 
-def run_floor(ws: Workspace, clients: list[str], env: dict[str, str]) -> float:
+def run_floor(ws: Workspace, clients: list[str], env: dict[str, str], concurrency: int) -> float:
     run_id, run_dir = open_run(ws, clients, "bench: floor")
     kenv = {**env, **kernel_env(ws.settings, ws, run_dir / "log.jsonl")}
     work = [notebook_cells(c, run_id, run_dir, ws) for c in clients]
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(lambda cells: floor_one(cells, kenv, run_dir), work))
     return time.perf_counter() - started
 
@@ -184,33 +182,32 @@ def main() -> None:
         seed(ws.store, CLIENTS)
         clients = sorted(c.client_id for c in ws.store.list_clients() if c.active)
         env = {**os.environ, "LEADKIT_HOME": str(home), "LEADKIT_STORE": "", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-        cores = os.cpu_count() or 2
+        n = default_concurrency()
         print(f"workspace {home}: {CLIENTS} demo clients, {len(clients)} Active (each one runs), stages {STAGES}")
-        print(f"{cores} cores; order: floor, batch, CLI loop, batch, floor")
+        print(f"{os.cpu_count()} cores, {n} notebooks at once for each; order: floor, batch, CLI, batch, floor")
         floors, batches, peaks = [], [], []
-        floors.append(run_floor(ws, clients, env))
-        print(f"floor (jupyter_client, {cores} kernels at a time): {floors[-1]:6.1f} s")
-        seconds, peak, ran = run_batch(ws, env)
-        batches.append(seconds)
-        peaks.append(peak)
-        print(
-            f"leadkit batch (default workers):           {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)"
-        )
-        cli = run_cli_loop(ws, clients, env)
-        print(f"papermill CLI loop (sequential):           {cli:6.1f} s  ({cli / len(clients):.2f} s a notebook)")
-        seconds, peak, ran = run_batch(ws, env)
-        batches.append(seconds)
-        peaks.append(peak)
-        print(
-            f"leadkit batch (default workers):           {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)"
-        )
-        floors.append(run_floor(ws, clients, env))
-        print(f"floor (jupyter_client, {cores} kernels at a time): {floors[-1]:6.1f} s")
+        floors.append(run_floor(ws, clients, env, n))
+        print(f"floor (jupyter_client, {n} kernels at a time):    {floors[-1]:6.1f} s")
+        for step in ("batch", "cli", "batch"):
+            if step == "cli":
+                cli = run_cli_parallel(ws, clients, env, n)
+                print(
+                    f"papermill CLI (xargs -P {n}):                 {cli:6.1f} s  ({cli / len(clients):.2f} s a notebook)"
+                )
+                continue
+            seconds, peak, ran = run_batch(ws, env, n)
+            batches.append(seconds)
+            peaks.append(peak)
+            print(
+                f"leadkit batch --concurrency {n}:               {seconds:6.1f} s  ({ran} clients, peak {peak / 2**20:.0f} MiB)"
+            )
+        floors.append(run_floor(ws, clients, env, n))
+        print(f"floor (jupyter_client, {n} kernels at a time):    {floors[-1]:6.1f} s")
         batch_s = sum(batches) / len(batches)
         floor_s = sum(floors) / len(floors)
         print(
             f"means: batch {batch_s:.1f} s ({batch_s / len(clients):.2f} s a notebook), floor {floor_s:.1f} s, "
-            f"CLI loop {cli:.1f} s; batch peak memory {max(peaks) / 2**20:.0f} MiB (batch, workers and kernels)"
+            f"CLI {cli:.1f} s; batch peak memory {max(peaks) / 2**20:.0f} MiB (batch and kernels)"
         )
         print(f"batch_vs_cli={cli / batch_s:.2f} batch_vs_floor={batch_s / floor_s:.2f}")
     finally:

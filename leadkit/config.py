@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     leadkit_no_posts_recheck: str = Field(
         "14d", description="A No Posts lead is checked again this long after the check that found none."
     )
+    apify_max_concurrent_runs: int | None = Field(
+        None, ge=1, description="Apify runs in flight across a batch (default: the account's free capacity, else 8)."
+    )
+    leadkit_concurrency: int | None = Field(
+        None, ge=1, description="Clients a batch runs at once (default: available memory / 300 MB, 8 to 32)."
+    )
     leadkit_stale_after_s: float = Field(
         900.0, gt=0, description="A Running record whose heartbeat is older than this is Stale."
     )

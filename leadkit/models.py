@@ -363,6 +363,9 @@ class Lease:
     acquired_at: datetime
     heartbeat_at: datetime
     ttl_s: float
+    #: The holder process's start time (psutil `create_time`, epoch seconds): a reused PID is not the holder.
+    #: 0 when unknown (a lease written before it was recorded).
+    process_started: float = 0.0
 
 
 class TriageStatus(StrEnum):

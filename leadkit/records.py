@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 
 from leadkit.classify import failure_from
@@ -280,19 +282,57 @@ class RunRecordService:
     def heartbeat(self, record: ClientRun) -> ClientRun:
         return self.update(record)
 
-    def sweep(self, *, older_than: timedelta | None = None) -> list[ClientRun]:
-        """Mark Running ClientRuns whose heartbeat is older than the TTL as Stale, with the reason."""
+    def keep_alive(self, record: ClientRun, *, every_s: float | None = None) -> threading.Thread:
+        """Refresh the heartbeat of `record` from a daemon thread every `every_s` (a third of the stale TTL)
+        until it is no longer Running: a client that waits minutes on an Apify slot or an actor run is never
+        taken for dead, and one whose process died goes Stale within the TTL."""
+        interval = every_s if every_s is not None else max(1.0, self.stale_after.total_seconds() / 3)
+
+        def beat() -> None:
+            while True:
+                time.sleep(interval)
+                try:
+                    if not self.store.touch_client_run(record, self.now()):
+                        return
+                except Exception as exc:  # retried next beat; the record's own writes go on
+                    log.warning("heartbeat of %s failed: %s", record.client_run_id, exc)
+
+        thread = threading.Thread(target=beat, name=f"leadkit-heartbeat-{record.client_id}", daemon=True)
+        thread.start()
+        return thread
+
+    def sweep(self, *, older_than: timedelta | None = None, clients: Collection[str] | None = None) -> list[ClientRun]:
+        """Mark Running ClientRuns whose heartbeat is older than the TTL as Stale, with the reason.
+
+        `clients` (the clients of the streams whose leases the caller holds) limits the sweep to them, and also
+        sweeps at once their records of a Run whose batch is provably gone (`starter_gone`): under the lease,
+        nobody else can be running them."""
         ttl = older_than if older_than is not None else self.stale_after
         now = self.now()
         swept = []
+        gone: dict[str, Run | None] = {}
         for record in self.store.list_client_runs(status=ClientRunStatus.RUNNING.value):
-            age = now - record.heartbeat_at
-            if age <= ttl:
+            if clients is not None and record.client_id not in clients:
                 continue
-            reason = (
-                f"no heartbeat for {int(age.total_seconds())} s (limit {int(ttl.total_seconds())} s): "
-                "the process running it stopped without finishing it"
-            )
+            age = now - record.heartbeat_at
+            if age > ttl:
+                reason = (
+                    f"no heartbeat for {int(age.total_seconds())} s (limit {int(ttl.total_seconds())} s): "
+                    "the process running it stopped without finishing it"
+                )
+            else:
+                if clients is None:
+                    continue
+                if record.run_id not in gone:
+                    run = self.store.get_run(record.run_id)
+                    gone[record.run_id] = run if run is not None and self.starter_gone(run) else None
+                dead = gone[record.run_id]
+                if dead is None:
+                    continue
+                reason = (
+                    f"the batch running it ({dead.started_by}) is gone (heartbeat {int(age.total_seconds())} s "
+                    "old): it stopped without finishing it"
+                )
             event = RunEvent(
                 run_id=record.run_id,
                 client_id=record.client_id,
@@ -308,3 +348,47 @@ class RunRecordService:
             self.store.save_client_run(record, [event])
             swept.append(record)
         return swept
+
+    def starter_gone(self, run: Run) -> bool:
+        """The process that started (or resumed) `run` is gone: on this host, no process with its PID that is
+        old enough to be it. Elsewhere we cannot look (False): only its records' heartbeats tell."""
+        host, _, pid = run.started_by.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        return not _started_it(int(pid), run.started_at)
+
+    def sweep_runs(self, streams: Collection[int], *, keep: str | None = None) -> list[Run]:
+        """Runs of `streams` left Running by a batch that is gone become Failed with the reason. Call it under
+        those streams' leases, after `sweep`: a Run is the batch's when no ClientRun of it is Running any more
+        and the process that started it (`started_by`, host:pid) is not alive on this host (or is elsewhere).
+        `keep` is a run ID never swept (the caller's own)."""
+        from leadkit.store.base import RunFilter
+
+        failed = []
+        for run in self.store.list_runs(RunFilter(status=RunStatus.RUNNING.value), limit=1000):
+            if run.stream not in streams or run.run_id == keep or not self.starter_gone(run):
+                continue
+            records = self.store.list_client_runs(run_id=run.run_id)
+            if any(r.status is ClientRunStatus.RUNNING for r in records):
+                continue
+            open_ = sum(1 for r in records if not r.status.done)
+            reason = (
+                f"the batch that ran it ({run.started_by}) stopped without finishing it: {open_} of {len(records)} "
+                f"opened clients had not completed; `leadkit batch --resume {run.run_id}` runs the rest"
+            )
+            self.store.add_events([RunEvent(run.run_id, "", "records", EventKind.SWEPT, reason)])
+            failed.append(self.finish_run(run, failed_reason=reason))
+            log.warning("run %s: %s", run.run_id, reason)
+        return failed
+
+
+def _started_it(pid: int, started_at: datetime) -> bool:
+    """Process `pid` exists and is old enough to have started a run at `started_at` (not a reused PID)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time() <= started_at.timestamp() + 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return True

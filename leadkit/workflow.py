@@ -300,6 +300,7 @@ def _run_client(
     reason: str | None = None
     failure: Failure | None = None
     summary: list[str] = []
+    records.keep_alive(record)  # a heartbeat while the stages wait (Apify slots, actor runs), until it ends
     for position, name in enumerate(stages):
         ctx.event(name, EventKind.STARTED)
         try:

@@ -1,13 +1,14 @@
-"""The batch: mint a run, open a ClientRun for every selected client, execute the client notebook for each through
-papermill in parallel worker processes, record what failed, finish the Run, exit with a code a scheduler can act on.
+"""The batch: run the client notebook for every selected client through papermill, many at once, under the lease
+of each of their streams, record what failed, and exit with a code a scheduler can act on.
 
-One module per concern: ``kernels`` (the worker side: a notebook on a kernel started ahead), ``executors`` (local
-process pool, dask), ``lease`` (one batch per stream), ``progress``, ``settle`` (a client after its notebook),
-``pruning`` (old executed notebooks and logs), ``runner`` (selection, resume, the batch itself).
+One module per concern: ``kernels`` (one notebook on a kernel of its own), ``executors`` (threads of the batch
+process, or dask), ``lease`` (one batch per stream, held by a provably live process), ``progress``, ``settle`` (a
+client after its notebook), ``pruning`` (old executed notebooks and logs), ``runner`` (selection, sweep, resume,
+the batch itself). The Apify slots the kernels share are ``leadkit.capacity``.
 """
 
 from leadkit.batch.kernels import KERNEL_NAME, KERNELS_LOG, NotebookJob, NotebookResult, execute_notebook
-from leadkit.batch.lease import BatchLease, lease_name
+from leadkit.batch.lease import BatchLease, StreamLeases, lease_name
 from leadkit.batch.progress import Progress
 from leadkit.batch.pruning import PRUNABLE_SUFFIXES, PruneReport, prune
 from leadkit.batch.runner import (
@@ -16,12 +17,14 @@ from leadkit.batch.runner import (
     EXECUTORS,
     NOTEBOOK,
     BatchResult,
-    default_workers,
+    SweepReport,
+    default_concurrency,
     kernel_env,
     may_harvest,
     preflight,
     run_batch,
     select_clients,
+    sweep_streams,
 )
 
 __all__ = [
@@ -34,11 +37,13 @@ __all__ = [
     "PRUNABLE_SUFFIXES",
     "BatchLease",
     "BatchResult",
+    "StreamLeases",
+    "SweepReport",
     "NotebookJob",
     "NotebookResult",
     "Progress",
     "PruneReport",
-    "default_workers",
+    "default_concurrency",
     "execute_notebook",
     "kernel_env",
     "lease_name",
@@ -47,4 +52,5 @@ __all__ = [
     "prune",
     "run_batch",
     "select_clients",
+    "sweep_streams",
 ]

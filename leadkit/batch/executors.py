@@ -1,63 +1,61 @@
-"""Executors: the same notebook jobs in a local forkserver process pool, or on a dask.distributed cluster."""
+"""Executors: run notebook jobs as a batch hands them out, at most `concurrency` at once, in threads of the batch
+process (local) or as tasks on a dask.distributed cluster.
+
+A batch hands out jobs through `Dispatch`: asked for up to n, it returns the next ones (opening their ClientRuns
+just then, so no client is Running while it waits for a slot), or [] when none is left or the batch has stopped
+starting clients (it lost its lease). `Settle` is called once per finished job, in the calling thread.
+"""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
 
-from leadkit.batch.kernels import NotebookJob, NotebookResult, _worker_init, execute_notebook, execute_notebook_remote
+from leadkit.batch.kernels import (
+    NotebookJob,
+    NotebookResult,
+    execute_notebook,
+    execute_notebook_remote,
+    kill_all,
+    stop_leftovers,
+)
 from leadkit.config import scrub
 from leadkit.errors import ConfigError
 
+Dispatch = Callable[[int], list[NotebookJob]]
 Settle = Callable[[NotebookJob, NotebookResult], None]
 
 
-def _execute_local(jobs: Sequence[NotebookJob], workers: int, settle: Settle) -> dict[str, NotebookResult]:
+def execute_local(dispatch: Dispatch, concurrency: int, settle: Settle) -> dict[str, NotebookResult]:
     results: dict[str, NotebookResult] = {}
-    if not jobs:
-        return results
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["leadkit.batch.kernels", "papermill", "nbclient", "jupyter_client.manager"])
-    first = jobs[0]
-    pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=context,
-        initializer=_worker_init,
-        initargs=(os.getpid(), first.env, first.cwd),
-    )
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="leadkit-notebook")
+    pending: dict[Future[NotebookResult], NotebookJob] = {}
     try:
-        pending: dict[Future[NotebookResult], NotebookJob] = {pool.submit(execute_notebook, job): job for job in jobs}
-        while pending:
+        while True:
+            for job in dispatch(concurrency - len(pending)) if len(pending) < concurrency else []:
+                pending[pool.submit(execute_notebook, job)] = job
+            if not pending:
+                break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 job = pending.pop(future)
                 try:
                     result = future.result()
-                except Exception as exc:  # the worker process itself died
-                    result = NotebookResult(job.client_id, False, 0.0, "dead_kernel", f"worker process died: {exc}")
+                except Exception as exc:  # a bug in the notebook runner itself: recorded, never lost
+                    result = NotebookResult(job.client_id, False, 0.0, "error", scrub(f"{type(exc).__name__}: {exc}"))
                 results[job.client_id] = result
                 settle(job, result)
     except BaseException:
-        _kill_pool(pool)
+        kill_all()  # the notebooks' threads see their kernels die and end
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    stop_leftovers()
     return results
 
 
-def _kill_pool(pool: ProcessPoolExecutor) -> None:
-    """Stop now: SIGKILL the workers (their kernels follow them through PR_SET_PDEATHSIG)."""
-    processes = dict(getattr(pool, "_processes", None) or {})
-    for process in processes.values():
-        try:
-            process.kill()
-        except (OSError, ValueError):
-            pass
-    pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _execute_dask(jobs: Sequence[NotebookJob], scheduler: str, settle: Settle) -> dict[str, NotebookResult]:
+def execute_dask(dispatch: Dispatch, concurrency: int, settle: Settle, scheduler: str) -> dict[str, NotebookResult]:
     """The same jobs on a dask.distributed cluster; executed notebooks come back and are written here."""
     try:
         from distributed import Client as DaskClient
@@ -70,8 +68,6 @@ def _execute_dask(jobs: Sequence[NotebookJob], scheduler: str, settle: Settle) -
             hint="Install it with `pip install -e '.[dask]'`.",
         ) from None
     results: dict[str, NotebookResult] = {}
-    if not jobs:
-        return results
     try:
         client = DaskClient(scheduler, timeout=30, set_as_default=False)
     except OSError as exc:
@@ -80,18 +76,29 @@ def _execute_dask(jobs: Sequence[NotebookJob], scheduler: str, settle: Settle) -
             hint="Check the address (tcp://HOST:8786) and that the scheduler is running.",
         ) from None
     try:
-        futures = {
-            client.submit(execute_notebook_remote, job, pure=False, key=f"leadkit-{job.client_id}-{id(job)}"): job
-            for job in jobs
-        }
-        for future in as_completed(list(futures), loop=client.loop):
-            job = futures[future]
+        futures: dict[Any, NotebookJob] = {}
+
+        def submit(jobs: list[NotebookJob]) -> list[Any]:
+            fresh: list[Any] = []
+            for job in jobs:
+                future = client.submit(
+                    execute_notebook_remote, job, pure=False, key=f"leadkit-{job.client_id}-{id(job)}"
+                )
+                futures[future] = job
+                fresh.append(future)
+            return fresh
+
+        queue = as_completed(submit(dispatch(concurrency)), loop=client.loop)
+        for future in queue:
+            job = futures.pop(future)
             try:
                 result = future.result()
             except Exception as exc:  # the task or its worker failed
                 result = NotebookResult(job.client_id, False, 0.0, "error", scrub(f"dask task failed: {exc!r}"))
             results[job.client_id] = result
             settle(job, result)
+            for fresh in submit(dispatch(concurrency - len(futures))):
+                queue.add(fresh)
     finally:
         client.close()
     return results

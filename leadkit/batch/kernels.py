@@ -1,18 +1,20 @@
-"""Worker side of a batch: one client notebook executed through papermill's Python API on a kernel started ahead.
+"""One client notebook executed through papermill's Python API on a kernel of its own.
 
-Throughput: the worker pool lives for the whole batch and imports papermill once (preloaded in the forkserver);
-each worker starts its next kernel while the current notebook runs, so kernel start-up (most of a short notebook's
-time) overlaps with work; kernels are shut down with ``shutdown_kernel="immediate"``.
+The batch drives its notebooks from threads of its own process (the work is I/O-bound: a notebook mostly waits on
+Apify), so papermill is imported once and there are no worker processes; what costs memory is the kernels, one
+per notebook in flight. Kernel start-up is CPU-bound: `START_GATE` lets a few kernels per core boot at once. With
+no more notebooks in flight than cores (short, CPU-bound notebooks), each thread starts its next kernel while the
+current notebook runs, so start-up overlaps with work. Kernels are shut down with ``shutdown_kernel="immediate"``.
 
-Crash safety: workers and kernels die with the batch (``PR_SET_PDEATHSIG`` down the chain batch -> forkserver ->
-worker -> kernel).
+Crash safety: every kernel dies with the batch (``PR_SET_PDEATHSIG``, set in the kernel before it execs), and
+`kill_all` stops the live ones when the batch is interrupted.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
-import select
 import signal
 import sys
 import tempfile
@@ -55,23 +57,59 @@ class NotebookResult:
 
 
 # -------------------------------------------------------------------------------------------- worker side
-def _die_with_parent() -> None:
-    """Linux: the kernel sends this process SIGKILL when its parent dies (also used as a kernel preexec_fn)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
+try:
+    _LIBC: Any = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
+except OSError:
+    _LIBC = None
 
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGKILL when the thread that started it ends (with the batch);
+    used as a kernel's preexec_fn, so it imports nothing (the batch is multi-threaded)."""
+    if _LIBC is None:
         return
+    _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() == 1:  # the parent died before the prctl took effect
         os._exit(1)
 
 
-class _Kernels:
-    """The kernels of one worker process: the next one is started while the current notebook runs."""
+#: Kernels booting at once, paced to the cores: a boot is mostly CPU with some waiting (exec, sockets), so a few
+#: per core keep the cores busy while 32 at once on two cores would thrash (measured: 4 per core is as fast as no
+#: limit on a loaded 2-core machine, 1 per core twice as slow).
+STARTS_PER_CORE = 4
+START_GATE = threading.BoundedSemaphore(STARTS_PER_CORE * (os.cpu_count() or 2))
+_LIVE: set[Any] = set()  # every kernel manager with a kernel started and not yet stopped
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_leftovers() -> None:
+    """Stop the kernels still alive once every notebook has run (started ahead, never used)."""
+    kill_all()
+    with _LIVE_LOCK:
+        managers = list(_LIVE)
+        _LIVE.clear()
+    for km in managers:
+        try:
+            km.cleanup_connection_file()
+        except OSError:
+            pass
+
+
+def kill_all() -> None:
+    """SIGKILL every live kernel of this process (an interrupted batch)."""
+    with _LIVE_LOCK:
+        managers = list(_LIVE)
+    for km in managers:
+        process = getattr(getattr(km, "provisioner", None), "process", None)
+        if process is not None:
+            try:
+                process.kill()
+            except OSError:
+                pass
+
+
+class _Kernels(threading.local):
+    """The kernels of one thread: the next one may be started while the current notebook runs."""
 
     def __init__(self) -> None:
         self.ready: Any = None  # an AsyncKernelManager with a kernel booting or booted
@@ -81,22 +119,35 @@ class _Kernels:
     def _key(job: NotebookJob) -> tuple[str, tuple[tuple[str, str], ...]]:
         return job.cwd, tuple(sorted(job.env.items()))
 
-    def start(self, env: dict[str, str], cwd: str) -> Any:
+    def start(self, env: dict[str, str], cwd: str, start_timeout_s: float = 60.0) -> Any:
         from jupyter_client.manager import AsyncKernelManager
         from jupyter_core.utils import run_sync
 
         km = AsyncKernelManager(kernel_name=KERNEL_NAME)
-        # the kernels' own output (start-up warnings, a crash's last words) goes to the run's kernels.log
-        with open(Path(cwd) / KERNELS_LOG, "ab") as out:
-            inherited = {k: v for k, v in os.environ.items() if k != "LEADKIT_ALERT_URLS"}  # channel secrets stay out
-            run_sync(km.start_kernel)(
-                env={**inherited, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
-            )
+        with START_GATE:
+            # the kernels' own output (start-up warnings, a crash's last words) goes to the run's kernels.log
+            with open(Path(cwd) / KERNELS_LOG, "ab") as out:
+                inherited = {
+                    k: v for k, v in os.environ.items() if k != "LEADKIT_ALERT_URLS"
+                }  # channel secrets stay out
+                run_sync(km.start_kernel)(
+                    env={**inherited, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
+                )
+            with _LIVE_LOCK:
+                _LIVE.add(km)
+            client = km.client()
+            client.start_channels()
+            try:
+                run_sync(client.wait_for_ready)(timeout=start_timeout_s)
+            except RuntimeError:
+                pass  # a kernel that does not come up fails the notebook, with papermill's own message
+            finally:
+                client.stop_channels()
         return km
 
     def prestart(self, job: NotebookJob) -> None:
         self.discard()
-        self.ready, self.key = self.start(job.env, job.cwd), self._key(job)
+        self.ready, self.key = self.start(job.env, job.cwd, job.start_timeout_s), self._key(job)
 
     def take(self, job: NotebookJob) -> Any:
         """A kernel for `job`: the one started ahead when it fits and is alive, else a new one."""
@@ -107,7 +158,7 @@ class _Kernels:
             return km
         if km is not None:
             stop_kernel(km)
-        return self.start(job.env, job.cwd)
+        return self.start(job.env, job.cwd, job.start_timeout_s)
 
     def discard(self) -> None:
         if self.ready is not None:
@@ -125,6 +176,8 @@ def stop_kernel(km: Any) -> None:
         pass
     finally:
         run_sync(km.cleanup_resources)()
+        with _LIVE_LOCK:
+            _LIVE.discard(km)
 
 
 _KERNELS = _Kernels()
@@ -173,46 +226,6 @@ def _register_engine() -> None:
                     client.kc.stop_channels()
 
     papermill_engines.register(_ENGINE, PrestartedKernelEngine)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _exit_with(pid: int) -> None:
-    """End this process the moment process `pid` (the batch) ends, whoever our parent is: a forkserver's
-    workers hold the forkserver open, so PR_SET_PDEATHSIG on the forkserver alone would never fire."""
-
-    def watch() -> None:
-        try:
-            fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            while _pid_alive(pid):
-                time.sleep(0.2)
-        else:
-            select.select([fd], [], [])  # readable once the process has ended
-        os._exit(1)  # our kernels follow through their PR_SET_PDEATHSIG
-
-    threading.Thread(target=watch, name="leadkit-exit-with-batch", daemon=True).start()
-
-
-def _worker_init(batch_pid: int, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
-    """Worker processes die with the batch, import papermill once, and start their first kernel at once."""
-    _die_with_parent()
-    _exit_with(batch_pid)
-    _register_engine()
-    from multiprocessing.util import Finalize
-
-    Finalize(_KERNELS, _KERNELS.discard, exitpriority=10)  # a kernel started ahead but never used is shut down
-    if env is not None and cwd is not None:
-        _KERNELS.ready = _KERNELS.start(env, cwd)
-        _KERNELS.key = (cwd, tuple(sorted(env.items())))
 
 
 def published_status(notebook: Any) -> str | None:

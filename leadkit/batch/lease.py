@@ -1,4 +1,14 @@
-"""The batch lease: one batch per stream, a lease row in the store with a heartbeat."""
+"""The batch lease: one batch per stream, a lease row in the store with a heartbeat.
+
+A holder is a process: host, PID and the process's start time (psutil), so a PID that the system reused for
+another process (a container restart reuses low PIDs) is not the holder. A lease is taken over when its heartbeat
+is older than its TTL, and on this host also at once when its process is gone or is another process. Otherwise it
+is held: `LeaseHeld` (exit 3) always names a live holder with a fresh heartbeat.
+
+A batch takes the lease of every stream its clients belong to, in stream order (`StreamLeases`), so two batches
+that share a stream never both run and no two wait on each other. A batch whose heartbeat swap fails has lost
+its lease: `lost` says to whom, and the batch starts no further client.
+"""
 
 from __future__ import annotations
 
@@ -6,61 +16,100 @@ import logging
 import os
 import socket
 import threading
+import time
+from collections.abc import Iterable
 
-from leadkit.batch.kernels import _pid_alive
+import psutil
+
 from leadkit.errors import LeaseHeld
 from leadkit.models import Lease, utcnow
 from leadkit.workspace import Workspace
 
 log = logging.getLogger("leadkit.batch")
 
+DEFAULT_TTL_S = 120.0
+#: Two reads of one process's start time agree far better than this; a reused PID differs by much more.
+START_TIME_TOLERANCE_S = 0.5
+
 
 def lease_name(stream: int) -> str:
     return f"batch-stream-{stream}"
 
 
-class BatchLease:
-    """One batch per stream: a lease in the store with a heartbeat. A holder that is gone (dead process on this
-    host at once; from another host, once its heartbeat is older than its TTL) is taken over."""
+def process_started(pid: int) -> float | None:
+    """The start time of process `pid` (epoch seconds), or None when there is no such process."""
+    try:
+        return round(psutil.Process(pid).create_time(), 2)
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.Error:
+        return 0.0  # it exists, but we may not look at it
 
-    def __init__(self, ws: Workspace, stream: int, *, ttl_s: float = 120.0) -> None:
+
+def holder_gone(lease: Lease) -> str | None:
+    """Why the holder of `lease` (on this host) is not alive, or None when it is."""
+    started = process_started(lease.pid)
+    if started is None:
+        return f"process {lease.pid} no longer exists"
+    if lease.process_started and started and abs(started - lease.process_started) > START_TIME_TOLERANCE_S:
+        return (
+            f"PID {lease.pid} is now another process (started {time.strftime('%H:%M:%S', time.gmtime(started))} UTC, "
+            f"the holder started {time.strftime('%H:%M:%S', time.gmtime(lease.process_started))} UTC)"
+        )
+    return None
+
+
+class BatchLease:
+    """One stream's lease, held with a heartbeat thread."""
+
+    def __init__(self, ws: Workspace, stream: int, *, ttl_s: float = DEFAULT_TTL_S) -> None:
         self.ws = ws
         self.stream = stream
         self.name = lease_name(stream)
         self.ttl_s = ttl_s
         self.current: Lease | None = None
         self.takeover_note: str | None = None
+        #: Set when the heartbeat found the lease in other hands (or could not renew it within its TTL).
+        self.lost: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def _takeover_note(self, held: Lease, host: str) -> str | None:
+        """Why `held` may be taken over, or None when its holder is alive and fresh."""
+        age = (utcnow() - held.heartbeat_at).total_seconds()
+        where = f"from {held.host} process {held.pid} (held since {held.acquired_at.isoformat(timespec='seconds')})"
+        if age > held.ttl_s:
+            return (
+                f"took over the lease of stream {self.stream} {where}: its heartbeat is {age:.0f} s old, "
+                f"past its TTL of {held.ttl_s:g} s"
+            )
+        if held.host == host:
+            gone = holder_gone(held)
+            if gone:
+                return f"took over the lease of stream {self.stream} {where}: {gone}"
+        return None
+
     def acquire(self, run_id: str = "") -> None:
         store = self.ws.store
         host = socket.gethostname()
+        started = process_started(os.getpid()) or 0.0
         for _ in range(5):
             now = utcnow()
-            mine = Lease(self.name, host, os.getpid(), run_id, now, now, self.ttl_s)
+            mine = Lease(self.name, host, os.getpid(), run_id, now, now, self.ttl_s, started)
             held = store.get_lease(self.name)
             note: str | None = None
             if held is not None:
-                age = (now - held.heartbeat_at).total_seconds()
-                since = held.acquired_at.isoformat(timespec="seconds")
-                if held.host == host and not _pid_alive(held.pid):
-                    note = (
-                        f"took over the lease of stream {self.stream} from {held.host} process {held.pid} "
-                        f"(held since {since}): that process no longer exists"
-                    )
-                elif held.host != host and age > held.ttl_s:
-                    note = (
-                        f"took over the lease of stream {self.stream} from {held.host} process {held.pid} "
-                        f"(held since {since}): its heartbeat is {age:.0f} s old, past its TTL of {held.ttl_s:g} s"
-                    )
-                else:
+                note = self._takeover_note(held, host)
+                if note is None:
+                    age = (now - held.heartbeat_at).total_seconds()
                     raise LeaseHeld(
                         f"another batch of stream {self.stream} is running: held by {held.host} process "
-                        f"{held.pid} since {since}" + (f" (run {held.run_id})" if held.run_id else ""),
+                        f"{held.pid} since {held.acquired_at.isoformat(timespec='seconds')}"
+                        + (f" (run {held.run_id})" if held.run_id else "")
+                        + f", heartbeat {age:.0f} s ago (TTL {held.ttl_s:g} s)",
                         holder=f"{held.host}:{held.pid}",
-                        since=since,
+                        since=held.acquired_at.isoformat(timespec="seconds"),
                     )
             if store.swap_lease(self.name, held, mine):
                 self.current, self.takeover_note = mine, note
@@ -69,7 +118,7 @@ class BatchLease:
                 break
         else:
             raise LeaseHeld(f"could not take the lease {self.name}: it kept changing hands")
-        self._thread = threading.Thread(target=self._beat, name="leadkit-lease", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"leadkit-lease-{self.stream}", daemon=True)
         self._thread.start()
 
     def set_run(self, run_id: str) -> None:
@@ -81,32 +130,39 @@ class BatchLease:
                 self.current = new
 
     def _beat(self) -> None:
+        renewed = time.monotonic()
         while not self._stop.wait(self.ttl_s / 3):
             with self._lock:
                 if self.current is None:
                     return
                 new = Lease(**{**self.current.__dict__, "heartbeat_at": utcnow()})
                 try:
-                    if self.ws.store.swap_lease(self.name, self.current, new):
-                        self.current = new
-                    else:  # another process holds it now: tell the operator, stop beating for a lease not ours
-                        self._lost()
+                    swapped = self.ws.store.swap_lease(self.name, self.current, new)
+                except Exception as exc:  # a failed heartbeat is retried next beat, while the TTL lasts
+                    log.warning("lease heartbeat of stream %s failed: %s", self.stream, exc)
+                    if time.monotonic() - renewed > self.ttl_s:
+                        self._lose(f"its heartbeat could not be renewed for {self.ttl_s:g} s (last error: {exc})")
                         return
-                except Exception:  # a failed heartbeat is retried next beat; the batch goes on
-                    log.exception("lease heartbeat failed")
+                    continue
+                if swapped:
+                    self.current, renewed = new, time.monotonic()
+                    continue
+                try:
+                    holder = self.ws.store.get_lease(self.name)
+                except Exception:
+                    holder = None
+                whom = f"{holder.host} process {holder.pid}" if holder is not None else "nobody (it was released)"
+                self._lose(f"it is now held by {whom}")
+                return
 
-    def _lost(self) -> None:
+    def _lose(self, why: str) -> None:
         from leadkit.alerts import lease_lost
 
-        held = self.ws.store.get_lease(self.name)
-        holder = f"{held.host} process {held.pid} (run {held.run_id or '-'})" if held else "nobody"
-        mine = self.current
-        detail = (
-            f"batch {socket.gethostname()} process {os.getpid()} lost the lease of stream {self.stream}; now: {holder}"
-        )
-        log.error(detail)
+        self.lost = f"the batch lost the lease of stream {self.stream}: {why}"
+        mine, self.current = self.current, None
+        log.error(self.lost)
+        detail = f"batch {socket.gethostname()} process {os.getpid()}: {self.lost}"
         lease_lost(self.ws, self.name, detail, run_id=mine.run_id if mine and mine.run_id else None)
-        self.current = None
 
     def release(self) -> None:
         self._stop.set()
@@ -116,3 +172,38 @@ class BatchLease:
             if self.current is not None:
                 self.ws.store.swap_lease(self.name, self.current, None)
                 self.current = None
+
+
+class StreamLeases:
+    """The leases of several streams, taken in stream order and released together: all or none."""
+
+    def __init__(self, ws: Workspace, streams: Iterable[int], *, ttl_s: float = DEFAULT_TTL_S) -> None:
+        self.streams = sorted(set(streams))
+        self.leases = [BatchLease(ws, s, ttl_s=ttl_s) for s in self.streams]
+
+    def acquire(self) -> None:
+        taken: list[BatchLease] = []
+        try:
+            for lease in self.leases:
+                lease.acquire()
+                taken.append(lease)
+        except BaseException:
+            for lease in reversed(taken):
+                lease.release()
+            raise
+
+    @property
+    def takeover_notes(self) -> list[str]:
+        return [lease.takeover_note for lease in self.leases if lease.takeover_note]
+
+    @property
+    def lost(self) -> str | None:
+        return next((lease.lost for lease in self.leases if lease.lost), None)
+
+    def set_run(self, run_id: str) -> None:
+        for lease in self.leases:
+            lease.set_run(run_id)
+
+    def release(self) -> None:
+        for lease in reversed(self.leases):
+            lease.release()

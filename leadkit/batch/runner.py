@@ -1,10 +1,15 @@
-"""The batch: mint a run, open a ClientRun for every selected client, execute the client notebook for each through
-papermill's Python API in parallel worker processes, record what failed, finish the Run, exit with a code a
-scheduler can act on (0 all completed, 1 some clients failed, 2 configuration or auth error before any client ran,
-3 another batch of the stream holds the lease).
+"""The batch: select the clients, take the lease of each of their streams, sweep under it, mint a run, execute the
+client notebook for each client through papermill's Python API, record what failed, finish the Run, and exit with
+a code a scheduler can act on (0 all completed, 1 some clients failed, 2 configuration, auth or selection error
+before any client ran, 3 a live batch holds a stream's lease or took it over from this one).
 
-Crash safety: workers and kernels die with the batch (see ``leadkit.batch.kernels``); a ClientRun is keyed by
-(run, client), so ``--resume RUN_ID`` reopens the same records and runs only those that had not completed.
+Crash safety: kernels die with the batch (see ``leadkit.batch.kernels``); a ClientRun is keyed by (run, client),
+so ``--resume RUN_ID`` reopens the same records and runs only those that had not completed.
+
+Concurrency: up to `--concurrency` clients at once (`LEADKIT_CONCURRENCY`; by default as many kernels as
+available memory holds at `KERNEL_MB` each, 8 to 32); their Apify runs share `APIFY_MAX_CONCURRENT_RUNS` slots
+(by default the account's free capacity, read once per batch) through `leadkit.capacity`. A ClientRun is opened
+when its client gets a slot, so a client waiting in the queue is never Running (and never Stale).
 
 Test hook: ``LEADKIT_TEST_CRASH_AT=<point>`` (one of ``CRASH_POINTS``) makes the batch kill itself with SIGKILL at
 that point, so the crash tests can stop it exactly there. It has no other effect.
@@ -19,15 +24,17 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from leadkit import logs
-from leadkit.batch.executors import _execute_dask, _execute_local
+from leadkit.batch.executors import execute_dask, execute_local
 from leadkit.batch.kernels import NotebookJob, NotebookResult
-from leadkit.batch.lease import BatchLease
+from leadkit.batch.lease import DEFAULT_TTL_S, StreamLeases
 from leadkit.batch.progress import Progress
 from leadkit.batch.settle import _settle
+from leadkit.capacity import DEFAULT_RUNS, SLOTS_ENV, SlotSpec
 from leadkit.config import SECRET_SETTINGS, Settings
 from leadkit.errors import ConfigError, DataError
 from leadkit.history import attempt_notebook, end_attempt, ended_attempt_counts, record_finish, status_event
@@ -41,7 +48,7 @@ from leadkit.models import (
     RunStatus,
     Source,
 )
-from leadkit.records import handoff
+from leadkit.records import handoff, holder_name
 from leadkit.runids import RunId
 from leadkit.workflow import DEFAULT_STAGES
 from leadkit.workspace import Workspace
@@ -55,8 +62,16 @@ CRASH_POINTS = ("lease", "run", "opened", "notebook", "finish")
 _SELECTION_PREFIX = "selection: clients "
 
 
-def default_workers() -> int:
-    return os.cpu_count() or 2
+KERNEL_MB = 300
+MIN_CONCURRENCY, MAX_CONCURRENCY = 8, 32
+
+
+def default_concurrency() -> int:
+    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32."""
+    import psutil
+
+    fits = psutil.virtual_memory().available // (KERNEL_MB * 2**20)
+    return int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
 
 
 def _crash_point(name: str) -> None:
@@ -73,15 +88,25 @@ class BatchResult:
     takeover_note: str | None = None
     results: dict[str, NotebookResult] = field(default_factory=dict)
     swept: list[ClientRun] = field(default_factory=list)
+    #: Why the batch stopped starting clients (it lost a lease), or None.
+    lost_lease: str | None = None
+    concurrency: int = 0
+    apify_runs: int | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when every client completed (or was skipped, not due), 1 when some failed."""
+        """0 when every client completed (or was skipped, not due), 1 when some failed, 3 when the batch lost
+        its lease to another live batch (the clients it had not started are left for it, or for --resume)."""
+        if self.lost_lease:
+            return 3
         return 0 if self.run.status is RunStatus.COMPLETED else 1
 
 
-def kernel_env(settings: Settings, ws: Workspace, log_file: Path, *, secrets: bool = True) -> dict[str, str]:
-    """The environment a client kernel needs: workspace, store, log file, and the secrets (never parameters)."""
+def kernel_env(
+    settings: Settings, ws: Workspace, log_file: Path, *, secrets: bool = True, slots: SlotSpec | None = None
+) -> dict[str, str]:
+    """The environment a client kernel needs: workspace, store, log file, the batch's Apify slots, and the
+    secrets (never parameters)."""
     env = {
         "LEADKIT_HOME": str(ws.home),
         "LEADKIT_STORE": settings.leadkit_store,
@@ -91,8 +116,11 @@ def kernel_env(settings: Settings, ws: Workspace, log_file: Path, *, secrets: bo
         "AIRTABLE_RATE_LIMIT_WAIT_S": str(settings.airtable_rate_limit_wait_s),
         "APIFY_API_URL": settings.apify_api_url,
         "APIFY_ACTOR_ID": settings.apify_actor_id,
+        "LEADKIT_STALE_AFTER_S": str(settings.leadkit_stale_after_s),
         "PYDEVD_DISABLE_FILE_VALIDATION": "1",
     }
+    if slots is not None:
+        env[SLOTS_ENV] = slots.to_env()
     if secrets:
         for name in SECRET_SETTINGS:
             secret = getattr(settings, name)
@@ -102,7 +130,8 @@ def kernel_env(settings: Settings, ws: Workspace, log_file: Path, *, secrets: bo
 
 
 def select_clients(ws: Workspace, client_ids: Sequence[str] | None, stream: int | None) -> list[Client]:
-    """The named clients (any status), or every Active client (of `stream`, when given)."""
+    """The named clients (any status), or every Active client (of `stream`, when given). DataError (exit 2)
+    when that is nobody, naming what was asked and what the workspace has."""
     from leadkit.runids import validate_client_id
 
     all_clients = ws.store.list_clients()
@@ -118,7 +147,23 @@ def select_clients(ws: Workspace, client_ids: Sequence[str] | None, stream: int 
                 )
             chosen.append(by_id[cid])
         return chosen
-    return [c for c in all_clients if c.active and (stream is None or c.stream == stream)]
+    chosen = [c for c in all_clients if c.active and (stream is None or c.stream == stream)]
+    if not chosen:
+        asked = f"the Active clients of stream {stream}" if stream is not None else "the Active clients"
+        active = sorted({c.stream for c in all_clients if c.active})
+        statuses = sorted({c.status for c in all_clients})
+        exists = (
+            f"the workspace has {len(all_clients)} clients (statuses: {', '.join(statuses)}); Active ones are in "
+            f"streams {', '.join(map(str, active))}"
+            if active
+            else f"the workspace has {len(all_clients)} clients and none is Active"
+            + (f" (statuses: {', '.join(statuses)})" if statuses else "")
+        )
+        raise DataError(
+            f"no client selected: asked for {asked}; {exists}",
+            hint="Check --stream and the clients' Status (`leadkit clients`); nothing was run or recorded.",
+        )
+    return chosen
 
 
 def may_harvest(client: Client) -> bool:
@@ -126,25 +171,35 @@ def may_harvest(client: Client) -> bool:
     return client.active and client.service_level >= 2 and client.post_access
 
 
-def preflight(ws: Workspace, clients: Sequence[Client], stages: Sequence[str], dry_run: bool) -> None:
-    """Before any Run is recorded: check the services this batch will use (ConfigError/AuthError, exit 2).
+def preflight(ws: Workspace, clients: Sequence[Client], stages: Sequence[str], dry_run: bool) -> int | None:
+    """Before any Run is recorded: check the services this batch will use (ConfigError/AuthError, exit 2), and
+    return the Apify runs the batch may have in flight (None when it will not harvest).
 
     The store was reached when the clients were listed; Apify is checked (token set, `users/me` answers) only
-    when the batch harvests and some selected client may be harvested."""
+    when the batch harvests and some selected client may be harvested. The runs are APIFY_MAX_CONCURRENT_RUNS
+    when set, else the account's free capacity (`users/me/limits`, at least 1), else `DEFAULT_RUNS`."""
     if "harvest" not in stages or dry_run or not any(may_harvest(c) for c in clients):
-        return
+        return None
+    from leadkit.capacity import account_free_runs
     from leadkit.harvest.apify import ApifyClient
 
     apify = ApifyClient.from_settings(ws.settings)
     try:
         apify.whoami()
+        if ws.settings.apify_max_concurrent_runs:
+            return ws.settings.apify_max_concurrent_runs
+        free = account_free_runs(apify)
     finally:
         apify.close()
+    if free is None:
+        log.warning("the Apify account's limits could not be read: %d runs at once", DEFAULT_RUNS)
+        return DEFAULT_RUNS
+    return max(1, free)
 
 
 @contextmanager
 def _sigterm_exits() -> Iterator[None]:
-    """A scheduler's SIGTERM ends the batch like Ctrl-C: workers are stopped and the lease released."""
+    """A scheduler's SIGTERM ends the batch like Ctrl-C: kernels are stopped and the leases released."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -162,6 +217,7 @@ def _sigterm_exits() -> Iterator[None]:
 def run_batch(
     ws: Workspace,
     *,
+    concurrency: int | None = None,
     workers: int | None = None,
     client_ids: Sequence[str] | None = None,
     stream: int | None = None,
@@ -175,8 +231,10 @@ def run_batch(
     executor: str = "local",
     scheduler: str | None = None,
     progress_stream: Any = None,
+    lease_ttl_s: float = DEFAULT_TTL_S,
 ) -> BatchResult:
-    """Run the client notebook for every selected client; see the module docstring."""
+    """Run the client notebook for every selected client; see the module docstring. `workers` is the old
+    name of `concurrency`."""
     if executor not in EXECUTORS:
         raise DataError(f"unknown executor {executor!r}; accepted: {', '.join(EXECUTORS)}")
     if executor == "dask" and not scheduler:
@@ -186,35 +244,37 @@ def run_batch(
         )
     if not Path(notebook).is_file():
         raise DataError(f"notebook {notebook} does not exist; pass the path of a client workflow notebook")
+    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency()
     records = ws.records
-    swept = records.sweep()
-    if swept:
-        log.warning("swept %d Running records without a fresh heartbeat to Stale", len(swept))
     prior = records.get_run(RunId.parse(resume)) if resume else None
-    lease = BatchLease(ws, prior.stream if prior else (stream or 1))
-    lease.acquire()
+    if prior is not None:
+        clients = _resume_selection(ws, prior)
+    else:
+        clients = select_clients(ws, client_ids, stream)
+    streams = sorted({c.stream for c in clients}) or [prior.stream if prior else (stream or 1)]
+    leases = StreamLeases(ws, streams, ttl_s=lease_ttl_s)
+    leases.acquire()
     _crash_point("lease")
     try:
         with _sigterm_exits():
+            swept, _ = _sweep_under(ws, streams)
+            apify_runs = preflight(ws, clients, stages, dry_run)
             if prior is not None:
-                run, clients = _resume_selection(ws, prior)
-                preflight(ws, clients, stages, dry_run)
+                run = records.get_run(prior.run_id)
                 todo = _resume(ws, run, clients)
             else:
-                clients = select_clients(ws, client_ids, stream)
-                preflight(ws, clients, stages, dry_run)
                 notes = _SELECTION_PREFIX + ",".join(client_ids) if client_ids else ""
-                run = records.start_run(stream=stream or 1, notes=notes)
+                run = records.start_run(stream=streams[0], notes=notes)
                 _crash_point("run")
-                todo = records.open_many(RunId.parse(run.run_id), clients, Source.BATCH)
-            _crash_point("opened")
+                todo = [c.client_id for c in clients]
             return _run(
                 ws,
-                lease,
+                leases,
                 run,
                 todo,
                 swept,
-                workers,
+                n,
+                apify_runs,
                 stages,
                 dry_run,
                 notebook,
@@ -226,16 +286,69 @@ def run_batch(
                 progress_stream,
             )
     finally:
-        lease.release()
+        leases.release()
+
+
+@dataclass
+class SweepReport:
+    swept: list[ClientRun] = field(default_factory=list)
+    runs_failed: list[Run] = field(default_factory=list)
+    #: Streams left alone because a live batch holds their lease (what LeaseHeld said).
+    held: list[str] = field(default_factory=list)
+
+
+def _sweep_under(
+    ws: Workspace, streams: Sequence[int], older_than: timedelta | None = None
+) -> tuple[list[ClientRun], list[Run]]:
+    """The sweep, for a caller that holds the leases of `streams`: nothing of them is running, so what is
+    Running there is left over."""
+    clients = {c.client_id for c in ws.store.list_clients() if c.stream in streams}
+    swept = ws.records.sweep(older_than=older_than, clients=clients)
+    if swept:
+        log.warning("swept %d Running records of streams %s to Stale", len(swept), streams)
+    return swept, ws.records.sweep_runs(streams)
+
+
+def sweep_streams(
+    ws: Workspace,
+    streams: Sequence[int] | None = None,
+    *,
+    older_than: timedelta | None = None,
+    lease_ttl_s: float = DEFAULT_TTL_S,
+) -> SweepReport:
+    """Sweep each stream (default: every stream a client or a Running run belongs to) under its lease, one at a
+    time; a stream whose lease a live batch holds is left alone and named in `held`."""
+    from leadkit.errors import LeaseHeld
+    from leadkit.store.base import RunFilter
+
+    if streams is None:
+        running = ws.store.list_runs(RunFilter(status=RunStatus.RUNNING.value), limit=1000)
+        streams = sorted({c.stream for c in ws.store.list_clients()} | {r.stream for r in running})
+    report = SweepReport()
+    for stream in streams:
+        lease = StreamLeases(ws, [stream], ttl_s=lease_ttl_s)
+        try:
+            lease.acquire()
+        except LeaseHeld as exc:
+            report.held.append(f"stream {stream}: {exc}")
+            continue
+        try:
+            swept, failed = _sweep_under(ws, [stream], older_than)
+            report.swept += swept
+            report.runs_failed += failed
+        finally:
+            lease.release()
+    return report
 
 
 def _run(
     ws: Workspace,
-    lease: BatchLease,
+    leases: StreamLeases,
     run: Run,
-    todo: Sequence[ClientRun],
+    todo: Sequence[str],
     swept: list[ClientRun],
-    workers: int | None,
+    concurrency: int,
+    apify_runs: int | None,
     stages: Sequence[str],
     dry_run: bool,
     notebook: Path,
@@ -247,33 +360,86 @@ def _run(
     progress_stream: Any,
 ) -> BatchResult:
     records = ws.records
-    lease.set_run(run.run_id)
+    leases.set_run(run.run_id)
     run_id = RunId.parse(run.run_id)
-    if lease.takeover_note:
-        ws.store.add_events([RunEvent(run.run_id, "", "lease", EventKind.INFO, lease.takeover_note)])
+    for note in leases.takeover_notes:
+        ws.store.add_events([RunEvent(run.run_id, "", "lease", EventKind.INFO, note)])
     run_dir = ws.run_dir(run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_file = run_dir / "log.jsonl"
     handler = logs.add_jsonl(log_file)
-    n_workers = workers or default_workers()
+    remote = executor == "dask"
+    slots: SlotSpec | None = None
+    if apify_runs is not None:
+        slots = (
+            SlotSpec(apify_runs, "dask", scheduler=scheduler or "", name=f"leadkit-apify-{ws.home.name}")
+            if remote
+            else SlotSpec(apify_runs, "file", path=str(ws.home / "apify-slots"))
+        )
+    env = kernel_env(ws.settings, ws, log_file, secrets=not remote, slots=slots)
+    clients = {c.client_id: c for c in ws.store.list_clients()}
+    queue = list(todo)
+    total = len(queue)
+    attempts = ended_attempt_counts(ws, run_id.base)
+    lost: list[str] = []
+
+    def dispatch(k: int) -> list[NotebookJob]:
+        """Open the ClientRuns of the next `k` clients (one store call) and hand out their jobs; none once a
+        lease is lost."""
+        if leases.lost:
+            if not lost:
+                lost.append(leases.lost)
+                _record_lost_lease(ws, run, leases.lost, queue)
+            return []
+        if k <= 0 or not queue:
+            return []
+        chosen, queue[:] = queue[:k], queue[k:]
+        opened = records.open_many(run_id, [clients.get(cid) or cid for cid in chosen], Source.BATCH)
+        _crash_point("opened")
+        jobs: list[NotebookJob] = []
+        for record in opened:
+            attempt = attempts.get(record.client_id, 0) + 1
+            if (record.run_id, record.client_id) not in records.fresh_events and not record.status.done:  # resumed
+                event = RunEvent(
+                    run.run_id, record.client_id, "batch", EventKind.INFO, f"resumed (was {record.status.value})"
+                )
+                kept = end_attempt(record, attempt)  # the attempt that ended stays on record
+                attempt += 1
+                record.failure = None
+                record.ended_at = None
+                record.notebook = None  # the next attempt writes its own file (`history.attempt_notebook`)
+                records.update(record, [kept, event], status=ClientRunStatus.RUNNING, reason="")
+            position = total - len(queue) - len(opened) + len(jobs)
+            jobs.append(
+                _job(
+                    ws,
+                    run_id,
+                    record,
+                    clients.get(record.client_id),
+                    run_dir,
+                    env,
+                    stages,
+                    dry_run,
+                    notebook,
+                    timeout_s,
+                    start_timeout_s,
+                    prestart=concurrency <= (os.cpu_count() or 2) and position < total - concurrency,
+                    attempt=attempt,
+                )
+            )
+        return jobs
+
     try:
         with logs.context(run_id=run.run_id):
-            log.info("batch %s: %d clients, %s %s workers", run.run_id, len(todo), n_workers, executor)
-            jobs = _jobs(
-                ws,
-                run_id,
-                todo,
-                run_dir,
-                log_file,
-                stages,
-                dry_run,
-                notebook,
-                timeout_s,
-                start_timeout_s,
-                n_workers,
-                remote=executor == "dask",
+            log.info(
+                "batch %s: %d clients, %d at once (%s), %s Apify runs at once",
+                run.run_id,
+                total,
+                concurrency,
+                executor,
+                apify_runs if apify_runs is not None else "no",
             )
-            bar = Progress(len(jobs), enabled=progress, stream=progress_stream)
+            bar = Progress(total, enabled=progress, stream=progress_stream)
 
             def settle(job: NotebookJob, result: NotebookResult) -> None:
                 if result.notebook_json is not None:
@@ -284,17 +450,22 @@ def _run(
                 _crash_point("notebook")
 
             try:
-                if executor == "dask":
-                    results = _execute_dask(jobs, scheduler or "", settle)
+                if remote:
+                    results = execute_dask(dispatch, concurrency, settle, scheduler or "")
                 else:
-                    results = _execute_local(jobs, n_workers, settle)
+                    results = execute_local(dispatch, concurrency, settle)
             except BaseException as exc:
                 record_finish(
                     ws, records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}")
                 )
                 raise
+            finally:
+                bar.close()
+            if leases.lost and not lost:  # lost while the last clients ran
+                lost.append(leases.lost)
+                _record_lost_lease(ws, run, leases.lost, queue)
             _crash_point("finish")
-            run = records.finish_run(run)
+            run = records.finish_run(run, failed_reason=lost[0] if lost else None)
             record_finish(ws, run)
             log.info("batch %s finished: %s", run.run_id, run.status.value)
     finally:
@@ -302,11 +473,29 @@ def _run(
     final = ws.store.list_client_runs(run_id=run.run_id)
     from leadkit.alerts import after_batch
 
-    after_batch(ws, run, final, swept=swept, takeover_note=lease.takeover_note, lease=lease.name)
-    return BatchResult(run, sorted(final, key=lambda r: r.client_id), run_dir, lease.takeover_note, results, swept)
+    notes = leases.takeover_notes
+    takeover = "; ".join(notes) if notes else None
+    after_batch(ws, run, final, swept=swept, takeover_note=takeover, lease=",".join(le.name for le in leases.leases))
+    return BatchResult(
+        run,
+        sorted(final, key=lambda r: r.client_id),
+        run_dir,
+        takeover,
+        results,
+        swept,
+        lost[0] if lost else None,
+        concurrency,
+        apify_runs,
+    )
 
 
-def _resume_selection(ws: Workspace, run: Run) -> tuple[Run, list[Client]]:
+def _record_lost_lease(ws: Workspace, run: Run, why: str, queue: Sequence[str]) -> None:
+    message = f"{why}; started no further client ({len(queue)} not started), let the running ones finish"
+    log.error(message)
+    ws.store.add_events([RunEvent(run.run_id, "", "lease", EventKind.FAILED, message)])
+
+
+def _resume_selection(ws: Workspace, run: Run) -> list[Client]:
     """The clients the run was started for: the named ones (kept in its notes), else the Active clients of its
     stream that it has records for or that are Active now."""
     named: list[str] = []
@@ -314,86 +503,70 @@ def _resume_selection(ws: Workspace, run: Run) -> tuple[Run, list[Client]]:
         if line.startswith(_SELECTION_PREFIX):
             named = [c for c in line[len(_SELECTION_PREFIX) :].split(",") if c]
     if named:
-        return run, select_clients(ws, named, None)
+        return select_clients(ws, named, None)
     existing = {r.client_id for r in ws.store.list_client_runs(run_id=run.run_id)}
-    return run, [c for c in ws.store.list_clients() if c.client_id in existing or (c.active and c.stream == run.stream)]
+    return [c for c in ws.store.list_clients() if c.client_id in existing or (c.active and c.stream == run.stream)]
 
 
-def _resume(ws: Workspace, run: Run, clients: Sequence[Client]) -> list[ClientRun]:
-    """The ClientRuns of `run` that had not completed, set Running again (the same records: no duplicates), and
-    records opened for selected clients the crash left without one."""
-    records = ws.records
-    run_id = RunId.parse(run.run_id)
+def _resume(ws: Workspace, run: Run, clients: Sequence[Client]) -> list[str]:
+    """The clients of `run` that had not completed. Their ClientRuns (the same records: no duplicates) are set
+    Running again when they get a slot; selected clients the crash left without a record are opened then."""
     existing = {r.client_id: r for r in ws.store.list_client_runs(run_id=run.run_id)}
-    missing = [c for c in clients if c.client_id not in existing]
-    todo = records.open_many(run_id, missing, Source.BATCH) if missing else []
-    attempts = ended_attempt_counts(ws, run.run_id)
-    for record in existing.values():
-        if record.status.done:
-            continue
-        event = RunEvent(run.run_id, record.client_id, "batch", EventKind.INFO, f"resumed (was {record.status.value})")
-        kept = end_attempt(record, attempts.get(record.client_id, 0) + 1)  # the attempt that ended stays on record
-        record.failure = None
-        record.ended_at = None
-        record.notebook = None  # the next attempt writes its own file (`history.attempt_notebook`)
-        records.update(record, [kept, event], status=ClientRunStatus.RUNNING, reason="")
-        todo.append(record)
+    todo = sorted(
+        {c.client_id for c in clients if c.client_id not in existing}
+        | {cid for cid, r in existing.items() if not r.status.done}
+    )
     ws.store.add_events([status_event(run, f"Resumed (was {run.status.value})")])
     run.status = RunStatus.RUNNING
     run.ended_at = None
+    run.started_by = holder_name()  # the batch that runs it now: a later sweep asks whether this one is alive
     ws.store.update_run(run)
-    log.info("resuming run %s: %d of %d clients had not completed", run.run_id, len(todo), len(existing) + len(missing))
-    return sorted(todo, key=lambda r: r.client_id)
+    log.info(
+        "resuming run %s: %d of %d clients had not completed",
+        run.run_id,
+        len(todo),
+        len(existing | dict.fromkeys(todo)),
+    )
+    return todo
 
 
-def _jobs(
+def _job(
     ws: Workspace,
     run_id: RunId,
-    todo: Sequence[ClientRun],
+    record: ClientRun,
+    client: Client | None,
     run_dir: Path,
-    log_file: Path,
+    env: dict[str, str],
     stages: Sequence[str],
     dry_run: bool,
     notebook: Path,
     timeout_s: float,
     start_timeout_s: float,
-    workers: int,
     *,
-    remote: bool,
-) -> list[NotebookJob]:
-    env = kernel_env(ws.settings, ws, log_file, secrets=not remote)
-    clients = {c.client_id: c for c in ws.store.list_clients()}
-    attempts = ended_attempt_counts(ws, run_id.base)
-    jobs = []
-    for position, record in enumerate(todo):
-        output = str(attempt_notebook(run_dir, record.client_id, attempts.get(record.client_id, 0) + 1))
-        jobs.append(
-            NotebookJob(
-                client_id=record.client_id,
-                input_path=str(Path(notebook).resolve()),
-                output_path=output,
-                parameters={
-                    "client_id": record.client_id,
-                    "run_id": str(run_id),
-                    "stages": ",".join(stages),
-                    "workspace": str(ws.home),
-                    "store_url": ws.settings.leadkit_store,
-                    "dry_run": dry_run,
-                    "notebook_path": output,
-                    "handoff": handoff(
-                        clients[record.client_id],
-                        record,
-                        ws.records.fresh_events.get((record.run_id, record.client_id)),
-                    )
-                    if record.client_id in clients
-                    else "",
-                },
-                env=env,
-                cwd=str(run_dir),
-                timeout_s=timeout_s,
-                start_timeout_s=start_timeout_s,
-                # start the next kernel only while more jobs wait than there are workers to take them
-                prestart_next=position < len(todo) - workers,
-            )
-        )
-    return jobs
+    prestart: bool,
+    attempt: int,
+) -> NotebookJob:
+    output = str(attempt_notebook(run_dir, record.client_id, attempt))
+    return NotebookJob(
+        client_id=record.client_id,
+        input_path=str(Path(notebook).resolve()),
+        output_path=output,
+        parameters={
+            "client_id": record.client_id,
+            "run_id": str(run_id),
+            "stages": ",".join(stages),
+            "workspace": str(ws.home),
+            "store_url": ws.settings.leadkit_store,
+            "dry_run": dry_run,
+            "notebook_path": output,
+            "handoff": handoff(client, record, ws.records.fresh_events.get((record.run_id, record.client_id)))
+            if client is not None
+            else "",
+        },
+        env=env,
+        cwd=str(run_dir),
+        timeout_s=timeout_s,
+        start_timeout_s=start_timeout_s,
+        # start the next kernel ahead only for short, CPU-bound batches (no more at once than cores)
+        prestart_next=prestart,
+    )

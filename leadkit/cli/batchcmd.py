@@ -28,6 +28,8 @@ def _print_batch(result: Any) -> None:
     typer.echo("")
     _table(rows, ["client", "status", "posts", "targets", "apify $", "why"])
     typer.echo(f"\nrun {result.run.run_id}: {result.run.status.value}; notebooks and log.jsonl in {result.run_dir}")
+    if result.lost_lease:
+        typer.echo(f"{result.lost_lease}: no further client was started (exit 3)", err=True)
     failing = [r for r in result.records if r.failure]
     for r in failing:
         typer.echo(f"hint for {r.client_id}: {r.failure.hint}", err=True)
@@ -35,7 +37,15 @@ def _print_batch(result: Any) -> None:
 
 @app.command()
 def batch(
-    workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            help="Clients at once (env LEADKIT_CONCURRENCY; default: available memory / 300 MB, 8 to 32). Their "
+            "Apify runs share APIFY_MAX_CONCURRENT_RUNS (default: the account's free capacity).",
+            min=1,
+        ),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Old name of --concurrency.", min=1, hidden=True)] = None,
     clients: Annotated[str | None, typer.Option(help="Only these clients, comma-separated.")] = None,
     stream: Annotated[int | None, typer.Option(help="Only the clients of this Processing Stream.", min=1)] = None,
     resume: Annotated[str | None, typer.Option(help="Re-run the clients of RUN_ID that had not completed.")] = None,
@@ -44,9 +54,9 @@ def batch(
     ] = "eligibility,harvest",
     timeout: Annotated[float, typer.Option(help="Seconds one client notebook may run.", min=1)] = 600.0,
     start_timeout: Annotated[float, typer.Option(help="Seconds a kernel may take to start.", min=1)] = 60.0,
-    executor: Annotated[str, typer.Option(help="local (worker processes) or dask (a dask.distributed cluster).")] = (
-        "local"
-    ),
+    executor: Annotated[
+        str, typer.Option(help="local (this machine, one kernel per client) or dask (a dask.distributed cluster).")
+    ] = ("local"),
     scheduler: Annotated[str | None, typer.Option(help="The dask scheduler address, with --executor dask.")] = None,
     notebook: Annotated[
         Path | None, typer.Option(help="The client workflow notebook (default: notebooks/client_workflow.ipynb).")
@@ -54,16 +64,24 @@ def batch(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the client notebook for every Active client (exit 0 all completed, 1 some failed, 2 configuration
-    or auth error before any client ran, 3 another batch of the stream is running)."""
+    """Run the client notebook for every Active client (or --clients, or --stream), taking the lease of each
+    stream they belong to.
+
+    Exit codes: 0 all completed (or skipped, not due); 1 some failed; 2 configuration, auth or selection error
+    (no client selected), nothing run or recorded; 3 a live batch with a fresh heartbeat holds a stream's lease
+    (nothing run), or took it over from this one (no further client started)."""
     from leadkit.batch import NOTEBOOK, run_batch
 
     stage_list = _stages(stages)
     ws = _workspace()
     ids = [c.strip() for c in clients.split(",") if c.strip()] if clients else None
+    if workers is not None and concurrency is not None and workers != concurrency:
+        from leadkit.errors import DataError
+
+        raise DataError(f"--workers {workers} and --concurrency {concurrency} disagree; --workers is its old name")
     result = run_batch(
         ws,
-        workers=workers,
+        concurrency=concurrency or workers,
         client_ids=ids,
         stream=stream,
         resume=resume,
@@ -100,7 +118,7 @@ def run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record; send nothing to Apify.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """A batch of one client."""
+    """A batch of one client (it takes the lease of the client's own stream)."""
     from leadkit.batch import run_batch
     from leadkit.runids import validate_client_id
 
@@ -121,23 +139,41 @@ def sweep(
         str | None,
         typer.Option(help="Heartbeat age past which a Running record is Stale, e.g. 15m (default: setting)."),
     ] = None,
+    stream: Annotated[
+        int | None, typer.Option(help="Only this Processing Stream (default: every stream).", min=1)
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Mark Running ClientRuns without a fresh heartbeat as Stale, with the reason."""
+    """Mark Running ClientRuns without a fresh heartbeat as Stale, and Runs whose batch is gone as Failed, with
+    the reason. It sweeps a stream only under that stream's lease: a stream whose batch is running is left alone
+    (exit 3 when any was)."""
+    from leadkit.batch import sweep_streams
     from leadkit.durations import parse_duration
 
     ttl = parse_duration(older_than) if older_than else None
     ws = _workspace()
-    swept = ws.records.sweep(older_than=ttl)
+    report = sweep_streams(ws, [stream] if stream else None, older_than=ttl)
     from leadkit.alerts import sweep_alerts
 
-    sweep_alerts(ws, swept)
+    sweep_alerts(ws, report.swept)
     if json_out:
-        _echo_json([{"client_run_id": r.client_run_id, "reason": r.reason} for r in swept])
-        return
-    typer.echo(f"{len(swept)} record(s) marked Stale")
-    for r in swept:
-        typer.echo(f"  {r.client_run_id}: {r.reason}")
+        _echo_json(
+            {
+                "swept": [{"client_run_id": r.client_run_id, "reason": r.reason} for r in report.swept],
+                "runs_failed": [{"run_id": r.run_id, "notes": r.notes} for r in report.runs_failed],
+                "streams_held": report.held,
+            }
+        )
+    else:
+        typer.echo(f"{len(report.swept)} record(s) marked Stale, {len(report.runs_failed)} run(s) Failed")
+        for r in report.swept:
+            typer.echo(f"  {r.client_run_id}: {r.reason}")
+        for run in report.runs_failed:
+            typer.echo(f"  run {run.run_id}: {run.notes.splitlines()[-1] if run.notes else 'Failed'}")
+        for note in report.held:
+            typer.echo(f"  not swept: {note}", err=True)
+    if report.held:
+        raise typer.Exit(3)
 
 
 @app.command()

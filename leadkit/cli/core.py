@@ -273,8 +273,22 @@ def sandbox(
     ] = None,
     rate_limit: Annotated[float, typer.Option(help="Airtable requests per second per base (0: off).", min=0)] = 5,
     penalty_s: Annotated[float, typer.Option(help="Seconds of 429 after the rate limit is exceeded.", min=0)] = 30,
+    actor_seconds: Annotated[float, typer.Option(help="Seconds one Apify actor run takes.", min=0)] = 0.3,
+    apify_max_runs: Annotated[
+        int,
+        typer.Option(help="Apify runs in flight at once; more are refused (concurrent-runs-limit-exceeded).", min=1),
+    ] = 32,
 ) -> None:
     """Serve local Airtable- and Apify-compatible APIs with fault injection, in the foreground."""
     from leadkit.sandbox.server import serve_forever
 
-    serve_forever(host, airtable_port, apify_port, token or [], rate_limit, penalty_s)
+    serve_forever(
+        host,
+        airtable_port,
+        apify_port,
+        token or [],
+        rate_limit,
+        penalty_s,
+        actor_seconds=actor_seconds,
+        apify_max_runs=apify_max_runs,
+    )

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
+from leadkit.capacity import apify_slot
 from leadkit.config import Settings
 from leadkit.deadline import Deadline
 from leadkit.durations import parse_duration
@@ -446,12 +447,14 @@ class Harvester:
                 on_started(batch, run)
 
         try:
-            result = self.apify.run_actor(
-                self.actor_input(batch, since=since),
-                deadline=deadline,
-                max_total_charge_usd=cap,
-                on_started=started,
-            )
+            # the batch's shared Apify capacity (leadkit.capacity): one run per slot, waited for within the budget
+            with apify_slot(timeout_s=None if deadline.seconds is None else deadline.remaining()):
+                result = self.apify.run_actor(
+                    self.actor_input(batch, since=since),
+                    deadline=deadline,
+                    max_total_charge_usd=cap,
+                    on_started=started,
+                )
         except LeadkitError as exc:
             self._back_to_pending(ids, leads, exc)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)

@@ -42,6 +42,8 @@ import re
 import string
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -63,6 +65,7 @@ POSTS_ACTOR_ID = "A3cAPGpwBEG8RJwse"
 SANDBOX_USER_ID = "sandboxUser00001"
 SANDBOX_USERNAME = "leadkit-sandbox"
 MAX_WAIT_FOR_FINISH_S = 60
+DEFAULT_MAX_RUNS = 32
 #: How long a new run stays READY (at most) before it is RUNNING.
 READY_FOR_S = 0.2
 #: How long an aborted run stays ABORTING before it is ABORTED.
@@ -359,6 +362,48 @@ class ApifyApp(ServiceApp):
             body["error"]["message"] = message
         return ApiError(status, body)
 
+    # the account's concurrent-run limit (`--apify-max-runs`) ---------------------------------
+    #: Runs the account may have in flight at once; a start beyond it is refused, as Apify refuses it.
+    max_runs: int = DEFAULT_MAX_RUNS
+    #: The most runs that were ever in flight at once, and the runs started: what a concurrency test counts.
+    peak_runs: int = 0
+    runs_started: int = 0
+
+    def active_runs(self) -> int:
+        """Runs started and not finished (READY, RUNNING, ABORTING)."""
+        with self._lock:
+            runs = list(self._runs.values())
+        return sum(1 for run in runs if not self._snapshot(run).finished)
+
+    def started_inputs(self) -> list[dict[str, Any]]:
+        """The INPUT of every run started so far: which targets the sandbox was asked for, and how often."""
+        with self._lock:
+            return [dict(run.input) for run in self._runs.values()]
+
+    def _limits_object(self) -> dict[str, Any]:
+        """`GET /v2/users/me/limits`: the account's caps and what it uses now."""
+        active = self.active_runs()
+        return {
+            "limits": {"maxConcurrentActorJobs": self.max_runs, "maxActorMemoryGbytes": 32, "maxMonthlyUsageUsd": 100},
+            "current": {"activeActorJobCount": active, "actorMemoryGbytes": active, "monthlyUsageUsd": 0.0},
+        }
+
+    @contextmanager
+    def _within_run_limit(self) -> Iterator[None]:
+        """A start beyond `max_runs` runs in flight is refused (402 `concurrent-runs-limit-exceeded`)."""
+        with self.__dict__.setdefault("_run_limit_lock", threading.Lock()):
+            active = self.active_runs()
+            if active >= self.max_runs:
+                raise self._error(
+                    402,
+                    "concurrent-runs-limit-exceeded",
+                    f"By launching this job you will exceed the limit of {self.max_runs} concurrent Actor runs "
+                    f"of your plan ({active} are running).",
+                )
+            yield
+            self.peak_runs = max(self.peak_runs, active + 1)
+            self.runs_started += 1
+
     def handle(self, req: Request) -> Response:
         segs = req.segments()
         if not segs or segs[0] != "v2":
@@ -366,6 +411,9 @@ class ApifyApp(ServiceApp):
         self._authenticate(req)
         rest = segs[1:]
         method = req.method
+        if rest == ["users", "me", "limits"]:
+            self._allow(method, "GET")
+            return json_response(200, {"data": self._limits_object()})
         if rest == ["users", "me"]:
             self._allow(method, "GET")
             return json_response(200, {"data": self._user_object(full=True)})
@@ -660,7 +708,8 @@ class ApifyApp(ServiceApp):
     # endpoints -------------------------------------------------------------------------------
     def _start(self, req: Request, actor: str) -> Response:
         wait_s = self._wait_param(req)
-        run = self._create_run(req, actor)
+        with self._within_run_limit():
+            run = self._create_run(req, actor)
         if wait_s:
             self._hold(run, wait_s)
         return json_response(201, {"data": self._run_object(run)})

@@ -41,6 +41,9 @@ class Sandbox:
         apify_port: int = 0,
         rate_limit: float = 5,
         penalty_s: float = 30,
+        *,
+        actor_seconds: float | None = None,
+        apify_max_runs: int | None = None,
     ) -> None:
         specs = list(tokens) if tokens else [generate_token()]
         self.host = host
@@ -49,7 +52,12 @@ class Sandbox:
         for spec in specs[1:]:
             self.state.tokens.add(spec)
         self.airtable = AirtableApp(self.state, rate_limit, penalty_s)
-        self.apify: Any = _load_apify(self.state)
+        apify: Any = _load_apify(self.state)
+        if apify is not None and actor_seconds is not None:
+            apify.run_duration_s = actor_seconds
+        if apify is not None and apify_max_runs is not None:
+            apify.max_runs = apify_max_runs
+        self.apify: Any = apify
         self._ports = (airtable_port, apify_port)
         self._servers: list[ThreadingHTTPServer] = []
         self.airtable_url = ""
@@ -117,11 +125,23 @@ def serve_forever(
     tokens: list[str] | None = None,
     rate_limit: float = 5,
     penalty_s: float = 30,
+    *,
+    actor_seconds: float | None = None,
+    apify_max_runs: int | None = None,
 ) -> None:
     """Serve both sandboxes in the foreground until Ctrl-C, printing the URLs and tokens."""
     if rate_limit < 0 or penalty_s < 0:
         raise ValueError(f"--rate-limit ({rate_limit}) and --penalty-s ({penalty_s}) must be >= 0.")
-    sandbox = Sandbox(tokens, host, airtable_port, apify_port, rate_limit, penalty_s).start()
+    sandbox = Sandbox(
+        tokens,
+        host,
+        airtable_port,
+        apify_port,
+        rate_limit,
+        penalty_s,
+        actor_seconds=actor_seconds,
+        apify_max_runs=apify_max_runs,
+    ).start()
     limit = f"{rate_limit:g} req/s per base, {penalty_s:g} s penalty" if rate_limit else "off"
     print(f"Airtable sandbox: {sandbox.airtable_url}  (pyairtable endpoint_url; API under /v0)")
     if sandbox.apify_url:
@@ -132,6 +152,8 @@ def serve_forever(
     generated = not tokens
     for token in sandbox.tokens:
         print(f"Token{' (generated)' if generated else ''}: {token}")
+    if sandbox.apify is not None:
+        print(f"Apify runs:       {sandbox.apify.run_duration_s:g} s each, at most {sandbox.apify.max_runs} at once")
     print("Faults and stats: POST/DELETE /__sandbox/faults, GET/DELETE /__sandbox/stats. Ctrl-C stops.")
     sys.stdout.flush()
     try:

@@ -157,6 +157,11 @@ class Store(AlertRecords, Protocol):
         """Write the record's status, times, metrics, notebook, reason and failure, and append events."""
         ...
 
+    def touch_client_run(self, record: ClientRun, at: datetime) -> bool:
+        """Refresh the heartbeat of the ClientRun while it is Running, and nothing else; False when it is not
+        Running (any more)."""
+        ...
+
     def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Take the state of a ClientRun that another process opened and handed over (the record and every event
         it has), so a backend that caches may append to it without reading it first."""

@@ -255,6 +255,7 @@ class Leases:
     HEARTBEAT_AT = "Heartbeat At"
     TTL_S = "TTL s"
     RELEASED = "Released"
+    PROCESS_STARTED = "Process Started"
 
 
 class Alerts:
@@ -404,6 +405,7 @@ MASTER_TABLES: tuple[TableSpec, ...] = (
             _text(Leases.HEARTBEAT_AT),
             _number(Leases.TTL_S, precision=3),
             FieldSpec(Leases.RELEASED, FieldType.CHECKBOX),
+            _number(Leases.PROCESS_STARTED, precision=3),
         ),
     ),
     TableSpec(

@@ -104,6 +104,10 @@ MASTER_MIGRATIONS: list[str] = [
     """
     ALTER TABLE clients ADD COLUMN max_usd_per_day REAL;
     """,
+    # the lease holder's process start time: a reused PID is not the holder
+    """
+    ALTER TABLE leases ADD COLUMN process_started REAL NOT NULL DEFAULT 0;
+    """,
 ]
 
 BASE_MIGRATIONS: list[str] = [
@@ -276,6 +280,7 @@ def _lease_from_row(row: sqlite3.Row) -> Lease:
         acquired_at=acquired,
         heartbeat_at=heartbeat,
         ttl_s=row["ttl_s"],
+        process_started=row["process_started"],
     )
 
 
@@ -654,6 +659,14 @@ class SQLiteStore:
                 )
             self._insert_events(conn, events)
 
+    def touch_client_run(self, record: ClientRun, at: datetime) -> bool:
+        with self.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE client_runs SET heartbeat_at=? WHERE run_id=? AND client_id=? AND status=?",
+                (ts(at), record.run_id, record.client_id, ClientRunStatus.RUNNING.value),
+            )
+            return cur.rowcount > 0
+
     def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Nothing to cache: every write is a transaction on the file."""
 
@@ -798,7 +811,8 @@ class SQLiteStore:
             conn.execute("DELETE FROM leases WHERE name = ?", (name,))
             if new is not None:
                 conn.execute(
-                    "INSERT INTO leases VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO leases (name, host, pid, run_id, acquired_at, heartbeat_at, ttl_s, process_started) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         name,
                         new.host,
@@ -807,6 +821,7 @@ class SQLiteStore:
                         ts(new.acquired_at),
                         ts(new.heartbeat_at),
                         new.ttl_s,
+                        new.process_started,
                     ),
                 )
             return True

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import psutil
@@ -112,3 +113,46 @@ def notebook_factory(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return make
+
+
+def add_harvest_clients(
+    ws: Workspace, count: int, *, prefix: str = "Scale", stream: int = 1, batches: int = 1
+) -> list[str]:
+    """`count` Active clients that are due, each with `batches` batches of 5 leads to harvest; their IDs."""
+    from leadkit.models import Client, NewLead
+
+    ids = []
+    for i in range(count):
+        client = Client(
+            f"{prefix}-{i:03d}",
+            f"{prefix} {i:03d}",
+            service_level=2,
+            post_access=True,
+            daily_target=1000,
+            batch_size=5,
+            max_batches=batches,
+            stream=stream,
+        )
+        ws.store.save_client(client)
+        ws.store.lead_base(client).import_leads(
+            [
+                NewLead(
+                    profile_url=f"https://www.linkedin.com/in/{client.client_id.lower()}-lead-{n:02d}/",
+                    name=f"Lead {n}",
+                    company=f"{client.name} Prospect {n}",
+                )
+                for n in range(5 * batches)
+            ]
+        )
+        ids.append(client.client_id)
+    return ids
+
+
+def runs_by_client(inputs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many actor runs the sandbox started for each client (client ID from the profile URLs of each input)."""
+    counts: dict[str, int] = {}
+    for payload in inputs:
+        urls = payload.get("targetUrls") or []
+        slug = str(urls[0]).rstrip("/").rsplit("/", 1)[-1].rsplit("-lead-", 1)[0] if urls else ""
+        counts[slug] = counts.get(slug, 0) + 1
+    return counts

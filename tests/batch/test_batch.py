@@ -94,6 +94,6 @@ def test_sweep_marks_running_records_without_a_fresh_heartbeat_stale(batch_env: 
     ws.store.save_client_run(record)
     out = batch_env.cli("sweep", "--older-than", "15m", "--json")
     assert out.returncode == 0, out.stderr
-    (swept,) = json.loads(out.stdout)
+    (swept,) = json.loads(out.stdout)["swept"]
     assert swept["client_run_id"] == record.client_run_id and "no heartbeat for" in swept["reason"]
     assert ws.store.get_client_run(run.run_id, "Hooli").status is ClientRunStatus.STALE

@@ -11,10 +11,13 @@ import pytest
 from distributed import LocalCluster
 
 from leadkit.batch import run_batch
+from leadkit.config import get_settings
 from leadkit.errors import ConfigError
 from leadkit.models import ClientRunStatus, RunStatus
+from leadkit.sandbox.server import Sandbox
+from leadkit.workspace import Workspace
 
-from .conftest import Env
+from .conftest import Env, add_harvest_clients
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +52,28 @@ def test_dask_needs_a_scheduler_address(batch_env: Env) -> None:
     with pytest.raises(ConfigError, match="--scheduler"):
         run_batch(batch_env.ws, executor="dask", progress=False)
     assert batch_env.ws.store.list_runs() == []
+
+
+def test_two_dask_workers_share_the_batchs_apify_limit(batch_env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four notebooks at once on two workers, two Apify slots: the sandbox never sees more than two runs."""
+    ids = add_harvest_clients(batch_env.ws, 4)
+    with Sandbox(rate_limit=0, actor_seconds=1.5) as sandbox:
+        monkeypatch.setenv("APIFY_TOKEN", sandbox.token)  # the workers' kernels read it from their own environment
+        monkeypatch.setenv("APIFY_API_URL", sandbox.apify_url)
+        settings = get_settings(
+            leadkit_home=batch_env.ws.home,
+            leadkit_store="",
+            apify_max_concurrent_runs=2,
+            apify_api_url=sandbox.apify_url,
+        )
+        ws = Workspace.open(batch_env.ws.home, settings=settings)
+        with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
+            result = run_batch(
+                ws, client_ids=ids, executor="dask", scheduler=cluster.scheduler_address, concurrency=4, progress=False
+            )
+        ws.close()
+        assert result.exit_code == 0, [(r.client_id, r.reason) for r in result.records]
+        assert result.apify_runs == 2
+        assert all(r.status is ClientRunStatus.COMPLETED for r in result.records)
+        assert sandbox.apify.runs_started == 4
+        assert sandbox.apify.peak_runs == 2  # shared by both workers: never more, and the limit was reached

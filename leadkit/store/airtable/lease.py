@@ -33,6 +33,7 @@ def _lease_fields(lease: Lease) -> Fields:
         Leases.ACQUIRED_AT: shared.ts(lease.acquired_at),
         Leases.HEARTBEAT_AT: shared.ts(lease.heartbeat_at),
         Leases.TTL_S: lease.ttl_s,
+        Leases.PROCESS_STARTED: lease.process_started,
     }
 
 
@@ -51,6 +52,7 @@ def _lease(record: Record) -> Lease | None:
         acquired_at=acquired,
         heartbeat_at=heartbeat,
         ttl_s=float(f.get(Leases.TTL_S, 0.0)),
+        process_started=float(f.get(Leases.PROCESS_STARTED) or 0.0),
     )
 
 

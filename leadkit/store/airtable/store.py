@@ -24,6 +24,7 @@ from leadkit.models import (
     AuthCheck,
     Client,
     ClientRun,
+    ClientRunStatus,
     EventKind,
     Failure,
     Lease,
@@ -332,6 +333,14 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
         if spill:
             self._add_table_events(spill)
+
+    def touch_client_run(self, record: ClientRun, at: datetime) -> bool:
+        """Refresh the heartbeat of a Running ClientRun only (one field: no other write is undone)."""
+        stored = self._client_run_record(record.run_id, record.client_id)
+        if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
+            return False
+        self._table(ClientRunResults.TABLE).update(stored["id"], {ClientRunResults.HEARTBEAT: _ts(at)})
+        return True
 
     def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Remember a handed-over ClientRun's record ID and events, so saving it needs no read first."""
