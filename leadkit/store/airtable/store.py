@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pyairtable import Api, Table
-from pyairtable.formulas import GTE, LT, OR, Field, to_formula_str
+from pyairtable.formulas import GTE, LT, OR, Field, Formula, to_formula_str
 
 from leadkit.config import Settings
 from leadkit.errors import (
@@ -32,6 +33,7 @@ from leadkit.models import (
 )
 from leadkit.store.airtable.api import claim, make_api, validate_base_id
 from leadkit.store.airtable.codecs import (
+    CLIENT_RUN_FIELDS,
     Fields,
     Record,
     _client,
@@ -39,14 +41,17 @@ from leadkit.store.airtable.codecs import (
     _client_run,
     _client_run_fields,
     _client_run_key,
+    _clip,
     _created,
     _eq,
     _event_dict,
     _event_from_dict,
+    _event_key,
     _event_line,
     _events_of,
     _formula,
     _ms,
+    _newest_lines,
     _opt_int,
     _run,
     _run_fields,
@@ -56,7 +61,7 @@ from leadkit.store.airtable.codecs import (
 )
 from leadkit.store.airtable.leads import AirtableLeadBase
 from leadkit.store.airtable.lease import AirtableLeases
-from leadkit.store.base import RunFilter
+from leadkit.store.base import ClientRunCounts, EventTotal, RunFilter
 from leadkit.store.codecs import failure_to_dict, parse_ts
 from leadkit.store.schema import (
     MAX_LONG_TEXT,
@@ -328,20 +333,23 @@ class AirtableStore(AirtableLeases):
             self._events[record.record_id] = [_event_dict(e) for e in events]
 
     def _append_events(self, record_id: str, events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
-        """Put `events` into `fields` (Events JSON and Progress Log of the record); return those that do
-        not fit, for the Run Events table."""
+        """Put `events` into `fields` (Events JSON, Progress Log and Last Event At of the record); return those
+        that do not fit the Events JSON cell, for the Run Events table. The Progress Log keeps its newest lines
+        (with a marker line when older ones were left out), so no cell ever passes Airtable's 100,000 characters."""
         if not events:
             return []
         known = self._events.get(record_id, [])
-        merged = known + [_event_dict(e) for e in events]
-        text = json.dumps(merged, separators=(",", ":"))
+        new = [_event_dict(e) for e in events]
+        text = json.dumps(known + new, separators=(",", ":"))
+        spill: list[RunEvent] = []
         if len(text) > MAX_LONG_TEXT:
-            return list(events)
-        fields[ClientRunResults.EVENTS_JSON] = text
-        lines = [_event_line(_event_from_dict(e, "", "")) for e in merged]
-        log_text = "\n".join(lines)
-        fields[ClientRunResults.PROGRESS_LOG] = log_text[-MAX_LONG_TEXT:]
-        return []
+            spill = list(events)
+        else:
+            fields[ClientRunResults.EVENTS_JSON] = text
+        lines = [_event_line(_event_from_dict(e, "", "")) for e in known + new]
+        fields[ClientRunResults.PROGRESS_LOG] = _newest_lines("\n".join(lines))
+        fields[ClientRunResults.LAST_EVENT_AT] = max(str(e.get("at") or "") for e in known + new) or None
+        return spill
 
     def list_client_runs(
         self,
@@ -354,6 +362,7 @@ class AirtableStore(AirtableLeases):
         offset: int = 0,
     ) -> list[ClientRun]:
         options = self._client_run_query(run_id, client_id, status, since)
+        options["fields"] = CLIENT_RUN_FIELDS
         if limit is not None:
             if limit <= 0:
                 return []
@@ -376,6 +385,51 @@ class AirtableStore(AirtableLeases):
         if formula:
             options["formula"] = formula
         return options
+
+    def count_client_runs(
+        self, *, since: datetime | None = None, until: datetime | None = None, client_id: str | None = None
+    ) -> ClientRunCounts:
+        """Airtable cannot count: this reads the Status field alone of the ClientRuns in the window (100 a
+        request)."""
+        formula = _formula(
+            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            GTE(Field(ClientRunResults.START_TIME), _ms(since)) if since is not None else None,
+            LT(Field(ClientRunResults.START_TIME), _ms(until)) if until is not None else None,
+        )
+        options: dict[str, Any] = {"fields": [ClientRunResults.STATUS]}
+        if formula:
+            options["formula"] = formula
+        counts: Counter[str] = Counter()
+        for page in self._table(ClientRunResults.TABLE).iterate(**options):
+            counts.update(str(r["fields"].get(ClientRunResults.STATUS) or "Running") for r in page)
+        return ClientRunCounts(dict(counts))
+
+    def latest_client_runs(self, client_ids: Sequence[str]) -> dict[str, ClientRun]:
+        """Reads the newest ClientRuns first (without their events) and stops once every client is found; the
+        clients not among them are then looked for together, 50 to a formula."""
+        wanted = set(client_ids)
+        out: dict[str, ClientRun] = {}
+        table = self._table(ClientRunResults.TABLE)
+        sort = [f"-{ClientRunResults.START_TIME}", f"-{ClientRunResults.RUN_ID}"]
+
+        def scan(pages: Any) -> None:
+            for page in pages:
+                for record in page:
+                    client = str(record["fields"].get(ClientRunResults.CLIENT_ID, ""))
+                    if client in wanted and client not in out:
+                        out[client] = _client_run(record)
+                if wanted <= out.keys():
+                    return
+
+        if not wanted:
+            return out
+        scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, max_records=2 * len(wanted)))
+        missing = sorted(wanted - out.keys())
+        for start in range(0, len(missing), 50):
+            chunk = missing[start : start + 50]
+            formula = to_formula_str(OR(*(_eq(ClientRunResults.CLIENT_ID, c) for c in chunk)))
+            scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, formula=formula))
+        return out
 
     def add_events(self, events: Sequence[RunEvent]) -> None:
         """Append events to their ClientRun records (10 records a request); events without a ClientRun
@@ -405,27 +459,33 @@ class AirtableStore(AirtableLeases):
             spill.extend(self._append_events(record_id, group, fields))
             if fields:
                 updates.append({"id": record_id, "fields": fields})
-                self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+                if ClientRunResults.EVENTS_JSON in fields:
+                    self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
         if updates:
             table.batch_update(updates)  # type: ignore[arg-type]
         if spill:
             self._add_table_events(spill)
 
     def _add_table_events(self, events: Sequence[RunEvent]) -> None:
-        self._table(RunEvents.TABLE).batch_create(
+        """Write events to the Run Events table, upserted on an Event ID made from the event itself (its time to
+        the microsecond, then a digest of what it says), so a save repeated after a lost answer adds nothing."""
+        self._table(RunEvents.TABLE).batch_upsert(
             [
                 {
-                    RunEvents.EVENT_ID: _sortable_id(),
-                    RunEvents.RUN_ID: e.run_id,
-                    RunEvents.CLIENT_ID: e.client_id,
-                    RunEvents.STAGE: e.stage,
-                    RunEvents.KIND: e.kind.value,
-                    RunEvents.MESSAGE: e.message,
-                    RunEvents.METRICS_JSON: json.dumps(e.metrics),
-                    RunEvents.AT: _ts(e.at),
+                    "fields": {
+                        RunEvents.EVENT_ID: _event_key(e),
+                        RunEvents.RUN_ID: e.run_id,
+                        RunEvents.CLIENT_ID: e.client_id,
+                        RunEvents.STAGE: e.stage,
+                        RunEvents.KIND: e.kind.value,
+                        RunEvents.MESSAGE: _clip(e.message),
+                        RunEvents.METRICS_JSON: json.dumps(e.metrics),
+                        RunEvents.AT: _ts(e.at),
+                    }
                 }
                 for e in events
-            ]
+            ],
+            key_fields=[RunEvents.EVENT_ID],
         )
 
     def list_events(
@@ -435,6 +495,12 @@ class AirtableStore(AirtableLeases):
         crr_formula = _formula(
             _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
             _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            OR(
+                GTE(Field(ClientRunResults.LAST_EVENT_AT), _ms(since)),
+                GTE(Field(ClientRunResults.HEARTBEAT), _ms(since)),
+            )
+            if since is not None
+            else None,
         )
         crr_options: dict[str, Any] = {
             "fields": [ClientRunResults.BASE_RUN_ID, ClientRunResults.CLIENT_ID, ClientRunResults.EVENTS_JSON],
@@ -478,6 +544,19 @@ class AirtableStore(AirtableLeases):
             events = [e for e in events if e.at >= cutoff]
         return sorted(events, key=lambda e: e.at)
 
+    def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:
+        """Counted here from `list_events(since=...)`: Airtable has no aggregates, but the formula keeps the
+        download to the records whose events may fall in the window."""
+        counts: Counter[str] = Counter()
+        sums: dict[str, dict[str, float]] = {}
+        for event in self.list_events(since=since):
+            kind = event.kind.value
+            counts[kind] += 1
+            bucket = sums.setdefault(kind, {})
+            for name, value in event.metrics.items():
+                bucket[name] = bucket.get(name, 0.0) + float(value)
+        return {kind: EventTotal(n, dict(sums.get(kind, {}))) for kind, n in counts.items()}
+
     # diagnostics ---------------------------------------------------------------------------------------
     def add_failure(self, failure: Failure) -> None:
         data = failure_to_dict(failure, stamp=_ts)
@@ -487,34 +566,44 @@ class AirtableStore(AirtableLeases):
                     Failures.FAILURE_ID: _sortable_id(),
                     Failures.CATEGORY: data["category"],
                     Failures.FINGERPRINT: data["fingerprint"],
-                    Failures.MESSAGE: data["message"],
-                    Failures.HINT: data["hint"],
+                    Failures.MESSAGE: _clip(data["message"]),
+                    Failures.HINT: _clip(data["hint"]),
                     Failures.RUN_ID: data["run_id"],
                     Failures.CLIENT_ID: data["client_id"],
                     Failures.STAGE: data["stage"],
                     Failures.AT: data["at"],
                     Failures.NOTEBOOK: data["notebook"],
                     Failures.CELL: data["cell"],
-                    Failures.TRACEBACK: data["traceback"],
+                    Failures.TRACEBACK: _clip(data["traceback"]),
                 }
             )
         )
 
     def _newest(
-        self, table: str, at_field: str, id_field: str, since: datetime | None, limit: int | None
+        self,
+        table: str,
+        at_field: str,
+        id_field: str,
+        since: datetime | None,
+        limit: int | None,
+        where: Formula | None = None,
     ) -> Sequence[Record]:
         options: dict[str, Any] = {"sort": [f"-{at_field}", f"-{id_field}"]}
-        if since is not None:
-            options["formula"] = _formula(GTE(Field(at_field), _ms(since)))
+        formula = _formula(GTE(Field(at_field), _ms(since)) if since is not None else None, where)
+        if formula:
+            options["formula"] = formula
         if limit is not None:
             if limit <= 0:
                 return []
             options["max_records"] = limit
         return self._table(table).all(**options)
 
-    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
+    def list_failures(
+        self, *, since: datetime | None = None, limit: int | None = None, client_id: str | None = None
+    ) -> list[Failure]:
         out = []
-        for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit):
+        where = _eq(Failures.CLIENT_ID, client_id) if client_id is not None else None
+        for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit, where):
             f = record["fields"]
             out.append(
                 Failure(
@@ -548,7 +637,7 @@ class AirtableStore(AirtableLeases):
                         AuthChecks.LATENCY_MS: c.latency_ms,
                         AuthChecks.HINT: c.hint,
                         AuthChecks.CHECKED_AT: _ts(c.checked_at),
-                        AuthChecks.DETAIL: c.detail,
+                        AuthChecks.DETAIL: _clip(c.detail),
                     }
                 )
                 for c in checks
