@@ -1,8 +1,9 @@
 """An Airtable-compatible Web API (v0) held in memory, faithful to `api-contracts.md` section 1.1.
 
 Records (list, listRecords, create, update, upsert, delete, single-record routes), the meta API
-(whoami, bases, tables, fields), field types enforced on write, Airtable's error bodies, and the
-rate limit of 5 requests per second per base followed by a 30-second penalty.
+(whoami, bases, tables, fields), field types enforced on write (a text cell holds at most 100,000 characters),
+Airtable's error bodies, and the rate limits: 5 requests per second per base and 50 per second per token across
+its bases, each followed by a 30-second penalty.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from leadkit.sandbox.formula import EvalContext, FormulaError, compile_formula, 
 MAX_RECORDS_PER_REQUEST = 10
 MAX_PAGE_SIZE = 100
 MAX_MERGE_FIELDS = 3
+MAX_CELL_CHARS = 100_000
+TOKEN_RATE_LIMIT = 50
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -160,9 +163,20 @@ class AirtableApp(ServiceApp):
 
     service = "airtable"
 
-    def __init__(self, state: SharedState, rate_limit: float = 5, penalty_s: float = 30, seed: int = 0) -> None:
+    def __init__(
+        self,
+        state: SharedState,
+        rate_limit: float = 5,
+        penalty_s: float = 30,
+        seed: int = 0,
+        token_rate_limit: float | None = None,
+    ) -> None:
         self.state = state
         self.limiter = RateLimiter(rate_limit, penalty_s)
+        #: Per token across bases; by default Airtable's 50/s when the per-base limit is on, off when it is off.
+        self.token_limiter = RateLimiter(
+            (TOKEN_RATE_LIMIT if rate_limit > 0 else 0) if token_rate_limit is None else token_rate_limit, penalty_s
+        )
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self.bases: dict[str, BaseData] = {}
@@ -186,6 +200,10 @@ class AirtableApp(ServiceApp):
 
     def set_rate_limit(self, rate: float, penalty_s: float) -> None:
         self.limiter.configure(rate, penalty_s)
+
+    def set_token_rate_limit(self, rate: float, penalty_s: float | None = None) -> None:
+        """Requests per second per token across its bases (0: off); resets the windows."""
+        self.token_limiter.configure(rate, self.token_limiter.penalty_s if penalty_s is None else penalty_s)
 
     def records(self, base_id: str, table: str) -> list[dict[str, Any]]:
         """Every record of a table as the API would list it (for test assertions)."""
@@ -246,7 +264,7 @@ class AirtableApp(ServiceApp):
             exists = base_id in self.bases
         if not exists or not self.state.tokens.allows(token, base_id):
             raise _err(403, "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", PERMISSIONS_MESSAGE)
-        wait = self.limiter.check(base_id)
+        wait = self.token_limiter.check(f"token:{token}") or self.limiter.check(base_id)
         if wait:
             raise _err(
                 429,
@@ -830,6 +848,13 @@ def _convert(fdef: FieldDef, value: Any, typecast: bool) -> Any:
     t = fdef.type
     if t in _TEXT_TYPES:
         if isinstance(value, str):
+            if len(value) > MAX_CELL_CHARS:
+                raise _err(
+                    422,
+                    "INVALID_VALUE_FOR_COLUMN",
+                    f'Field "{fdef.name}" cannot accept the provided value: it is {len(value)} characters long, '
+                    f"more than the {MAX_CELL_CHARS} a cell can hold",
+                )
             return value
         if typecast and isinstance(value, int | float | bool):
             return str(value)

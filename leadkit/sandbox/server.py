@@ -41,6 +41,7 @@ class Sandbox:
         apify_port: int = 0,
         rate_limit: float = 5,
         penalty_s: float = 30,
+        token_rate_limit: float | None = None,
     ) -> None:
         specs = list(tokens) if tokens else [generate_token()]
         self.host = host
@@ -48,7 +49,7 @@ class Sandbox:
         self.token = self.state.tokens.add(specs[0])
         for spec in specs[1:]:
             self.state.tokens.add(spec)
-        self.airtable = AirtableApp(self.state, rate_limit, penalty_s)
+        self.airtable = AirtableApp(self.state, rate_limit, penalty_s, token_rate_limit=token_rate_limit)
         self.apify: Any = _load_apify(self.state)
         self._ports = (airtable_port, apify_port)
         self._servers: list[ThreadingHTTPServer] = []
@@ -108,6 +109,7 @@ class Sandbox:
         self.clear_faults()
         self.state.stats.reset()
         self.airtable.set_rate_limit(self.airtable.limiter.rate, self.airtable.limiter.penalty_s)
+        self.airtable.set_token_rate_limit(self.airtable.token_limiter.rate)
 
 
 def serve_forever(

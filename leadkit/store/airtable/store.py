@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ from leadkit.models import (
     Run,
     RunEvent,
 )
-from leadkit.store.airtable.api import claim, make_api, validate_base_id
+from leadkit.store.airtable.api import AirtableApi, claim, make_api, validate_base_id
+from leadkit.store.airtable.archive import ARCHIVE_FILE, Archive
 from leadkit.store.airtable.codecs import (
     CLIENT_RUN_FIELDS,
     Fields,
@@ -99,9 +100,19 @@ class AirtableStore(AirtableLeases):
         # Job Tracking record IDs by run ID, of the runs this process inserted or read: updating one needs no
         # read first.
         self._run_record_ids: dict[str, str] = {}
+        self._archive: Archive | None = None
 
     def _table(self, name: str) -> Table:
         return self.api.table(self.base_id, name)
+
+    @property
+    def archive(self) -> Archive | None:
+        """The workspace's archive of old records (`leadkit airtable archive`), when there is one."""
+        if self._archive is None:
+            path = Path(self.settings.leadkit_home) / ARCHIVE_FILE
+            if path.is_file():
+                self._archive = Archive(path)
+        return self._archive
 
     def init(self) -> None:
         """Check the master base has every table, field and select option leadkit writes.
@@ -133,6 +144,9 @@ class AirtableStore(AirtableLeases):
                 log.debug("cannot write %s; the schema will be checked again next time", marker)
 
     def close(self) -> None:
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
         self._bases.clear()
         self._events.clear()
         self._record_ids.clear()
@@ -145,6 +159,16 @@ class AirtableStore(AirtableLeases):
         key = (str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, "")))
         self._record_ids[key] = record["id"]
         self._events[record["id"]] = _events_of(record)
+
+    def count_records(self) -> dict[str, int]:
+        """Records in each table of the master base (Airtable's cap counts them all): reads one field of every
+        record, 100 a request."""
+        from leadkit.store.schema import MASTER_TABLES
+
+        return {
+            spec.name: sum(len(page) for page in self._table(spec.name).iterate(fields=[spec.fields[0].name]))
+            for spec in MASTER_TABLES
+        }
 
     # clients -------------------------------------------------------------------------------------------
     def list_clients(self) -> list[Client]:
@@ -292,6 +316,8 @@ class AirtableStore(AirtableLeases):
             out.append((_client_run(stored), created))
         if fills:
             table.batch_update(fills)  # type: ignore[arg-type]
+        if isinstance(self.api, AirtableApi):
+            self.api.usage.client_runs(self.base_id, len(fills))
         return out
 
     def _client_run_record(self, run_id: str, client_id: str) -> Record | None:
@@ -306,6 +332,9 @@ class AirtableStore(AirtableLeases):
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
         record = self._client_run_record(run_id, client_id)
+        if record is None and self.archive is not None:
+            old = self.archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id)
+            record = old[-1] if old else None
         return _client_run(record) if record else None
 
     def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
@@ -367,9 +396,15 @@ class AirtableStore(AirtableLeases):
             if limit <= 0:
                 return []
             options["max_records"] = offset + limit
-        records = self._table(ClientRunResults.TABLE).all(**options)
+        records = [_client_run(r) for r in self._table(ClientRunResults.TABLE).all(**options)]
+        archive = self.archive
+        if archive is not None:
+            old = archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id, since=since)
+            if old:
+                records += [r for r in map(_client_run, old) if status is None or r.status.value == status]
+                records.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
         end = None if limit is None else offset + limit
-        return [_client_run(r) for r in records[offset:end]]
+        return records[offset:end]
 
     @staticmethod
     def _client_run_query(
@@ -508,7 +543,17 @@ class AirtableStore(AirtableLeases):
         }
         if crr_formula:
             crr_options["formula"] = crr_formula
-        for record in self._table(ClientRunResults.TABLE).all(**crr_options):
+        crr_records: list[Record] = list(self._table(ClientRunResults.TABLE).all(**crr_options))
+        table_records: list[Record] = []
+        if self.archive is not None:  # an archived ClientRun's events came within a day of its start
+            early = since - timedelta(days=1) if since is not None else None
+            crr_records += self.archive.records(
+                self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id, since=early
+            )
+            table_records += self.archive.records(
+                self.base_id, RunEvents.TABLE, run_id=run_id, client_id=client_id, since=since
+            )
+        for record in crr_records:
             f = record["fields"]
             for data in _events_of(record):
                 events.append(
@@ -524,7 +569,8 @@ class AirtableStore(AirtableLeases):
         table_options: dict[str, Any] = {"sort": [RunEvents.AT, RunEvents.EVENT_ID]}
         if table_formula:
             table_options["formula"] = table_formula
-        for record in self._table(RunEvents.TABLE).all(**table_options):
+        run_events: list[Record] = [*self._table(RunEvents.TABLE).all(**table_options), *table_records]
+        for record in run_events:
             f = record["fields"]
             at = parse_ts(f.get(RunEvents.AT))
             assert at is not None
@@ -646,7 +692,13 @@ class AirtableStore(AirtableLeases):
 
     def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
         out = []
-        for record in self._newest(AuthChecks.TABLE, AuthChecks.CHECKED_AT, AuthChecks.CHECK_ID, since, limit):
+        records: list[Record] = list(
+            self._newest(AuthChecks.TABLE, AuthChecks.CHECKED_AT, AuthChecks.CHECK_ID, since, limit)
+        )
+        if self.archive is not None and (limit is None or len(records) < limit):
+            old = self.archive.records(self.base_id, AuthChecks.TABLE, since=since)[::-1]
+            records += old[: None if limit is None else limit - len(records)]
+        for record in records:
             f = record["fields"]
             out.append(
                 AuthCheck(
