@@ -180,8 +180,9 @@ class Store(Protocol):
         """ClientRuns started in [since, until) (either end open when None), by status, counted in the backend."""
         ...
 
-    def latest_client_runs(self, client_ids: Sequence[str]) -> dict[str, ClientRun]:
-        """The newest ClientRun (by start time) of each client in `client_ids` that has one; events not included."""
+    def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
+        """The newest ClientRun (by start time) of each client in `client_ids` that has one (of that `status`,
+        when given); events not included."""
         ...
 
     def add_events(self, events: Sequence[RunEvent]) -> None: ...

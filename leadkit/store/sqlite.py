@@ -143,7 +143,14 @@ class _Db:
     def conn(self) -> sqlite3.Connection:
         with self.lock:
             if self._conn is None:
-                self._conn = _connect(self.path, self.migrations)
+                try:
+                    self._conn = _connect(self.path, self.migrations)
+                except sqlite3.Error as exc:
+                    raise ConfigError(
+                        f"cannot open the lead base {self.path}: {exc}",
+                        hint="Restore the file from a backup, or move it away to start that client's leads afresh.",
+                        path=str(self.path),
+                    ) from exc
                 opened = True
             else:
                 opened = False
@@ -696,15 +703,16 @@ class SQLiteStore:
         rows = self.db.query(f"SELECT status, COUNT(*) FROM client_runs{where} GROUP BY status", params)
         return ClientRunCounts({str(r[0]): int(r[1]) for r in rows})
 
-    def latest_client_runs(self, client_ids: Sequence[str]) -> dict[str, ClientRun]:
+    def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
         out: dict[str, ClientRun] = {}
         wanted = list(dict.fromkeys(client_ids))
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             rows = self.db.query(
                 "SELECT cr.* FROM (SELECT value AS client_id FROM json_each(?)) AS w JOIN client_runs AS cr ON cr.id = "
-                "(SELECT id FROM client_runs WHERE client_id = w.client_id ORDER BY started_at DESC, id DESC LIMIT 1)",
-                (json.dumps(chunk),),
+                "(SELECT id FROM client_runs WHERE client_id = w.client_id AND (? IS NULL OR status = ?) "
+                "ORDER BY started_at DESC, id DESC LIMIT 1)",
+                (json.dumps(chunk), status, status),
             )
             for row in rows:
                 out[row["client_id"]] = _client_run_from_row(row)

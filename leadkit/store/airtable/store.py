@@ -439,7 +439,7 @@ class AirtableStore(AirtableLeases):
             counts.update(str(r["fields"].get(ClientRunResults.STATUS) or "Running") for r in page)
         return ClientRunCounts(dict(counts))
 
-    def latest_client_runs(self, client_ids: Sequence[str]) -> dict[str, ClientRun]:
+    def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
         """Reads the newest ClientRuns first (without their events) and stops once every client is found; the
         clients not among them are then looked for together, 50 to a formula."""
         wanted = set(client_ids)
@@ -458,11 +458,15 @@ class AirtableStore(AirtableLeases):
 
         if not wanted:
             return out
-        scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, max_records=2 * len(wanted)))
+        of_status = _eq(ClientRunResults.STATUS, status) if status is not None else None
+        newest: dict[str, Any] = {"fields": CLIENT_RUN_FIELDS, "sort": sort, "max_records": 2 * len(wanted)}
+        if of_status is not None:
+            newest["formula"] = to_formula_str(of_status)
+        scan(table.iterate(**newest))
         missing = sorted(wanted - out.keys())
         for start in range(0, len(missing), 50):
             chunk = missing[start : start + 50]
-            formula = to_formula_str(OR(*(_eq(ClientRunResults.CLIENT_ID, c) for c in chunk)))
+            formula = _formula(OR(*(_eq(ClientRunResults.CLIENT_ID, c) for c in chunk)), of_status)
             scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, formula=formula))
         return out
 
