@@ -30,9 +30,11 @@ import leadkit as lk
 try:
     from dashboards import data
     from dashboards.notebook_html import NotebookUnavailable, iframe, notebook_html
+    from dashboards.usage_view import UsageCard
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
     import data  # type: ignore[no-redef]
     from notebook_html import NotebookUnavailable, iframe, notebook_html  # type: ignore[no-redef]
+    from usage_view import UsageCard  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
 
@@ -210,6 +212,7 @@ class OverviewView(View):
         self.failing = table(data.frame([], data.FAILING_COLUMNS), "lk-failing-clients")
         self.auth = table(data.frame([], data.AUTH_COLUMNS), "lk-overview-auth")
         self.stats = table(data.frame([], ["Metric", "Value"]), "lk-stats")
+        self.usage = UsageCard(self.ws)
         self.layout[:] = [
             pn.pane.Markdown("## Overview"),
             self.message,
@@ -223,6 +226,7 @@ class OverviewView(View):
             self.auth,
             pn.pane.Markdown("### Record keeping (`leadkit stats`)"),
             self.stats,
+            self.usage.pane,
         ]
 
     def _open(self, event: Any) -> None:
@@ -243,6 +247,7 @@ class OverviewView(View):
         set_value(self.failing, failing)
         set_value(self.auth, auth)
         set_value(self.stats, data.stats_rows(self.ws))
+        self.usage.refresh()
 
 
 # ------------------------------------------------------------------------------------------------ runs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from leadkit.models import ClientRunStatus, EventKind, Failure, HarvestStatus, NewLead, RunEvent
@@ -105,6 +106,7 @@ def test_airtable_events_since_are_filtered_by_the_formula(sandbox: Sandbox) -> 
     store.open_client_runs(old)
     store.add_events([RunEvent(r.run_id, r.client_id, "harvest", EventKind.STARTED, at=at(1)) for r in old])
     [(fresh, _)] = store.open_client_runs([client_run("250926-201845", "Globex", start=86400)])
+    fresh.status = ClientRunStatus.COMPLETED
     store.save_client_run(fresh, [RunEvent(fresh.run_id, "Globex", "harvest", EventKind.COMPLETED, at=at(86401))])
     sandbox.state.stats.reset()
     events = store.list_events(since=at(86400))
@@ -135,3 +137,35 @@ def test_sqlite_lead_base_connections_are_bounded(tmp_path: Path) -> None:
     assert bases[1].count_leads_by_status() == {"": 1}
     store.close()
     assert open_files() < before  # the master's files too
+
+
+def test_airtable_progress_saves_are_coalesced_and_never_lost(sandbox: Sandbox) -> None:
+    """A Running save is held a moment: the end of the stage that follows goes out in the same request; a held
+    save nobody follows is written by the timer; a read writes it first."""
+    from leadkit.store.airtable import AirtableStore
+
+    store = AirtableStore(
+        sandbox.airtable.create_base("Master", tables_spec(MASTER_TABLES)), airtable_settings(sandbox)
+    )
+    store.save_coalesce_s = 0.3
+    [(rec, _)], [(other, _)] = (
+        store.open_client_runs([client_run("250925-201845", "Globex")]),
+        store.open_client_runs([client_run("250925-201845", "Initech")]),
+    )
+    sandbox.state.stats.reset()
+    store.save_client_run(rec, [RunEvent(rec.run_id, "Globex", "harvest", EventKind.COMPLETED, "batch 1", at=at(1))])
+    store.save_client_run(rec, [RunEvent(rec.run_id, "Globex", "harvest", EventKind.COMPLETED, "batch 2", at=at(2))])
+    rec.status = ClientRunStatus.COMPLETED
+    store.save_client_run(rec, [RunEvent(rec.run_id, "Globex", "harvest", EventKind.COMPLETED, "end", at=at(3))])
+    assert sandbox.state.stats.count(method="PATCH", path="Client Run Results") == 1
+    store.save_client_run(other, [RunEvent(other.run_id, "Initech", "harvest", EventKind.STARTED, at=at(4))])
+    assert sandbox.state.stats.count(method="PATCH", path="Client Run Results") == 1  # held
+    deadline = time.monotonic() + 10
+    while sandbox.state.stats.count(method="PATCH", path="Client Run Results") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox.state.stats.count(method="PATCH", path="Client Run Results") == 2  # the timer wrote it
+    reader = AirtableStore(store.base_id, airtable_settings(sandbox))
+    assert [e.message for e in reader.list_events(client_id="Globex")] == ["batch 1", "batch 2", "end"]
+    assert [e.kind for e in reader.list_events(client_id="Initech")] == [EventKind.STARTED]
+    store.save_client_run(other, [RunEvent(other.run_id, "Initech", "harvest", EventKind.COMPLETED, at=at(5))])
+    assert len(store.list_events(client_id="Initech")) == 2  # the read wrote the held save first

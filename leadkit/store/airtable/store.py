@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import json
 import logging
+import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -18,6 +22,7 @@ from leadkit.config import Settings
 from leadkit.errors import (
     ConfigError,
     DataError,
+    LeadkitError,
     MissingRecordError,
     SchemaError,
 )
@@ -25,6 +30,7 @@ from leadkit.models import (
     AuthCheck,
     Client,
     ClientRun,
+    ClientRunStatus,
     EventKind,
     Failure,
     Lease,
@@ -77,6 +83,21 @@ from leadkit.store.schema import (
 
 log = logging.getLogger(__name__)
 
+#: How long a progress save of a ClientRun waits for the next save of it (see `AirtableStore.save_client_run`).
+SAVE_COALESCE_S = 2.0
+#: Stores that held a save at some point: written at exit.
+_HOLDING: weakref.WeakSet[AirtableStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _write_every_held_save() -> None:
+    for store in list(_HOLDING):
+        try:
+            store.write_held()
+        except LeadkitError as exc:
+            log.warning("a held ClientRun save could not be written at exit: %s", exc.message)
+
+
 #: How long a passed schema check of the master base is trusted (see `AirtableStore.init`).
 SCHEMA_CHECK_TTL_S = 600.0
 
@@ -101,6 +122,11 @@ class AirtableStore(AirtableLeases):
         # read first.
         self._run_record_ids: dict[str, str] = {}
         self._archive: Archive | None = None
+        # Progress saves held for a moment (`save_client_run`), by (run ID, client ID).
+        self.save_coalesce_s = SAVE_COALESCE_S
+        self._save_lock = threading.RLock()
+        self._held: dict[tuple[str, str], tuple[ClientRun, list[RunEvent]]] = {}
+        self._held_timer: threading.Timer | None = None
 
     def _table(self, name: str) -> Table:
         return self.api.table(self.base_id, name)
@@ -144,6 +170,7 @@ class AirtableStore(AirtableLeases):
                 log.debug("cannot write %s; the schema will be checked again next time", marker)
 
     def close(self) -> None:
+        self.write_held()
         if self._archive is not None:
             self._archive.close()
             self._archive = None
@@ -331,6 +358,7 @@ class AirtableStore(AirtableLeases):
         return record
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
+        self.write_held()
         record = self._client_run_record(run_id, client_id)
         if record is None and self.archive is not None:
             old = self.archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id)
@@ -338,6 +366,50 @@ class AirtableStore(AirtableLeases):
         return _client_run(record) if record else None
 
     def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+        """Write the record and append its events. A progress save (status Running) of a record this process
+        knows is held for up to `SAVE_COALESCE_S`, so a stage's last progress and its end go out in one request;
+        a timer writes it if nothing follows, and every read of ClientRuns or events by this store writes it
+        first. Other saves are written at once, with whatever was held."""
+        key = (record.run_id, record.client_id)
+        with self._save_lock:
+            held = self._held.pop(key, None)
+            events = [*held[1], *events] if held is not None else list(events)
+            known = bool(record.record_id) and record.record_id in self._events
+            if record.status is ClientRunStatus.RUNNING and known and self.save_coalesce_s > 0:
+                self._held[key] = (dataclasses.replace(record, metrics=dict(record.metrics)), events)
+                if self._held_timer is None:
+                    self._held_timer = threading.Timer(self.save_coalesce_s, self._write_held_quietly)
+                    self._held_timer.daemon = True
+                    self._held_timer.start()
+                _HOLDING.add(self)
+                return
+            self._write_client_run(record, events)
+
+    def write_held(self) -> None:
+        """Write the progress saves this store is holding (see `save_client_run`)."""
+        with self._save_lock:
+            if self._held_timer is not None:
+                self._held_timer.cancel()
+                self._held_timer = None
+            held, self._held = self._held, {}
+            try:
+                while held:
+                    key, (record, events) = next(iter(held.items()))
+                    self._write_client_run(record, events)
+                    del held[key]
+            finally:
+                for key, value in held.items():  # not written: kept for the next save or read
+                    self._held.setdefault(key, value)
+
+    def _write_held_quietly(self) -> None:
+        with self._save_lock:
+            self._held_timer = None
+        try:
+            self.write_held()
+        except LeadkitError as exc:
+            log.warning("a held ClientRun save failed (%s); it is written with the next save", exc.message)
+
+    def _write_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         record_id = record.record_id if record.record_id and RECORD_ID_RE.fullmatch(record.record_id) else None
         if record_id is None or record_id not in self._events:
             stored = self._client_run_record(record.run_id, record.client_id)
@@ -390,6 +462,7 @@ class AirtableStore(AirtableLeases):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ClientRun]:
+        self.write_held()
         options = self._client_run_query(run_id, client_id, status, since)
         options["fields"] = CLIENT_RUN_FIELDS
         if limit is not None:
@@ -426,6 +499,7 @@ class AirtableStore(AirtableLeases):
     ) -> ClientRunCounts:
         """Airtable cannot count: this reads the Status field alone of the ClientRuns in the window (100 a
         request)."""
+        self.write_held()
         formula = _formula(
             _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
             GTE(Field(ClientRunResults.START_TIME), _ms(since)) if since is not None else None,
@@ -442,6 +516,7 @@ class AirtableStore(AirtableLeases):
     def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
         """Reads the newest ClientRuns first (without their events) and stops once every client is found; the
         clients not among them are then looked for together, 50 to a formula."""
+        self.write_held()
         wanted = set(client_ids)
         out: dict[str, ClientRun] = {}
         table = self._table(ClientRunResults.TABLE)
@@ -475,6 +550,7 @@ class AirtableStore(AirtableLeases):
         go to the Run Events table."""
         if not events:
             return
+        self.write_held()
         groups: dict[tuple[str, str], list[RunEvent]] = {}
         for event in events:
             groups.setdefault((event.run_id, event.client_id), []).append(event)
@@ -530,6 +606,7 @@ class AirtableStore(AirtableLeases):
     def list_events(
         self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
     ) -> list[RunEvent]:
+        self.write_held()
         events: list[RunEvent] = []
         crr_formula = _formula(
             _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
