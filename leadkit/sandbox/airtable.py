@@ -180,6 +180,8 @@ class AirtableApp(ServiceApp):
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self.bases: dict[str, BaseData] = {}
+        # The rows of recent listings, by query, so a later page does not filter and sort the table again.
+        self._listings: dict[tuple[Any, ...], list[RecordData]] = {}
 
     # ------------------------------------------------------------------ in-process helpers
 
@@ -491,6 +493,9 @@ class AirtableApp(ServiceApp):
         only: list[FieldDef] | None = None
         if params.get("fields") is not None:
             only = [self._known_field(tbl, name) for name in params["fields"]]
+        query = (tbl.id, repr(params.get("filterByFormula")), repr(params.get("sort")), max_records)
+        if params.get("offset") and query in self._listings:  # a later page: the rows the first page found
+            return self._page(tbl, self._listings[query], params, page_size, by_id, only)
         rows = list(tbl.records.values())
         cache: dict[str, dict[str, Any]] = {}
 
@@ -519,8 +524,22 @@ class AirtableApp(ServiceApp):
             rows.sort(key=sort_key, reverse=sort["direction"] == "desc")
         if max_records is not None:
             rows = rows[:max_records]
+        self._listings[query] = rows
+        while len(self._listings) > 64:
+            self._listings.pop(next(iter(self._listings)))
+        return self._page(tbl, rows, params, page_size, by_id, only)
+
+    def _page(
+        self,
+        tbl: TableData,
+        rows: list[RecordData],
+        params: dict[str, Any],
+        page_size: int,
+        by_id: bool,
+        only: list[FieldDef] | None,
+    ) -> Response:
         start = _offset_index(params.get("offset"), len(rows))
-        page = rows[start : start + page_size]
+        page = [r for r in rows[start : start + page_size] if tbl.records.get(r.id) is r]  # deleted since: gone
         body: dict[str, Any] = {"records": [self._record_json(tbl, r, by_id, only) for r in page]}
         end = start + len(page)
         if end < len(rows):
@@ -555,8 +574,11 @@ class AirtableApp(ServiceApp):
         items = _record_items(body)
         upsert = body.get("performUpsert")
         merge_on: list[FieldDef] | None = None
+        existing: dict[tuple[Any, ...], list[str]] = {}
         if upsert is not None:
             merge_on = self._merge_fields(tbl, upsert)
+            for rec in tbl.records.values():  # one pass per request, not one per record in it
+                existing.setdefault(self._merge_key(merge_on, rec.values, None), []).append(rec.id)
         # Plan every change before applying any, so a failing request changes nothing.
         plan: list[tuple[str | None, dict[str, Any]]] = []
         seen_keys: set[tuple[Any, ...]] = set()
@@ -578,7 +600,7 @@ class AirtableApp(ServiceApp):
                         f"records[{index}] has the same values in fieldsToMergeOn as an earlier record of this request",
                     )
                 seen_keys.add(key)
-                found = [r for r in tbl.records.values() if self._merge_key(merge_on, r.values, None) == key]
+                found = existing.get(key, [])
                 if len(found) > 1:
                     names = ", ".join(f.name for f in merge_on)
                     raise _err(
@@ -587,7 +609,7 @@ class AirtableApp(ServiceApp):
                         f"Cannot update records: {len(found)} records match the fieldsToMergeOn values "
                         f"({names}) of records[{index}]; an upsert needs at most one match.",
                     )
-                record_id = found[0].id if found else None
+                record_id = found[0] if found else None
             plan.append((record_id, values))
         created_ids, updated_ids, out = [], [], []
         for record_id, values in plan:

@@ -24,7 +24,6 @@ from leadkit.models import (
     Source,
 )
 from leadkit.store.codecs import failure_from_dict, failure_to_dict, parse_ts
-from leadkit.store.codecs import ts as shared_ts
 from leadkit.store.schema import (
     MAX_LONG_TEXT,
     METRIC_FIELDS,
@@ -242,14 +241,23 @@ def _newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:
 
 
 def _failure_json(failure: Failure) -> str:
-    """The failure as JSON that fits a cell: a long traceback, then a long message, lose their starts."""
+    """The failure as JSON that fits a cell: a long traceback keeps its end and a long message its start, each
+    marked "[cut]"."""
     data = failure_to_dict(failure, stamp=_ts)
     text = json.dumps(data)
-    for key in ("traceback", "message"):
-        while len(text) > MAX_LONG_TEXT and len(str(data.get(key) or "")) > 6:
-            value = str(data[key])
-            data[key] = "[cut] " + value[len(text) - MAX_LONG_TEXT + 100 :]
+    share = MAX_LONG_TEXT // 3
+    for key, keep_end in (("traceback", True), ("message", False)):
+        value = str(data.get(key) or "")
+        if len(text) > MAX_LONG_TEXT and len(value) > share:
+            data[key] = "[cut] " + value[-share:] if keep_end else value[:share] + " [cut]"
             text = json.dumps(data)
+    while len(text) > MAX_LONG_TEXT and share > 100:  # escapes made it longer than it looked: cut more
+        share //= 2
+        for key in ("traceback", "message", "hint"):
+            value = str(data.get(key) or "")
+            if len(value) > share:
+                data[key] = value[:share] + " [cut]"
+        text = json.dumps(data)
     return text
 
 
@@ -278,14 +286,16 @@ def _client_run(record: Record) -> ClientRun:
     )
 
 
-def _event_key(event: RunEvent) -> str:
-    """The Run Events key of an event: its time to the microsecond (so the key sorts in time order), then a
-    digest of everything it says (the same event always gets the same key)."""
+def _event_key(event: RunEvent, seq: int | None = None) -> str:
+    """An event's identity: its time as Airtable keeps it, then a digest of everything it says; the same event
+    always gets the same key, whether read back from Events JSON or from Run Events. With `seq` (its place in
+    one write), the Event ID it is stored under, which sorts events of the same millisecond in write order."""
     body = json.dumps(
         [event.run_id, event.client_id, event.stage, event.kind.value, event.message, event.metrics],
         sort_keys=True,
     )
-    return f"{shared_ts(event.at)}-{hashlib.sha256(body.encode()).hexdigest()[:16]}"
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{_ts(event.at)}-{digest}" if seq is None else f"{_ts(event.at)}-{seq:05d}-{digest}"
 
 
 def _events_of(record: Record) -> list[dict[str, Any]]:

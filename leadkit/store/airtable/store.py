@@ -441,12 +441,16 @@ class AirtableStore(AirtableLeases):
             return []
         known = self._events.get(record_id, [])
         new = [_event_dict(e) for e in events]
-        text = json.dumps(known + new, separators=(",", ":"))
-        spill: list[RunEvent] = []
-        if len(text) > MAX_LONG_TEXT:
-            spill = list(events)
-        else:
-            fields[ClientRunResults.EVENTS_JSON] = text
+        size = len(json.dumps(known, separators=(",", ":")))
+        fit = 0  # how many of the new events still fit the Events JSON cell
+        for data in new:
+            size += len(json.dumps(data, separators=(",", ":"))) + 1
+            if size > MAX_LONG_TEXT:
+                break
+            fit += 1
+        spill = list(events[fit:])
+        if fit:
+            fields[ClientRunResults.EVENTS_JSON] = json.dumps(known + new[:fit], separators=(",", ":"))
         lines = [_event_line(_event_from_dict(e, "", "")) for e in known + new]
         fields[ClientRunResults.PROGRESS_LOG] = _newest_lines("\n".join(lines))
         fields[ClientRunResults.LAST_EVENT_AT] = max(str(e.get("at") or "") for e in known + new) or None
@@ -582,13 +586,14 @@ class AirtableStore(AirtableLeases):
             self._add_table_events(spill)
 
     def _add_table_events(self, events: Sequence[RunEvent]) -> None:
-        """Write events to the Run Events table, upserted on an Event ID made from the event itself (its time to
-        the microsecond, then a digest of what it says), so a save repeated after a lost answer adds nothing."""
+        """Write events to the Run Events table, upserted on an Event ID made from the event itself (its time, its
+        place in this write, a digest of what it says), so the same save repeated after a lost answer adds nothing;
+        and reads drop an event that a differently split repeat stored twice."""
         self._table(RunEvents.TABLE).batch_upsert(
             [
                 {
                     "fields": {
-                        RunEvents.EVENT_ID: _event_key(e),
+                        RunEvents.EVENT_ID: _event_key(e, seq),
                         RunEvents.RUN_ID: e.run_id,
                         RunEvents.CLIENT_ID: e.client_id,
                         RunEvents.STAGE: e.stage,
@@ -598,7 +603,7 @@ class AirtableStore(AirtableLeases):
                         RunEvents.AT: _ts(e.at),
                     }
                 }
-                for e in events
+                for seq, e in enumerate(events)
             ],
             key_fields=[RunEvents.EVENT_ID],
         )
@@ -669,7 +674,8 @@ class AirtableStore(AirtableLeases):
         if since is not None:
             cutoff = _ms(since)
             events = [e for e in events if e.at >= cutoff]
-        return sorted(events, key=lambda e: e.at)
+        unique = {_event_key(e): e for e in reversed(events)}  # a save repeated after a lost answer: once
+        return sorted(reversed(unique.values()), key=lambda e: e.at)
 
     def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:
         """Counted here from `list_events(since=...)`: Airtable has no aggregates, but the formula keeps the
