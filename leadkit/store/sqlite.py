@@ -85,6 +85,10 @@ MASTER_MIGRATIONS: list[str] = [
         acquired_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, ttl_s REAL NOT NULL
     );
     """,
+    # 2: a client's failures newest first without scanning all of them (health, the dashboard's client rows)
+    """
+    CREATE INDEX failures_client ON failures(client_id, at);
+    """,
 ]
 
 BASE_MIGRATIONS: list[str] = [
