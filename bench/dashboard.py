@@ -357,7 +357,7 @@ def view_seconds(browser: Any, url: str, table: str) -> float:
     try:
         t0 = time.perf_counter()
         page.goto(url)
-        page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=120_000)
+        page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
         return time.perf_counter() - t0
     finally:
         page.close()
