@@ -524,7 +524,13 @@ class App:
         self.nav.param.watch(lambda e: setattr(self.state, "view", e.new), "value")
         self.main = pn.Column(sizing_mode="stretch_width", css_classes=["lk-main"])
         self.state.param.watch(lambda _: self._show(), "view")
+        # In a served session the first refresh waits for the page to load: a refresh thread must not change
+        # a view while its models are being made (the change would be lost).
+        doc = pn.state.curdoc
+        self._loaded = doc is None or doc.session_context is None
         self._show()
+        if not self._loaded:
+            pn.state.onload(self._on_load)
         if refresh_s > 0:
             pn.state.add_periodic_callback(self.refresh, period=int(refresh_s * 1000))
         sidebar = pn.Column(
@@ -541,8 +547,13 @@ class App:
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = VIEW_CLASSES[key](self)
-        view.refresh()
-        self.main.objects = [view.layout]
+        self.main.objects = [view.layout]  # its models exist before a refresh thread changes it
+        if self._loaded:
+            view.refresh()
+
+    def _on_load(self) -> None:
+        self._loaded = True
+        self.refresh()
 
     def open_run(self, run_id: str) -> None:
         self.state.param.update(run=run_id, view="run")
