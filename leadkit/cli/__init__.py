@@ -11,7 +11,7 @@ import typer
 from leadkit.cli.app import app
 from leadkit.errors import LeadkitError
 
-COMMAND_MODULES = ["core", "batchcmd", "airtable", "diagnose", "dashboard"]
+COMMAND_MODULES = ["core", "batchcmd", "airtable", "diagnose", "dashboard", "alertscmd"]
 
 
 def _load_commands() -> None:

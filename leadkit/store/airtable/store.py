@@ -37,6 +37,7 @@ from leadkit.models import (
     Run,
     RunEvent,
 )
+from leadkit.store.airtable.alerts import AirtableAlerts
 from leadkit.store.airtable.api import AirtableApi, claim, make_api, validate_base_id
 from leadkit.store.airtable.archive import ARCHIVE_FILE, Archive
 from leadkit.store.airtable.codecs import (
@@ -102,7 +103,7 @@ def _write_every_held_save() -> None:
 SCHEMA_CHECK_TTL_S = 600.0
 
 
-class AirtableStore(AirtableLeases):
+class AirtableStore(AirtableLeases, AirtableAlerts):
     """The store protocol on the Master Clients base `master_base_id`."""
 
     def __init__(self, master_base_id: str, settings: Settings, *, api: Api | None = None) -> None:
