@@ -1,6 +1,6 @@
 """Old Airtable records moved into a local SQLite archive (`<LEADKIT_HOME>/airtable-archive.sqlite`).
 
-`archive_old` moves Client Run Results, Run Events, Auth Checks (and Alerts, when the base has them) older
+`archive_old` moves Client Run Results, Run Events, Auth Checks and Alerts older
 than a cutoff, one page of up to 100 records at a time: the page is written to the archive, read back and
 compared field by field, and only then deleted from Airtable, 10 to a request. Nothing is lost if it stops
 anywhere: a record deleted from Airtable is already in the archive, and a run after an interruption lists
@@ -25,7 +25,7 @@ from pyairtable.formulas import LT, Field, to_formula_str
 
 from leadkit.errors import DataError
 from leadkit.store.airtable.codecs import _ms, _ts
-from leadkit.store.schema import AuthChecks, ClientRunResults, RunEvents
+from leadkit.store.schema import Alerts, AuthChecks, ClientRunResults, RunEvents
 
 if TYPE_CHECKING:
     from leadkit.store.airtable.store import AirtableStore
@@ -48,7 +48,7 @@ class ArchivedTable:
 
 
 def archived_tables() -> list[ArchivedTable]:
-    tables = [
+    return [
         ArchivedTable(
             ClientRunResults.TABLE,
             ClientRunResults.START_TIME,
@@ -57,15 +57,8 @@ def archived_tables() -> list[ArchivedTable]:
         ),
         ArchivedTable(RunEvents.TABLE, RunEvents.AT, RunEvents.RUN_ID, RunEvents.CLIENT_ID),
         ArchivedTable(AuthChecks.TABLE, AuthChecks.CHECKED_AT),
+        ArchivedTable(Alerts.TABLE, Alerts.AT, Alerts.RUN_ID),
     ]
-    from leadkit.store import schema
-
-    alerts = getattr(schema, "Alerts", None)  # the alerts table, in the bases that have one
-    if alerts is not None and hasattr(alerts, "TABLE"):
-        at_field = next((getattr(alerts, n) for n in ("CREATED_AT", "AT", "RAISED_AT") if hasattr(alerts, n)), None)
-        if at_field is not None:
-            tables.append(ArchivedTable(str(alerts.TABLE), str(at_field)))
-    return tables
 
 
 class Archive:
