@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import html
 import logging
 import threading
@@ -30,12 +31,18 @@ import leadkit as lk
 try:
     from dashboards import data
     from dashboards.alerts_view import AlertsView
-    from dashboards.notebook_html import NotebookUnavailable, iframe, notebook_html
+    from dashboards.client_page import ClientPanel, HealthPanel
+    from dashboards.failures_page import FailuresPanel
+    from dashboards.run_page import RunPanel
+    from dashboards.tables import WRAP_CSS, Table
     from dashboards.usage_view import UsageCard
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
     import data  # type: ignore[no-redef]
     from alerts_view import AlertsView  # type: ignore[no-redef]
-    from notebook_html import NotebookUnavailable, iframe, notebook_html  # type: ignore[no-redef]
+    from client_page import ClientPanel, HealthPanel  # type: ignore[no-redef]
+    from failures_page import FailuresPanel  # type: ignore[no-redef]
+    from run_page import RunPanel  # type: ignore[no-redef]
+    from tables import WRAP_CSS, Table  # type: ignore[no-redef]
     from usage_view import UsageCard  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
@@ -59,6 +66,17 @@ STATUS_COLOURS = {
     "Completed with Errors": "#f58518",
     "Failed": "#e45756",
 }
+#: Answer columns first: what failed, why and what to do, then the details.
+FAILING_ORDER = ["Client", "Status", "Hint", "Error", "Category", "Run ID"]
+AUTH_ORDER = ["Credential", "Result", "Hint", "Category", "HTTP", "Latency (ms)", "Checked (UTC)", "OK"]
+#: The Runs filter value for "any client Failed or Stale, whatever the run's status".
+HAS_FAILURES = "has-failures"
+ROW_COLOURS = {"Failed": "#f8d7da", "Completed with Errors": "#fff3cd", "Completed": "#d9f2d9", "Running": "#dbe9f6"}
+
+
+def run_colour(row: pd.Series) -> list[str]:
+    colour = ROW_COLOURS.get(str(row.get("Status", "")), "")
+    return [f"background-color: {colour}" if c == "Status" and colour else "" for c in row.index]
 
 
 def esc(value: Any) -> str:
@@ -66,20 +84,19 @@ def esc(value: Any) -> str:
 
 
 def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabulator:
-    """A read-only table whose cells are plain text (Tabulator's `plaintext` and `textarea` formatters escape
-    markup; `wrap` names long-text columns shown wrapped, at a fixed width)."""
-    wrap: dict[str, int] = options.pop("wrap", {})
-    formatters = {c: {"type": "textarea" if c in wrap else "plaintext"} for c in df.columns}
+    """A plain-text table (every cell through Tabulator's escaping `textarea` formatter), wrapped and fit to the
+    window, for a view that sets its own rows with `set_value` (the Alerts view)."""
+    options.pop("wrap", None)
     return pn.widgets.Tabulator(
         df,
         show_index=False,
         disabled=True,
         selectable=False,
-        layout="fit_data_table",
-        formatters=formatters,
-        widths=wrap,
+        layout="fit_columns",
+        formatters={c: {"type": "textarea"} for c in df.columns},
         css_classes=[css_class],
         sizing_mode="stretch_width",
+        stylesheets=[WRAP_CSS],
         **options,
     )
 
@@ -209,30 +226,39 @@ class OverviewView(View):
         )
         self.chart.legend.location = "top_left"
         self.chart.xaxis.major_label_orientation = 0.8
-        self.latest = table(data.frame([], data.RUN_COLUMNS), "lk-latest-runs")
-        self.latest.on_click(self._open)
-        self.failing = table(data.frame([], data.FAILING_COLUMNS), "lk-failing-clients")
-        self.auth = table(data.frame([], data.AUTH_COLUMNS), "lk-overview-auth")
-        self.stats = table(data.frame([], ["Metric", "Value"]), "lk-stats")
+        self.latest = Table(
+            data.RUN_COLUMNS, "lk-latest-runs", empty="No runs yet: `leadkit batch` makes the first one.", tz=app.tz
+        )
+        self.latest.widget.on_click(self._open)
+        self.failing = Table(
+            FAILING_ORDER,
+            "lk-failing-clients",
+            empty="No failing client: every client's latest run went fine.",
+            tz=app.tz,
+        )
+        self.auth = Table(
+            AUTH_ORDER, "lk-overview-auth", empty="No auth checks yet: run `leadkit auth-check`.", tz=app.tz
+        )
+        self.stats = Table(["Metric", "Value"], "lk-stats", empty="No record-keeping events yet.", tz=app.tz)
         self.usage = UsageCard(self.ws)
         self.layout[:] = [
             pn.pane.Markdown("## Overview"),
             self.message,
             self.numbers,
             pn.pane.Bokeh(self.chart, sizing_mode="stretch_width"),
-            pn.pane.Markdown("### Latest runs (click one to open it)"),
-            self.latest,
             pn.pane.Markdown("### Failing clients (their latest run failed)"),
-            self.failing,
+            self.failing.layout,
+            pn.pane.Markdown("### Latest runs (click one to open it)"),
+            self.latest.layout,
             pn.pane.Markdown("### Auth state"),
-            self.auth,
+            self.auth.layout,
             pn.pane.Markdown("### Record keeping (`leadkit stats`)"),
-            self.stats,
+            self.stats.layout,
             self.usage.pane,
         ]
 
     def _open(self, event: Any) -> None:
-        self.app.open_run(str(self.latest.value.iloc[event.row]["Run ID"]))
+        self.app.open_run(str(self.latest.row(event.row)["Run ID"]))
 
     def load(self) -> None:
         failing = data.failing_clients(self.ws)
@@ -246,10 +272,12 @@ class OverviewView(View):
             self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
 
         self.on_loop(chart)
-        set_value(self.latest, data.latest_runs(self.ws))
-        set_value(self.failing, failing)
-        set_value(self.auth, auth)
-        set_value(self.stats, data.stats_rows(self.ws))
+        self.latest.update(data.latest_runs(self.ws))
+        if len(failing):
+            failing = failing.assign(Error=[lk.failure_headline(str(m)) for m in failing["Error"]])
+        self.failing.update(failing[FAILING_ORDER])
+        self.auth.update(auth[AUTH_ORDER])
+        self.stats.update(data.stats_rows(self.ws))
         self.usage.refresh()
 
 
@@ -264,20 +292,22 @@ def _day(value: str) -> date | None:
 class RunsView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        statuses = {"All statuses": "", **{str(s): str(s) for s in lk.RunStatus}}
-        self.status = pn.widgets.Select(label="Status", options=statuses, value=self._known(statuses, "status"))
+        statuses = {"All statuses": "", "Has failures": HAS_FAILURES, **{str(s): str(s) for s in lk.RunStatus}}
+        self.status = pn.widgets.Select(
+            label="Status", options=statuses, value=self._known(statuses, "status"), width=200
+        )
         clients = {"All clients": "", **{c: c for c in data.client_ids(self.ws)}}
         if self.state.client and self.state.client not in clients.values():
             clients[self.state.client] = self.state.client
-        self.client = pn.widgets.Select(label="Client", options=clients, value=self.state.client)
-        self.since = pn.widgets.DatePicker(label="From (UTC)", value=_day(self.state.since))
-        self.until = pn.widgets.DatePicker(label="To (UTC)", value=_day(self.state.until))
+        self.client = pn.widgets.Select(label="Client", options=clients, value=self.state.client, width=200)
+        self.since = pn.widgets.DatePicker(label="From (UTC)", value=_day(self.state.since), width=200)
+        self.until = pn.widgets.DatePicker(label="To (UTC)", value=_day(self.state.until), width=200)
         self.clear = pn.widgets.Button(label="Clear filters", color="light")
         self.prev = pn.widgets.Button(label="‹ Previous", color="default", css_classes=["lk-prev"])
         self.next = pn.widgets.Button(label="Next ›", color="default", css_classes=["lk-next"])
         self.info = pn.pane.HTML("", css_classes=["lk-page-info"])
-        self.table = table(data.frame([], data.RUN_COLUMNS), "lk-runs-table")
-        self.table.on_click(self._open)
+        self.table = Table(data.RUN_COLUMNS, "lk-runs-table", empty="No runs yet.", tz=app.tz, colour=run_colour)
+        self.table.widget.on_click(self._open)
         self.status.param.watch(lambda e: self._set(status=e.new), "value")
         self.client.param.watch(lambda e: self._set(client=e.new), "value")
         self.since.param.watch(lambda e: self._set(since=e.new.isoformat() if e.new else ""), "value")
@@ -291,7 +321,7 @@ class RunsView(View):
             pn.Row(self.status, self.client, self.since, self.until, self.clear),
             self.message,
             pn.Row(self.prev, self.info, self.next),
-            self.table,
+            self.table.layout,
         ]
 
     def _known(self, options: dict[str, str], name: str) -> str:
@@ -318,12 +348,15 @@ class RunsView(View):
         self.refresh()
 
     def _open(self, event: Any) -> None:
-        self.app.open_run(str(self.table.value.iloc[event.row]["Run ID"]))
+        self.app.open_run(str(self.table.row(event.row)["Run ID"]))
 
     def load(self) -> None:
-        filt = data.run_filter(self.state.status, self.state.client, self.state.since, self.state.until)
+        status = "" if self.state.status == HAS_FAILURES else self.state.status
+        filt = data.run_filter(status, self.state.client, self.state.since, self.state.until)
+        if self.state.status == HAS_FAILURES:
+            filt = dataclasses.replace(filt, has_failures=True)
         result = data.runs_page(self.ws, filt, self.state.page)
-        set_value(self.table, result.rows)
+        self.table.update(result.rows, empty=self._why_empty())
         self.info.object = (
             f'<span class="lk-page">Page {result.page} of {result.pages}</span> · '
             f'<span class="lk-total">{result.total} runs</span>'
@@ -333,78 +366,50 @@ class RunsView(View):
         if result.page != self.state.page:
             self.state.page = result.page
 
+    def _why_empty(self) -> str:
+        """Which filters left no run, or that there is no run at all."""
+        parts = []
+        if self.state.status == HAS_FAILURES:
+            parts.append("with a failed client")
+        elif self.state.status:
+            parts.append(f"with status {self.state.status}")
+        if self.state.client:
+            parts.append(f"of client {self.state.client}")
+        if self.state.since:
+            parts.append(f"from {self.state.since}")
+        if self.state.until:
+            parts.append(f"to {self.state.until} (UTC)")
+        if not parts:
+            return "No runs yet: `leadkit batch` (or `leadkit demo`) makes the first one."
+        return f"No run {' '.join(parts)}. Clear the filters to see every run."
+
 
 # ------------------------------------------------------------------------------------------------ run drill-down
 class RunView(View):
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        self.run_input = pn.widgets.TextInput(label="Run ID", value=self.state.run, placeholder="251128-093000")
+        self.run_input = pn.widgets.TextInput(
+            label="Run ID", value=self.state.run, placeholder="251128-093000", width=260
+        )
         self.run_input.param.watch(lambda e: setattr(self.state, "run", e.new.strip()), "value")
-        self.summary = pn.pane.HTML("", stylesheets=[KV_CSS], sizing_mode="stretch_width")
-        self.clients = table(data.frame([], data.RUN_CLIENT_COLUMNS), "lk-run-clients")
-        self.events = table(data.frame([], data.EVENT_COLUMNS), "lk-run-events")
-        self.notebook_client = pn.widgets.Select(label="Executed notebook of", options=[])
-        self.notebook_client.param.watch(lambda _: self._show_notebook(), "value")
-        self.notebook = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["lk-notebook-pane"])
-        self.notebooks: dict[str, str] = {}
+        self.panel = RunPanel(self.ws, app.tz)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "run" else None, "run")
         self.layout[:] = [
-            pn.pane.Markdown("## Run drill-down"),
-            self.run_input,
+            pn.Row(pn.pane.Markdown("## Run drill-down", margin=(0, 10)), self.run_input),
             self.message,
-            self.summary,
-            pn.pane.Markdown("### Clients"),
-            self.clients,
-            pn.pane.Markdown("### Events"),
-            self.events,
-            pn.pane.Markdown("### Executed notebook"),
-            self.notebook_client,
-            self.notebook,
+            self.panel.layout,
         ]
 
     def load(self) -> None:
         self.run_input.value = self.state.run
         if not self.state.run:
-            self.summary.object = '<p class="lk-hint">Pick a run in Runs (or the overview), or type its ID.</p>'
-            self._clear()
+            self.panel.clear("Pick a run in Runs (or the overview), or type its ID.")
             return
         try:
-            detail = data.run_detail(self.ws, self.state.run)
+            self.panel.load(self.state.run)
         except lk.LeadkitError:
-            self.summary.object = ""
-            self._clear()
+            self.panel.clear("")
             raise
-        self.summary.object = key_values(detail.summary, "lk-run-summary")
-        set_value(self.clients, detail.clients)
-        set_value(self.events, detail.events)
-        self.notebooks = detail.notebooks
-        failing = [c for c in detail.clients.itertuples() if c.Notebook and c.Status in data.FAILED_STATUSES]
-        options = list(self.notebooks)
-        current = self.notebook_client.value
-        self.notebook_client.options = options
-        if current not in options:
-            chosen = str(failing[0].Client) if failing else (options[0] if options else None)
-            self.notebook_client.value = chosen
-        self._show_notebook()
-
-    def _clear(self) -> None:
-        set_value(self.clients, data.frame([], data.RUN_CLIENT_COLUMNS))
-        set_value(self.events, data.frame([], data.EVENT_COLUMNS))
-        self.notebooks = {}
-        self.notebook_client.options = []
-        self.notebook.object = ""
-
-    def _show_notebook(self) -> None:
-        client = self.notebook_client.value
-        if not client or client not in self.notebooks:
-            self.notebook.object = '<p class="lk-hint">No executed notebook recorded for this run.</p>'
-            return
-        try:
-            document = notebook_html(self.notebooks[client], self.ws.home)
-        except NotebookUnavailable as exc:
-            self.notebook.object = f'<p class="lk-error">{esc(str(exc))}</p>'
-            return
-        self.notebook.object = iframe(document, title=f"executed notebook of {client}")
 
 
 # ------------------------------------------------------------------------------------------------ failures
@@ -414,18 +419,16 @@ class FailuresView(View):
         self.unresolved = pn.widgets.Checkbox(label="Not yet resolved only", value=self.state.unresolved)
         self.unresolved.link(self.state, value="unresolved", bidirectional=True)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "failures" else None, "unresolved")
-        self.table = table(
-            data.frame([], data.FAILURE_COLUMNS), "lk-failures-table", wrap={"Hint": 360, "Fingerprint": 360}
-        )
+        self.panel = FailuresPanel(self.ws, app.tz, may_act=app.authenticated)
         self.layout[:] = [
-            pn.pane.Markdown("## Failures, grouped by fingerprint"),
+            pn.pane.Markdown("## Failures, grouped (the newest first)"),
             self.unresolved,
             self.message,
-            self.table,
+            self.panel.layout,
         ]
 
     def load(self) -> None:
-        set_value(self.table, data.failure_groups(self.ws, unresolved_only=self.state.unresolved))
+        self.panel.load(unresolved_only=self.state.unresolved)
 
 
 # ------------------------------------------------------------------------------------------------ auth checks
@@ -435,20 +438,17 @@ class AuthView(View):
         self.run_checks = pn.widgets.Button(label="Run the auth checks again", color="primary")
         self.run_checks.on_click(self._run)
         self.status = pn.pane.HTML("", css_classes=["lk-auth-status"])
-        self.latest = table(data.frame([], data.AUTH_COLUMNS), "lk-auth-latest")
-        self.history = table(data.frame([], data.AUTH_COLUMNS), "lk-auth-history")
-        for widget in (self.latest, self.history):
-            styler = widget.style
-            assert styler is not None
-            styler.apply(self._colour, axis=1)
+        empty = "No auth checks yet: press the button above, or run `leadkit auth-check`."
+        self.latest = Table(AUTH_ORDER, "lk-auth-latest", empty=empty, tz=app.tz, colour=self._colour)
+        self.history = Table(AUTH_ORDER, "lk-auth-history", empty=empty, tz=app.tz, colour=self._colour)
         self.layout[:] = [
             pn.pane.Markdown("## Auth checks"),
             pn.Row(self.run_checks, self.status),
             self.message,
             pn.pane.Markdown("### Latest result per credential"),
-            self.latest,
+            self.latest.layout,
             pn.pane.Markdown("### History (newest first)"),
-            self.history,
+            self.history.layout,
         ]
 
     @staticmethod
@@ -472,23 +472,33 @@ class AuthView(View):
         self.refresh()
 
     def load(self) -> None:
-        set_value(self.latest, data.auth_latest(self.ws))
-        set_value(self.history, data.auth_history(self.ws))
+        self.latest.update(data.auth_latest(self.ws)[AUTH_ORDER])
+        self.history.update(data.auth_history(self.ws)[AUTH_ORDER])
 
 
 # ------------------------------------------------------------------------------------------------ client health
 class HealthView(View):
+    """Every client by severity; with `?client=ID`, that client's page."""
+
     def __init__(self, app: App) -> None:
         super().__init__(app)
-        self.table = table(data.frame([], data.HEALTH_COLUMNS), "lk-health-table")
-        self.layout[:] = [
-            pn.pane.Markdown("## Client health: why is a client (not) being harvested?"),
-            self.message,
-            self.table,
-        ]
+        self.title = pn.pane.Markdown("## Client health: what needs action, what waits, what is fine")
+        # a plain link (a fresh page), so going back never depends on a widget round trip
+        self.back = pn.pane.HTML('<a class="lk-back" href="?view=health">‹ All clients</a>', margin=(18, 10))
+        self.overview = HealthPanel(self.ws, app.tz)
+        self.page = ClientPanel(self.ws, app.tz)
+        self.state.param.watch(lambda _: self.refresh() if self.state.view == "health" else None, "client")
+        self.layout[:] = [self.title, self.message]
 
     def load(self) -> None:
-        set_value(self.table, data.health_rows(self.ws))
+        if self.state.client:
+            self.title.object = "## Client health: one client"
+            self.layout[:] = [pn.Row(self.title, self.back), self.message, self.page.layout]
+            self.page.load(self.state.client)
+        else:
+            self.title.object = "## Client health: what needs action, what waits, what is fine"
+            self.layout[:] = [self.title, self.message, self.overview.layout]
+            self.overview.load()
 
 
 VIEW_CLASSES: dict[str, Callable[[App], View]] = {
@@ -509,6 +519,11 @@ class App:
     def __init__(self, ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
         self.ws = ws
         self.state = State()
+        #: Logged in through `leadkit dashboard --basic-auth`: the views may start work (a re-run).
+        self.authenticated = bool(pn.state.user)
+        browser = pn.state.browser_info
+        if browser is not None:  # the viewer's time zone arrives after the page loads: show local times then
+            browser.param.watch(lambda _: self.refresh(), "timezone")
         location = pn.state.location
         if location is not None:
             location.sync(
@@ -517,6 +532,8 @@ class App:
             )
         if self.state.view not in VIEW_CLASSES:
             self.state.view = "overview"
+        if self.state.client and self.state.view == "overview":  # `?client=ID` opens that client's page
+            self.state.view = "health"
         self.views: dict[str, View] = {}
         self.nav = pn.widgets.RadioButtonGroup(
             options=VIEWS,
@@ -559,6 +576,11 @@ class App:
     def _on_load(self) -> None:
         self._loaded = True
         self.refresh()
+
+    def tz(self) -> str | None:
+        """The viewer's IANA time zone, once the browser has said it."""
+        browser = pn.state.browser_info
+        return browser.timezone if browser is not None and browser.timezone else None
 
     def open_run(self, run_id: str) -> None:
         self.state.param.update(run=run_id, view="run")

@@ -1,5 +1,9 @@
 """Executed notebooks as safe HTML: nbconvert's HTMLExporter with sanitised output, shown in a sandboxed iframe.
 
+The page starts at the report (the results, displays and errors the cells produced, without their code); the
+parameter cells (the template's defaults and what papermill injected, such as the long `handoff`) follow,
+collapsed; then the notebook cell by cell.
+
 The notebook's HTML goes into the iframe's `srcdoc` attribute, escaped, and the iframe has an empty `sandbox`
 (no scripts, no same-origin access): whatever a record or an output holds is shown, never run. Only notebooks
 inside the workspace folder are read.
@@ -21,6 +25,8 @@ pre { white-space: pre-wrap; margin: 2px 0; }
 .output_stderr { background: #fdecea; }
 .output_error pre { background: #fdecea; }
 table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 2px 6px; }
+h2.lk-report, h2.lk-cells { font-size: 15px; border-bottom: 1px solid #ddd; margin: 10px 0 4px 0; }
+details.lk-parameters { margin: 8px 0; } details.lk-parameters summary { cursor: pointer; color: #555; }
 """
 
 
@@ -53,17 +59,59 @@ def _render(path: str, mtime_ns: int) -> str:
     except Exception as exc:  # a truncated or foreign file
         raise NotebookUnavailable(f"the notebook {path} cannot be read: {type(exc).__name__}") from exc
     _clean_outputs(nb)
+    report, params, rest = _split(nb)
     # Outputs are cleaned above with a list of tags that keeps tables and headings (nbconvert's own sanitiser
     # escapes <p>, <h1> and <th>, which garbles the notebook); markdown cells are the notebook's own source.
     exporter = HTMLExporter(template_name="basic", embed_images=True, sanitize_html=False)
-    body, _ = exporter.from_notebook_node(nb)
+    outputs_only = HTMLExporter(
+        template_name="basic", embed_images=True, sanitize_html=False, exclude_input=True, exclude_input_prompt=True
+    )
+    report_body = outputs_only.from_notebook_node(report)[0] if report.cells else "<p>No cell produced output.</p>"
+    params_body = exporter.from_notebook_node(params)[0] if params.cells else ""
+    rest_body = exporter.from_notebook_node(rest)[0]
     css = _CSS + HtmlFormatter().get_style_defs(".highlight")
+    body = f'<h2 class="lk-report">Report</h2>{report_body}'
+    if params_body:
+        body += (
+            '<details class="lk-parameters"><summary>Parameters: the template defaults and what was passed '
+            f"(collapsed)</summary>{params_body}</details>"
+        )
+    body += f'<h2 class="lk-cells">The notebook, cell by cell</h2>{rest_body}'
     return (
         '<!DOCTYPE html><html><head><meta charset="utf-8">'
         '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
         "style-src 'unsafe-inline'\">"
         f"<style>{css}</style></head><body>{body}</body></html>"
     )
+
+
+PARAMETER_TAGS = frozenset({"parameters", "injected-parameters"})
+#: Output types that make a cell part of the report (printed progress lines are not).
+REPORT_OUTPUTS = frozenset({"execute_result", "display_data", "error"})
+
+
+def _split(nb: Any) -> tuple[Any, Any, Any]:
+    """Three notebooks: the report (cells with a result, a display or an error), the parameter cells, the rest."""
+    import copy
+
+    def part(cells: list[Any]) -> Any:
+        out = copy.copy(nb)
+        out.cells = cells
+        return out
+
+    report, params, rest = [], [], []
+    for cell in nb.get("cells", []):
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & PARAMETER_TAGS:
+            params.append(cell)
+            continue
+        rest.append(cell)
+        outputs = [o for o in cell.get("outputs", []) if o.get("output_type") in REPORT_OUTPUTS]
+        if outputs and cell.get("cell_type") == "code":
+            shown = copy.deepcopy(cell)
+            shown["outputs"] = [o for o in shown["outputs"] if o.get("output_type") in REPORT_OUTPUTS]
+            report.append(shown)
+    return part(report), part(params), part(rest)
 
 
 SAFE_TAGS = frozenset(

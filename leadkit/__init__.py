@@ -18,6 +18,14 @@ _EXPORTS: dict[str, str] = {
     "client_health": "leadkit.health",
     "record_stats": "leadkit.diagnosis",
     "group_failures": "leadkit.diagnosis",
+    "failure_headline": "leadkit.diagnosis",
+    "client_history": "leadkit.diagnosis",
+    "list_attempts": "leadkit.history",
+    "run_history": "leadkit.history",
+    "run_status_label": "leadkit.history",
+    "latest_failed": "leadkit.history",
+    "latest_attempt": "leadkit.history",
+    "run_batch": "leadkit.batch",
     "RunFilter": "leadkit.store.base",
     "RunId": "leadkit.runids",
     "validate_client_id": "leadkit.runids",
@@ -52,6 +60,14 @@ __all__ = [
     "client_health",
     "record_stats",
     "group_failures",
+    "failure_headline",
+    "client_history",
+    "list_attempts",
+    "run_history",
+    "run_status_label",
+    "latest_failed",
+    "latest_attempt",
+    "run_batch",
     "RunFilter",
     "Category",
     "Client",
@@ -80,9 +96,12 @@ __all__ = [
 
 if TYPE_CHECKING:
     from leadkit.alerts import alert_summary, channel_states, list_alerts, set_triage
+    from leadkit.batch import run_batch
     from leadkit.config import Settings, get_settings
+    from leadkit.diagnosis import client_history, failure_headline
     from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError
+    from leadkit.history import latest_attempt, latest_failed, list_attempts, run_history, run_status_label
     from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
     from leadkit.notebook import client_report, start_notebook_logging
     from leadkit.records import RunRecordService

@@ -30,6 +30,7 @@ from leadkit.batch.progress import Progress
 from leadkit.batch.settle import _settle
 from leadkit.config import SECRET_SETTINGS, Settings
 from leadkit.errors import ConfigError, DataError
+from leadkit.history import attempt_notebook, end_attempt, ended_attempt_counts, record_finish, status_event
 from leadkit.models import (
     Client,
     ClientRun,
@@ -288,10 +289,13 @@ def _run(
                 else:
                     results = _execute_local(jobs, n_workers, settle)
             except BaseException as exc:
-                records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}")
+                record_finish(
+                    ws, records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}")
+                )
                 raise
             _crash_point("finish")
             run = records.finish_run(run)
+            record_finish(ws, run)
             log.info("batch %s finished: %s", run.run_id, run.status.value)
     finally:
         logging.getLogger("leadkit").removeHandler(handler)
@@ -323,14 +327,18 @@ def _resume(ws: Workspace, run: Run, clients: Sequence[Client]) -> list[ClientRu
     existing = {r.client_id: r for r in ws.store.list_client_runs(run_id=run.run_id)}
     missing = [c for c in clients if c.client_id not in existing]
     todo = records.open_many(run_id, missing, Source.BATCH) if missing else []
+    attempts = ended_attempt_counts(ws, run.run_id)
     for record in existing.values():
         if record.status.done:
             continue
         event = RunEvent(run.run_id, record.client_id, "batch", EventKind.INFO, f"resumed (was {record.status.value})")
+        kept = end_attempt(record, attempts.get(record.client_id, 0) + 1)  # the attempt that ended stays on record
         record.failure = None
         record.ended_at = None
-        records.update(record, [event], status=ClientRunStatus.RUNNING, reason="")
+        record.notebook = None  # the next attempt writes its own file (`history.attempt_notebook`)
+        records.update(record, [kept, event], status=ClientRunStatus.RUNNING, reason="")
         todo.append(record)
+    ws.store.add_events([status_event(run, f"Resumed (was {run.status.value})")])
     run.status = RunStatus.RUNNING
     run.ended_at = None
     ws.store.update_run(run)
@@ -355,9 +363,10 @@ def _jobs(
 ) -> list[NotebookJob]:
     env = kernel_env(ws.settings, ws, log_file, secrets=not remote)
     clients = {c.client_id: c for c in ws.store.list_clients()}
+    attempts = ended_attempt_counts(ws, run_id.base)
     jobs = []
     for position, record in enumerate(todo):
-        output = str(run_dir / f"{record.client_id}.ipynb")
+        output = str(attempt_notebook(run_dir, record.client_id, attempts.get(record.client_id, 0) + 1))
         jobs.append(
             NotebookJob(
                 client_id=record.client_id,

@@ -66,7 +66,18 @@ def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
     out["clients"] = [
         r.to_dict() for r in sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
     ]
+    _add_history(ws, run.run_id, out)
     return out
+
+
+def _add_history(ws: Any, run_id: str, out: dict[str, Any]) -> None:
+    """The run's status history and each client's attempts (see `leadkit.history`)."""
+    from leadkit.history import list_attempts, run_history
+
+    out["status_history"] = [{"at": c.at.isoformat(), "status": c.status} for c in run_history(ws, run_id)]
+    records = {r.client_id: r for r in ws.store.list_client_runs(run_id=run_id)}
+    for client in out["clients"]:
+        client["attempts"] = [a.to_dict() for a in list_attempts(ws, records[client["client_id"]])]
 
 
 @app.command()
@@ -93,6 +104,12 @@ def show(
         for c in data["clients"]
     ]
     _table(rows, ["client", "status", "source", "posts", "failure", "notebook"])
+    typer.echo("status history: " + " -> ".join(c["status"] for c in data["status_history"]))
+    for c in data["clients"]:
+        if len(c["attempts"]) > 1:
+            typer.echo(f"attempts of {c['client_id']}:")
+            for a in c["attempts"]:
+                typer.echo(f"  {a['attempt']}. {a['status']}: {a['why'][:90]}  ({a['notebook'] or 'no notebook'})")
 
 
 # ------------------------------------------------------------------------------------------------ clients

@@ -1,4 +1,4 @@
-"""Commands: auth-check, doctor, failures, health, stats, lab."""
+"""Commands: auth-check, doctor, failures, rerun, health, stats, lab."""
 
 from __future__ import annotations
 
@@ -128,9 +128,81 @@ def failures(
         return
     for g in groups:
         state = ("resolved" if g.resolved else "UNRESOLVED") + ("" if g.status == "NEW" else f" {g.status}")
-        typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S}  {g.fingerprint}")
-        typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S}")
+        typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S} UTC  {g.headline}")
+        typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S} UTC")
         typer.echo(f"    hint: {g.hint}")
+        if not g.resolved and g.clients:
+            typer.echo(
+                f"    re-run: leadkit rerun --failed --category {g.category} --client {' --client '.join(g.clients)}"
+            )
+        typer.echo(f"    fingerprint: {g.fingerprint}")
+
+
+# ------------------------------------------------------------------------------------------------ rerun
+@app.command()
+def rerun(
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Re-run the clients whose latest attempt failed (Failed or Stale).")
+    ] = False,
+    since: SinceOpt = None,
+    client: Annotated[
+        list[str] | None, typer.Option("--client", help="Only this client; repeat for more (--client A --client B).")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option(help="Only failures of this category: config, auth, upstream, rate_limit, ...")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list them (one client ID a line, with its failure); start nothing.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Open a new run over the clients whose latest attempt failed (matching the filters), listing them first.
+
+    Exit 0 when none matched or all completed, 1 when some failed again (as `leadkit batch`).
+    """
+    from leadkit.diagnosis import failure_headline
+    from leadkit.history import latest_failed
+
+    if not failed:
+        raise LeadkitError(
+            "rerun needs --failed: it re-runs the clients whose latest attempt failed",
+            hint="Try `leadkit rerun --failed --dry-run` to see which clients that is.",
+        )
+    ws = _workspace()
+    try:
+        chosen = latest_failed(ws, since=_since(since), client_ids=client or None, category=category)
+        if json_out and dry_run:
+            _echo_json(
+                [
+                    {"client_id": f.client_id, "run_id": f.record.run_id, "category": f.category, "why": f.why}
+                    for f in chosen
+                ]
+            )
+            return
+        if not chosen:
+            filtered = " (matching the filters)" if client or category or since else ""
+            typer.echo(f"no client's latest attempt failed{filtered}", err=True)
+            return
+        if not dry_run:
+            typer.echo(f"re-running {len(chosen)} client(s) whose latest attempt failed:")
+        for f in chosen:
+            typer.echo(f"{f.client_id}\t{f.category}: {failure_headline(f.why)} (run {f.record.run_id})")
+        if dry_run:
+            return
+        from leadkit.batch import run_batch
+        from leadkit.cli.batchcmd import _print_batch
+
+        result = run_batch(ws, workers=workers, client_ids=[f.client_id for f in chosen], progress=not json_out)
+        if json_out:
+            from leadkit.cli.core import _show_dict
+
+            _echo_json(_show_dict(ws, result.run.run_id))
+        else:
+            _print_batch(result)
+    finally:
+        ws.close()
+    raise SystemExit(result.exit_code)
 
 
 # ------------------------------------------------------------------------------------------------ health

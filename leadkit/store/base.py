@@ -38,6 +38,8 @@ class RunFilter:
     client_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    #: Only runs with a client Failed or Stale, whatever the run's own status.
+    has_failures: bool = False
 
 
 @dataclass(frozen=True)

@@ -602,6 +602,8 @@ class SQLiteStore:
             if filt.until:
                 clauses.append("started_at < ?")
                 params.append(ts(filt.until))
+            if filt.has_failures:
+                clauses.append("run_id IN (SELECT run_id FROM client_runs WHERE status IN ('Failed', 'Stale'))")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def list_runs(self, filt: RunFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[Run]:

@@ -156,6 +156,10 @@ def test_drilldown_from_a_run_row(page: Page, dashboard: DashboardHandle, demo: 
     expect(page).to_have_url(re.compile(rf"run={target}"))
     expect(page.locator(".lk-run-summary")).to_contain_text(target)
     clients = rows(page, "lk-run-clients")
+    # a run with a failure opens on its failed clients; "All clients" shows the rest
+    expect(clients).to_have_count(1)
+    expect(clients.first).to_contain_text("Failed")
+    page.get_by_role("button", name="All clients").click()
     expect(clients).to_have_count(4)
     failed = clients.filter(has_text="Failed")
     expect(failed).to_have_count(1)

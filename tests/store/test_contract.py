@@ -141,6 +141,23 @@ def test_runs_filtered_by_client(store: Store) -> None:
     assert store.count_runs(RunFilter(client_id="' OR TRUE() OR '")) == 0
 
 
+def test_runs_with_failures_whatever_their_status(store: Store) -> None:
+    for i in range(3):
+        store.insert_run(Run(run_id=f"250925-20000{i}", status=RunStatus.COMPLETED_WITH_ERRORS, started_at=at(i)))
+    (failed, _), (fine, _) = store.open_client_runs(
+        [client_run("250925-200001", "Globex"), client_run("250925-200002", "Globex")]
+    )
+    failed.status = ClientRunStatus.FAILED
+    store.save_client_run(failed)
+    fine.status = ClientRunStatus.COMPLETED
+    store.save_client_run(fine)
+    store.open_client_runs([client_run("250925-200000", "Initech")])  # still Running: no failure yet
+    with_failures = RunFilter(has_failures=True)
+    assert [r.run_id for r in store.list_runs(with_failures)] == ["250925-200001"]
+    assert store.count_runs(with_failures) == 1
+    assert store.count_runs(RunFilter(has_failures=True, client_id="Initech")) == 0
+
+
 # client runs --------------------------------------------------------------------------------------------
 
 

@@ -294,7 +294,18 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             }
             if not runs_of_client:
                 return []
-        elif max_records is not None:
+        if filt.has_failures:  # any client Failed or Stale, whatever the run's status
+            failing = OR(_eq(ClientRunResults.STATUS, "Failed"), _eq(ClientRunResults.STATUS, "Stale"))
+            with_failures = {
+                str(r["fields"].get(ClientRunResults.BASE_RUN_ID, ""))
+                for r in self._table(ClientRunResults.TABLE).all(
+                    formula=to_formula_str(failing), fields=[ClientRunResults.BASE_RUN_ID]
+                )
+            }
+            runs_of_client = with_failures if runs_of_client is None else runs_of_client & with_failures
+            if not runs_of_client:
+                return []
+        if runs_of_client is None and max_records is not None:
             options["max_records"] = max_records
         runs = [_run(r) for r in self._table(JobTracking.TABLE).all(**options)]
         if runs_of_client is not None:
