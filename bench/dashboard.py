@@ -1,25 +1,30 @@
-"""Benchmark: does the dashboard's runs page slow down as the records pile up?
+"""Benchmark: does every dashboard view stay as fast at agency size as on a small workspace?
 
-In one run, in headless Chromium launched as in the browser tests:
-- two workspaces, one with 50,000 ClientRuns over 5,000 runs and one with 500 over 50 (written in big batches
-  through the store's methods), each served by `leadkit dashboard` in its own process;
-- render: seconds from navigation (`?view=runs`) to the last row of the runs table's first page (25 runs)
-  visible;
-- page: seconds from clicking "Next" to the first run of page 2 visible;
-- the floor: a bare Panel app showing a 50-row Tabulator, served the same way, navigation to its 50th row;
-- rss: the 50,000-record server's peak resident memory (VmHWM) after its measurements.
-Each figure is the median of several fresh page loads after one warm-up load per server.
+In one run, in headless Chromium launched as in the browser tests, each workspace served by `leadkit dashboard`
+in its own process:
+- SQLite, large: 500 clients (each with its own lead base), 100,000 ClientRuns in 200 runs over 30 days, with
+  3 events each (300,000 events), 5,000 failures and auth checks. Written with bulk SQL inserts (the bench's
+  own, into the tables the store created), not through the per-record API.
+- SQLite, small: the same 500 clients and one run of 500 ClientRuns (25 failures): the baseline.
+- Airtable (through the sandbox, on loopback), at a smaller size: 20 clients, 1,000 ClientRuns in 50 runs
+  against one run of 20, written through the API in batches of 10.
+For each view (Overview, Runs, a run's drill-down, Failures, Auth checks, Client health): seconds from
+navigation to the view's table showing its rows; the median of several fresh page loads after a warm-up.
+The scale of a view is its large-workspace time over its small-workspace time.
 
-Last line: `render_scale=A page_scale=B render_vs_floor=C rss_mb=D` (A, B: the 50,000 figure over the 500 one;
-C: the 50,000 render over the floor's). Targets: A <= 1.2, B <= 1.2, C <= 2.0, D <= 600.
+The line before the last has the Airtable figures; the last line ends with
+`view_scale_max=X slowest_view=NAME rss_mb=Y` (SQLite: X the largest scale of any view, Y the large dashboard
+server's peak resident memory, VmHWM). Goals: X <= 1.5, Y <= 800.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,8 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-CLIENTS_PER_RUN = 10
-REPS = 7
+REPS = 3
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",
@@ -44,107 +48,283 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ROW = ".lk-runs-table .tabulator-row"
-PAGE_SIZE = 25  # the runs view's page size: the 50-run workspace has two pages
-FLOOR_ROWS = 50
 BIN = Path(sys.executable).parent
+DAYS = 30
+FAILURE_MESSAGES = [
+    ("upstream", "Apify returned 502 for run {run}"),
+    ("auth", "Apify refused the token (401) for client {client}"),
+    ("rate_limit", "Airtable kept answering 429 for PATCH on table 'Leads' of base {client}"),
+    ("schema", "table 'Leads' has no field 'Posts Content' (422 UNKNOWN_FIELD_NAME)"),
+    ("bug", "KeyError: 'linkedinUrl' in cell {n}"),
+]
+
+#: (view, query, table whose rows mark the view as shown)
+VIEWS = [
+    ("overview", "view=overview", ".lk-latest-runs"),
+    ("runs", "view=runs", ".lk-runs-table"),
+    ("run", "view=run&run={run}", ".lk-run-clients"),
+    ("failures", "view=failures", ".lk-failures-table"),
+    ("auth", "view=auth", ".lk-auth-history"),
+    ("health", "view=health", ".lk-health-table"),
+]
 
 
-def build_workspace(home: Path, runs: int) -> list[str]:
-    """`runs` finished runs an hour apart, each with CLIENTS_PER_RUN ClientRuns (1 in 10 failed); run IDs newest
-    first."""
-    from leadkit.classify import failure_from
+# ------------------------------------------------------------------------------------------------ workspaces
+def _clients(n: int) -> list[Any]:
+    from leadkit.models import Client
+
+    return [
+        Client(
+            client_id=f"Acme-Co-{i:03d}",
+            name=f"Acme Co {i}",
+            service_level=2,
+            post_access=True,
+            daily_target=20,
+            batch_size=5,
+            max_batches=2,
+        )
+        for i in range(n)
+    ]
+
+
+def _status(i: int, client: int) -> str:
+    """5% Failed (so 5,000 of 100,000), 2% with errors, 3% skipped, the rest Completed."""
+    k = (i * 7919 + client * 104729) % 100
+    return "Failed" if k < 5 else "Completed with Errors" if k < 7 else "Skipped" if k < 10 else "Completed"
+
+
+def build_sqlite(home: Path, clients: int, runs: int) -> str:
+    """A workspace with `clients` clients and `runs` runs of every client over `DAYS` days; the newest run's ID."""
     from leadkit.config import get_settings
-    from leadkit.demo import seed
-    from leadkit.errors import UpstreamError
-    from leadkit.models import ClientRun, ClientRunStatus, Run, RunStatus, Source
-    from leadkit.runids import RunId
+    from leadkit.models import AuthCheck, NewLead
+    from leadkit.store.codecs import ts
     from leadkit.workspace import Workspace
 
     settings = get_settings().model_copy(update={"leadkit_home": home, "leadkit_store": ""})
     ws = Workspace.create(home, settings=settings)
-    clients = [c.client_id for c in seed(ws.store, CLIENTS_PER_RUN, leads_per_client=2)]
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=runs)
-    batch: list[ClientRun] = []
-    run_ids = []
-    for i in range(runs):
-        at = start + timedelta(hours=i)
-        run_id = str(RunId.new(now=at))
-        failed = i % 10 == 3
-        ws.store.insert_run(
-            Run(
-                run_id=run_id,
-                status=RunStatus.COMPLETED_WITH_ERRORS if failed else RunStatus.COMPLETED,
-                started_at=at,
-                ended_at=at + timedelta(minutes=4),
-                started_by="bench",
-                clients_total=CLIENTS_PER_RUN,
-                clients_failed=1 if failed else 0,
-            )
+    made = _clients(clients)
+    for client in made:
+        ws.store.save_client(client)
+        ws.store.lead_base(client).import_leads(
+            [NewLead(f"https://www.linkedin.com/in/{client.client_id.lower()}-{n}/", f"Lead {n}") for n in range(3)]
         )
-        run_ids.append(run_id)
-        for n, client_id in enumerate(clients):
-            bad = failed and n == 0
-            batch.append(
-                ClientRun(
-                    run_id=run_id,
-                    client_id=client_id,
-                    source=Source.BATCH,
-                    client_name=client_id,
-                    status=ClientRunStatus.FAILED if bad else ClientRunStatus.COMPLETED,
-                    started_at=at,
-                    ended_at=at + timedelta(minutes=3),
-                    heartbeat_at=at + timedelta(minutes=3),
-                    metrics={"posts_harvested": 3.0, "profiles_submitted": 5.0},
-                    failure=failure_from(UpstreamError(f"Apify returned 502 for {run_id}"), run_id=run_id)
-                    if bad
-                    else None,
-                )
-            )
-        if len(batch) >= 5000:
-            ws.store.open_client_runs(batch)
-            batch = []
-    if batch:
-        ws.store.open_client_runs(batch)
-    assert len(ws.store.list_client_runs(run_id=run_ids[-1])) == CLIENTS_PER_RUN
+    ws.store.add_auth_checks(
+        [
+            AuthCheck(name, k % 7 != 0, None, 200, 120.0, "", checked_at=datetime.now(UTC) - timedelta(hours=k))
+            for k in range(48)
+            for name in ("airtable", "apify")
+        ]
+    )
     ws.close()
-    return list(reversed(run_ids))
+    now = datetime.now(UTC).replace(microsecond=0)
+    step = timedelta(days=DAYS) / runs
+    conn = sqlite3.connect(home / "leadkit.sqlite")
+    newest = ""
+    with conn:
+        for r in range(runs):
+            at = now - timedelta(days=DAYS) + step * (r + 1) - timedelta(minutes=10)
+            run_id = at.strftime("%y%m%d-%H%M%S")
+            newest = run_id
+            rows, events, failures = [], [], []
+            failed = 0
+            for c, client in enumerate(made):
+                status = _status(r, c)
+                failure = None
+                if status == "Failed":
+                    failed += 1
+                    category, template = FAILURE_MESSAGES[(r + c) % len(FAILURE_MESSAGES)]
+                    message = template.format(run=run_id, client=client.client_id, n=c % 9)
+                    failure = {
+                        "category": category,
+                        "fingerprint": f"{category}: {re.sub(r'[0-9]+', '<n>', message)}",
+                        "message": message,
+                        "hint": "see the runbook",
+                        "run_id": run_id,
+                        "client_id": client.client_id,
+                        "stage": "harvest",
+                        "at": ts(at + timedelta(minutes=3)),
+                        "notebook": None,
+                        "cell": None,
+                        "traceback": None,
+                    }
+                    failures.append(failure)
+                metrics = {"profiles_submitted": 5.0, "posts_harvested": 3.0, "opens_batch": 1.0}
+                rows.append(
+                    (
+                        run_id,
+                        client.client_id,
+                        client.name,
+                        "batch",
+                        status,
+                        ts(at),
+                        ts(at + timedelta(minutes=4)),
+                        ts(at + timedelta(minutes=4)),
+                        json.dumps(metrics),
+                        None,
+                        "bench",
+                        json.dumps(failure) if failure else None,
+                    )
+                )
+                for k, (kind, stage) in enumerate(
+                    (("opened", "records"), ("started", "harvest"), ("completed", "harvest"))
+                ):
+                    events.append(
+                        (
+                            run_id,
+                            client.client_id,
+                            stage,
+                            kind,
+                            f"{stage} {kind}",
+                            json.dumps({"opens_batch": 1} if kind == "opened" else {}),
+                            ts(at + timedelta(seconds=k)),
+                        )
+                    )
+            conn.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    "Completed with Errors" if failed else "Completed",
+                    1,
+                    ts(at),
+                    ts(at + timedelta(minutes=5)),
+                    "bench",
+                    clients,
+                    failed,
+                    "",
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO client_runs (run_id, client_id, client_name, source, status, started_at, ended_at, "
+                "heartbeat_at, metrics, notebook, reason, failure) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO events (run_id, client_id, stage, kind, message, metrics, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                events,
+            )
+            conn.executemany(
+                "INSERT INTO failures (run_id, client_id, stage, category, fingerprint, message, hint, at, notebook, "
+                "cell, traceback) VALUES (:run_id, :client_id, :stage, :category, :fingerprint, :message, :hint, :at, "
+                ":notebook, :cell, :traceback)",
+                failures,
+            )
+    counts = {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("client_runs", "events", "failures")}
+    conn.close()
+    print(f"  {home.name}: {counts}", flush=True)
+    return newest
 
 
-def serve_floor() -> None:
-    """The floor app: a bare Panel server showing one 50-row Tabulator (run in a subprocess)."""
-    import pandas as pd
-    import panel as pn
+def build_airtable(sandbox: Any, home: Path, clients: int, runs: int) -> tuple[dict[str, str], str]:
+    """The same shape on the Airtable sandbox, written through the API in batches of 10; (environment, newest run)."""
+    from pydantic import SecretStr
 
-    from leadkit.dashboard_server import _free_port
+    from leadkit.config import Settings
+    from leadkit.models import EventKind, Failure, Run, RunEvent, RunStatus
+    from leadkit.store.airtable import AirtableStore, make_api
+    from leadkit.store.airtable.codecs import _client_run_fields, _client_run_key, _event_dict, _ts
+    from leadkit.store.provision import provision
+    from leadkit.store.schema import ClientRunResults, Failures
+    from leadkit.workspace import Workspace
 
-    pn.extension("tabulator")
-    df = pd.DataFrame(
-        {
-            "Run ID": [f"251128-{i:06d}" for i in range(50)],
-            "Status": ["Completed"] * 50,
-            "Clients": [10] * 50,
-            "Failures": [0] * 50,
-            "Started (UTC)": ["2025-11-28 09:30:00"] * 50,
-            "Ended (UTC)": ["2025-11-28 09:34:00"] * 50,
-        }
+    placeholder = [{"name": "Notes", "fields": [{"name": "Name", "type": "singleLineText"}]}]
+    master = sandbox.airtable.create_base("Master Clients", placeholder)
+    env = {
+        "LEADKIT_HOME": str(home),
+        "LEADKIT_STORE": f"airtable://{master}",
+        "AIRTABLE_API_KEY": sandbox.token,
+        "AIRTABLE_ENDPOINT_URL": sandbox.airtable_url,
+        "AIRTABLE_MAX_REQUESTS_PER_S": "1000",
+        "AIRTABLE_TOKEN_MAX_REQUESTS_PER_S": "1000",
+    }
+    settings = Settings(
+        leadkit_home=home,
+        leadkit_store=env["LEADKIT_STORE"],
+        airtable_api_key=SecretStr(sandbox.token),
+        airtable_endpoint_url=sandbox.airtable_url,
+        airtable_max_requests_per_s=1000.0,
     )
-    port = _free_port("127.0.0.1")
-    print(f"dashboard: http://127.0.0.1:{port}/", flush=True)
-    pn.serve(
-        lambda: pn.widgets.Tabulator(df, show_index=False, disabled=True, css_classes=["lk-runs-table"]),
-        port=port,
-        address="127.0.0.1",
-        websocket_origin=[f"127.0.0.1:{port}"],
-        show=False,
-        verbose=False,
+    api = make_api(settings)
+    provision(api, master, "master")
+    Workspace.create(home, settings=settings).close()
+    store = AirtableStore(master, settings, api=api)
+    made = _clients(clients)
+    for client in made:
+        base_id = sandbox.airtable.create_base(f"{client.client_id} leads", placeholder)
+        provision(api, base_id, "client")
+        client.base_id = base_id
+        store.save_client(client)
+    from leadkit.models import ClientRun, ClientRunStatus, Source
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    step = timedelta(days=DAYS) / runs
+    crr = api.table(master, ClientRunResults.TABLE)
+    newest = ""
+    for r in range(runs):
+        at = now - timedelta(days=DAYS) + step * (r + 1) - timedelta(minutes=10)
+        run_id = at.strftime("%y%m%d-%H%M%S")
+        newest = run_id
+        store.insert_run(
+            Run(run_id, RunStatus.COMPLETED, started_at=at, ended_at=at + timedelta(minutes=5), clients_total=clients)
+        )
+        records, failures = [], []
+        for c, client in enumerate(made):
+            status = _status(r, c)
+            failure = None
+            if status == "Failed":
+                category, template = FAILURE_MESSAGES[(r + c) % len(FAILURE_MESSAGES)]
+                message = template.format(run=run_id, client=client.client_id, n=c % 9)
+                failure = Failure(
+                    category,
+                    f"{category}: {re.sub(r'[0-9]+', '<n>', message)}",
+                    message,
+                    "runbook",
+                    run_id=run_id,
+                    client_id=client.client_id,
+                    stage="harvest",
+                    at=at,
+                )
+                failures.append(failure)
+            rec = ClientRun(
+                run_id,
+                client.client_id,
+                Source.BATCH,
+                client.name,
+                ClientRunStatus(status),
+                at,
+                at + timedelta(minutes=4),
+                at + timedelta(minutes=4),
+                {"profiles_submitted": 5.0},
+                failure=failure,
+            )
+            events = [
+                RunEvent(run_id, client.client_id, "harvest", EventKind(k), at=at + timedelta(seconds=i))
+                for i, k in enumerate(("opened", "started", "completed"))
+            ]
+            fields = {
+                **_client_run_key(run_id, client.client_id),
+                **_client_run_fields(rec),
+                ClientRunResults.SOURCE: "batch",
+                ClientRunResults.START_TIME: _ts(at),
+                ClientRunResults.EVENTS_JSON: json.dumps([_event_dict(e) for e in events]),
+                ClientRunResults.LAST_EVENT_AT: _ts(events[-1].at),
+            }
+            records.append({k: v for k, v in fields.items() if v is not None})
+        crr.batch_create(records)
+        for failure in failures:
+            store.add_failure(failure)
+    store.close()
+    _ = Failures
+    return env, newest
+
+
+# ------------------------------------------------------------------------------------------------ serving
+def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    cmd = [str(BIN / "leadkit"), "dashboard", "--port", "0", "--refresh", "0"]
+    proc = subprocess.Popen(
+        cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
-
-
-def start_server(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if match := re.search(r"(http://127\.0\.0\.1:\d+/)", line):
@@ -152,21 +332,7 @@ def start_server(cmd: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[
         if proc.poll() is not None:
             break
     proc.kill()
-    raise SystemExit(f"the server {' '.join(cmd)} did not start")
-
-
-def wait_http(url: str) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} did not answer")
+    raise SystemExit(f"the dashboard for {env.get('LEADKIT_HOME')} did not start")
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -185,92 +351,96 @@ def peak_rss_mb(pid: int) -> float:
     raise SystemExit("no VmHWM in /proc: cannot read the server's peak memory")
 
 
-def render_seconds(browser: Any, url: str, rows: int) -> float:
-    """Navigation to the table's last row visible."""
+def view_seconds(browser: Any, url: str, table: str) -> float:
+    """Navigation to the first row of the view's table visible (the view's data has been read and sent)."""
     page = browser.new_page()
     try:
         t0 = time.perf_counter()
         page.goto(url)
-        page.locator(ROW).nth(rows - 1).wait_for(state="visible", timeout=60_000)
+        page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
         return time.perf_counter() - t0
     finally:
         page.close()
 
 
-def next_page_seconds(browser: Any, url: str, first_of_page_2: str) -> float:
-    page = browser.new_page()
-    try:
-        page.goto(url)
-        page.locator(ROW).nth(PAGE_SIZE - 1).wait_for(state="visible", timeout=60_000)
-        page.wait_for_function("() => window.Bokeh !== undefined && Bokeh.documents.length > 0")
-        button = page.get_by_role("button", name="Next ›")
-        t0 = time.perf_counter()
-        button.click()
-        page.locator(ROW, has_text=first_of_page_2).first.wait_for(state="visible", timeout=60_000)
-        return time.perf_counter() - t0
-    finally:
-        page.close()
+def measure(browser: Any, servers: dict[str, tuple[str, str]]) -> dict[str, dict[str, float]]:
+    """{workspace: {view: median seconds}}; loads interleaved across workspaces so machine noise weighs alike."""
+    urls = {
+        name: {view: f"{base}?{query.format(run=run)}" for view, query, _ in VIEWS}
+        for name, (base, run) in servers.items()
+    }
+    tables = {view: table for view, _, table in VIEWS}
+    for name in servers:  # warm-up
+        for view in tables:
+            view_seconds(browser, urls[name][view], tables[view])
+    times: dict[str, dict[str, list[float]]] = {n: {v: [] for v in tables} for n in servers}
+    for _ in range(REPS):
+        for view in tables:
+            for name in servers:
+                times[name][view].append(view_seconds(browser, urls[name][view], tables[view]))
+    return {n: {v: statistics.median(t) for v, t in by_view.items()} for n, by_view in times.items()}
+
+
+def report(label: str, small: dict[str, float], large: dict[str, float]) -> tuple[float, str]:
+    print(f"{label}: {'view':10}{'small s':>10}{'large s':>10}{'scale':>8}")
+    scales = {}
+    for view in small:
+        scales[view] = large[view] / small[view]
+        print(f"{'':{len(label) + 2}}{view:10}{small[view]:>10.3f}{large[view]:>10.3f}{scales[view]:>8.2f}")
+    slowest = max(scales, key=lambda v: scales[v])
+    return scales[slowest], slowest
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--serve-floor":
-        serve_floor()
-        return
     from playwright.sync_api import sync_playwright
+
+    from leadkit.sandbox.server import Sandbox
 
     if not os.path.exists(CHROMIUM):
         raise SystemExit(f"{CHROMIUM} is missing: run `make chromium`")
     tmp = Path(tempfile.mkdtemp(prefix="leadkit-bench-dashboard-"))
     try:
         t0 = time.perf_counter()
-        ids_big = build_workspace(tmp / "big", 5000)
-        ids_small = build_workspace(tmp / "small", 50)
-        print(f"workspaces: 50,000 and 500 ClientRuns written in {time.perf_counter() - t0:.1f} s", flush=True)
-        with sync_playwright() as pw, contextlib.ExitStack() as servers:
+        print("building the workspaces", flush=True)
+        big_run = build_sqlite(tmp / "large", 500, 200)
+        small_run = build_sqlite(tmp / "small", 500, 1)
+        print(f"SQLite workspaces written in {time.perf_counter() - t0:.1f} s", flush=True)
+        with Sandbox(rate_limit=0) as sandbox, sync_playwright() as pw, contextlib.ExitStack() as stack:
+            t0 = time.perf_counter()
+            air_large_env, air_large_run = build_airtable(sandbox, tmp / "air-large", 20, 50)
+            air_small_env, air_small_run = build_airtable(sandbox, tmp / "air-small", 20, 1)
+            print(f"Airtable workspaces written in {time.perf_counter() - t0:.1f} s", flush=True)
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-            servers.callback(browser.close)
-            floor_proc, floor_url = start_server([sys.executable, __file__, "--serve-floor"], dict(os.environ))
-            servers.callback(stop, floor_proc)
-            apps: dict[str, tuple[subprocess.Popen[str], str, list[str]]] = {}
-            for name, home, ids in (("500", tmp / "small", ids_small), ("50000", tmp / "big", ids_big)):
-                env = {**os.environ, "LEADKIT_HOME": str(home), "LEADKIT_STORE": ""}
-                cmd = [str(BIN / "leadkit"), "dashboard", "--port", "0", "--refresh", "0"]
-                proc, url = start_server(cmd, env)
-                servers.callback(stop, proc)
-                apps[name] = (proc, f"{url}?view=runs", ids)
-            # warm-up: one load of each, then measurements interleaved so machine noise weighs on each alike
-            wait_http(floor_url)
-            render_seconds(browser, floor_url, FLOOR_ROWS)
-            for _, view, ids in apps.values():
-                wait_http(view)
-                next_page_seconds(browser, view, ids[PAGE_SIZE])
-            times: dict[str, list[float]] = {
-                "floor": [],
-                **{f"{n}/render": [] for n in apps},
-                **{f"{n}/page": [] for n in apps},
-            }
-            for _ in range(REPS):
-                times["floor"].append(render_seconds(browser, floor_url, FLOOR_ROWS))
-                for name, (_, view, ids) in apps.items():
-                    times[f"{name}/render"].append(render_seconds(browser, view, PAGE_SIZE))
-                    times[f"{name}/page"].append(next_page_seconds(browser, view, ids[PAGE_SIZE]))
-            rss = {name: peak_rss_mb(proc.pid) for name, (proc, _, _) in apps.items()}
-        floor = statistics.median(times["floor"])
-        print(f"floor (bare 50-row Tabulator): render {floor:.3f} s", flush=True)
-        results: dict[str, dict[str, float]] = {}
-        for name in apps:
-            render = statistics.median(times[f"{name}/render"])
-            paging = statistics.median(times[f"{name}/page"])
-            results[name] = {"render": render, "page": paging, "rss": rss[name]}
-            print(
-                f"{name:>6} ClientRuns: render {render:.3f} s, next page {paging:.3f} s, "
-                f"server peak RSS {rss[name]:.0f} MB (medians of {REPS})",
-                flush=True,
-            )
-        big, small = results["50000"], results["500"]
+            stack.callback(browser.close)
+            procs: dict[str, subprocess.Popen[str]] = {}
+            servers: dict[str, tuple[str, str]] = {}
+            for name, env, run in (
+                ("large", {"LEADKIT_HOME": str(tmp / "large"), "LEADKIT_STORE": ""}, big_run),
+                ("small", {"LEADKIT_HOME": str(tmp / "small"), "LEADKIT_STORE": ""}, small_run),
+                ("air-large", air_large_env, air_large_run),
+                ("air-small", air_small_env, air_small_run),
+            ):
+                proc, url = start_server(env)
+                stack.callback(stop, proc)
+                procs[name] = proc
+                servers[name] = (url, run)
+            sqlite_times = measure(browser, {k: servers[k] for k in ("large", "small")})
+            rss = peak_rss_mb(procs["large"].pid)
+            air_times = measure(browser, {k: servers[k] for k in ("air-large", "air-small")})
+            air_rss = peak_rss_mb(procs["air-large"].pid)
+        air_max, air_slowest = report(
+            "Airtable (1,000 vs 20 ClientRuns)", air_times["air-small"], air_times["air-large"]
+        )
+        sql_max, sql_slowest = report(
+            "SQLite (100,000 vs 500 ClientRuns)", sqlite_times["small"], sqlite_times["large"]
+        )
         print(
-            f"render_scale={big['render'] / small['render']:.2f} page_scale={big['page'] / small['page']:.2f} "
-            f"render_vs_floor={big['render'] / floor:.2f} rss_mb={big['rss']:.0f}"
+            f"airtable: clients=20 client_runs=1000 view_scale_max={air_max:.2f} slowest_view={air_slowest} "
+            f"rss_mb={air_rss:.0f}"
+        )
+        print(
+            f"sqlite: clients=500 client_runs=100000 events=300000 failures=5000 view_scale_max={sql_max:.2f} "
+            f"slowest_view={sql_slowest} rss_mb={rss:.0f}"
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

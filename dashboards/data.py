@@ -1,7 +1,8 @@
 """What each view shows, read through the store protocol with paging in the database.
 
 Every function returns plain text values (times as UTC text, numbers as numbers): the views show them as text,
-never as markup. Nothing here loads every row of a table: lists are paged or capped.
+never as markup. Nothing here loads every row of a table: lists are paged or capped, and counts, rates and each
+client's latest run are the store's aggregate queries.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import leadkit as lk
 RUN_PAGE_SIZE = 25
 LATEST_RUNS = 10
 CHART_DAYS = 14
-#: Caps for the overview's bounded reads (the store has no aggregate queries).
+#: Cap of the chart's read of runs (a batch is one run, so 14 days of hourly batches are 336).
 CHART_RUNS_CAP = 5000
-RATE_CLIENT_RUNS_CAP = 5000
+#: The window of the success rate and the record-keeping stats.
+WINDOW_DAYS = 7
 AUTH_HISTORY = 100
 FAILED_STATUSES = ("Failed", "Stale")
 
@@ -128,15 +130,14 @@ def client_ids(ws: Any) -> list[str]:
 def overview_numbers(
     ws: Any, *, failing: pd.DataFrame, auth: pd.DataFrame, now: datetime | None = None
 ) -> dict[str, str]:
-    """Runs in the last 24 h and 7 days, the client success rate over 7 days (capped), and the counts of the
-    failing clients and failing credentials already read (`failing_clients`, `auth_latest`)."""
+    """Runs in the last 24 h and 7 days, the client success rate over every ClientRun of the 7 days (counted by
+    the store), and the counts of the failing clients and failing credentials already read (`failing_clients`,
+    `auth_latest`)."""
     now = now or now_utc()
     day = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=1)))
-    week = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=7)))
-    recent = ws.store.list_client_runs(since=now - timedelta(days=7), limit=RATE_CLIENT_RUNS_CAP)
-    finished = [r for r in recent if str(r.status) not in ("Running", "Skipped")]
-    ok = sum(1 for r in finished if str(r.status) == "Completed")
-    rate = f"{100 * ok / len(finished):.0f}%" if finished else "n/a"
+    week = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=WINDOW_DAYS)))
+    counts = ws.store.count_client_runs(since=now - timedelta(days=WINDOW_DAYS))
+    rate = f"{100 * counts.success_rate:.0f}%" if counts.success_rate is not None else "n/a"
     auth_bad = int((auth["OK"] == "no").sum()) if len(auth) else 0
     auth_state = "not checked yet" if not len(auth) else ("all OK" if auth_bad == 0 else f"{auth_bad} failing")
     return {
@@ -166,15 +167,16 @@ FAILING_COLUMNS = ["Client", "Status", "Run ID", "Category", "Hint", "Error"]
 
 
 def failing_clients(ws: Any) -> pd.DataFrame:
-    """Clients whose latest ClientRun failed (or went stale)."""
+    """Clients whose latest ClientRun failed (or went stale): one query for every client's latest run."""
     rows = []
-    for client in ws.store.list_clients():
-        last = ws.store.list_client_runs(client_id=client.client_id, limit=1)
-        if last and str(last[0].status) in FAILED_STATUSES:
-            rec = last[0]
+    clients = [c.client_id for c in ws.store.list_clients()]
+    latest = ws.store.latest_client_runs(clients)
+    for client_id in clients:
+        rec = latest.get(client_id)
+        if rec is not None and str(rec.status) in FAILED_STATUSES:
             rows.append(
                 {
-                    "Client": client.client_id,
+                    "Client": client_id,
                     "Status": str(rec.status),
                     "Run ID": rec.run_id,
                     "Category": rec.failure.category if rec.failure else "",
@@ -185,9 +187,9 @@ def failing_clients(ws: Any) -> pd.DataFrame:
     return frame(rows, FAILING_COLUMNS)
 
 
-def stats_rows(ws: Any) -> pd.DataFrame:
-    """The record-keeping metrics of `leadkit stats`, one row per metric."""
-    stats = lk.record_stats(ws)
+def stats_rows(ws: Any, now: datetime | None = None) -> pd.DataFrame:
+    """The record-keeping metrics of `leadkit stats` over the last `WINDOW_DAYS` days, one row per metric."""
+    stats = lk.record_stats(ws, since=(now or now_utc()) - timedelta(days=WINDOW_DAYS))
     rows: list[dict[str, Any]] = []
 
     def walk(prefix: str, value: Any) -> None:
@@ -348,6 +350,13 @@ def _health_row(client_id: str, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def health_rows(ws: Any) -> pd.DataFrame:
-    """The `leadkit health` verdict for each client."""
-    rows = [_health_row(c.client_id, lk.client_health(ws, c.client_id)) for c in ws.store.list_clients()]
+    """The `leadkit health` verdict for each client; a client whose health cannot be read (its base cannot be
+    opened, say) shows that error in its own row and the other rows are still shown."""
+    rows = []
+    for client in ws.store.list_clients():
+        try:
+            info = lk.client_health(ws, client.client_id)
+        except lk.LeadkitError as exc:
+            info = {"lead_base_error": exc.to_dict(), "next_step": exc.hint}
+        rows.append(_health_row(client.client_id, info))
     return frame(rows, HEALTH_COLUMNS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,12 @@ class Settings(BaseSettings):
     )
     airtable_max_requests_per_s: float = Field(
         4.0, gt=0, description="Pace of requests to one Airtable base, shared by every process on this machine."
+    )
+    airtable_token_max_requests_per_s: float = Field(
+        45.0, gt=0, description="Pace of all requests of the token across bases (Airtable allows 50 a second)."
+    )
+    leadkit_airtable_plan: Literal["free", "team", "business", "enterprise"] = Field(
+        "team", description="The Airtable workspace plan the budget is shown against: free, team, business, enterprise."
     )
     apify_token: SecretStr | None = Field(None, description="Apify API token.")
     apify_api_url: str = Field("https://api.apify.com", description="Apify API root, without the version.")

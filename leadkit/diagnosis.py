@@ -106,7 +106,7 @@ def group_failures(
     for failure in store.list_failures(since=since):
         failure = classified(failure)
         buckets.setdefault(failure.fingerprint, []).append(failure)
-    latest = _LatestCompleted(store)
+    latest = _LatestCompleted(store, {f.client_id for items in buckets.values() for f in items if f.client_id})
     triage = {t.fingerprint: t for t in store.list_triage()} if isinstance(store, AlertRecords) else {}
     groups = []
     for key, items in buckets.items():
@@ -145,12 +145,15 @@ def group_failures(
 
 
 class _LatestCompleted:
-    """When each client's newest Completed ClientRun's last attempt started (two queries per client, however many
-    groups)."""
+    """When each client's newest Completed ClientRun's last attempt started (for the clients named up front, one
+    query finds every newest Completed ClientRun; then one query per client for its attempts)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clients: set[str] | None = None) -> None:
         self.store = store
         self._by_client: dict[str, datetime | None] = {}
+        if clients:
+            newest = store.latest_client_runs(sorted(clients), status=ClientRunStatus.COMPLETED.value)
+            self._by_client = {c: attempt_started_at(store, newest[c]) if c in newest else None for c in clients}
 
     def after(self, client_id: str, at: datetime) -> bool:
         if client_id not in self._by_client:
@@ -174,22 +177,21 @@ def record_stats(ws: Workspace, *, since: datetime | None = None) -> dict[str, A
     - stale_swept: Running records the sweep marked Stale.
     """
     opens_by_source = {source.value: 0 for source in Source}
-    created = reopens = recoveries = 0
-    stale_swept = 0
-    for event in ws.store.list_events(since=since):
-        if event.kind in (EventKind.OPENED, EventKind.REOPENED, EventKind.RECOVERED):
-            for name, value in event.metrics.items():
-                if name.startswith("opens_"):
-                    source = name.removeprefix("opens_")
-                    opens_by_source[source] = opens_by_source.get(source, 0) + int(value)
-            if event.kind is EventKind.REOPENED:
-                reopens += 1
-            else:
-                created += 1
-            if event.kind is EventKind.RECOVERED:
-                recoveries += 1
-        elif event.kind is EventKind.SWEPT:
-            stale_swept += int(event.metrics.get("stale_swept", 1))
+    totals = ws.store.event_totals(since=since)  # counted by the store, not by reading every event
+    for kind in (EventKind.OPENED, EventKind.REOPENED, EventKind.RECOVERED):
+        for name, value in totals[kind.value].metrics.items() if kind.value in totals else ():
+            if name.startswith("opens_"):
+                source = name.removeprefix("opens_")
+                opens_by_source[source] = opens_by_source.get(source, 0) + int(value)
+
+    def count(kind: EventKind) -> int:
+        return totals[kind.value].count if kind.value in totals else 0
+
+    reopens = count(EventKind.REOPENED)
+    recoveries = count(EventKind.RECOVERED)
+    created = count(EventKind.OPENED) + recoveries
+    swept = totals.get(EventKind.SWEPT.value)
+    stale_swept = int(swept.metrics.get("stale_swept", swept.count)) if swept is not None else 0
     failed_opens = sum(1 for f in ws.store.list_failures(since=since) if f.stage == "records")
     succeeded = sum(opens_by_source.values())
     attempts = succeeded + failed_opens

@@ -22,9 +22,6 @@ __all__ = ["client_health"]
 
 #: How many of the client's latest runs the verdict shows.
 LAST_RUNS = 5
-#: How many of the latest failures are searched for the client's last one when no run carries it.
-FAILURE_SCAN = 500
-
 BLANK = "(blank)"
 
 
@@ -87,10 +84,8 @@ def _last_failure(ws: Workspace, client_id: str, runs: list[ClientRun]) -> Failu
     for record in runs:
         if record.failure is not None:
             return record.failure
-    for failure in ws.store.list_failures(limit=FAILURE_SCAN):
-        if failure.client_id == client_id:
-            return failure
-    return None
+    newest = ws.store.list_failures(client_id=client_id, limit=1)
+    return newest[0] if newest else None
 
 
 def next_step(

@@ -1,8 +1,9 @@
 """An Airtable-compatible Web API (v0) held in memory, faithful to `api-contracts.md` section 1.1.
 
 Records (list, listRecords, create, update, upsert, delete, single-record routes), the meta API
-(whoami, bases, tables, fields), field types enforced on write, Airtable's error bodies, and the
-rate limit of 5 requests per second per base followed by a 30-second penalty.
+(whoami, bases, tables, fields), field types enforced on write (a text cell holds at most 100,000 characters),
+Airtable's error bodies, and the rate limits: 5 requests per second per base and 50 per second per token across
+its bases, each followed by a 30-second penalty.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from leadkit.sandbox.formula import EvalContext, FormulaError, compile_formula, 
 MAX_RECORDS_PER_REQUEST = 10
 MAX_PAGE_SIZE = 100
 MAX_MERGE_FIELDS = 3
+MAX_CELL_CHARS = 100_000
+TOKEN_RATE_LIMIT = 50
 
 _ALNUM = string.ascii_letters + string.digits
 
@@ -160,12 +163,25 @@ class AirtableApp(ServiceApp):
 
     service = "airtable"
 
-    def __init__(self, state: SharedState, rate_limit: float = 5, penalty_s: float = 30, seed: int = 0) -> None:
+    def __init__(
+        self,
+        state: SharedState,
+        rate_limit: float = 5,
+        penalty_s: float = 30,
+        seed: int = 0,
+        token_rate_limit: float | None = None,
+    ) -> None:
         self.state = state
         self.limiter = RateLimiter(rate_limit, penalty_s)
+        #: Per token across bases; by default Airtable's 50/s when the per-base limit is on, off when it is off.
+        self.token_limiter = RateLimiter(
+            (TOKEN_RATE_LIMIT if rate_limit > 0 else 0) if token_rate_limit is None else token_rate_limit, penalty_s
+        )
         self._lock = threading.RLock()
         self._rng = random.Random(seed)
         self.bases: dict[str, BaseData] = {}
+        # The rows of recent listings, by query, so a later page does not filter and sort the table again.
+        self._listings: dict[tuple[Any, ...], list[RecordData]] = {}
 
     # ------------------------------------------------------------------ in-process helpers
 
@@ -186,6 +202,10 @@ class AirtableApp(ServiceApp):
 
     def set_rate_limit(self, rate: float, penalty_s: float) -> None:
         self.limiter.configure(rate, penalty_s)
+
+    def set_token_rate_limit(self, rate: float, penalty_s: float | None = None) -> None:
+        """Requests per second per token across its bases (0: off); resets the windows."""
+        self.token_limiter.configure(rate, self.token_limiter.penalty_s if penalty_s is None else penalty_s)
 
     def records(self, base_id: str, table: str) -> list[dict[str, Any]]:
         """Every record of a table as the API would list it (for test assertions)."""
@@ -246,7 +266,7 @@ class AirtableApp(ServiceApp):
             exists = base_id in self.bases
         if not exists or not self.state.tokens.allows(token, base_id):
             raise _err(403, "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND", PERMISSIONS_MESSAGE)
-        wait = self.limiter.check(base_id)
+        wait = self.token_limiter.check(f"token:{token}") or self.limiter.check(base_id)
         if wait:
             raise _err(
                 429,
@@ -473,6 +493,9 @@ class AirtableApp(ServiceApp):
         only: list[FieldDef] | None = None
         if params.get("fields") is not None:
             only = [self._known_field(tbl, name) for name in params["fields"]]
+        query = (tbl.id, repr(params.get("filterByFormula")), repr(params.get("sort")), max_records)
+        if params.get("offset") and query in self._listings:  # a later page: the rows the first page found
+            return self._page(tbl, self._listings[query], params, page_size, by_id, only)
         rows = list(tbl.records.values())
         cache: dict[str, dict[str, Any]] = {}
 
@@ -501,8 +524,22 @@ class AirtableApp(ServiceApp):
             rows.sort(key=sort_key, reverse=sort["direction"] == "desc")
         if max_records is not None:
             rows = rows[:max_records]
+        self._listings[query] = rows
+        while len(self._listings) > 64:
+            self._listings.pop(next(iter(self._listings)))
+        return self._page(tbl, rows, params, page_size, by_id, only)
+
+    def _page(
+        self,
+        tbl: TableData,
+        rows: list[RecordData],
+        params: dict[str, Any],
+        page_size: int,
+        by_id: bool,
+        only: list[FieldDef] | None,
+    ) -> Response:
         start = _offset_index(params.get("offset"), len(rows))
-        page = rows[start : start + page_size]
+        page = [r for r in rows[start : start + page_size] if tbl.records.get(r.id) is r]  # deleted since: gone
         body: dict[str, Any] = {"records": [self._record_json(tbl, r, by_id, only) for r in page]}
         end = start + len(page)
         if end < len(rows):
@@ -537,8 +574,11 @@ class AirtableApp(ServiceApp):
         items = _record_items(body)
         upsert = body.get("performUpsert")
         merge_on: list[FieldDef] | None = None
+        existing: dict[tuple[Any, ...], list[str]] = {}
         if upsert is not None:
             merge_on = self._merge_fields(tbl, upsert)
+            for rec in tbl.records.values():  # one pass per request, not one per record in it
+                existing.setdefault(self._merge_key(merge_on, rec.values, None), []).append(rec.id)
         # Plan every change before applying any, so a failing request changes nothing.
         plan: list[tuple[str | None, dict[str, Any]]] = []
         seen_keys: set[tuple[Any, ...]] = set()
@@ -560,7 +600,7 @@ class AirtableApp(ServiceApp):
                         f"records[{index}] has the same values in fieldsToMergeOn as an earlier record of this request",
                     )
                 seen_keys.add(key)
-                found = [r for r in tbl.records.values() if self._merge_key(merge_on, r.values, None) == key]
+                found = existing.get(key, [])
                 if len(found) > 1:
                     names = ", ".join(f.name for f in merge_on)
                     raise _err(
@@ -569,7 +609,7 @@ class AirtableApp(ServiceApp):
                         f"Cannot update records: {len(found)} records match the fieldsToMergeOn values "
                         f"({names}) of records[{index}]; an upsert needs at most one match.",
                     )
-                record_id = found[0].id if found else None
+                record_id = found[0] if found else None
             plan.append((record_id, values))
         created_ids, updated_ids, out = [], [], []
         for record_id, values in plan:
@@ -830,6 +870,13 @@ def _convert(fdef: FieldDef, value: Any, typecast: bool) -> Any:
     t = fdef.type
     if t in _TEXT_TYPES:
         if isinstance(value, str):
+            if len(value) > MAX_CELL_CHARS:
+                raise _err(
+                    422,
+                    "INVALID_VALUE_FOR_COLUMN",
+                    f'Field "{fdef.name}" cannot accept the provided value: it is {len(value)} characters long, '
+                    f"more than the {MAX_CELL_CHARS} a cell can hold",
+                )
             return value
         if typecast and isinstance(value, int | float | bool):
             return str(value)

@@ -41,6 +41,7 @@ class Sandbox:
         apify_port: int = 0,
         rate_limit: float = 5,
         penalty_s: float = 30,
+        token_rate_limit: float | None = None,
         *,
         actor_seconds: float | None = None,
         apify_max_runs: int | None = None,
@@ -51,7 +52,7 @@ class Sandbox:
         self.token = self.state.tokens.add(specs[0])
         for spec in specs[1:]:
             self.state.tokens.add(spec)
-        self.airtable = AirtableApp(self.state, rate_limit, penalty_s)
+        self.airtable = AirtableApp(self.state, rate_limit, penalty_s, token_rate_limit=token_rate_limit)
         apify: Any = _load_apify(self.state)
         if apify is not None and actor_seconds is not None:
             apify.run_duration_s = actor_seconds
@@ -116,6 +117,7 @@ class Sandbox:
         self.clear_faults()
         self.state.stats.reset()
         self.airtable.set_rate_limit(self.airtable.limiter.rate, self.airtable.limiter.penalty_s)
+        self.airtable.set_token_rate_limit(self.airtable.token_limiter.rate)
 
 
 def serve_forever(

@@ -44,6 +44,39 @@ class RunFilter:
 
 
 @dataclass(frozen=True)
+class ClientRunCounts:
+    """ClientRuns by status over a time window, counted by the backend (not by reading the records)."""
+
+    by_status: Mapping[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def finished(self) -> int:
+        """Those that ended with a verdict on the work: not Running, not Skipped."""
+        return sum(n for status, n in self.by_status.items() if status not in ("Running", "Skipped"))
+
+    @property
+    def completed(self) -> int:
+        return int(self.by_status.get("Completed", 0))
+
+    @property
+    def success_rate(self) -> float | None:
+        """Completed over finished, None when none finished."""
+        return self.completed / self.finished if self.finished else None
+
+
+@dataclass(frozen=True)
+class EventTotal:
+    """Events of one kind over a window: how many, and the sum of each metric they carry."""
+
+    count: int
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class ImportResult:
     created: int
     existing: int
@@ -57,6 +90,10 @@ class LeadBase(Protocol):
 
     def list_leads(self, *, status: str | None = None, limit: int | None = None) -> list[Lead]:
         """Leads, optionally only those whose harvest status is `status` ("" or "blank" for blank)."""
+        ...
+
+    def count_leads_by_status(self) -> dict[str, int]:
+        """How many leads have each harvest status ("" for blank), counted in the backend."""
         ...
 
     def get_lead(self, lead_id: str) -> Lead: ...
@@ -180,19 +217,37 @@ class Store(AlertRecords, Protocol):
         """Newest first."""
         ...
 
+    def count_client_runs(
+        self, *, since: datetime | None = None, until: datetime | None = None, client_id: str | None = None
+    ) -> ClientRunCounts:
+        """ClientRuns started in [since, until) (either end open when None), by status, counted in the backend."""
+        ...
+
+    def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
+        """The newest ClientRun (by start time) of each client in `client_ids` that has one (of that `status`,
+        when given); events not included."""
+        ...
+
     def add_events(self, events: Sequence[RunEvent]) -> None: ...
 
     def list_events(
         self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
     ) -> list[RunEvent]:
-        """Oldest first."""
+        """Oldest first. `since` is applied in the query (SQL, or the Airtable formula), not after reading."""
+        ...
+
+    def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:
+        """Events at or after `since`, by kind: how many and their metrics summed (aggregated in the backend where
+        it can; Airtable reads only the records whose events may fall in the window)."""
         ...
 
     # diagnostics -----------------------------------------------------------------------------
     def add_failure(self, failure: Failure) -> None: ...
 
-    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
-        """Newest first."""
+    def list_failures(
+        self, *, since: datetime | None = None, limit: int | None = None, client_id: str | None = None
+    ) -> list[Failure]:
+        """Newest first; `since` and `client_id` filter in the query."""
         ...
 
     def add_auth_checks(self, checks: Sequence[AuthCheck]) -> None: ...

@@ -175,6 +175,7 @@ class ClientRunResults:
     METRICS_JSON = "Metrics JSON"
     FAILURE_JSON = "Failure JSON"
     EVENTS_JSON = "Events JSON"
+    LAST_EVENT_AT = "Last Event At"  # the newest event's time, so "events since" is a formula, not a download
 
 
 #: Metric names mirrored into the original's numeric fields (Metrics JSON keeps them all).
@@ -331,6 +332,7 @@ MASTER_TABLES: tuple[TableSpec, ...] = (
             _long(ClientRunResults.METRICS_JSON),
             _long(ClientRunResults.FAILURE_JSON),
             _long(ClientRunResults.EVENTS_JSON),
+            _when(ClientRunResults.LAST_EVENT_AT),
         ),
     ),
     TableSpec(

@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from leadkit.models import (
     Source,
     TriageStatus,
 )
-from leadkit.store.base import ImportResult, RunFilter
+from leadkit.store.base import ClientRunCounts, EventTotal, ImportResult, RunFilter
 from leadkit.store.codecs import failure_from_json, failure_to_json, parse_ts, ts
 
 MASTER_FILE = "leadkit.sqlite"
@@ -108,6 +109,10 @@ MASTER_MIGRATIONS: list[str] = [
     """
     ALTER TABLE leases ADD COLUMN process_started REAL NOT NULL DEFAULT 0;
     """,
+    # a client's failures newest first without scanning all of them (health, the dashboard's client rows)
+    """
+    CREATE INDEX failures_client ON failures(client_id, at);
+    """,
 ]
 
 BASE_MIGRATIONS: list[str] = [
@@ -156,23 +161,47 @@ def _connect(path: Path, migrations: list[str]) -> sqlite3.Connection:
 
 
 class _Db:
-    """One connection with a lock and a write-transaction helper."""
+    """One connection with a lock and a write-transaction helper. With a `pool`, the connection is opened on
+    first use and may be closed by the pool when it has too many open; the next use opens it again."""
 
-    def __init__(self, path: Path, migrations: list[str]) -> None:
+    def __init__(self, path: Path, migrations: list[str], pool: _Pool | None = None) -> None:
         self.path = path
-        self.conn = _connect(path, migrations)
+        self.migrations = migrations
         self.lock = threading.RLock()
+        self.pool = pool
+        self._conn: sqlite3.Connection | None = None if pool is not None else _connect(path, migrations)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        with self.lock:
+            if self._conn is None:
+                try:
+                    self._conn = _connect(self.path, self.migrations)
+                except sqlite3.Error as exc:
+                    raise ConfigError(
+                        f"cannot open the lead base {self.path}: {exc}",
+                        hint="Restore the file from a backup, or move it away to start that client's leads afresh.",
+                        path=str(self.path),
+                    ) from exc
+                opened = True
+            else:
+                opened = False
+            conn = self._conn
+        if self.pool is not None:
+            self.pool.used(self, opened)
+        return conn
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self.conn
+                yield conn
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self.lock:
@@ -180,7 +209,61 @@ class _Db:
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            self._close()
+
+    def try_close(self) -> bool:
+        """Close unless another thread is using the connection (then False, and nothing changes)."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            self._close()
+        finally:
+            self.lock.release()
+        return True
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+#: How many client lead bases keep an open connection at once (each holds up to 3 files: db, -wal, -shm).
+LEAD_BASE_CONNECTIONS = 32
+
+
+class _Pool:
+    """The lead bases' open connections, least recently used closed first beyond `size`."""
+
+    def __init__(self, size: int = LEAD_BASE_CONNECTIONS) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._open: OrderedDict[Path, _Db] = OrderedDict()
+
+    def used(self, db: _Db, opened: bool) -> None:
+        with self._lock:
+            if opened or db.path in self._open:
+                self._open[db.path] = db
+                self._open.move_to_end(db.path)
+            victims = []
+            while len(self._open) > self.size:
+                victims.append(self._open.popitem(last=False)[1])
+        busy = [v for v in victims if not v.try_close()]  # never wait for a base another thread is using
+        if busy:
+            with self._lock:
+                for victim in busy:
+                    self._open[victim.path] = victim
+                    self._open.move_to_end(victim.path, last=False)
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def close(self) -> None:
+        with self._lock:
+            victims = list(self._open.values())
+            self._open.clear()
+        for victim in victims:
+            victim.close()
 
 
 def _client_from_row(row: sqlite3.Row) -> Client:
@@ -287,9 +370,9 @@ def _lease_from_row(row: sqlite3.Row) -> Lease:
 class SQLiteLeadBase:
     """One client's leads in `<home>/bases/<client id>.sqlite`."""
 
-    def __init__(self, path: Path, client_id: str) -> None:
+    def __init__(self, path: Path, client_id: str, pool: _Pool | None = None) -> None:
         self.client_id = client_id
-        self._db = _Db(path, BASE_MIGRATIONS)
+        self._db = _Db(path, BASE_MIGRATIONS, pool if pool is not None else _Pool())
 
     def close(self) -> None:
         self._db.close()
@@ -375,6 +458,10 @@ class SQLiteLeadBase:
             params.append(limit)
         return [self._lead(r) for r in self._db.query(sql, params)]
 
+    def count_leads_by_status(self) -> dict[str, int]:
+        rows = self._db.query("SELECT harvest_status, COUNT(*) FROM leads GROUP BY harvest_status")
+        return {str(r[0] or ""): int(r[1]) for r in rows}
+
     def get_lead(self, lead_id: str) -> Lead:
         rows = self._db.query("SELECT * FROM leads WHERE lead_id = ?", (lead_id,))
         if not rows:
@@ -449,6 +536,7 @@ class SQLiteStore:
         self.url = f"sqlite://{self.home}"
         self._db: _Db | None = None
         self._bases: dict[str, SQLiteLeadBase] = {}
+        self._pool = _Pool()
 
     @property
     def db(self) -> _Db:
@@ -467,8 +555,7 @@ class SQLiteStore:
         self._db = _Db(self.home / MASTER_FILE, MASTER_MIGRATIONS)
 
     def close(self) -> None:
-        for base in self._bases.values():
-            base.close()
+        self._pool.close()
         self._bases.clear()
         if self._db is not None:
             self._db.close()
@@ -520,7 +607,7 @@ class SQLiteStore:
         base = self._bases.get(client_id)
         if base is None:
             self.init()
-            base = SQLiteLeadBase(self.home / BASES_DIR / f"{client_id}.sqlite", client_id)
+            base = SQLiteLeadBase(self.home / BASES_DIR / f"{client_id}.sqlite", client_id, self._pool)
             self._bases[client_id] = base
         return base
 
@@ -696,6 +783,39 @@ class SQLiteStore:
             params += [limit if limit is not None else -1, offset]
         return [_client_run_from_row(r) for r in self.db.query(sql, params)]
 
+    def count_client_runs(
+        self, *, since: datetime | None = None, until: datetime | None = None, client_id: str | None = None
+    ) -> ClientRunCounts:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if client_id is not None:
+            clauses.append("client_id = ?")
+            params.append(client_id)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(ts(since))
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(ts(until))
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        rows = self.db.query(f"SELECT status, COUNT(*) FROM client_runs{where} GROUP BY status", params)
+        return ClientRunCounts({str(r[0]): int(r[1]) for r in rows})
+
+    def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
+        out: dict[str, ClientRun] = {}
+        wanted = list(dict.fromkeys(client_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows = self.db.query(
+                "SELECT cr.* FROM (SELECT value AS client_id FROM json_each(?)) AS w JOIN client_runs AS cr ON cr.id = "
+                "(SELECT id FROM client_runs WHERE client_id = w.client_id AND (? IS NULL OR status = ?) "
+                "ORDER BY started_at DESC, id DESC LIMIT 1)",
+                (json.dumps(chunk), status, status),
+            )
+            for row in rows:
+                out[row["client_id"]] = _client_run_from_row(row)
+        return out
+
     @staticmethod
     def _insert_events(conn: sqlite3.Connection, events: Sequence[RunEvent]) -> None:
         conn.executemany(
@@ -725,6 +845,18 @@ class SQLiteStore:
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         return [_event_from_row(r) for r in self.db.query(f"SELECT * FROM events{where} ORDER BY at, id", params)]
 
+    def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:
+        where, params = (" WHERE at >= ?", [ts(since)]) if since is not None else ("", [])
+        counts = self.db.query(f"SELECT kind, COUNT(*) FROM events{where} GROUP BY kind", params)
+        sums = self.db.query(
+            f"SELECT kind, m.key, SUM(m.value) FROM events, json_each(events.metrics) AS m{where} GROUP BY kind, m.key",
+            params,
+        )
+        metrics: dict[str, dict[str, float]] = {}
+        for kind, key, total in sums:
+            metrics.setdefault(str(kind), {})[str(key)] = float(total or 0)
+        return {str(kind): EventTotal(int(n), metrics.get(str(kind), {})) for kind, n in counts}
+
     # diagnostics -----------------------------------------------------------------------------
     def add_failure(self, failure: Failure) -> None:
         with self.db.write() as conn:
@@ -746,12 +878,18 @@ class SQLiteStore:
                 ),
             )
 
-    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
-        sql = "SELECT * FROM failures"
+    def list_failures(
+        self, *, since: datetime | None = None, limit: int | None = None, client_id: str | None = None
+    ) -> list[Failure]:
+        clauses: list[str] = []
         params: list[Any] = []
         if since is not None:
-            sql += " WHERE at >= ?"
+            clauses.append("at >= ?")
             params.append(ts(since))
+        if client_id is not None:
+            clauses.append("client_id = ?")
+            params.append(client_id)
+        sql = "SELECT * FROM failures" + (" WHERE " + " AND ".join(clauses) if clauses else "")
         sql += " ORDER BY at DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"

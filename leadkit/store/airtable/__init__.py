@@ -1,9 +1,12 @@
 """Airtable backend: the store protocol on the original's Master Clients base and one base per client.
 
 Request policy (every call goes through `AirtableApi.request`):
-- requests are paced per base (`RequestPacer`): every process on the machine books its requests in one small
-  schedule file per (endpoint, base), so together they stay under AIRTABLE_MAX_REQUESTS_PER_S; meta API calls
-  count against the base they touch;
+- requests are paced per base and per token (`RequestPacer`): every process on the machine books its requests
+  in one small schedule file per (endpoint, base) and one per token, so together they stay under
+  AIRTABLE_MAX_REQUESTS_PER_S a base and AIRTABLE_TOKEN_MAX_REQUESTS_PER_S across bases; in a dask worker the
+  schedules are kept by the cluster's scheduler, shared by every worker on every host; meta API calls count
+  against the base they touch;
+- every request is counted in the workspace's tally (`usage`), the Airtable budget;
 - every request has a (connect, read) timeout; 5xx and dropped connections are retried by urllib3;
 - a 429 (the backstop: another machine, or a pace set too high) waits out the penalty (Retry-After, else
   `AIRTABLE_RATE_LIMIT_WAIT_S`) and tries again, instead of failing after pyairtable's 3 seconds of back-off;
@@ -14,8 +17,10 @@ Request policy (every call goes through `AirtableApi.request`):
 Records: a ClientRun is opened with one `performUpsert` on (`Run ID`, `Client ID`) per 10 records that sends
 only the key fields, so an existing record is never touched; only the records the upsert created get their
 creation fields. A ClientRun's events live inside its record (`Events JSON`, and `Progress Log` for people),
-so saving a record with its events is one request; events that have no ClientRun (or no room left) go to
-the `Run Events` table. Formulas come from `pyairtable.formulas`, never from string concatenation.
+so saving a record with its events is one request; events that have no ClientRun (or no room left in the
+100,000-character cell) go to the `Run Events` table, upserted on a key made from the event, so a repeated save
+adds nothing. No cell is written longer than Airtable's 100,000 characters (long texts are cut with a marker; the
+Progress Log keeps its newest lines). Lists of ClientRuns read every field but the events (a projection). Formulas come from `pyairtable.formulas`, never from string concatenation.
 """
 
 from leadkit.store.airtable.api import (

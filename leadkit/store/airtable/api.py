@@ -3,6 +3,7 @@ answers to leadkit errors."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -21,6 +22,7 @@ from leadkit.config import Settings
 from leadkit.errors import (
     AuthError,
     ConfigError,
+    DataError,
     LeadkitError,
     MissingRecordError,
     RateLimitError,
@@ -29,6 +31,7 @@ from leadkit.errors import (
 )
 from leadkit.store.airtable.codecs import Fields, Record
 from leadkit.store.airtable.pacing import RequestPacer
+from leadkit.store.airtable.usage import USAGE_FILE, UsageLog
 from leadkit.store.schema import BASE_ID_RE, MAX_RECORDS_PER_REQUEST
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,8 @@ def make_api(settings: Settings) -> AirtableApi:
         read_timeout_s=settings.airtable_timeout_s,
         rate_limit_wait_s=settings.airtable_rate_limit_wait_s,
         max_requests_per_s=settings.airtable_max_requests_per_s,
+        token_max_requests_per_s=max(settings.airtable_token_max_requests_per_s, settings.airtable_max_requests_per_s),
+        usage_path=Path(settings.leadkit_home) / USAGE_FILE,
     )
 
 
@@ -145,6 +150,14 @@ def airtable_error(status: int, content_type: str, body: bytes, method: str, url
             field=name,
             **details,
         )
+    if status == 422 and kind == "INVALID_VALUE_FOR_COLUMN" and "characters" in err_message:
+        return DataError(
+            f"{in_table} refused a value that is too long (422 {err_type}: {err_message})",
+            hint="An Airtable text cell holds at most 100,000 characters; leadkit cuts what it writes to fit, "
+            "so this is a bug to report.",
+            table=table,
+            **details,
+        )
     if status == 422 and kind in ("INVALID_MULTIPLE_CHOICE_OPTIONS", "INVALID_VALUE_FOR_COLUMN"):
         return SchemaError(
             f"{in_table} refused a value (422 {err_type}: {err_message}); a select option or field type "
@@ -171,8 +184,10 @@ class AirtableApi(Api):
         rate_limit_wait_s: float = 31.0,
         rate_limit_attempts: int = RATE_LIMIT_ATTEMPTS,
         max_requests_per_s: float = 4.0,
+        token_max_requests_per_s: float | None = None,
         pace_dir: Path | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        usage_path: Path | None = None,
     ) -> None:
         retry = retry_strategy(
             total=3,
@@ -194,7 +209,15 @@ class AirtableApi(Api):
         self.rate_limit_attempts = rate_limit_attempts
         self._sleep = sleep
         self.rate_limit_waits = 0
-        self.pacer = RequestPacer(max_requests_per_s, directory=pace_dir, sleep=sleep)
+        self.pacer = RequestPacer(
+            max_requests_per_s,
+            token_rate=token_max_requests_per_s,
+            token_key=hashlib.sha256(token.encode()).hexdigest()[:16],
+            directory=pace_dir,
+            sleep=sleep,
+        )
+        #: The requests this API made (by base), also added to the workspace's tally when it has a path.
+        self.usage = UsageLog(usage_path)
 
     def request(
         self,
@@ -243,6 +266,7 @@ class AirtableApi(Api):
         method = method.upper()
         base = _where(url)[0]
         self.pacer.wait(str(self.endpoint_url), base)
+        self.usage.request(base)
         try:
             return super().request(method, url, fallback=fallback, options=options, params=params, json=body)
         except requests.HTTPError as exc:

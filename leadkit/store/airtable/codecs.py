@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -16,6 +17,7 @@ from leadkit.models import (
     ClientRun,
     ClientRunStatus,
     EventKind,
+    Failure,
     Run,
     RunEvent,
     RunStatus,
@@ -23,6 +25,7 @@ from leadkit.models import (
 )
 from leadkit.store.codecs import failure_from_dict, failure_to_dict, parse_ts
 from leadkit.store.schema import (
+    MAX_LONG_TEXT,
     METRIC_FIELDS,
     NO,
     YES,
@@ -187,9 +190,9 @@ def _client_run_fields(rec: ClientRun) -> Fields:
         ClientRunResults.HEARTBEAT: _ts(rec.heartbeat_at),
         ClientRunResults.METRICS_JSON: json.dumps(rec.metrics, sort_keys=True),
         ClientRunResults.NOTEBOOK: rec.notebook,
-        ClientRunResults.SYSTEM_NOTES: rec.reason,
-        ClientRunResults.FAILURE_JSON: json.dumps(failure_to_dict(rec.failure, stamp=_ts)) if rec.failure else None,
-        ClientRunResults.ERROR_DETAILS: (
+        ClientRunResults.SYSTEM_NOTES: _clip(rec.reason),
+        ClientRunResults.FAILURE_JSON: _failure_json(rec.failure) if rec.failure else None,
+        ClientRunResults.ERROR_DETAILS: _clip(
             f"[{rec.failure.category}] {rec.failure.message}\n{rec.failure.hint}" if rec.failure else None
         ),
     }
@@ -197,6 +200,76 @@ def _client_run_fields(rec: ClientRun) -> Fields:
         if metric in rec.metrics:
             fields[field] = rec.metrics[metric]
     return fields
+
+
+#: What a list of ClientRuns reads: every field but the events, the two big cells (a field projection).
+CLIENT_RUN_FIELDS: list[str] = [
+    ClientRunResults.RUN_ID,
+    ClientRunResults.CLIENT_ID,
+    ClientRunResults.BASE_RUN_ID,
+    ClientRunResults.CLIENT_NAME,
+    ClientRunResults.SOURCE,
+    ClientRunResults.STATUS,
+    ClientRunResults.START_TIME,
+    ClientRunResults.END_TIME,
+    ClientRunResults.HEARTBEAT,
+    ClientRunResults.METRICS_JSON,
+    ClientRunResults.NOTEBOOK,
+    ClientRunResults.SYSTEM_NOTES,
+    ClientRunResults.FAILURE_JSON,
+]
+
+#: Starts a cell that was cut to fit; `{n}` is how many characters were cut.
+CUT_MARKER = "[cut {n} characters: an Airtable cell holds at most 100,000]"
+
+
+def _clip(text: str | None, limit: int = MAX_LONG_TEXT) -> str | None:
+    """`text` if it fits a long-text cell, else its start and a marker saying how much was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    keep = limit - 100
+    return text[:keep] + "\n" + CUT_MARKER.format(n=len(text) - keep)
+
+
+def _newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:
+    """The newest whole lines of a log that fit a cell, after a marker line saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    lines = text.split("\n")
+    kept: list[str] = []
+    size = 0
+    room = limit - 200  # the marker line
+    for line in reversed(lines):
+        if size + len(line) + 1 > room:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    marker = (
+        f"[{len(lines) - len(kept)} earlier lines not shown (Airtable keeps 100,000 characters a cell); "
+        "every event is kept in Events JSON or the Run Events table]"
+    )
+    return "\n".join([marker, *reversed(kept)])
+
+
+def _failure_json(failure: Failure) -> str:
+    """The failure as JSON that fits a cell: a long traceback keeps its end and a long message its start, each
+    marked "[cut]"."""
+    data = failure_to_dict(failure, stamp=_ts)
+    text = json.dumps(data)
+    share = MAX_LONG_TEXT // 3
+    for key, keep_end in (("traceback", True), ("message", False)):
+        value = str(data.get(key) or "")
+        if len(text) > MAX_LONG_TEXT and len(value) > share:
+            data[key] = "[cut] " + value[-share:] if keep_end else value[:share] + " [cut]"
+            text = json.dumps(data)
+    while len(text) > MAX_LONG_TEXT and share > 100:  # escapes made it longer than it looked: cut more
+        share //= 2
+        for key in ("traceback", "message", "hint"):
+            value = str(data.get(key) or "")
+            if len(value) > share:
+                data[key] = value[:share] + " [cut]"
+        text = json.dumps(data)
+    return text
 
 
 def _client_run(record: Record) -> ClientRun:
@@ -222,6 +295,18 @@ def _client_run(record: Record) -> ClientRun:
         failure=failure_from_dict(json.loads(failure)) if failure else None,
         record_id=record["id"],
     )
+
+
+def _event_key(event: RunEvent, seq: int | None = None) -> str:
+    """An event's identity: its time as Airtable keeps it, then a digest of everything it says; the same event
+    always gets the same key, whether read back from Events JSON or from Run Events. With `seq` (its place in
+    one write), the Event ID it is stored under, which sorts events of the same millisecond in write order."""
+    body = json.dumps(
+        [event.run_id, event.client_id, event.stage, event.kind.value, event.message, event.metrics],
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return f"{_ts(event.at)}-{digest}" if seq is None else f"{_ts(event.at)}-{seq:05d}-{digest}"
 
 
 def _events_of(record: Record) -> list[dict[str, Any]]:

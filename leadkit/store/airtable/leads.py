@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -167,6 +168,13 @@ class AirtableLeadBase:
             formula=to_formula_str(GTE(Field(Leads.LAST_CHECK_AT), _ms(since))), fields=[Leads.POSTS_FOUND]
         )
         return sum(_opt_int(r["fields"].get(Leads.POSTS_FOUND)) or 0 for r in records)
+
+    def count_leads_by_status(self) -> dict[str, int]:
+        """Airtable cannot count: reads the Harvest Status field alone of every lead (100 a request)."""
+        counts: Counter[str] = Counter()
+        for page in self.table.iterate(fields=[Leads.HARVEST_STATUS]):
+            counts.update(str(r["fields"].get(Leads.HARVEST_STATUS) or "") for r in page)
+        return dict(counts)
 
     def get_lead(self, lead_id: str) -> Lead:
         missing = MissingRecordError(

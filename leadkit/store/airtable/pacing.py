@@ -1,13 +1,16 @@
-"""Request pacing shared by every process on the machine (one schedule file per endpoint and base)."""
+"""Request pacing shared by every process on the machine (one schedule file per endpoint and base, and one per
+token across its bases), or by every worker of a dask cluster (one schedule kept by the scheduler)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -56,9 +59,42 @@ def _parse_schedule(data: bytes) -> _Schedule:
     return {"blocked_until": blocked, "booked": booked}
 
 
+#: The schedule key of a token's traffic across all its bases (the base key is the base ID).
+TOKEN_KEY_PREFIX = "token:"
+
+
+def _in_dask_worker() -> bool:
+    """Inside a task on a dask worker (checked without importing dask when it is not loaded)."""
+    if "distributed" not in sys.modules:
+        return False
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+@contextmanager
+def _dask_schedule(key: str) -> Iterator[_Schedule]:
+    """A schedule kept in the dask scheduler's metadata under a cluster-wide lock: one for every worker of
+    the cluster, on whatever host."""
+    from distributed import Lock, get_client
+
+    client = get_client()
+    name = hashlib.sha256(key.encode()).hexdigest()[:32]
+    with Lock(f"leadkit-airtable-pace-{name}"):
+        raw = client.get_metadata(["leadkit-airtable-pace", name], default="")
+        schedule = _parse_schedule(str(raw).encode())
+        yield schedule
+        client.set_metadata(["leadkit-airtable-pace", name], json.dumps(schedule))
+
+
 class RequestPacer:
-    """At most `rate` requests a second to each Airtable base, counted over every process that shares the
-    pace folder (by default every process of this user on this machine, whatever its working directory).
+    """At most `rate` requests a second to each Airtable base and `token_rate` a second for the token across
+    all bases, counted over every process that shares the pace folder (by default every process of this user
+    on this machine, whatever its working directory) or, in a dask worker, over every worker of the cluster.
 
     Each (endpoint, base) has a schedule file: the send times booked lately and the end of a 429 penalty, if
     one is on. A request takes the file's lock (`fcntl.flock`), books the first time at which no more than
@@ -66,30 +102,41 @@ class RequestPacer:
     command's three reads) go at once and sustained traffic keeps the pace. `burst` is the rate rounded down
     (at least 1) and `window_s` is one second (1/rate for rates under 1) plus `PACE_MARGIN_S`.
 
-    If the folder cannot be used, the pace is kept in this process only, with a warning."""
+    A request books the base's schedule and the token's together (the token's lock is always taken first), at
+    the first time both allow. If the folder cannot be used, the pace is kept in this process only, with a
+    warning."""
 
     def __init__(
         self,
         rate: float,
         *,
+        token_rate: float | None = None,
+        token_key: str = "",
         directory: Path | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        dask: bool | None = None,
     ) -> None:
-        if not rate > 0 or math.isinf(rate):
-            raise ConfigError(
-                f"AIRTABLE_MAX_REQUESTS_PER_S: {rate!r} is not accepted; give a number of requests per second "
-                "above 0 (Airtable allows 5 per base)"
-            )
+        for name, value, allowed in (
+            ("AIRTABLE_MAX_REQUESTS_PER_S", rate, "5 per base"),
+            ("AIRTABLE_TOKEN_MAX_REQUESTS_PER_S", token_rate, "50 per token"),
+        ):
+            if value is not None and (not value > 0 or math.isinf(value)):
+                raise ConfigError(
+                    f"{name}: {value!r} is not accepted; give a number of requests per second above 0 "
+                    f"(Airtable allows {allowed})"
+                )
         self.rate = rate
-        self.burst = max(1, math.floor(rate))
-        self.window_s = self.burst / rate if rate < 1 else 1.0
-        self.window_s += PACE_MARGIN_S
+        self.burst, self.window_s = _window(rate)
+        self.token_rate = token_rate
+        self.token_burst, self.token_window_s = _window(token_rate or 1.0)
+        self.token_key = TOKEN_KEY_PREFIX + token_key
+        self.dask = _in_dask_worker() if dask is None else dask
         self.directory = directory if directory is not None else default_pace_dir()
         self._clock = clock
         self._sleep = sleep
         self._local: dict[str, _Schedule] = {}
-        self._local_lock = threading.Lock()
+        self._local_lock = threading.RLock()
         self._shared = True
         self.waits = 0
         self.waited_s = 0.0
@@ -122,10 +169,17 @@ class RequestPacer:
         return self.directory / hashlib.sha256(key).hexdigest()[:32]
 
     def wait(self, endpoint: str, base: str) -> float:
-        """Book the next free time for a request to `base` and sleep until it; the seconds slept."""
-        with self._schedule(endpoint, base) as schedule:
+        """Book the next free time for a request to `base` (and for the token) and sleep until it; the seconds
+        slept."""
+        with contextlib.ExitStack() as stack:
+            token = stack.enter_context(self._schedule(endpoint, self.token_key)) if self.token_rate else None
+            schedule = stack.enter_context(self._schedule(endpoint, base))
             now = self._clock()
-            at = self._book(schedule, now)
+            at = _earliest(schedule, now, self.burst, self.window_s)
+            if token is not None:
+                at = max(at, _earliest(token, now, self.token_burst, self.token_window_s))
+                _commit(token, at, now, self.token_burst, self.token_window_s)
+            _commit(schedule, at, now, self.burst, self.window_s)
         delay = at - now
         if delay > 0:
             self.waits += 1
@@ -141,21 +195,12 @@ class RequestPacer:
             until = self._clock() + seconds
             schedule["blocked_until"] = max(schedule["blocked_until"], until)
 
-    def _book(self, schedule: _Schedule, now: float) -> float:
-        blocked = schedule["blocked_until"]
-        if blocked > now + PACE_HORIZON_S:
-            blocked = 0.0
-        booked = [t for t in schedule["booked"] if now - self.window_s < t <= now + PACE_HORIZON_S]
-        at = max(now, blocked, booked[-1] if booked else now)
-        if len(booked) >= self.burst:
-            at = max(at, booked[-self.burst] + self.window_s)
-        booked.append(at)
-        schedule["booked"] = booked[-self.burst :]
-        schedule["blocked_until"] = blocked if blocked > now else 0.0
-        return at
-
     @contextmanager
     def _schedule(self, endpoint: str, base: str) -> Iterator[_Schedule]:
+        if self.dask:
+            with _dask_schedule(f"{endpoint.rstrip('/')}\n{base}") as schedule:
+                yield schedule
+            return
         if self._shared:
             try:
                 handle = self._open(self.path(endpoint, base))
@@ -183,3 +228,32 @@ class RequestPacer:
         if path.parent.stat().st_uid != os.getuid():
             raise PermissionError(f"{path.parent} belongs to another user")
         return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
+
+
+def _window(rate: float) -> tuple[int, float]:
+    """(burst, window_s) for a rate: the rate rounded down (at least 1) in one second (1/rate under 1 a
+    second), plus the margin."""
+    burst = max(1, math.floor(rate))
+    return burst, (burst / rate if rate < 1 else 1.0) + PACE_MARGIN_S
+
+
+def _earliest(schedule: _Schedule, now: float, burst: int, window_s: float) -> float:
+    """The first time from `now` at which a request fits the schedule (no more than `burst` in a window, not
+    during a penalty)."""
+    blocked = schedule["blocked_until"]
+    if blocked > now + PACE_HORIZON_S:
+        blocked = 0.0
+    booked = [t for t in schedule["booked"] if now - window_s < t <= now + PACE_HORIZON_S]
+    at = max(now, blocked, booked[-1] if booked else now)
+    if len(booked) >= burst:
+        at = max(at, booked[-burst] + window_s)
+    return at
+
+
+def _commit(schedule: _Schedule, at: float, now: float, burst: int, window_s: float) -> None:
+    """Book `at` (no earlier than `_earliest` said) and forget what no longer counts."""
+    booked = [t for t in schedule["booked"] if now - window_s < t <= now + PACE_HORIZON_S]
+    booked.append(at)
+    schedule["booked"] = sorted(booked)[-burst:]
+    blocked = schedule["blocked_until"]
+    schedule["blocked_until"] = blocked if now < blocked <= now + PACE_HORIZON_S else 0.0

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import json
 import logging
+import threading
 import time
+import weakref
+from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pyairtable import Api, Table
-from pyairtable.formulas import GTE, LT, OR, Field, to_formula_str
+from pyairtable.formulas import GTE, LT, OR, Field, Formula, to_formula_str
 
 from leadkit.config import Settings
 from leadkit.errors import (
     ConfigError,
     DataError,
+    LeadkitError,
     MissingRecordError,
     SchemaError,
 )
@@ -32,8 +38,10 @@ from leadkit.models import (
     RunEvent,
 )
 from leadkit.store.airtable.alerts import AirtableAlerts
-from leadkit.store.airtable.api import claim, create_once, make_api, validate_base_id
+from leadkit.store.airtable.api import AirtableApi, claim, create_once, make_api, validate_base_id
+from leadkit.store.airtable.archive import ARCHIVE_FILE, Archive
 from leadkit.store.airtable.codecs import (
+    CLIENT_RUN_FIELDS,
     Fields,
     Record,
     _client,
@@ -41,14 +49,17 @@ from leadkit.store.airtable.codecs import (
     _client_run,
     _client_run_fields,
     _client_run_key,
+    _clip,
     _created,
     _eq,
     _event_dict,
     _event_from_dict,
+    _event_key,
     _event_line,
     _events_of,
     _formula,
     _ms,
+    _newest_lines,
     _opt_int,
     _run,
     _run_fields,
@@ -58,7 +69,7 @@ from leadkit.store.airtable.codecs import (
 )
 from leadkit.store.airtable.leads import AirtableLeadBase
 from leadkit.store.airtable.lease import AirtableLeases
-from leadkit.store.base import RunFilter
+from leadkit.store.base import ClientRunCounts, EventTotal, RunFilter
 from leadkit.store.codecs import failure_to_dict, parse_ts
 from leadkit.store.schema import (
     MAX_LONG_TEXT,
@@ -72,6 +83,21 @@ from leadkit.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+
+#: How long a progress save of a ClientRun waits for the next save of it (see `AirtableStore.save_client_run`).
+SAVE_COALESCE_S = 2.0
+#: Stores that held a save at some point: written at exit.
+_HOLDING: weakref.WeakSet[AirtableStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _write_every_held_save() -> None:
+    for store in list(_HOLDING):
+        try:
+            store.write_held()
+        except LeadkitError as exc:
+            log.warning("a held ClientRun save could not be written at exit: %s", exc.message)
+
 
 #: How long a passed schema check of the master base is trusted (see `AirtableStore.init`).
 SCHEMA_CHECK_TTL_S = 600.0
@@ -96,9 +122,24 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         # Job Tracking record IDs by run ID, of the runs this process inserted or read: updating one needs no
         # read first.
         self._run_record_ids: dict[str, str] = {}
+        self._archive: Archive | None = None
+        # Progress saves held for a moment (`save_client_run`), by (run ID, client ID).
+        self.save_coalesce_s = SAVE_COALESCE_S
+        self._save_lock = threading.RLock()
+        self._held: dict[tuple[str, str], tuple[ClientRun, list[RunEvent]]] = {}
+        self._held_timer: threading.Timer | None = None
 
     def _table(self, name: str) -> Table:
         return self.api.table(self.base_id, name)
+
+    @property
+    def archive(self) -> Archive | None:
+        """The workspace's archive of old records (`leadkit airtable archive`), when there is one."""
+        if self._archive is None:
+            path = Path(self.settings.leadkit_home) / ARCHIVE_FILE
+            if path.is_file():
+                self._archive = Archive(path)
+        return self._archive
 
     def init(self) -> None:
         """Check the master base has every table, field and select option leadkit writes.
@@ -130,6 +171,10 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
                 log.debug("cannot write %s; the schema will be checked again next time", marker)
 
     def close(self) -> None:
+        self.write_held()
+        if self._archive is not None:
+            self._archive.close()
+            self._archive = None
         self._bases.clear()
         self._events.clear()
         self._record_ids.clear()
@@ -142,6 +187,16 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         key = (str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, "")))
         self._record_ids[key] = record["id"]
         self._events[record["id"]] = _events_of(record)
+
+    def count_records(self) -> dict[str, int]:
+        """Records in each table of the master base (Airtable's cap counts them all): reads one field of every
+        record, 100 a request."""
+        from leadkit.store.schema import MASTER_TABLES
+
+        return {
+            spec.name: sum(len(page) for page in self._table(spec.name).iterate(fields=[spec.fields[0].name]))
+            for spec in MASTER_TABLES
+        }
 
     # clients -------------------------------------------------------------------------------------------
     def list_clients(self) -> list[Client]:
@@ -300,6 +355,8 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             out.append((_client_run(stored), created))
         if fills:
             table.batch_update(fills)  # type: ignore[arg-type]
+        if isinstance(self.api, AirtableApi):
+            self.api.usage.client_runs(self.base_id, len(fills))
         return out
 
     def _client_run_record(self, run_id: str, client_id: str) -> Record | None:
@@ -313,10 +370,58 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         return record
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
+        self.write_held()
         record = self._client_run_record(run_id, client_id)
+        if record is None and self.archive is not None:
+            old = self.archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id)
+            record = old[-1] if old else None
         return _client_run(record) if record else None
 
     def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+        """Write the record and append its events. A progress save (status Running) of a record this process
+        knows is held for up to `SAVE_COALESCE_S`, so a stage's last progress and its end go out in one request;
+        a timer writes it if nothing follows, and every read of ClientRuns or events by this store writes it
+        first. Other saves are written at once, with whatever was held."""
+        key = (record.run_id, record.client_id)
+        with self._save_lock:
+            held = self._held.pop(key, None)
+            events = [*held[1], *events] if held is not None else list(events)
+            known = bool(record.record_id) and record.record_id in self._events
+            if record.status is ClientRunStatus.RUNNING and known and self.save_coalesce_s > 0:
+                self._held[key] = (dataclasses.replace(record, metrics=dict(record.metrics)), events)
+                if self._held_timer is None:
+                    self._held_timer = threading.Timer(self.save_coalesce_s, self._write_held_quietly)
+                    self._held_timer.daemon = True
+                    self._held_timer.start()
+                _HOLDING.add(self)
+                return
+            self._write_client_run(record, events)
+
+    def write_held(self) -> None:
+        """Write the progress saves this store is holding (see `save_client_run`)."""
+        with self._save_lock:
+            if self._held_timer is not None:
+                self._held_timer.cancel()
+                self._held_timer = None
+            held, self._held = self._held, {}
+            try:
+                while held:
+                    key, (record, events) = next(iter(held.items()))
+                    self._write_client_run(record, events)
+                    del held[key]
+            finally:
+                for key, value in held.items():  # not written: kept for the next save or read
+                    self._held.setdefault(key, value)
+
+    def _write_held_quietly(self) -> None:
+        with self._save_lock:
+            self._held_timer = None
+        try:
+            self.write_held()
+        except LeadkitError as exc:
+            log.warning("a held ClientRun save failed (%s); it is written with the next save", exc.message)
+
+    def _write_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         record_id = record.record_id if record.record_id and RECORD_ID_RE.fullmatch(record.record_id) else None
         if record_id is None or record_id not in self._events:
             stored = self._client_run_record(record.run_id, record.client_id)
@@ -349,20 +454,27 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             self._events[record.record_id] = [_event_dict(e) for e in events]
 
     def _append_events(self, record_id: str, events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
-        """Put `events` into `fields` (Events JSON and Progress Log of the record); return those that do
-        not fit, for the Run Events table."""
+        """Put `events` into `fields` (Events JSON, Progress Log and Last Event At of the record); return those
+        that do not fit the Events JSON cell, for the Run Events table. The Progress Log keeps its newest lines
+        (with a marker line when older ones were left out), so no cell ever passes Airtable's 100,000 characters."""
         if not events:
             return []
         known = self._events.get(record_id, [])
-        merged = known + [_event_dict(e) for e in events]
-        text = json.dumps(merged, separators=(",", ":"))
-        if len(text) > MAX_LONG_TEXT:
-            return list(events)
-        fields[ClientRunResults.EVENTS_JSON] = text
-        lines = [_event_line(_event_from_dict(e, "", "")) for e in merged]
-        log_text = "\n".join(lines)
-        fields[ClientRunResults.PROGRESS_LOG] = log_text[-MAX_LONG_TEXT:]
-        return []
+        new = [_event_dict(e) for e in events]
+        size = len(json.dumps(known, separators=(",", ":")))
+        fit = 0  # how many of the new events still fit the Events JSON cell
+        for data in new:
+            size += len(json.dumps(data, separators=(",", ":"))) + 1
+            if size > MAX_LONG_TEXT:
+                break
+            fit += 1
+        spill = list(events[fit:])
+        if fit:
+            fields[ClientRunResults.EVENTS_JSON] = json.dumps(known + new[:fit], separators=(",", ":"))
+        lines = [_event_line(_event_from_dict(e, "", "")) for e in known + new]
+        fields[ClientRunResults.PROGRESS_LOG] = _newest_lines("\n".join(lines))
+        fields[ClientRunResults.LAST_EVENT_AT] = max(str(e.get("at") or "") for e in known + new) or None
+        return spill
 
     def list_client_runs(
         self,
@@ -374,14 +486,22 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[ClientRun]:
+        self.write_held()
         options = self._client_run_query(run_id, client_id, status, since)
+        options["fields"] = CLIENT_RUN_FIELDS
         if limit is not None:
             if limit <= 0:
                 return []
             options["max_records"] = offset + limit
-        records = self._table(ClientRunResults.TABLE).all(**options)
+        records = [_client_run(r) for r in self._table(ClientRunResults.TABLE).all(**options)]
+        archive = self.archive
+        if archive is not None:
+            old = archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id, since=since)
+            if old:
+                records += [r for r in map(_client_run, old) if status is None or r.status.value == status]
+                records.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
         end = None if limit is None else offset + limit
-        return [_client_run(r) for r in records[offset:end]]
+        return records[offset:end]
 
     @staticmethod
     def _client_run_query(
@@ -398,11 +518,63 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             options["formula"] = formula
         return options
 
+    def count_client_runs(
+        self, *, since: datetime | None = None, until: datetime | None = None, client_id: str | None = None
+    ) -> ClientRunCounts:
+        """Airtable cannot count: this reads the Status field alone of the ClientRuns in the window (100 a
+        request)."""
+        self.write_held()
+        formula = _formula(
+            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            GTE(Field(ClientRunResults.START_TIME), _ms(since)) if since is not None else None,
+            LT(Field(ClientRunResults.START_TIME), _ms(until)) if until is not None else None,
+        )
+        options: dict[str, Any] = {"fields": [ClientRunResults.STATUS]}
+        if formula:
+            options["formula"] = formula
+        counts: Counter[str] = Counter()
+        for page in self._table(ClientRunResults.TABLE).iterate(**options):
+            counts.update(str(r["fields"].get(ClientRunResults.STATUS) or "Running") for r in page)
+        return ClientRunCounts(dict(counts))
+
+    def latest_client_runs(self, client_ids: Sequence[str], *, status: str | None = None) -> dict[str, ClientRun]:
+        """Reads the newest ClientRuns first (without their events) and stops once every client is found; the
+        clients not among them are then looked for together, 50 to a formula."""
+        self.write_held()
+        wanted = set(client_ids)
+        out: dict[str, ClientRun] = {}
+        table = self._table(ClientRunResults.TABLE)
+        sort = [f"-{ClientRunResults.START_TIME}", f"-{ClientRunResults.RUN_ID}"]
+
+        def scan(pages: Any) -> None:
+            for page in pages:
+                for record in page:
+                    client = str(record["fields"].get(ClientRunResults.CLIENT_ID, ""))
+                    if client in wanted and client not in out:
+                        out[client] = _client_run(record)
+                if wanted <= out.keys():
+                    return
+
+        if not wanted:
+            return out
+        of_status = _eq(ClientRunResults.STATUS, status) if status is not None else None
+        newest: dict[str, Any] = {"fields": CLIENT_RUN_FIELDS, "sort": sort, "max_records": 2 * len(wanted)}
+        if of_status is not None:
+            newest["formula"] = to_formula_str(of_status)
+        scan(table.iterate(**newest))
+        missing = sorted(wanted - out.keys())
+        for start in range(0, len(missing), 50):
+            chunk = missing[start : start + 50]
+            formula = _formula(OR(*(_eq(ClientRunResults.CLIENT_ID, c) for c in chunk)), of_status)
+            scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, formula=formula))
+        return out
+
     def add_events(self, events: Sequence[RunEvent]) -> None:
         """Append events to their ClientRun records (10 records a request); events without a ClientRun
         go to the Run Events table."""
         if not events:
             return
+        self.write_held()
         groups: dict[tuple[str, str], list[RunEvent]] = {}
         for event in events:
             groups.setdefault((event.run_id, event.client_id), []).append(event)
@@ -426,38 +598,50 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             spill.extend(self._append_events(record_id, group, fields))
             if fields:
                 updates.append({"id": record_id, "fields": fields})
-                self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+                if ClientRunResults.EVENTS_JSON in fields:
+                    self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
         if updates:
             table.batch_update(updates)  # type: ignore[arg-type]
         if spill:
             self._add_table_events(spill)
 
     def _add_table_events(self, events: Sequence[RunEvent]) -> None:
-        create_once(
-            self._table(RunEvents.TABLE),
+        """Write events to the Run Events table, upserted on an Event ID made from the event itself (its time, its
+        place in this write, a digest of what it says), so the same save repeated after a lost answer adds nothing;
+        and reads drop an event that a differently split repeat stored twice."""
+        self._table(RunEvents.TABLE).batch_upsert(
             [
                 {
-                    RunEvents.EVENT_ID: _sortable_id(),
-                    RunEvents.RUN_ID: e.run_id,
-                    RunEvents.CLIENT_ID: e.client_id,
-                    RunEvents.STAGE: e.stage,
-                    RunEvents.KIND: e.kind.value,
-                    RunEvents.MESSAGE: e.message,
-                    RunEvents.METRICS_JSON: json.dumps(e.metrics),
-                    RunEvents.AT: _ts(e.at),
+                    "fields": {
+                        RunEvents.EVENT_ID: _event_key(e, seq),
+                        RunEvents.RUN_ID: e.run_id,
+                        RunEvents.CLIENT_ID: e.client_id,
+                        RunEvents.STAGE: e.stage,
+                        RunEvents.KIND: e.kind.value,
+                        RunEvents.MESSAGE: _clip(e.message),
+                        RunEvents.METRICS_JSON: json.dumps(e.metrics),
+                        RunEvents.AT: _ts(e.at),
+                    }
                 }
-                for e in events
+                for seq, e in enumerate(events)
             ],
-            RunEvents.EVENT_ID,
+            key_fields=[RunEvents.EVENT_ID],
         )
 
     def list_events(
         self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
     ) -> list[RunEvent]:
+        self.write_held()
         events: list[RunEvent] = []
         crr_formula = _formula(
             _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
             _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            OR(
+                GTE(Field(ClientRunResults.LAST_EVENT_AT), _ms(since)),
+                GTE(Field(ClientRunResults.HEARTBEAT), _ms(since)),
+            )
+            if since is not None
+            else None,
         )
         crr_options: dict[str, Any] = {
             "fields": [ClientRunResults.BASE_RUN_ID, ClientRunResults.CLIENT_ID, ClientRunResults.EVENTS_JSON],
@@ -465,7 +649,17 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         }
         if crr_formula:
             crr_options["formula"] = crr_formula
-        for record in self._table(ClientRunResults.TABLE).all(**crr_options):
+        crr_records: list[Record] = list(self._table(ClientRunResults.TABLE).all(**crr_options))
+        table_records: list[Record] = []
+        if self.archive is not None:  # an archived ClientRun's events came within a day of its start
+            early = since - timedelta(days=1) if since is not None else None
+            crr_records += self.archive.records(
+                self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id, since=early
+            )
+            table_records += self.archive.records(
+                self.base_id, RunEvents.TABLE, run_id=run_id, client_id=client_id, since=since
+            )
+        for record in crr_records:
             f = record["fields"]
             for data in _events_of(record):
                 events.append(
@@ -481,7 +675,8 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         table_options: dict[str, Any] = {"sort": [RunEvents.AT, RunEvents.EVENT_ID]}
         if table_formula:
             table_options["formula"] = table_formula
-        for record in self._table(RunEvents.TABLE).all(**table_options):
+        run_events: list[Record] = [*self._table(RunEvents.TABLE).all(**table_options), *table_records]
+        for record in run_events:
             f = record["fields"]
             at = parse_ts(f.get(RunEvents.AT))
             assert at is not None
@@ -499,7 +694,21 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         if since is not None:
             cutoff = _ms(since)
             events = [e for e in events if e.at >= cutoff]
-        return sorted(events, key=lambda e: e.at)
+        unique = {_event_key(e): e for e in reversed(events)}  # a save repeated after a lost answer: once
+        return sorted(reversed(unique.values()), key=lambda e: e.at)
+
+    def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:
+        """Counted here from `list_events(since=...)`: Airtable has no aggregates, but the formula keeps the
+        download to the records whose events may fall in the window."""
+        counts: Counter[str] = Counter()
+        sums: dict[str, dict[str, float]] = {}
+        for event in self.list_events(since=since):
+            kind = event.kind.value
+            counts[kind] += 1
+            bucket = sums.setdefault(kind, {})
+            for name, value in event.metrics.items():
+                bucket[name] = bucket.get(name, 0.0) + float(value)
+        return {kind: EventTotal(n, dict(sums.get(kind, {}))) for kind, n in counts.items()}
 
     # diagnostics ---------------------------------------------------------------------------------------
     def add_failure(self, failure: Failure) -> None:
@@ -512,15 +721,15 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
                         Failures.FAILURE_ID: _sortable_id(),
                         Failures.CATEGORY: data["category"],
                         Failures.FINGERPRINT: data["fingerprint"],
-                        Failures.MESSAGE: data["message"],
-                        Failures.HINT: data["hint"],
+                        Failures.MESSAGE: _clip(data["message"]),
+                        Failures.HINT: _clip(data["hint"]),
                         Failures.RUN_ID: data["run_id"],
                         Failures.CLIENT_ID: data["client_id"],
                         Failures.STAGE: data["stage"],
                         Failures.AT: data["at"],
                         Failures.NOTEBOOK: data["notebook"],
                         Failures.CELL: data["cell"],
-                        Failures.TRACEBACK: data["traceback"],
+                        Failures.TRACEBACK: _clip(data["traceback"]),
                     }
                 )
             ],
@@ -528,20 +737,30 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         )
 
     def _newest(
-        self, table: str, at_field: str, id_field: str, since: datetime | None, limit: int | None
+        self,
+        table: str,
+        at_field: str,
+        id_field: str,
+        since: datetime | None,
+        limit: int | None,
+        where: Formula | None = None,
     ) -> Sequence[Record]:
         options: dict[str, Any] = {"sort": [f"-{at_field}", f"-{id_field}"]}
-        if since is not None:
-            options["formula"] = _formula(GTE(Field(at_field), _ms(since)))
+        formula = _formula(GTE(Field(at_field), _ms(since)) if since is not None else None, where)
+        if formula:
+            options["formula"] = formula
         if limit is not None:
             if limit <= 0:
                 return []
             options["max_records"] = limit
         return self._table(table).all(**options)
 
-    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
+    def list_failures(
+        self, *, since: datetime | None = None, limit: int | None = None, client_id: str | None = None
+    ) -> list[Failure]:
         out = []
-        for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit):
+        where = _eq(Failures.CLIENT_ID, client_id) if client_id is not None else None
+        for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit, where):
             f = record["fields"]
             out.append(
                 Failure(
@@ -576,7 +795,7 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
                         AuthChecks.LATENCY_MS: c.latency_ms,
                         AuthChecks.HINT: c.hint,
                         AuthChecks.CHECKED_AT: _ts(c.checked_at),
-                        AuthChecks.DETAIL: c.detail,
+                        AuthChecks.DETAIL: _clip(c.detail),
                     }
                 )
                 for c in checks
@@ -586,7 +805,13 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
 
     def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
         out = []
-        for record in self._newest(AuthChecks.TABLE, AuthChecks.CHECKED_AT, AuthChecks.CHECK_ID, since, limit):
+        records: list[Record] = list(
+            self._newest(AuthChecks.TABLE, AuthChecks.CHECKED_AT, AuthChecks.CHECK_ID, since, limit)
+        )
+        if self.archive is not None and (limit is None or len(records) < limit):
+            old = self.archive.records(self.base_id, AuthChecks.TABLE, since=since)[::-1]
+            records += old[: None if limit is None else limit - len(records)]
+        for record in records:
             f = record["fields"]
             out.append(
                 AuthCheck(

@@ -1,0 +1,170 @@
+"""The Airtable budget: the requests leadkit makes, counted by the store itself, against the workspace plan.
+
+Every `AirtableApi` request is added to a tally in the workspace (`<LEADKIT_HOME>/airtable-usage.json`, one
+entry per month and base, updated under a file lock so every kernel of a batch adds to the same tally), and so
+is every ClientRun the store creates. `usage_report` turns the tally into requests per client run, the month's
+projection against the plan's monthly calls and, when counted, records per base against the plan's cap.
+"""
+
+from __future__ import annotations
+
+import calendar
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+USAGE_FILE = "airtable-usage.json"
+#: How many months the tally keeps.
+KEEP_MONTHS = 3
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    calls_per_month: int | None  # None: no monthly cap
+    records_per_base: int
+
+
+#: Airtable's caps per workspace plan (api-contracts.md section 1.3).
+PLANS: dict[str, Plan] = {
+    "free": Plan("free", 1_000, 1_000),
+    "team": Plan("team", 100_000, 50_000),
+    "business": Plan("business", None, 125_000),
+    "enterprise": Plan("enterprise", None, 500_000),
+}
+
+
+def month_key(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m")
+
+
+class UsageLog:
+    """Adds requests and created ClientRuns to the workspace's tally; also keeps this process's own counts
+    (`requests`, by base) for benchmarks and tests. Without a path (no workspace) only the process counts."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.requests: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def request(self, base: str) -> None:
+        with self._lock:
+            self.requests[base] = self.requests.get(base, 0) + 1
+        self._add("requests", base, 1)
+
+    def client_runs(self, base: str, created: int) -> None:
+        if created:
+            self._add("client_runs", base, created)
+
+    def records_counted(self, base: str, tables: dict[str, int]) -> None:
+        """Keep a count of a base's records (made by `usage_report`), for the dashboard card."""
+        with self._tally() as tally:
+            if tally is not None:
+                tally.setdefault("records", {})[base] = {
+                    "counted_at": datetime.now(UTC).isoformat(),
+                    "tables": tables,
+                }
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.requests.values())
+
+    def _add(self, what: str, base: str, n: int) -> None:
+        with self._tally() as tally:
+            if tally is not None:
+                months = tally.setdefault("months", {})
+                counts = months.setdefault(month_key(datetime.now(UTC)), {}).setdefault(what, {})
+                counts[base] = int(counts.get(base, 0)) + n
+                for old in sorted(months)[:-KEEP_MONTHS]:
+                    del months[old]
+
+    @contextmanager
+    def _tally(self) -> Iterator[dict[str, Any] | None]:
+        if self.path is None or not self.path.parent.is_dir():
+            yield None
+            return
+        try:
+            handle = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("cannot count Airtable requests in %s (%s)", self.path, type(exc).__name__)
+            yield None
+            return
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            tally = read_tally_bytes(handle.read())
+            yield tally
+            handle.seek(0)
+            handle.truncate()
+            handle.write(json.dumps(tally, sort_keys=True).encode())
+
+
+def read_tally_bytes(data: bytes) -> dict[str, Any]:
+    try:
+        tally = json.loads(data) if data.strip() else {}
+    except ValueError:
+        return {}
+    return tally if isinstance(tally, dict) else {}
+
+
+def read_tally(home: Path) -> dict[str, Any]:
+    """The workspace's tally ({} when there is none)."""
+    try:
+        return read_tally_bytes((Path(home) / USAGE_FILE).read_bytes())
+    except OSError:
+        return {}
+
+
+def usage_report(tally: dict[str, Any], *, master_base: str, plan: str, now: datetime | None = None) -> dict[str, Any]:
+    """The month's budget from a tally: requests (master base, client bases), client runs created, requests
+    per client run, the month's projection at this pace against the plan's monthly calls, and the last
+    counted records per base against the plan's cap."""
+    now = now or datetime.now(UTC)
+    chosen = PLANS[plan]
+    month = tally.get("months", {}).get(month_key(now), {})
+    requests: dict[str, int] = {str(k): int(v) for k, v in month.get("requests", {}).items()}
+    runs = int(sum(int(v) for v in month.get("client_runs", {}).values()))
+    master = requests.get(master_base, 0)
+    total = sum(requests.values())
+    days = calendar.monthrange(now.year, now.month)[1]
+    elapsed_days = (now - datetime(now.year, now.month, 1, tzinfo=UTC)).total_seconds() / 86400
+    projection = round(total * days / max(elapsed_days, 1 / 24)) if total else 0
+    records = []
+    for base, entry in sorted(tally.get("records", {}).items()):
+        count = int(sum(int(n) for n in entry.get("tables", {}).values()))
+        records.append(
+            {
+                "base": base,
+                "records": count,
+                "cap": chosen.records_per_base,
+                "share": round(count / chosen.records_per_base, 4),
+                "tables": entry.get("tables", {}),
+                "counted_at": entry.get("counted_at"),
+            }
+        )
+    return {
+        "month": month_key(now),
+        "plan": chosen.name,
+        "requests": total,
+        "master_requests": master,
+        "client_base_requests": total - master,
+        "client_runs": runs,
+        "master_requests_per_client_run": round(master / runs, 2) if runs else None,
+        "requests_per_client_run": round(total / runs, 2) if runs else None,
+        "projected_requests": projection,
+        "monthly_cap": chosen.calls_per_month,
+        "projected_share": round(projection / chosen.calls_per_month, 4) if chosen.calls_per_month else None,
+        "records_per_base": records,
+    }
