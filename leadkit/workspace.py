@@ -1,8 +1,9 @@
 """A workspace: the settings, the store and the folder where executed notebooks and logs land.
 
-`Workspace.open()` refuses a workspace that does not exist (every command but `demo` uses it);
-`Workspace.create()` makes one in an empty or missing folder; `Workspace.scratch()` makes a throwaway one
-(what the notebooks use by default, so running them never touches the user's `runs/`).
+`Workspace.open()` refuses a workspace that does not exist (every command but `init` and `demo` uses it), and
+with `read_only=True` reads it without writing anything (the reading commands; they work on a read-only workspace);
+`Workspace.create()` makes one in an empty or missing folder (`leadkit init`, `leadkit demo`); `Workspace.scratch()`
+makes a throwaway one (what the notebooks use by default, so running them never touches the user's `runs/`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from leadkit.store import open_store
 from leadkit.store.base import Store
 
 
+NO_WORKSPACE_HINT = (
+    "Run `leadkit init` to create an empty workspace there (then `leadkit clients add` or `leadkit clients import`), "
+    "or `leadkit demo` for a demo one, or set LEADKIT_HOME to an existing workspace."
+)
+
+
 class Workspace:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
@@ -33,8 +40,11 @@ class Workspace:
         return self.settings.leadkit_store
 
     @classmethod
-    def open(cls, home: str | Path | None = None, *, settings: Settings | None = None) -> Workspace:
-        """The existing workspace at `home` (default LEADKIT_HOME)."""
+    def open(
+        cls, home: str | Path | None = None, *, settings: Settings | None = None, read_only: bool = False
+    ) -> Workspace:
+        """The existing workspace at `home` (default LEADKIT_HOME). A store file that is unusable (empty,
+        corrupt, locked, read-only for a writer) is a StoreUnusable naming it; nothing is created or changed."""
         from leadkit.store.sqlite import workspace_exists
 
         settings = settings or get_settings()
@@ -42,17 +52,17 @@ class Workspace:
             settings = settings.model_copy(update={"leadkit_home": Path(home)})
         home_path = Path(settings.leadkit_home)
         if not settings.leadkit_store and not workspace_exists(home_path):
-            raise ConfigError(
-                f"no leadkit workspace at {home_path.resolve()} (LEADKIT_HOME)",
-                hint="Run `leadkit demo` to create a demo workspace there, or set LEADKIT_HOME to an existing one.",
-            )
+            raise ConfigError(f"no leadkit workspace at {home_path.resolve()} (LEADKIT_HOME)", hint=NO_WORKSPACE_HINT)
         if not home_path.is_dir():
             raise ConfigError(
-                f"the workspace folder {home_path.resolve()} (LEADKIT_HOME) does not exist",
-                hint="Create it, or run `leadkit demo`, or set LEADKIT_HOME to an existing workspace.",
+                f"the workspace folder {home_path.resolve()} (LEADKIT_HOME) does not exist", hint=NO_WORKSPACE_HINT
             )
-        store = open_store(settings.leadkit_store, home_path, settings=settings)
-        store.init()
+        store = open_store(settings.leadkit_store, home_path, settings=settings, read_only=read_only)
+        try:
+            store.init()
+        except BaseException:
+            store.close()
+            raise
         return cls(settings, store)
 
     @classmethod
@@ -95,9 +105,11 @@ class Workspace:
         self.store.close()
 
 
-def open_workspace(home: str | Path | None = None, store_url: str | None = None) -> Workspace:
+def open_workspace(
+    home: str | Path | None = None, store_url: str | None = None, *, read_only: bool = False
+) -> Workspace:
     """The existing workspace at `home` (default LEADKIT_HOME), optionally with another store URL."""
     settings = get_settings()
     if store_url is not None:
         settings = settings.model_copy(update={"leadkit_store": store_url})
-    return Workspace.open(home, settings=settings)
+    return Workspace.open(home, settings=settings, read_only=read_only)
