@@ -84,12 +84,15 @@ def get_settings(**overrides: object) -> Settings:
 
 def settings_error(exc: Any) -> ConfigError:
     """A ConfigError naming each setting that does not validate."""
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err.get('loc', ())).upper() or '(settings)'}={err.get('input')!r}: "
-        f"{err.get('msg', '')}"
-        for err in exc.errors()
-        if not str(err.get("loc", ("",))[0]).endswith(("api_key", "token"))
-    ) or "a secret setting does not validate"
+    problems = (
+        "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())).upper() or '(settings)'}={err.get('input')!r}: "
+            f"{err.get('msg', '')}"
+            for err in exc.errors()
+            if not str(err.get("loc", ("",))[0]).endswith(("api_key", "token"))
+        )
+        or "a secret setting does not validate"
+    )
     return ConfigError(
         f"the settings do not validate: {problems}",
         hint="Fix the named variable in the environment, ./.env or the workspace's .env "

@@ -21,7 +21,6 @@ from leadkit.runids import RunId
 from leadkit.store import open_store
 from leadkit.store.base import Store
 
-
 NO_WORKSPACE_HINT = (
     "Run `leadkit init` to create an empty workspace there (then `leadkit clients add` or `leadkit clients import`), "
     "or `leadkit demo` for a demo one, or set LEADKIT_HOME to an existing workspace."

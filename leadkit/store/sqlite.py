@@ -214,7 +214,9 @@ def _create(path: Path, migrations: list[str]) -> None:
 def _migrate(conn: sqlite3.Connection, path: Path, migrations: list[str]) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        raise _unusable(path, "is a SQLite database but not a leadkit store", "point LEADKIT_HOME at a leadkit workspace")
+        raise _unusable(
+            path, "is a SQLite database but not a leadkit store", "point LEADKIT_HOME at a leadkit workspace"
+        )
     if version < len(migrations):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -657,6 +659,20 @@ class SQLiteStore:
                 ),
             )
         return client
+
+    def remove_client(self, client_id: str) -> None:
+        from leadkit.runids import validate_client_id
+
+        validate_client_id(client_id)
+        with self.db.write() as conn:
+            if conn.execute("DELETE FROM clients WHERE client_id = ?", (client_id,)).rowcount == 0:
+                raise MissingRecordError(f"no client {client_id!r} in {self.url}")
+        base = self._bases.pop(client_id, None)
+        if base is not None:
+            base.close()
+        path = self.home / BASES_DIR / f"{client_id}.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     def lead_base(self, client: Client) -> SQLiteLeadBase:
         from leadkit.runids import validate_client_id
