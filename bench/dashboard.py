@@ -53,9 +53,9 @@ BIN = Path(sys.executable).parent
 def build_workspace(home: Path, runs: int) -> list[str]:
     """`runs` finished runs an hour apart, each with CLIENTS_PER_RUN ClientRuns (1 in 10 failed); run IDs newest
     first."""
+    from leadkit.classify import failure_from
     from leadkit.config import get_settings
     from leadkit.demo import seed
-    from leadkit.diagnosis import failure_from
     from leadkit.errors import UpstreamError
     from leadkit.models import ClientRun, ClientRunStatus, Run, RunStatus, Source
     from leadkit.runids import RunId

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from leadkit import logs
+from leadkit.classify import fingerprint
 from leadkit.config import SECRET_SETTINGS, Settings, scrub
-from leadkit.diagnosis import fingerprint
 from leadkit.errors import ConfigError, DataError, LeaseHeld, NotebookError
 from leadkit.models import (
     Client,

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from leadkit.diagnosis import failure_from
+from leadkit.classify import failure_from
 from leadkit.errors import DataError, LeadkitError, MissingRecordError
 from leadkit.models import (
     Client,

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from leadkit import logs
+from leadkit.classify import failure_from
 from leadkit.config import Settings
-from leadkit.diagnosis import failure_from
 from leadkit.errors import DataError, LeadkitError
 from leadkit.models import Client, ClientRun, ClientRunStatus, EventKind, Failure, Lead, RunEvent, utcnow
 from leadkit.records import RunRecordService, from_handoff

@@ -33,3 +33,20 @@ def test_import_leadkit_pulls_in_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_classification_is_a_leaf_and_reports_sit_above_it() -> None:
+    """`leadkit.classify` (used by records, workflow and the batch) imports no other leadkit module than errors,
+    models and config: no cycle through the reports in `leadkit.diagnosis`."""
+    code = (
+        "import sys, leadkit.classify, leadkit.records, leadkit.workflow\n"
+        "print('leadkit.diagnosis' in sys.modules)\n"
+        "import leadkit.diagnosis\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    tree = importlib.import_module("leadkit.classify")
+    leadkit_imports = {
+        line.split()[1] for line in open(tree.__file__ or "").read().splitlines() if line.startswith("from leadkit")
+    }
+    assert leadkit_imports <= {"leadkit.errors", "leadkit.models"}, leadkit_imports

@@ -35,6 +35,7 @@ from leadkit.models import (
     Source,
 )
 from leadkit.store.base import ImportResult, RunFilter
+from leadkit.store.codecs import failure_from_json, failure_to_json, parse_ts, ts
 
 MASTER_FILE = "leadkit.sqlite"
 BASES_DIR = "bases"
@@ -95,21 +96,6 @@ BASE_MIGRATIONS: list[str] = [
     CREATE INDEX leads_status ON leads(harvest_status);
     """,
 ]
-
-
-def ts(dt: datetime | None) -> str | None:
-    """A sortable UTC text form of a time (fixed width, so text order is time order)."""
-    if dt is None:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_ts(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
 #: How long opening a store waits for a lock held by another process before saying it is locked (a batch's
@@ -385,34 +371,6 @@ def _run_from_row(row: sqlite3.Row) -> Run:
     )
 
 
-def _failure_to_json(failure: Failure | None) -> str | None:
-    if failure is None:
-        return None
-    return json.dumps(
-        {
-            "category": failure.category,
-            "fingerprint": failure.fingerprint,
-            "message": failure.message,
-            "hint": failure.hint,
-            "run_id": failure.run_id,
-            "client_id": failure.client_id,
-            "stage": failure.stage,
-            "at": ts(failure.at),
-            "notebook": failure.notebook,
-            "cell": failure.cell,
-            "traceback": failure.traceback,
-        }
-    )
-
-
-def _failure_from_json(text: str | None) -> Failure | None:
-    if not text:
-        return None
-    data = json.loads(text)
-    data["at"] = parse_ts(data.get("at"))
-    return Failure(**data)
-
-
 def _client_run_from_row(row: sqlite3.Row) -> ClientRun:
     started = parse_ts(row["started_at"])
     heartbeat = parse_ts(row["heartbeat_at"])
@@ -429,7 +387,7 @@ def _client_run_from_row(row: sqlite3.Row) -> ClientRun:
         metrics=json.loads(row["metrics"]),
         notebook=row["notebook"],
         reason=row["reason"],
-        failure=_failure_from_json(row["failure"]),
+        failure=failure_from_json(row["failure"]),
         record_id=str(row["id"]),
     )
 
@@ -782,7 +740,7 @@ class SQLiteStore:
                         json.dumps(rec.metrics),
                         rec.notebook,
                         rec.reason,
-                        _failure_to_json(rec.failure),
+                        failure_to_json(rec.failure),
                     ),
                 )
                 created = cur.rowcount == 1
@@ -809,7 +767,7 @@ class SQLiteStore:
                     json.dumps(record.metrics),
                     record.notebook,
                     record.reason,
-                    _failure_to_json(record.failure),
+                    failure_to_json(record.failure),
                     record.run_id,
                     record.client_id,
                 ),

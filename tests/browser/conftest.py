@@ -20,10 +20,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from pydantic import SecretStr
 
+from leadkit.classify import failure_from
 from leadkit.config import get_settings
 from leadkit.dashboard_server import DashboardHandle, start_dashboard
 from leadkit.demo import seed
-from leadkit.diagnosis import failure_from
 from leadkit.errors import AuthError, UpstreamError
 from leadkit.models import AuthCheck, ClientRunStatus, EventKind, RunEvent
 from leadkit.records import RunRecordService

@@ -6,16 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from leadkit.diagnosis import (
-    classified,
-    classify_text,
-    describe_run,
-    example_run,
-    failure_from,
-    fingerprint,
-    group_failures,
-    record_stats,
-)
+from leadkit.classify import classified, classify_text, failure_from, fingerprint
+from leadkit.diagnosis import describe_run, example_run, group_failures, record_stats
 from leadkit.errors import AuthError, Category, SchemaError
 from leadkit.models import ClientRunStatus, Failure, Source, utcnow
 from leadkit.runids import RunId

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from leadkit.diagnosis import failure_from
+from leadkit.classify import failure_from
 from leadkit.errors import RateLimitError, SchemaError
 from leadkit.http import NO_RETRY, HttpClient
 from leadkit.models import Client, ClientRunStatus, Source, utcnow

@@ -1,0 +1,184 @@
+"""One client's leads in the `Leads` table of that client's own Airtable base."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pyairtable import Api, Table
+
+from leadkit.errors import (
+    DataError,
+    MissingRecordError,
+)
+from leadkit.models import (
+    HarvestStatus,
+    Lead,
+    NewLead,
+)
+from leadkit.store.airtable.codecs import (
+    Fields,
+    Record,
+    _created,
+    _eq,
+    _formula,
+    _opt_int,
+    _ts,
+    _without_blanks,
+)
+from leadkit.store.base import ImportResult
+from leadkit.store.codecs import parse_ts
+from leadkit.store.schema import (
+    RECORD_ID_RE,
+    Leads,
+)
+
+_LEAD_FIELDS: dict[str, str] = {
+    "harvest_status": Leads.HARVEST_STATUS,
+    "posts_found": Leads.POSTS_FOUND,
+    "last_check_at": Leads.LAST_CHECK_AT,
+    "last_error": Leads.HARVEST_ERROR,
+    "posts_actioned": Leads.POSTS_ACTIONED,
+    "harvest_run_id": Leads.HARVEST_RUN_ID,
+    "posts": Leads.POSTS_CONTENT,
+    "company": Leads.COMPANY,
+}
+_LEAD_ATTRIBUTES = frozenset({*_LEAD_FIELDS, "name"})
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    first, _, last = name.strip().partition(" ")
+    return first, last.strip()
+
+
+def _lead_value(attribute: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if attribute == "harvest_status":
+        return HarvestStatus(value).value
+    if attribute == "last_check_at":
+        return _ts(value)
+    if attribute == "posts":
+        return json.dumps(value)
+    return value
+
+
+def _lead(record: Record) -> Lead:
+    f = record["fields"]
+    status = f.get(Leads.HARVEST_STATUS)
+    name = " ".join(p for p in (f.get(Leads.FIRST_NAME, ""), f.get(Leads.LAST_NAME, "")) if p)
+    return Lead(
+        lead_id=record["id"],
+        profile_url=str(f.get(Leads.PROFILE_URL, "")),
+        name=name,
+        company=str(f.get(Leads.COMPANY, "")),
+        harvest_status=HarvestStatus(status) if status else None,
+        posts_found=_opt_int(f.get(Leads.POSTS_FOUND)),
+        last_check_at=parse_ts(f.get(Leads.LAST_CHECK_AT)),
+        last_error=f.get(Leads.HARVEST_ERROR) or None,
+        posts_actioned=_opt_int(f.get(Leads.POSTS_ACTIONED)),
+        harvest_run_id=f.get(Leads.HARVEST_RUN_ID) or None,
+        posts=json.loads(f.get(Leads.POSTS_CONTENT) or "[]"),
+        created_at=parse_ts(f.get(Leads.DATE_CREATED)) or _created(record),
+    )
+
+
+class AirtableLeadBase:
+    """One client's leads, in the `Leads` table of that client's own base (`Client.base_id`)."""
+
+    def __init__(self, api: Api, base_id: str, client_id: str) -> None:
+        self.api = api
+        self.base_id = base_id
+        self.client_id = client_id
+        self.table: Table = api.table(base_id, Leads.TABLE)
+
+    def list_leads(self, *, status: str | None = None, limit: int | None = None) -> list[Lead]:
+        formula = None
+        if status in ("", "blank"):
+            formula = _formula(_eq(Leads.HARVEST_STATUS, ""))
+        elif status is not None:
+            formula = _formula(_eq(Leads.HARVEST_STATUS, _harvest_status(status)))
+        options: dict[str, Any] = {"sort": [f"-{Leads.DATE_CREATED}"]}
+        if formula:
+            options["formula"] = formula
+        if limit is not None:
+            if limit <= 0:
+                return []
+            options["max_records"] = limit
+        return [_lead(r) for r in self.table.all(**options)]
+
+    def get_lead(self, lead_id: str) -> Lead:
+        missing = MissingRecordError(
+            f"lead {lead_id!r} not found in the base of client {self.client_id!r} ({self.base_id})"
+        )
+        if RECORD_ID_RE.fullmatch(lead_id) is None:
+            raise missing
+        try:
+            return _lead(self.table.get(lead_id))
+        except MissingRecordError:
+            raise missing from None
+
+    def import_leads(self, leads: Sequence[NewLead]) -> ImportResult:
+        from leadkit.harvest.posts import normalize_profile_url
+
+        known = {
+            normalize_profile_url(url)
+            for r in self.table.all(fields=[Leads.PROFILE_URL])
+            if (url := str(r["fields"].get(Leads.PROFILE_URL, "")).strip())
+        }
+        now = _ts(datetime.now(UTC))
+        new: list[Fields] = []
+        existing = 0
+        for lead in leads:
+            key = normalize_profile_url(lead.profile_url)
+            if key in known:
+                existing += 1
+                continue
+            known.add(key)
+            first, last = _split_name(lead.name)
+            new.append(
+                {
+                    Leads.PROFILE_URL: lead.profile_url,
+                    Leads.FIRST_NAME: first or None,
+                    Leads.LAST_NAME: last or None,
+                    Leads.COMPANY: lead.company or None,
+                    Leads.DATE_CREATED: now,
+                }
+            )
+        if new:
+            self.table.batch_create([_without_blanks(f) for f in new])
+        return ImportResult(created=len(new), existing=existing)
+
+    def update_leads(self, updates: Mapping[str, Mapping[str, Any]]) -> None:
+        batch: list[dict[str, Any]] = []
+        for lead_id, attributes in updates.items():
+            unknown = set(attributes) - _LEAD_ATTRIBUTES
+            if unknown:
+                raise DataError(f"cannot update lead fields {sorted(unknown)}; accepted: {sorted(_LEAD_ATTRIBUTES)}")
+            if RECORD_ID_RE.fullmatch(lead_id) is None:
+                raise MissingRecordError(
+                    f"lead {lead_id!r} not found in the base of client {self.client_id!r}; nothing was written"
+                )
+            fields: Fields = {}
+            for attribute, value in attributes.items():
+                if attribute == "name":
+                    first, last = _split_name(value or "")
+                    fields[Leads.FIRST_NAME], fields[Leads.LAST_NAME] = first or None, last or None
+                else:
+                    fields[_LEAD_FIELDS[attribute]] = _lead_value(attribute, value)
+            if fields:
+                batch.append({"id": lead_id, "fields": fields})
+        if batch:
+            self.table.batch_update(batch)  # type: ignore[arg-type]
+
+
+def _harvest_status(value: str) -> str:
+    try:
+        return HarvestStatus(value).value
+    except ValueError:
+        raise DataError(
+            f"lead status {value!r} is not one leadkit knows; accepted: "
+            f"{[s.value for s in HarvestStatus]} or '' for blank"
+        ) from None

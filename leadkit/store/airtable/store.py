@@ -1,0 +1,574 @@
+"""The store protocol on the Master Clients base (see the package docstring for the request policy)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pyairtable import Api, Table
+from pyairtable.formulas import GTE, LT, OR, Field, to_formula_str
+
+from leadkit.config import Settings
+from leadkit.errors import (
+    ConfigError,
+    DataError,
+    MissingRecordError,
+    SchemaError,
+)
+from leadkit.models import (
+    AuthCheck,
+    Client,
+    ClientRun,
+    EventKind,
+    Failure,
+    Lease,
+    Run,
+    RunEvent,
+)
+from leadkit.store.airtable.api import claim, make_api, validate_base_id
+from leadkit.store.airtable.codecs import (
+    Fields,
+    Record,
+    _client,
+    _client_fields,
+    _client_run,
+    _client_run_fields,
+    _client_run_key,
+    _created,
+    _eq,
+    _event_dict,
+    _event_from_dict,
+    _event_line,
+    _events_of,
+    _formula,
+    _ms,
+    _opt_int,
+    _run,
+    _run_fields,
+    _sortable_id,
+    _ts,
+    _without_blanks,
+)
+from leadkit.store.airtable.leads import AirtableLeadBase
+from leadkit.store.airtable.lease import AirtableLeases
+from leadkit.store.base import RunFilter
+from leadkit.store.codecs import failure_to_dict, parse_ts
+from leadkit.store.schema import (
+    MAX_LONG_TEXT,
+    RECORD_ID_RE,
+    AuthChecks,
+    ClientRunResults,
+    Clients,
+    Failures,
+    JobTracking,
+    RunEvents,
+)
+
+log = logging.getLogger(__name__)
+
+#: How long a passed schema check of the master base is trusted (see `AirtableStore.init`).
+SCHEMA_CHECK_TTL_S = 600.0
+
+
+class AirtableStore(AirtableLeases):
+    """The store protocol on the Master Clients base `master_base_id`."""
+
+    def __init__(self, master_base_id: str, settings: Settings, *, api: Api | None = None) -> None:
+        self.base_id = validate_base_id(master_base_id, what="LEADKIT_STORE=airtable://<master base id>")
+        self.settings = settings
+        self.url = f"airtable://{self.base_id}"
+        self.api: Api = api if api is not None else make_api(settings)
+        self._bases: dict[str, AirtableLeadBase] = {}
+        # Events JSON of the ClientRun records this process has read or written, by record ID, so saving a
+        # record with its events needs no read first.
+        self._events: dict[str, list[dict[str, Any]]] = {}
+        self._record_ids: dict[tuple[str, str], str] = {}
+        # Lease heads (holder, generation) this process last read or wrote, and the lease records it wrote.
+        self._lease_heads: dict[str, tuple[Lease | None, int]] = {}
+        self._lease_records: dict[str, list[str]] = {}
+        # Job Tracking record IDs by run ID, of the runs this process inserted or read: updating one needs no
+        # read first.
+        self._run_record_ids: dict[str, str] = {}
+
+    def _table(self, name: str) -> Table:
+        return self.api.table(self.base_id, name)
+
+    def init(self) -> None:
+        """Check the master base has every table, field and select option leadkit writes.
+
+        A check that passed is remembered for `SCHEMA_CHECK_TTL_S` in the workspace (LEADKIT_HOME), so the
+        kernels of a batch do not each repeat it; a field removed meanwhile still comes out as a SchemaError
+        naming it on the first write."""
+        from leadkit.store.provision import check_schema
+
+        marker = Path(self.settings.leadkit_home) / f".airtable-schema-{self.base_id}.ok"
+        try:
+            if time.time() - marker.stat().st_mtime < SCHEMA_CHECK_TTL_S:
+                return
+        except OSError:
+            pass
+        problems = check_schema(self.api, self.base_id, "master")
+        if problems:
+            listed = "; ".join(p.describe() for p in problems[:8])
+            more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
+            raise SchemaError(
+                f"the master base {self.base_id} lacks what leadkit writes: {listed}{more}",
+                hint=f"Run `leadkit airtable provision --base {self.base_id}` to create them.",
+                problems=[p.describe() for p in problems],
+            )
+        if marker.parent.is_dir():
+            try:
+                marker.touch()
+            except OSError:
+                log.debug("cannot write %s; the schema will be checked again next time", marker)
+
+    def close(self) -> None:
+        self._bases.clear()
+        self._events.clear()
+        self._record_ids.clear()
+        self._lease_heads.clear()
+        self._run_record_ids.clear()
+
+    def _remember(self, record: Record) -> None:
+        """Keep a ClientRun record's ID and events, so appending events to it needs no read first."""
+        f = record["fields"]
+        key = (str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, "")))
+        self._record_ids[key] = record["id"]
+        self._events[record["id"]] = _events_of(record)
+
+    # clients -------------------------------------------------------------------------------------------
+    def list_clients(self) -> list[Client]:
+        clients = [_client(r) for r in self._table(Clients.TABLE).all()]
+        return sorted(clients, key=lambda c: c.client_id)
+
+    def get_client(self, client_id: str) -> Client:
+        record = self._table(Clients.TABLE).first(formula=_formula(_eq(Clients.CLIENT_ID, client_id)))
+        if record is None:
+            raise MissingRecordError(
+                f"no client {client_id!r} in {self.url}",
+                hint="List the clients with `leadkit clients`; add one with `leadkit clients add`.",
+            )
+        return _client(record)
+
+    def save_client(self, client: Client) -> Client:
+        if client.base_id:
+            validate_base_id(client.base_id, what=f"Airtable Base ID of client {client.client_id!r}")
+        self._table(Clients.TABLE).batch_upsert([{"fields": _client_fields(client)}], key_fields=[Clients.CLIENT_ID])
+        return client
+
+    def lead_base(self, client: Client) -> AirtableLeadBase:
+        from leadkit.runids import validate_client_id
+
+        client_id = validate_client_id(client.client_id)
+        if not client.base_id:
+            raise ConfigError(
+                f"client {client_id!r} has no Airtable Base ID, so leadkit cannot reach its leads; record it with "
+                f"`leadkit clients add {client_id} ... --base <base id>`",
+                hint=f"Record the client's own base: `leadkit clients add {client_id} ... --base <base id>` "
+                "(or fill `Airtable Base ID` in the Clients table).",
+            )
+        base_id = validate_base_id(client.base_id, what=f"Airtable Base ID of client {client_id!r}")
+        base = self._bases.get(client_id)
+        if base is None or base.base_id != base_id:
+            base = AirtableLeadBase(self.api, base_id, client_id)
+            self._bases[client_id] = base
+        return base
+
+    # runs ----------------------------------------------------------------------------------------------
+    def insert_run(self, run: Run) -> bool:
+        table = self._table(JobTracking.TABLE)
+        record, created = claim(table, {JobTracking.RUN_ID: run.run_id}, [JobTracking.RUN_ID])
+        if created:
+            table.update(record["id"], _run_fields(run))
+            self._run_record_ids[run.run_id] = record["id"]
+        return created
+
+    def _run_record(self, run_id: str) -> Record | None:
+        record = self._table(JobTracking.TABLE).first(formula=_formula(_eq(JobTracking.RUN_ID, run_id)))
+        if record is not None:
+            self._run_record_ids[run_id] = record["id"]
+        return record
+
+    def get_run(self, run_id: str) -> Run | None:
+        record = self._run_record(run_id)
+        return _run(record) if record else None
+
+    def update_run(self, run: Run) -> None:
+        missing = MissingRecordError(f"no run {run.run_id!r} in {self.url}")
+        record_id = self._run_record_ids.get(run.run_id)
+        if record_id is None:
+            record = self._run_record(run.run_id)
+            if record is None:
+                raise missing
+            record_id = record["id"]
+        fields = _run_fields(run)
+        del fields[JobTracking.START_TIME]
+        try:
+            self._table(JobTracking.TABLE).update(record_id, fields)
+        except MissingRecordError:
+            self._run_record_ids.pop(run.run_id, None)
+            raise missing from None
+
+    def _runs(self, filt: RunFilter | None, *, max_records: int | None, fields: list[str] | None = None) -> list[Run]:
+        filt = filt or RunFilter()
+        formula = _formula(
+            _eq(JobTracking.STATUS, filt.status) if filt.status else None,
+            GTE(Field(JobTracking.START_TIME), _ms(filt.since)) if filt.since else None,
+            LT(Field(JobTracking.START_TIME), _ms(filt.until)) if filt.until else None,
+        )
+        options: dict[str, Any] = {"sort": [f"-{JobTracking.START_TIME}", f"-{JobTracking.RUN_ID}"]}
+        if formula:
+            options["formula"] = formula
+        if fields:
+            options["fields"] = fields
+        runs_of_client: set[str] | None = None
+        if filt.client_id:
+            runs_of_client = {
+                str(r["fields"].get(ClientRunResults.BASE_RUN_ID, ""))
+                for r in self._table(ClientRunResults.TABLE).all(
+                    formula=_formula(_eq(ClientRunResults.CLIENT_ID, filt.client_id)),
+                    fields=[ClientRunResults.BASE_RUN_ID],
+                )
+            }
+            if not runs_of_client:
+                return []
+        elif max_records is not None:
+            options["max_records"] = max_records
+        runs = [_run(r) for r in self._table(JobTracking.TABLE).all(**options)]
+        if runs_of_client is not None:
+            runs = [r for r in runs if r.run_id in runs_of_client]
+        return runs
+
+    def list_runs(self, filt: RunFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[Run]:
+        if limit <= 0:
+            return []
+        return self._runs(filt, max_records=offset + limit)[offset : offset + limit]
+
+    def count_runs(self, filt: RunFilter | None = None) -> int:
+        return len(self._runs(filt, max_records=None, fields=[JobTracking.RUN_ID, JobTracking.START_TIME]))
+
+    # client runs ---------------------------------------------------------------------------------------
+    def open_client_runs(self, records: Sequence[ClientRun]) -> list[tuple[ClientRun, bool]]:
+        if not records:
+            return []
+        keys = {(r.run_id, r.client_id) for r in records}
+        if len(keys) != len(records):
+            raise DataError("open_client_runs was given the same (run, client) twice; each must be opened once")
+        table = self._table(ClientRunResults.TABLE)
+        result = table.batch_upsert(
+            [{"fields": _client_run_key(r.run_id, r.client_id)} for r in records],
+            key_fields=[ClientRunResults.RUN_ID, ClientRunResults.CLIENT_ID],
+        )
+        created_ids = set(result["createdRecords"])
+        by_key = {
+            (r["fields"].get(ClientRunResults.RUN_ID), r["fields"].get(ClientRunResults.CLIENT_ID)): r
+            for r in result["records"]
+        }
+        fills: list[dict[str, Any]] = []
+        out: list[tuple[ClientRun, bool]] = []
+        for rec in records:
+            stored = by_key[(f"{rec.run_id}-{rec.client_id}", rec.client_id)]
+            created = stored["id"] in created_ids
+            if created:
+                fields = {
+                    **_client_run_fields(rec),
+                    ClientRunResults.SOURCE: rec.source.value,
+                    ClientRunResults.START_TIME: _ts(rec.started_at),
+                }
+                fields = _without_blanks(fields)
+                fills.append({"id": stored["id"], "fields": fields})
+                stored = {**stored, "fields": {**stored["fields"], **fields}}
+            self._remember(stored)
+            out.append((_client_run(stored), created))
+        if fills:
+            table.batch_update(fills)  # type: ignore[arg-type]
+        return out
+
+    def _client_run_record(self, run_id: str, client_id: str) -> Record | None:
+        record = self._table(ClientRunResults.TABLE).first(
+            formula=_formula(
+                _eq(ClientRunResults.RUN_ID, f"{run_id}-{client_id}"), _eq(ClientRunResults.CLIENT_ID, client_id)
+            )
+        )
+        if record is not None:
+            self._remember(record)
+        return record
+
+    def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
+        record = self._client_run_record(run_id, client_id)
+        return _client_run(record) if record else None
+
+    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+        record_id = record.record_id if record.record_id and RECORD_ID_RE.fullmatch(record.record_id) else None
+        if record_id is None or record_id not in self._events:
+            stored = self._client_run_record(record.run_id, record.client_id)
+            if stored is None:
+                raise MissingRecordError(
+                    f"no ClientRun for run {record.run_id!r} and client {record.client_id!r}; nothing was written",
+                    hint="A ClientRun comes to exist only through RunRecordService.open.",
+                )
+            record_id = stored["id"]
+        fields = _client_run_fields(record)
+        spill = self._append_events(record_id, events, fields)
+        self._table(ClientRunResults.TABLE).update(record_id, fields)
+        if ClientRunResults.EVENTS_JSON in fields:
+            self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+        if spill:
+            self._add_table_events(spill)
+
+    def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Remember a handed-over ClientRun's record ID and events, so saving it needs no read first."""
+        if record.record_id and RECORD_ID_RE.fullmatch(record.record_id):
+            self._record_ids[(record.run_id, record.client_id)] = record.record_id
+            self._events[record.record_id] = [_event_dict(e) for e in events]
+
+    def _append_events(self, record_id: str, events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
+        """Put `events` into `fields` (Events JSON and Progress Log of the record); return those that do
+        not fit, for the Run Events table."""
+        if not events:
+            return []
+        known = self._events.get(record_id, [])
+        merged = known + [_event_dict(e) for e in events]
+        text = json.dumps(merged, separators=(",", ":"))
+        if len(text) > MAX_LONG_TEXT:
+            return list(events)
+        fields[ClientRunResults.EVENTS_JSON] = text
+        lines = [_event_line(_event_from_dict(e, "", "")) for e in merged]
+        log_text = "\n".join(lines)
+        fields[ClientRunResults.PROGRESS_LOG] = log_text[-MAX_LONG_TEXT:]
+        return []
+
+    def list_client_runs(
+        self,
+        *,
+        run_id: str | None = None,
+        client_id: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ClientRun]:
+        options = self._client_run_query(run_id, client_id, status, since)
+        if limit is not None:
+            if limit <= 0:
+                return []
+            options["max_records"] = offset + limit
+        records = self._table(ClientRunResults.TABLE).all(**options)
+        end = None if limit is None else offset + limit
+        return [_client_run(r) for r in records[offset:end]]
+
+    @staticmethod
+    def _client_run_query(
+        run_id: str | None, client_id: str | None, status: str | None, since: datetime | None
+    ) -> dict[str, Any]:
+        formula = _formula(
+            _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
+            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            _eq(ClientRunResults.STATUS, status) if status is not None else None,
+            GTE(Field(ClientRunResults.START_TIME), _ms(since)) if since is not None else None,
+        )
+        options: dict[str, Any] = {"sort": [f"-{ClientRunResults.START_TIME}", f"-{ClientRunResults.RUN_ID}"]}
+        if formula:
+            options["formula"] = formula
+        return options
+
+    def add_events(self, events: Sequence[RunEvent]) -> None:
+        """Append events to their ClientRun records (10 records a request); events without a ClientRun
+        go to the Run Events table."""
+        if not events:
+            return
+        groups: dict[tuple[str, str], list[RunEvent]] = {}
+        for event in events:
+            groups.setdefault((event.run_id, event.client_id), []).append(event)
+        table = self._table(ClientRunResults.TABLE)
+        unknown = [k for k in groups if self._record_ids.get(k) not in self._events]
+        if unknown:
+            for record in table.all(
+                formula=to_formula_str(
+                    OR(*(_eq(ClientRunResults.RUN_ID, f"{run}-{client}") for run, client in unknown))
+                )
+            ):
+                self._remember(record)
+        updates: list[dict[str, Any]] = []
+        spill: list[RunEvent] = []
+        for key, group in groups.items():
+            record_id = self._record_ids.get(key)
+            if record_id is None:
+                spill.extend(group)
+                continue
+            fields: Fields = {}
+            spill.extend(self._append_events(record_id, group, fields))
+            if fields:
+                updates.append({"id": record_id, "fields": fields})
+                self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+        if updates:
+            table.batch_update(updates)  # type: ignore[arg-type]
+        if spill:
+            self._add_table_events(spill)
+
+    def _add_table_events(self, events: Sequence[RunEvent]) -> None:
+        self._table(RunEvents.TABLE).batch_create(
+            [
+                {
+                    RunEvents.EVENT_ID: _sortable_id(),
+                    RunEvents.RUN_ID: e.run_id,
+                    RunEvents.CLIENT_ID: e.client_id,
+                    RunEvents.STAGE: e.stage,
+                    RunEvents.KIND: e.kind.value,
+                    RunEvents.MESSAGE: e.message,
+                    RunEvents.METRICS_JSON: json.dumps(e.metrics),
+                    RunEvents.AT: _ts(e.at),
+                }
+                for e in events
+            ]
+        )
+
+    def list_events(
+        self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
+    ) -> list[RunEvent]:
+        events: list[RunEvent] = []
+        crr_formula = _formula(
+            _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
+            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+        )
+        crr_options: dict[str, Any] = {
+            "fields": [ClientRunResults.BASE_RUN_ID, ClientRunResults.CLIENT_ID, ClientRunResults.EVENTS_JSON],
+            "sort": [ClientRunResults.START_TIME],
+        }
+        if crr_formula:
+            crr_options["formula"] = crr_formula
+        for record in self._table(ClientRunResults.TABLE).all(**crr_options):
+            f = record["fields"]
+            for data in _events_of(record):
+                events.append(
+                    _event_from_dict(
+                        data, str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, ""))
+                    )
+                )
+        table_formula = _formula(
+            _eq(RunEvents.RUN_ID, run_id) if run_id is not None else None,
+            _eq(RunEvents.CLIENT_ID, client_id) if client_id is not None else None,
+            GTE(Field(RunEvents.AT), _ms(since)) if since is not None else None,
+        )
+        table_options: dict[str, Any] = {"sort": [RunEvents.AT, RunEvents.EVENT_ID]}
+        if table_formula:
+            table_options["formula"] = table_formula
+        for record in self._table(RunEvents.TABLE).all(**table_options):
+            f = record["fields"]
+            at = parse_ts(f.get(RunEvents.AT))
+            assert at is not None
+            events.append(
+                RunEvent(
+                    run_id=str(f.get(RunEvents.RUN_ID, "")),
+                    client_id=str(f.get(RunEvents.CLIENT_ID, "")),
+                    stage=str(f.get(RunEvents.STAGE, "")),
+                    kind=EventKind(str(f.get(RunEvents.KIND, EventKind.INFO.value))),
+                    message=str(f.get(RunEvents.MESSAGE, "")),
+                    metrics=json.loads(f.get(RunEvents.METRICS_JSON) or "{}"),
+                    at=at,
+                )
+            )
+        if since is not None:
+            cutoff = _ms(since)
+            events = [e for e in events if e.at >= cutoff]
+        return sorted(events, key=lambda e: e.at)
+
+    # diagnostics ---------------------------------------------------------------------------------------
+    def add_failure(self, failure: Failure) -> None:
+        data = failure_to_dict(failure, stamp=_ts)
+        self._table(Failures.TABLE).create(
+            _without_blanks(
+                {
+                    Failures.FAILURE_ID: _sortable_id(),
+                    Failures.CATEGORY: data["category"],
+                    Failures.FINGERPRINT: data["fingerprint"],
+                    Failures.MESSAGE: data["message"],
+                    Failures.HINT: data["hint"],
+                    Failures.RUN_ID: data["run_id"],
+                    Failures.CLIENT_ID: data["client_id"],
+                    Failures.STAGE: data["stage"],
+                    Failures.AT: data["at"],
+                    Failures.NOTEBOOK: data["notebook"],
+                    Failures.CELL: data["cell"],
+                    Failures.TRACEBACK: data["traceback"],
+                }
+            )
+        )
+
+    def _newest(
+        self, table: str, at_field: str, id_field: str, since: datetime | None, limit: int | None
+    ) -> Sequence[Record]:
+        options: dict[str, Any] = {"sort": [f"-{at_field}", f"-{id_field}"]}
+        if since is not None:
+            options["formula"] = _formula(GTE(Field(at_field), _ms(since)))
+        if limit is not None:
+            if limit <= 0:
+                return []
+            options["max_records"] = limit
+        return self._table(table).all(**options)
+
+    def list_failures(self, *, since: datetime | None = None, limit: int | None = None) -> list[Failure]:
+        out = []
+        for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit):
+            f = record["fields"]
+            out.append(
+                Failure(
+                    category=str(f.get(Failures.CATEGORY, "")),
+                    fingerprint=str(f.get(Failures.FINGERPRINT, "")),
+                    message=str(f.get(Failures.MESSAGE, "")),
+                    hint=str(f.get(Failures.HINT, "")),
+                    run_id=f.get(Failures.RUN_ID) or None,
+                    client_id=f.get(Failures.CLIENT_ID) or None,
+                    stage=f.get(Failures.STAGE) or None,
+                    at=parse_ts(f.get(Failures.AT)) or _created(record),
+                    notebook=f.get(Failures.NOTEBOOK) or None,
+                    cell=_opt_int(f.get(Failures.CELL)),
+                    traceback=f.get(Failures.TRACEBACK) or None,
+                )
+            )
+        return out
+
+    def add_auth_checks(self, checks: Sequence[AuthCheck]) -> None:
+        if not checks:
+            return
+        self._table(AuthChecks.TABLE).batch_create(
+            [
+                _without_blanks(
+                    {
+                        AuthChecks.CHECK_ID: _sortable_id(),
+                        AuthChecks.NAME: c.name,
+                        AuthChecks.OK: c.ok,
+                        AuthChecks.CATEGORY: c.category,
+                        AuthChecks.STATUS_CODE: c.status,
+                        AuthChecks.LATENCY_MS: c.latency_ms,
+                        AuthChecks.HINT: c.hint,
+                        AuthChecks.CHECKED_AT: _ts(c.checked_at),
+                        AuthChecks.DETAIL: c.detail,
+                    }
+                )
+                for c in checks
+            ]
+        )
+
+    def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
+        out = []
+        for record in self._newest(AuthChecks.TABLE, AuthChecks.CHECKED_AT, AuthChecks.CHECK_ID, since, limit):
+            f = record["fields"]
+            out.append(
+                AuthCheck(
+                    name=str(f.get(AuthChecks.NAME, "")),
+                    ok=bool(f.get(AuthChecks.OK, False)),
+                    category=f.get(AuthChecks.CATEGORY) or None,
+                    status=_opt_int(f.get(AuthChecks.STATUS_CODE)),
+                    latency_ms=float(f.get(AuthChecks.LATENCY_MS, 0.0)),
+                    hint=str(f.get(AuthChecks.HINT, "")),
+                    checked_at=parse_ts(f.get(AuthChecks.CHECKED_AT)) or _created(record),
+                    detail=str(f.get(AuthChecks.DETAIL, "")),
+                )
+            )
+        return out
