@@ -100,6 +100,24 @@ class Workspace:
         base = run_id.base if isinstance(run_id, RunId) else RunId.parse(run_id).base
         return self.home / base
 
+    def lab_path(self, notebook: str | Path) -> str | None:
+        """The path `leadkit lab` opens an executed notebook by (its Lab root is the workspace): a link to
+        `/lab/tree/<this>` opens it. None for a notebook outside the workspace."""
+        path = Path(notebook)
+        if not path.is_absolute():
+            path = self.home / path
+        try:
+            return path.resolve().relative_to(self.home.resolve()).as_posix()
+        except ValueError:
+            return None
+
+    def lab_link(self, notebook: str | Path) -> str | None:
+        """A link (`/lab/tree/...`) that opens an executed notebook in `leadkit lab`; None outside the workspace."""
+        from urllib.parse import quote
+
+        rel = self.lab_path(notebook)
+        return None if rel is None else f"/lab/tree/{quote(rel)}"
+
     def close(self) -> None:
         self.store.close()
 
@@ -112,3 +130,83 @@ def open_workspace(
     if store_url is not None:
         settings = settings.model_copy(update={"leadkit_store": store_url})
     return Workspace.open(home, settings=settings, read_only=read_only)
+
+
+#: The first line of the `.env` that `leadkit init` writes: how a folder holding only it is known as a workspace.
+ENV_TEMPLATE_MARK = "# leadkit settings for this workspace."
+
+
+def is_initialised(home: Path) -> bool:
+    """A folder `leadkit init` (or the demo) made: it holds the SQLite store or the workspace's `.env`."""
+    from leadkit.store.sqlite import workspace_exists
+
+    env = home / ".env"
+    if workspace_exists(home):
+        return True
+    try:
+        return env.is_file() and env.read_text(encoding="utf-8", errors="replace").startswith(ENV_TEMPLATE_MARK)
+    except OSError:
+        return False
+
+
+def init_workspace(home: Path, store_url: str, settings: Settings) -> tuple[bool, list[str]]:
+    """Create an empty workspace at `home` with a commented `.env`: (created?, what was done). Refuses a folder
+    holding other files; an existing workspace is left as it is. With an Airtable store the master base is only
+    checked (the caller runs the schema check); its URL goes into the `.env`."""
+    from leadkit.config import env_template
+    from leadkit.store.sqlite import is_workspace_or_empty
+
+    if is_initialised(home):
+        return False, [f"{home} is already a leadkit workspace: nothing changed"]
+    if not is_workspace_or_empty(home):
+        raise ConfigError(
+            f"{home} holds files that are not a leadkit workspace; refusing to write there",
+            hint="Point LEADKIT_HOME (or `leadkit init --home`) at an empty or missing folder.",
+        )
+    done = []
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        template = env_template()
+        if store_url:
+            template = template.replace("# LEADKIT_STORE=\n", f"LEADKIT_STORE={store_url}\n")
+        (home / ".env").write_text(template, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot create the workspace {home}: {exc.strerror or exc}") from None
+    done.append(f"wrote {home / '.env'} (every setting, commented; fill in the tokens)")
+    if not store_url.startswith("airtable://"):
+        ws = Workspace.create(home, settings=settings.model_copy(update={"leadkit_home": home, "leadkit_store": ""}))
+        ws.close()
+        done.append(f"created the SQLite store {home / 'leadkit.sqlite'} (no clients yet)")
+    return True, done
+
+
+#: The file in a workspace listing the clients `leadkit demo` created (so the demo can tell them from real ones).
+DEMO_FILE = "demo-clients.json"
+
+
+def demo_client_ids(home: Path) -> set[str]:
+    """The IDs of the clients the demo created in the workspace at `home` (none when it never ran there)."""
+    import json
+
+    try:
+        data = json.loads((Path(home) / DEMO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(c) for c in data} if isinstance(data, list) else set()
+
+
+def record_demo_clients(home: Path, client_ids: Sequence[str]) -> None:
+    import json
+
+    path = Path(home) / DEMO_FILE
+    path.write_text(json.dumps(sorted(demo_client_ids(home) | set(client_ids))), encoding="utf-8")
+
+
+def harvesting_clients(ws: Workspace) -> list[str]:
+    """Active clients (not the demo's) whose settings ask for post harvesting: who needs APIFY_TOKEN."""
+    demo = demo_client_ids(ws.home)
+    return [
+        c.client_id
+        for c in ws.store.list_clients()
+        if c.active and c.service_level >= 2 and c.post_access and c.daily_target > 0 and c.client_id not in demo
+    ]

@@ -24,7 +24,7 @@ import typer
 from leadkit.cli.app import app
 from leadkit.errors import LeadkitError
 
-COMMAND_MODULES = ["core", "setup", "batchcmd", "airtable", "diagnose", "dashboard"]
+COMMAND_MODULES = ["core", "workspacecmd", "batchcmd", "airtable", "diagnose", "dashboard"]
 
 
 def _load_commands() -> None:
@@ -109,11 +109,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         typer.echo(f"error: {exc.message}", err=True)
         typer.echo(f"hint: {exc.hint}", err=True)
         return exc.exit_code
-    except (typer.Exit, *click_exit) as exc:
+    except (typer.Exit, *click_exit) as exc:  # type: ignore[misc]
         return int(getattr(exc, "exit_code", 0) or 0)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except (typer.Abort, *abort, KeyboardInterrupt):
+    except (typer.Abort, *abort, KeyboardInterrupt):  # type: ignore[misc]
         typer.echo("aborted", err=True)
         return 130
     except usage as exc:

@@ -950,3 +950,24 @@ def is_workspace_or_empty(home: Path) -> bool:
         return False
     entries = [e for e in os.listdir(home) if e not in ("README.md", ".gitkeep")]
     return not entries or workspace_exists(home)
+
+
+def check_file(path: Path) -> None:
+    """A StoreUnusable when the SQLite file at `path` is not sound: the header checks, then SQLite's
+    `PRAGMA quick_check`, on a read-only connection (nothing is written)."""
+    problem = inspect_file(path)
+    if problem is not None:
+        raise _unusable(path, problem)
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=OPEN_BUSY_TIMEOUT_S)
+        try:
+            rows = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        error = _translate(path, exc)
+        raise (error if isinstance(error, StoreUnusable) else _unusable(path, f"failed its check: {exc}")) from None
+    if [tuple(r) for r in rows] != [("ok",)]:
+        raise _unusable(path, f"is corrupt (SQLite's quick check: {'; '.join(str(r[0]) for r in rows[:3])})")
