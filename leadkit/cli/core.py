@@ -31,15 +31,33 @@ def demo(
             "then a second batch recovers it."
         ),
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Add the demo's clients to a workspace holding other clients (the demo runs only its own)."
+        ),
+    ] = False,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Run one more batch of an existing demo workspace, from a fresh sandbox."),
+    ] = False,
 ) -> None:
     """Fill the workspace (LEADKIT_HOME) with fictional clients and leads, then run a batch over them.
 
-    Harvesting goes to a local Apify-compatible sandbox that the demo starts, unless APIFY_API_URL is set.
+    Harvesting goes to a local Apify-compatible sandbox that the demo starts, unless APIFY_API_URL is set. A
+    workspace holding clients the demo did not create is refused (unless --force).
     """
     from leadkit.cli.demo_run import run_demo
 
     code = run_demo(
-        clients=clients, backend=backend, workers=workers, dashboard=not no_dashboard, port=port, incident=incident
+        clients=clients,
+        backend=backend,
+        workers=workers,
+        dashboard=not no_dashboard,
+        port=port,
+        incident=incident,
+        force=force,
+        again=again,
     )
     raise typer.Exit(code)
 
