@@ -1,0 +1,305 @@
+"""Worker side of a batch: one client notebook executed through papermill's Python API on a kernel started ahead.
+
+Throughput: the worker pool lives for the whole batch and imports papermill once (preloaded in the forkserver);
+each worker starts its next kernel while the current notebook runs, so kernel start-up (most of a short notebook's
+time) overlaps with work; kernels are shut down with ``shutdown_kernel="immediate"``.
+
+Crash safety: workers and kernels die with the batch (``PR_SET_PDEATHSIG`` down the chain batch -> forkserver ->
+worker -> kernel).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leadkit.config import scrub
+
+KERNEL_NAME = "python3"
+KERNELS_LOG = "kernels.log"
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    client_id: str
+    input_path: str
+    output_path: str
+    parameters: dict[str, Any]
+    env: dict[str, str]
+    cwd: str
+    timeout_s: float
+    start_timeout_s: float
+    prestart_next: bool = False
+    return_notebook: bool = False
+
+
+@dataclass
+class NotebookResult:
+    client_id: str
+    ok: bool
+    seconds: float
+    kind: str = ""  # "", "exception", "dead_kernel", "timeout", "error"
+    message: str = ""
+    cell: int | None = None
+    notebook_json: str | None = None  # the executed notebook, when it must travel back (dask)
+    status: str | None = None  # the ClientRun status the notebook published (see leadkit.notebook)
+
+
+# -------------------------------------------------------------------------------------------- worker side
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent dies (also used as a kernel preexec_fn)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:  # the parent died before the prctl took effect
+        os._exit(1)
+
+
+class _Kernels:
+    """The kernels of one worker process: the next one is started while the current notebook runs."""
+
+    def __init__(self) -> None:
+        self.ready: Any = None  # an AsyncKernelManager with a kernel booting or booted
+        self.key: tuple[str, tuple[tuple[str, str], ...]] | None = None
+
+    @staticmethod
+    def _key(job: NotebookJob) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return job.cwd, tuple(sorted(job.env.items()))
+
+    def start(self, env: dict[str, str], cwd: str) -> Any:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=KERNEL_NAME)
+        # the kernels' own output (start-up warnings, a crash's last words) goes to the run's kernels.log
+        with open(Path(cwd) / KERNELS_LOG, "ab") as out:
+            run_sync(km.start_kernel)(
+                env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
+            )
+        return km
+
+    def prestart(self, job: NotebookJob) -> None:
+        self.discard()
+        self.ready, self.key = self.start(job.env, job.cwd), self._key(job)
+
+    def take(self, job: NotebookJob) -> Any:
+        """A kernel for `job`: the one started ahead when it fits and is alive, else a new one."""
+        from jupyter_core.utils import run_sync
+
+        km, self.ready = self.ready, None
+        if km is not None and self.key == self._key(job) and run_sync(km.is_alive)():
+            return km
+        if km is not None:
+            stop_kernel(km)
+        return self.start(job.env, job.cwd)
+
+    def discard(self) -> None:
+        if self.ready is not None:
+            stop_kernel(self.ready)
+            self.ready = None
+
+
+def stop_kernel(km: Any) -> None:
+    from jupyter_core.utils import run_sync
+
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=True)
+    except RuntimeError:
+        pass
+    finally:
+        run_sync(km.cleanup_resources)()
+
+
+_KERNELS = _Kernels()
+_ENGINE = "leadkit-prestarted"
+
+
+def _register_engine() -> None:
+    """A papermill engine that runs on a kernel started ahead (papermill passes `km` through to nbclient) and
+    closes the client's channels afterwards (papermill leaves them open when it does not own the kernel)."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    if _ENGINE in papermill_engines._engines:
+        return
+
+    class PrestartedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(  # type: ignore[override]
+            cls,
+            nb_man: Any,
+            kernel_name: str,
+            log_output: bool = False,
+            stdout_file: Any = None,
+            stderr_file: Any = None,
+            start_timeout: float = 60,
+            execution_timeout: float | None = None,
+            km: Any = None,
+            **kwargs: Any,
+        ) -> Any:
+            client = PapermillNotebookClient(
+                nb_man,
+                km=km,
+                timeout=execution_timeout,
+                startup_timeout=start_timeout,
+                kernel_name=kernel_name,
+                log=logging.getLogger("papermill"),
+                log_output=log_output,
+                stdout_file=stdout_file,
+                stderr_file=stderr_file,
+                shutdown_kernel="immediate",
+            )
+            try:
+                return client.execute()
+            finally:
+                if client.kc is not None:
+                    client.kc.stop_channels()
+
+    papermill_engines.register(_ENGINE, PrestartedKernelEngine)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_with(pid: int) -> None:
+    """End this process the moment process `pid` (the batch) ends, whoever our parent is: a forkserver's
+    workers hold the forkserver open, so PR_SET_PDEATHSIG on the forkserver alone would never fire."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            while _pid_alive(pid):
+                time.sleep(0.2)
+        else:
+            select.select([fd], [], [])  # readable once the process has ended
+        os._exit(1)  # our kernels follow through their PR_SET_PDEATHSIG
+
+    threading.Thread(target=watch, name="leadkit-exit-with-batch", daemon=True).start()
+
+
+def _worker_init(batch_pid: int, env: dict[str, str] | None = None, cwd: str | None = None) -> None:
+    """Worker processes die with the batch, import papermill once, and start their first kernel at once."""
+    _die_with_parent()
+    _exit_with(batch_pid)
+    _register_engine()
+    from multiprocessing.util import Finalize
+
+    Finalize(_KERNELS, _KERNELS.discard, exitpriority=10)  # a kernel started ahead but never used is shut down
+    if env is not None and cwd is not None:
+        _KERNELS.ready = _KERNELS.start(env, cwd)
+        _KERNELS.key = (cwd, tuple(sorted(env.items())))
+
+
+def published_status(notebook: Any) -> str | None:
+    """The ClientRun status a notebook published with `leadkit.notebook.publish_result`, if any."""
+    from leadkit.notebook import RESULT_MIMETYPE
+
+    for cell in reversed(notebook.get("cells", [])):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get(RESULT_MIMETYPE)
+            if isinstance(data, dict) and isinstance(data.get("status"), str):
+                return str(data["status"])
+    return None
+
+
+def execute_notebook(job: NotebookJob) -> NotebookResult:
+    """Run one client notebook with papermill on a (pre-started) kernel, with a whole-notebook timeout."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    _register_engine()
+    started = time.monotonic()
+    km = _KERNELS.take(job)
+    if job.prestart_next:
+        _KERNELS.prestart(job)
+    timed_out = threading.Event()
+
+    def kill_on_timeout() -> None:
+        timed_out.set()
+        process = getattr(km.provisioner, "process", None)
+        if process is not None:
+            process.kill()
+
+    watchdog = threading.Timer(job.timeout_s, kill_on_timeout)
+    watchdog.daemon = True
+    watchdog.start()
+
+    def failed(kind: str, message: str, cell: int | None = None) -> NotebookResult:
+        return NotebookResult(job.client_id, False, time.monotonic() - started, kind, scrub(message), cell)
+
+    result: NotebookResult
+    try:
+        executed = papermill.execute_notebook(
+            job.input_path,
+            job.output_path,
+            parameters=job.parameters,
+            engine_name=_ENGINE,
+            kernel_name=KERNEL_NAME,
+            progress_bar=False,
+            log_output=False,
+            start_timeout=job.start_timeout_s,
+            execution_timeout=job.timeout_s,
+            km=km,
+        )
+        result = NotebookResult(job.client_id, True, time.monotonic() - started, status=published_status(executed))
+    except papermill.PapermillExecutionError as exc:
+        result = failed("exception", f"cell {exc.cell_index} raised {exc.ename}: {exc.evalue}", exc.cell_index)
+    except (DeadKernelError, CellTimeoutError, TimeoutError, RuntimeError) as exc:
+        if timed_out.is_set() or isinstance(exc, CellTimeoutError):
+            result = failed("timeout", f"the notebook ran past its timeout of {job.timeout_s:g} s")
+        elif isinstance(exc, DeadKernelError) or "dead" in str(exc).lower():
+            result = failed("dead_kernel", f"the kernel died while running the notebook: {exc}")
+        else:
+            result = failed("error", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # papermill/nbclient errors of other kinds: recorded, never lost
+        result = failed("error", f"{type(exc).__name__}: {exc}")
+    finally:
+        watchdog.cancel()
+        stop_kernel(km)
+    if job.return_notebook and Path(job.output_path).exists():
+        result.notebook_json = Path(job.output_path).read_text(encoding="utf-8")
+    return result
+
+
+def execute_notebook_remote(job: NotebookJob) -> NotebookResult:
+    """On a dask worker: run into a temporary folder and send the executed notebook back to the coordinator.
+    Secrets are not in the job: the worker's kernels read them from the worker's own environment."""
+    with tempfile.TemporaryDirectory(prefix="leadkit-dask-") as tmp:
+        local = Path(tmp) / Path(job.output_path).name
+        remote_job = NotebookJob(
+            client_id=job.client_id,
+            input_path=job.input_path,
+            output_path=str(local),
+            parameters=job.parameters,
+            env=job.env,
+            cwd=tmp,
+            timeout_s=job.timeout_s,
+            start_timeout_s=job.start_timeout_s,
+            prestart_next=False,
+            return_notebook=True,
+        )
+        return execute_notebook(remote_job)
