@@ -20,22 +20,22 @@ _MARKER = "client_workflow.ipynb"
 
 
 def notebooks_dir() -> Path:
-    """The folder of leadkit's notebooks: package data in a wheel (`leadkit/notebooks`), else the checkout's."""
-    for candidate in (_PACKAGE / "notebooks", _PACKAGE.parent / "notebooks"):
-        if (candidate / _MARKER).is_file():
-            return candidate
-    raise ConfigError(
-        f"leadkit's notebooks are missing: neither {_PACKAGE / 'notebooks'} nor {_PACKAGE.parent / 'notebooks'} "
-        f"holds {_MARKER}",
-        hint="Reinstall leadkit (pip install leadkit-*.whl, or `make setup` in a checkout).",
-    )
+    """The folder of leadkit's notebooks: package data in a wheel (`leadkit/notebooks`), else the checkout's
+    (`notebooks/` beside the package); the packaged place when neither holds them (`notebook()` then says so)."""
+    packaged, checkout = _PACKAGE / "notebooks", _PACKAGE.parent / "notebooks"
+    if not (packaged / _MARKER).is_file() and (checkout / _MARKER).is_file():
+        return checkout
+    return packaged
 
 
 def notebook(name: str) -> Path:
-    """One of leadkit's notebooks by file name, e.g. `client_workflow.ipynb`."""
+    """One of leadkit's notebooks by file name, e.g. `client_workflow.ipynb`; ConfigError when it is missing."""
     path = notebooks_dir() / name
     if not path.is_file():
-        raise ConfigError(f"leadkit's notebook {name} is missing from {path.parent}")
+        raise ConfigError(
+            f"leadkit's notebook {name} is missing from {path.parent}",
+            hint="Reinstall leadkit (pip install leadkit-*.whl, or `make setup` in a checkout).",
+        )
     return path
 
 
