@@ -197,11 +197,12 @@ def setting_for_column(column: str) -> Setting | None:
 
 
 def parse_value(setting: Setting, text: str, *, where: str) -> Any:
-    """The value of `setting` written as `text`, or a DataError naming `where`, the value and what is accepted."""
+    """The value of `setting` written as `text`, or a DataError naming `where` (the option, or the row and
+    column), the value and what is accepted."""
     try:
         return setting.parse(text)
     except (ValueError, TypeError):
-        raise DataError(f"{where}: {setting.column} {text!r} is not accepted; use {setting.accepted}") from None
+        raise DataError(f"{where} {text!r} is not accepted; use {setting.accepted}") from None
 
 
 def apply_settings(client_id: str, current: Client | None, changes: Mapping[str, Any]) -> Client:
@@ -260,12 +261,10 @@ def read_clients_csv(path: Path) -> tuple[list[ClientRow], list[str], str | None
         changes: dict[str, Any] = {}
         for key, setting in columns.items():
             text = values.get(key, "")
-            if not text and setting.field != "base_id":
-                continue  # blank: leave it as it is
             if not text:
-                continue
+                continue  # blank: leave it as it is
             try:
-                changes[setting.field] = parse_value(setting, text, where=f"row {line}")
+                changes[setting.field] = parse_value(setting, text, where=f"row {line}: {setting.column}")
             except DataError as exc:
                 errors.append(exc.message)
         rows.append(ClientRow(line, client_id, changes))

@@ -73,7 +73,7 @@ class Workspace:
         if home is not None:
             settings = settings.model_copy(update={"leadkit_home": Path(home)})
         home_path = Path(settings.leadkit_home)
-        if not is_workspace_or_empty(home_path):
+        if not is_workspace_or_empty(home_path) and not is_initialised(home_path):
             raise ConfigError(
                 f"{home_path.resolve()} holds files that are not a leadkit workspace; refusing to write there",
                 hint="Point LEADKIT_HOME at an empty or missing folder, or at an existing leadkit workspace.",

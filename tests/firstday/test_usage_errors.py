@@ -56,7 +56,17 @@ def check_usage_error(capsys: pytest.CaptureFixture[str], argv: list[str], expec
 
 def test_the_app_has_the_commands_of_every_module() -> None:
     names = {" ".join(path) for path, _ in COMMANDS}
-    assert {"init", "demo", "batch", "doctor", "backup", "lab", "clients import", "clients set", "leads export"} <= names
+    assert {
+        "init",
+        "demo",
+        "batch",
+        "doctor",
+        "backup",
+        "lab",
+        "clients import",
+        "clients set",
+        "leads export",
+    } <= names
     assert len(names) >= 30
 
 
