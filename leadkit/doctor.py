@@ -137,7 +137,8 @@ def run_doctor(
     report.checks.extend(check_settings(settings, ws_or_none))
     workspace = check_workspace(ws_or_none, settings)
     report.checks.extend(workspace)
-    if all(c.ok for c in workspace) or settings.leadkit_store.startswith("airtable://"):
+    opened = ws_or_none is not None or store_problem is not None  # a read-only workspace still has a store
+    if opened or all(c.ok for c in workspace) or settings.leadkit_store.startswith("airtable://"):
         report.checks.extend(check_store(ws_or_none, settings, store_problem))
     return report
 

@@ -248,8 +248,14 @@ def _connect(path: Path, migrations: list[str], *, read_only: bool = False) -> s
         raise _unusable(path, problem)
     writable = _writable(path)
     try:
-        if read_only or not writable:
+        if not writable:
             conn = _open_read_only(path, migrations, writable)
+        elif read_only:
+            # a connection that may not write (query_only) but, unlike mode=ro, can tidy the -wal and -shm files
+            # away when it closes, so a reading command leaves the workspace as it found it
+            conn = sqlite3.connect(path, timeout=OPEN_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            _migrate(conn, path, migrations)
+            conn.execute("PRAGMA query_only = 1")
         else:
             conn = sqlite3.connect(path, timeout=OPEN_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
@@ -961,7 +967,14 @@ def check_file(path: Path) -> None:
     from urllib.parse import quote
 
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=OPEN_BUSY_TIMEOUT_S)
+        if _writable(path):
+            conn = sqlite3.connect(path, timeout=OPEN_BUSY_TIMEOUT_S)
+            conn.execute("PRAGMA query_only = 1")
+        else:
+            shm = os.path.exists(f"{path}-shm")
+            conn = sqlite3.connect(
+                f"file:{quote(str(path))}?{'mode=ro' if shm else 'immutable=1'}", uri=True, timeout=OPEN_BUSY_TIMEOUT_S
+            )
         try:
             rows = conn.execute("PRAGMA quick_check").fetchall()
         finally:
