@@ -316,8 +316,13 @@ def check_kernel(settings: Settings, ws: Workspace | None) -> DoctorCheck:
         python = sys.executable
     script = "import json, sys, leadkit; print(json.dumps([sys.executable, leadkit.__file__]))"
     try:
-        done = subprocess.run(
-            [python, "-c", script], capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, env=dict(os.environ)
+        done = subprocess.run(  # from the workspace, where kernels run: not from a checkout that has leadkit/
+            [python, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT_S,
+            env=dict(os.environ),
+            cwd=ws.home if ws is not None and ws.home.is_dir() else tempfile.gettempdir(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return _fail(name, Category.DEPENDENCY, f"the kernel's interpreter {python} does not run: {exc}", fix)
