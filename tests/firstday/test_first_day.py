@@ -246,3 +246,45 @@ def test_leads_export(workspace: Workspace, tmp_path: Path, capsys: pytest.Captu
     code, out, _ = cli(capsys, "leads", "export", "Acme-Co", "--format", "json")
     assert code == 0 and json.loads(out)[0]["post_url"] == post["postUrl"]
     assert cli(capsys, "leads", "export", "Acme-Co", "--format", "xml")[0] == 2
+
+
+def test_a_first_batch_of_a_fresh_workspace_against_the_sandbox(tmp_path: Path) -> None:
+    """init, clients import, leads import, doctor, batch: the README's first day, with the Apify sandbox."""
+    import os
+    import subprocess
+    import sys
+
+    from leadkit.sandbox.server import Sandbox
+
+    home = tmp_path / "agency"
+    (tmp_path / "clients.csv").write_text("client_id,name,daily_target,batch_size\nAcme-Co,Acme,10,5\n")
+    (tmp_path / "leads.csv").write_text(
+        "profile_url,name,company\n"
+        + "".join(f"https://www.linkedin.com/in/acme-lead-{n:02d}/,Lead {n},Acme\n" for n in range(1, 4))
+    )
+    with Sandbox(rate_limit=0) as sandbox:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("APIFY_", "AIRTABLE_", "LEADKIT_"))}
+        env.update(LEADKIT_HOME=str(home), APIFY_API_URL=sandbox.apify_url, APIFY_TOKEN=sandbox.token)
+
+        def leadkit(*argv: str) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(
+                [sys.executable, "-m", "leadkit.cli", *argv],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=tmp_path,
+                timeout=600,
+            )
+            assert "Traceback" not in done.stdout + done.stderr, done.stderr
+            return done
+
+        assert leadkit("init").returncode == 0
+        assert leadkit("clients", "import", "clients.csv").returncode == 0
+        assert leadkit("leads", "import", "Acme-Co", "leads.csv").returncode == 0
+        doctor = leadkit("doctor")
+        assert doctor.returncode == 0, doctor.stdout
+        batch = leadkit("batch", "--json")
+        assert batch.returncode == 0, batch.stderr[-2000:]
+        shown = json.loads(batch.stdout)
+        assert shown["status"] == "Completed" and [c["client_id"] for c in shown["clients"]] == ["Acme-Co"]
+        assert shown["clients"][0]["metrics"].get("profiles_submitted", 0) == 3
