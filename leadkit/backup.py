@@ -25,7 +25,7 @@ class BackupReport:
 
 
 def _copy(source: Path, target: Path) -> int:
-    from leadkit.store.sqlite import _translate, inspect_file
+    from leadkit.store.sqlite import file_error, inspect_file
 
     problem = inspect_file(source)
     if problem is not None:
@@ -39,7 +39,7 @@ def _copy(source: Path, target: Path) -> int:
         src.backup(dst, pages=1024)
         dst.execute("PRAGMA journal_mode = DELETE")  # a self-contained file: no -wal to forget when copying
     except sqlite3.Error as exc:
-        raise _translate(source, exc) from None
+        raise file_error(source, exc) from None
     finally:
         dst.close()
         src.close()

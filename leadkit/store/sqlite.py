@@ -140,7 +140,7 @@ def inspect_file(path: Path) -> str | None:
     return None
 
 
-def _translate(path: Path, exc: sqlite3.Error) -> BaseException:
+def file_error(path: Path, exc: sqlite3.Error) -> BaseException:
     """The StoreUnusable for an error about the file itself (locked, read-only, corrupt, unopenable); any other
     error (a constraint, a bug in a statement) is returned as it is."""
     if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
@@ -242,7 +242,7 @@ def _connect(path: Path, migrations: list[str], *, read_only: bool = False) -> s
         try:
             _create(path, migrations)
         except sqlite3.Error as exc:
-            raise _translate(path, exc) from None
+            raise file_error(path, exc) from None
     problem = inspect_file(path)
     if problem is not None:
         raise _unusable(path, problem)
@@ -263,7 +263,7 @@ def _connect(path: Path, migrations: list[str], *, read_only: bool = False) -> s
             _migrate(conn, path, migrations)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
-        raise _translate(path, exc) from None
+        raise file_error(path, exc) from None
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(WRITE_BUSY_TIMEOUT_S * 1000)}")
     return conn
@@ -319,12 +319,12 @@ class _Db:
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _translate(self.path, exc) from None
+                raise file_error(self.path, exc) from None
             try:
                 yield self.conn
             except sqlite3.Error as exc:
                 self.conn.execute("ROLLBACK")
-                raise _translate(self.path, exc) from None
+                raise file_error(self.path, exc) from None
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
@@ -332,14 +332,14 @@ class _Db:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 self.conn.execute("ROLLBACK")
-                raise _translate(self.path, exc) from None
+                raise file_error(self.path, exc) from None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self.lock:
             try:
                 return self.conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise _translate(self.path, exc) from None
+                raise file_error(self.path, exc) from None
 
     def close(self) -> None:
         with self.lock:
@@ -980,7 +980,7 @@ def check_file(path: Path) -> None:
         finally:
             conn.close()
     except sqlite3.Error as exc:
-        error = _translate(path, exc)
+        error = file_error(path, exc)
         raise (error if isinstance(error, StoreUnusable) else _unusable(path, f"failed its check: {exc}")) from None
     if [tuple(r) for r in rows] != [("ok",)]:
         raise _unusable(path, f"is corrupt (SQLite's quick check: {'; '.join(str(r[0]) for r in rows[:3])})")
