@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.wheel
+pytestmark = [pytest.mark.wheel, pytest.mark.timeout(2400)]
 
 
 def test_the_wheel_runs_the_demo_outside_the_source_tree(tmp_path: Path) -> None:
