@@ -288,3 +288,12 @@ def test_a_first_batch_of_a_fresh_workspace_against_the_sandbox(tmp_path: Path) 
         shown = json.loads(batch.stdout)
         assert shown["status"] == "Completed" and [c["client_id"] for c in shown["clients"]] == ["Acme-Co"]
         assert shown["clients"][0]["metrics"].get("profiles_submitted", 0) == 3
+
+
+def test_lab_links_to_executed_notebooks(workspace: Workspace, tmp_path: Path) -> None:
+    """`leadkit lab` is rooted in the workspace: an executed notebook opens at /lab/tree/<run id>/<client>.ipynb."""
+    notebook = workspace.home / "251128-093000" / "Acme Co.ipynb"
+    assert workspace.lab_path(notebook) == "251128-093000/Acme Co.ipynb"
+    assert workspace.lab_link(notebook) == "/lab/tree/251128-093000/Acme%20Co.ipynb"
+    assert workspace.lab_link("251128-093000/Acme-Co.ipynb") == "/lab/tree/251128-093000/Acme-Co.ipynb"
+    assert workspace.lab_link(tmp_path / "elsewhere.ipynb") is None
