@@ -36,7 +36,7 @@ pytest: setup chromium
 
 # the wheel round trip: build, install into a fresh virtualenv, run the demo outside the source tree (minutes)
 wheel-test: setup
-	$(VENV)/bin/pytest -q -p no:randomly -m wheel tests/packaging
+	$(VENV)/bin/pytest -q -p no:randomly -m wheel tests/wheel_install
 
 test: setup chromium lint typecheck pytest
 
