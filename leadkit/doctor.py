@@ -16,6 +16,7 @@ all: that is then one failed check with its hint.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as metadata
 import os
 import re
@@ -211,15 +212,27 @@ IMPORT_TIMEOUT_S = 120.0
 
 def import_in_subprocess(modules: Sequence[str], *, python: str | None = None) -> dict[str, str]:
     """Import `modules` in a fresh interpreter (this one unless `python`) with this process's environment,
-    PYTHONPATH and working directory: module -> "" (imported) or the error. Never raises."""
+    PYTHONPATH and working directory: module -> "" (imported) or the error. Never raises. The answer is kept for
+    the life of this process, per interpreter, environment and folder (a second report in one process reuses it)."""
+    return dict(_imports(tuple(modules), python or sys.executable, tuple(sorted(os.environ.items())), os.getcwd()))
+
+
+@functools.lru_cache(maxsize=8)
+def _imports(
+    modules: tuple[str, ...], python: str, environ: tuple[tuple[str, str], ...], cwd: str
+) -> tuple[tuple[str, str], ...]:
+    return tuple(_run_imports(modules, python, dict(environ), cwd).items())
+
+
+def _run_imports(modules: Sequence[str], python: str, environ: dict[str, str], cwd: str) -> dict[str, str]:
     import json
     import subprocess
 
     if not modules:
         return {}
-    argv = [python or sys.executable, "-c", _IMPORT_SCRIPT, json.dumps(list(modules))]
+    argv = [python, "-c", _IMPORT_SCRIPT, json.dumps(list(modules))]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, env=dict(os.environ))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, env=environ, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {m: f"the import check could not run: {exc}" for m in modules}
     for line in done.stdout.splitlines():
