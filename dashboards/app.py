@@ -26,9 +26,11 @@ import leadkit as lk
 
 try:
     from dashboards import data
+    from dashboards.alerts_view import AlertsView
     from dashboards.notebook_html import NotebookUnavailable, iframe, notebook_html
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
     import data  # type: ignore[no-redef]
+    from alerts_view import AlertsView  # type: ignore[no-redef]
     from notebook_html import NotebookUnavailable, iframe, notebook_html  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
@@ -192,7 +194,8 @@ class OverviewView(View):
     def load(self) -> None:
         failing = data.failing_clients(self.ws)
         auth = data.auth_latest(self.ws)
-        self.numbers.object = key_values(data.overview_numbers(self.ws, failing=failing, auth=auth), "lk-numbers")
+        numbers = {**data.overview_numbers(self.ws, failing=failing, auth=auth), **lk.alert_summary(self.ws)}
+        self.numbers.object = key_values(numbers, "lk-numbers")
         by_day = data.runs_by_day(self.ws)
         self.days.factors = list(by_day["day"])
         self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
@@ -448,6 +451,8 @@ VIEW_CLASSES: dict[str, Callable[[App], View]] = {
     "auth": AuthView,
     "health": HealthView,
 }
+VIEWS["Alerts"] = "alerts"
+VIEW_CLASSES["alerts"] = lambda app: AlertsView(app, table=table, set_value=set_value)  # type: ignore[return-value]
 
 
 class App:

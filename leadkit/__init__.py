@@ -38,6 +38,10 @@ _EXPORTS: dict[str, str] = {
     "Category": "leadkit.errors",
     "start_notebook_logging": "leadkit.notebook",
     "client_report": "leadkit.notebook",
+    "list_alerts": "leadkit.alerts",
+    "channel_states": "leadkit.alerts",
+    "alert_summary": "leadkit.alerts",
+    "set_triage": "leadkit.alerts",
 }
 
 __all__ = [
@@ -68,9 +72,14 @@ __all__ = [
     "run_client",
     "start_notebook_logging",
     "validate_client_id",
+    "list_alerts",
+    "channel_states",
+    "alert_summary",
+    "set_triage",
 ]
 
 if TYPE_CHECKING:
+    from leadkit.alerts import alert_summary, channel_states, list_alerts, set_triage
     from leadkit.config import Settings, get_settings
     from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError

@@ -41,6 +41,9 @@ def run_auth_checks(ws: Workspace, *, store_results: bool = True) -> list[AuthCh
     checks = check_credentials(ws.settings, clients=ws.store.list_clients, apify_needed=bool(harvesting_clients(ws)))
     if store_results:
         ws.store.add_auth_checks(checks)
+        from leadkit.alerts import after_auth_checks
+
+        after_auth_checks(ws.store, checks)
     return checks
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from leadkit.classify import classified
 from leadkit.models import ClientRunStatus, EventKind, Failure, RunStatus, Source
-from leadkit.store.base import RunFilter, Store
+from leadkit.store.base import AlertRecords, RunFilter, Store
 
 if TYPE_CHECKING:
     from leadkit.workspace import Workspace
@@ -33,6 +33,8 @@ class FailureGroup:
     example: str = ""
     stages: list[str] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    status: str = "NEW"
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +46,8 @@ class FailureGroup:
             "clients": list(self.clients),
             "hint": self.hint,
             "resolved": self.resolved,
+            "status": self.status,
+            "note": self.note,
             "example": self.example,
             "stages": list(self.stages),
             "runs": list(self.runs),
@@ -64,6 +68,7 @@ def group_failures(
         failure = classified(failure)
         buckets.setdefault(failure.fingerprint, []).append(failure)
     latest = _LatestCompleted(store)
+    triage = {t.fingerprint: t for t in store.list_triage()} if isinstance(store, AlertRecords) else {}
     groups = []
     for key, items in buckets.items():
         items.sort(key=lambda f: f.at)
@@ -89,6 +94,8 @@ def group_failures(
                 example=newest.message,
                 stages=sorted({f.stage for f in items if f.stage}),
                 runs=sorted({f.run_id for f in items if f.run_id}, reverse=True)[:10],
+                status=triage[key].status.value if key in triage else "NEW",
+                note=triage[key].note if key in triage else "",
             )
         )
     if unresolved_only:

@@ -141,7 +141,35 @@ def run_doctor(
     opened = ws_or_none is not None or store_problem is not None  # a read-only workspace still has a store
     if opened or all(c.ok for c in workspace) or settings.leadkit_store.startswith("airtable://"):
         report.checks.extend(check_store(ws_or_none, settings, store_problem))
+    report.checks.extend(check_alerts(ws_or_none))
     return report
+
+
+def check_alerts(ws: Workspace | None) -> list[DoctorCheck]:
+    """Each alert channel's last delivery; a failed one is retried with the next alert (see `leadkit alerts`)."""
+    from leadkit.alerts.engine import alert_settings, channel_states
+
+    try:
+        states = channel_states(ws.store if ws is not None else None, alert_settings())
+    except LeadkitError as exc:
+        return [_from_error("alerts", exc)]
+    if not states:
+        return [_ok("alerts", "no channel in LEADKIT_ALERT_URLS: alerts are recorded, not sent")]
+    return [
+        _ok(
+            f"alerts:{s.channel}",
+            f"last delivery {s.last_at:%Y-%m-%d %H:%M} UTC arrived" if s.last_at else "no alert yet",
+        )
+        if s.ok
+        else _fail(
+            f"alerts:{s.channel}",
+            Category.UPSTREAM,
+            f"the last alert ({s.last_at:%Y-%m-%d %H:%M} UTC) was not delivered: {s.last_error}; "
+            f"{s.undelivered} message(s) wait for the next alert",
+            "Check the channel (`leadkit alerts test`): its host, port and credentials in LEADKIT_ALERT_URLS.",
+        )
+        for s in states
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ dependencies

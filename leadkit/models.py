@@ -318,3 +318,70 @@ class Lease:
     acquired_at: datetime
     heartbeat_at: datetime
     ttl_s: float
+
+
+class TriageStatus(StrEnum):
+    """Where a failure group stands with the operator (the original's Production Issues status)."""
+
+    NEW = "NEW"
+    INVESTIGATING = "INVESTIGATING"
+    FIXED = "FIXED"
+    IGNORED = "IGNORED"
+
+
+@dataclass
+class FailureTriage:
+    """The operator's status and note for one failure group (keyed by fingerprint), with the clients and the
+    category the group had when the status was set: a new client or category makes a quiet group alert again."""
+
+    fingerprint: str
+    status: TriageStatus
+    note: str = ""
+    clients: list[str] = field(default_factory=list)
+    category: str = ""
+    updated_at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "status": self.status.value,
+            "note": self.note,
+            "clients": list(self.clients),
+            "category": self.category,
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass
+class Alert:
+    """One alert message to one channel: what (kind, key, clients, run), the text, and whether it arrived.
+
+    `channel` is the channel's scheme and host only (`json://127.0.0.1:8025`), never its path, query or
+    credentials; "" when no channel is configured (the alert is recorded, not sent). Rows of one message to
+    several channels share `message_id`; a retry of an undelivered message is a new row with the same one."""
+
+    kind: str
+    key: str
+    subject: str
+    body: str
+    channel: str
+    delivered: bool
+    error: str | None = None
+    clients: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    message_id: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "kind": self.kind,
+            "key": self.key,
+            "clients": list(self.clients),
+            "channel": self.channel,
+            "delivered": self.delivered,
+            "error": self.error,
+            "run_id": self.run_id,
+            "subject": self.subject,
+            "message_id": self.message_id,
+        }

@@ -88,8 +88,9 @@ class _Kernels:
         km = AsyncKernelManager(kernel_name=KERNEL_NAME)
         # the kernels' own output (start-up warnings, a crash's last words) goes to the run's kernels.log
         with open(Path(cwd) / KERNELS_LOG, "ab") as out:
+            inherited = {k: v for k, v in os.environ.items() if k != "LEADKIT_ALERT_URLS"}  # channel secrets stay out
             run_sync(km.start_kernel)(
-                env={**os.environ, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
+                env={**inherited, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
             )
         return km
 

@@ -89,8 +89,24 @@ class BatchLease:
                 try:
                     if self.ws.store.swap_lease(self.name, self.current, new):
                         self.current = new
+                    else:  # another process holds it now: tell the operator, stop beating for a lease not ours
+                        self._lost()
+                        return
                 except Exception:  # a failed heartbeat is retried next beat; the batch goes on
                     log.exception("lease heartbeat failed")
+
+    def _lost(self) -> None:
+        from leadkit.alerts import lease_lost
+
+        held = self.ws.store.get_lease(self.name)
+        holder = f"{held.host} process {held.pid} (run {held.run_id or '-'})" if held else "nobody"
+        mine = self.current
+        detail = (
+            f"batch {socket.gethostname()} process {os.getpid()} lost the lease of stream {self.stream}; now: {holder}"
+        )
+        log.error(detail)
+        lease_lost(self.ws, self.name, detail, run_id=mine.run_id if mine and mine.run_id else None)
+        self.current = None
 
     def release(self) -> None:
         self._stop.set()

@@ -297,6 +297,9 @@ def _run(
     finally:
         logging.getLogger("leadkit").removeHandler(handler)
     final = ws.store.list_client_runs(run_id=run.run_id)
+    from leadkit.alerts import after_batch
+
+    after_batch(ws, run, final, swept=swept, takeover_note=lease.takeover_note, lease=lease.name)
     return BatchResult(run, sorted(final, key=lambda r: r.client_id), run_dir, lease.takeover_note, results, swept)
 
 

@@ -24,7 +24,7 @@ import typer
 from leadkit.cli.app import app
 from leadkit.errors import LeadkitError
 
-COMMAND_MODULES = ["core", "workspacecmd", "batchcmd", "airtable", "diagnose", "dashboard"]
+COMMAND_MODULES = ["core", "workspacecmd", "batchcmd", "airtable", "diagnose", "dashboard", "alertscmd"]
 
 
 def _load_commands() -> None:

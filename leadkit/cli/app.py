@@ -23,6 +23,8 @@ airtable_app = typer.Typer(help="Airtable bases: provision tables and fields, ch
 app.add_typer(clients_app, name="clients")
 app.add_typer(leads_app, name="leads")
 app.add_typer(airtable_app, name="airtable")
+failures_app = typer.Typer(help="Failure groups and their triage status.", invoke_without_command=True)
+app.add_typer(failures_app, name="failures")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 

@@ -127,6 +127,9 @@ def sweep(
     ttl = parse_duration(older_than) if older_than else None
     ws = _workspace()
     swept = ws.records.sweep(older_than=ttl)
+    from leadkit.alerts import sweep_alerts
+
+    sweep_alerts(ws, swept)
     if json_out:
         _echo_json([{"client_run_id": r.client_run_id, "reason": r.reason} for r in swept])
         return

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app
+from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, failures_app
 from leadkit.errors import LeadkitError
 
 SinceOpt = Annotated[
@@ -69,13 +69,16 @@ def auth_check(json_out: JsonOpt = False) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ failures
-@app.command()
+@failures_app.callback()
 def failures(
+    ctx: typer.Context,
     since: SinceOpt = None,
     unresolved: Annotated[bool, typer.Option("--unresolved", help="Only groups not yet resolved.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Failures grouped by fingerprint: category, count, first and last seen, clients, hint, resolved."""
+    """Failures grouped by fingerprint: category, count, first and last seen, clients, hint, resolved, status."""
+    if ctx.invoked_subcommand is not None:
+        return
     from leadkit.diagnosis import group_failures
 
     ws = _workspace()
@@ -90,7 +93,7 @@ def failures(
         typer.echo("no failures" + (f" in the last {since}" if since else ""))
         return
     for g in groups:
-        state = "resolved" if g.resolved else "UNRESOLVED"
+        state = ("resolved" if g.resolved else "UNRESOLVED") + ("" if g.status == "NEW" else f" {g.status}")
         typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S}  {g.fingerprint}")
         typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S}")
         typer.echo(f"    hint: {g.hint}")

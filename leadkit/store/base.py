@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from leadkit.models import (
+    Alert,
     AuthCheck,
     Client,
     ClientRun,
     Failure,
+    FailureTriage,
     Lead,
     Lease,
     NewLead,
@@ -66,8 +68,32 @@ class LeadBase(Protocol):
 
 
 @runtime_checkable
-class Store(Protocol):
-    """The master store."""
+class AlertRecords(Protocol):
+    """Alerts and the triage of failure groups: kept by every backend next to the master store's tables."""
+
+    def add_alerts(self, alerts: Sequence[Alert]) -> None: ...
+
+    def list_alerts(
+        self,
+        *,
+        since: datetime | None = None,
+        kind: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+    ) -> list[Alert]:
+        """Newest first."""
+        ...
+
+    def save_triage(self, triage: FailureTriage) -> None:
+        """Create or replace the triage of the failure group `triage.fingerprint`."""
+        ...
+
+    def list_triage(self) -> list[FailureTriage]: ...
+
+
+@runtime_checkable
+class Store(AlertRecords, Protocol):
+    """The master store (with its alert records)."""
 
     url: str
 

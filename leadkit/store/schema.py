@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from leadkit.models import ClientRunStatus, HarvestStatus, RunStatus, Source
+from leadkit.models import ClientRunStatus, HarvestStatus, RunStatus, Source, TriageStatus
 
 #: Airtable takes at most 10 records in one create, update or upsert request.
 MAX_RECORDS_PER_REQUEST = 10
@@ -256,6 +256,36 @@ class Leases:
     RELEASED = "Released"
 
 
+class Alerts:
+    """One row per alert message and channel (the channel as scheme and host only)."""
+
+    TABLE = "Alerts"
+    ALERT_ID = "Alert ID"
+    MESSAGE_ID = "Message ID"
+    AT = "At"
+    KIND = "Kind"
+    KEY = "Key"
+    CLIENTS = "Clients"
+    RUN_ID = "Run ID"
+    CHANNEL = "Channel"
+    DELIVERED = "Delivered"
+    ERROR = "Error"
+    SUBJECT = "Subject"
+    BODY = "Body"
+
+
+class FailureTriage:
+    """The operator's status and note per failure group, keyed by fingerprint (the original's Production Issues)."""
+
+    TABLE = "Failure Triage"
+    FINGERPRINT = "Fingerprint"
+    STATUS = "Status"
+    NOTE = "Note"
+    CLIENTS = "Clients"
+    CATEGORY = "Category"
+    UPDATED_AT = "Updated At"
+
+
 _CATEGORIES = ("auth", "config", "rate_limit", "upstream", "missing_record", "schema", "dependency", "data", "bug")
 
 MASTER_TABLES: tuple[TableSpec, ...] = (
@@ -372,6 +402,34 @@ MASTER_TABLES: tuple[TableSpec, ...] = (
             _text(Leases.HEARTBEAT_AT),
             _number(Leases.TTL_S, precision=3),
             FieldSpec(Leases.RELEASED, FieldType.CHECKBOX),
+        ),
+    ),
+    TableSpec(
+        Alerts.TABLE,
+        (
+            _text(Alerts.ALERT_ID),
+            _text(Alerts.MESSAGE_ID),
+            _when(Alerts.AT),
+            _text(Alerts.KIND),
+            _text(Alerts.KEY),
+            _long(Alerts.CLIENTS),
+            _text(Alerts.RUN_ID),
+            _text(Alerts.CHANNEL),
+            FieldSpec(Alerts.DELIVERED, FieldType.CHECKBOX),
+            _long(Alerts.ERROR),
+            _text(Alerts.SUBJECT),
+            _long(Alerts.BODY),
+        ),
+    ),
+    TableSpec(
+        FailureTriage.TABLE,
+        (
+            _text(FailureTriage.FINGERPRINT),
+            _select(FailureTriage.STATUS, tuple(s.value for s in TriageStatus)),
+            _long(FailureTriage.NOTE),
+            _long(FailureTriage.CLIENTS),
+            _text(FailureTriage.CATEGORY),
+            _when(FailureTriage.UPDATED_AT),
         ),
     ),
 )

@@ -19,12 +19,14 @@ from typing import Any
 
 from leadkit.errors import ConfigError, DataError, MissingRecordError, StoreUnusable
 from leadkit.models import (
+    Alert,
     AuthCheck,
     Client,
     ClientRun,
     ClientRunStatus,
     EventKind,
     Failure,
+    FailureTriage,
     HarvestStatus,
     Lead,
     Lease,
@@ -33,6 +35,7 @@ from leadkit.models import (
     RunEvent,
     RunStatus,
     Source,
+    TriageStatus,
 )
 from leadkit.store.base import ImportResult, RunFilter
 from leadkit.store.codecs import failure_from_json, failure_to_json, parse_ts, ts
@@ -82,6 +85,19 @@ MASTER_MIGRATIONS: list[str] = [
     CREATE TABLE leases (
         name TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, run_id TEXT NOT NULL,
         acquired_at TEXT NOT NULL, heartbeat_at TEXT NOT NULL, ttl_s REAL NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY, message_id TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
+        clients TEXT NOT NULL, run_id TEXT, channel TEXT NOT NULL, delivered INTEGER NOT NULL, error TEXT,
+        subject TEXT NOT NULL, body TEXT NOT NULL
+    );
+    CREATE INDEX alerts_at ON alerts(at);
+    CREATE INDEX alerts_kind_key ON alerts(kind, key, at);
+    CREATE TABLE failure_triage (
+        fingerprint TEXT PRIMARY KEY, status TEXT NOT NULL, note TEXT NOT NULL, clients TEXT NOT NULL,
+        category TEXT NOT NULL, updated_at TEXT NOT NULL
     );
     """,
 ]
@@ -941,6 +957,102 @@ class SQLiteStore:
                     ),
                 )
             return True
+
+    # alerts ----------------------------------------------------------------------------------
+    def add_alerts(self, alerts: Sequence[Alert]) -> None:
+        with self.db.write() as conn:
+            conn.executemany(
+                "INSERT INTO alerts (message_id, at, kind, key, clients, run_id, channel, delivered, error, subject, "
+                "body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        a.message_id,
+                        ts(a.at),
+                        a.kind,
+                        a.key,
+                        json.dumps(a.clients),
+                        a.run_id,
+                        a.channel,
+                        int(a.delivered),
+                        a.error,
+                        a.subject,
+                        a.body,
+                    )
+                    for a in alerts
+                ],
+            )
+
+    def list_alerts(
+        self,
+        *,
+        since: datetime | None = None,
+        kind: str | None = None,
+        key: str | None = None,
+        limit: int | None = None,
+    ) -> list[Alert]:
+        where, params = [], []
+        for column, value in (("kind", kind), ("key", key)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(ts(since) or "")
+        sql = "SELECT * FROM alerts" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(str(limit))
+        out = []
+        for r in self.db.query(sql, params):
+            at = parse_ts(r["at"])
+            assert at is not None
+            out.append(
+                Alert(
+                    kind=r["kind"],
+                    key=r["key"],
+                    subject=r["subject"],
+                    body=r["body"],
+                    channel=r["channel"],
+                    delivered=bool(r["delivered"]),
+                    error=r["error"],
+                    clients=json.loads(r["clients"]),
+                    run_id=r["run_id"],
+                    message_id=r["message_id"],
+                    at=at,
+                )
+            )
+        return out
+
+    def save_triage(self, triage: FailureTriage) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO failure_triage VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    triage.fingerprint,
+                    triage.status.value,
+                    triage.note,
+                    json.dumps(triage.clients),
+                    triage.category,
+                    ts(triage.updated_at),
+                ),
+            )
+
+    def list_triage(self) -> list[FailureTriage]:
+        out = []
+        for r in self.db.query("SELECT * FROM failure_triage ORDER BY fingerprint"):
+            updated = parse_ts(r["updated_at"])
+            assert updated is not None
+            out.append(
+                FailureTriage(
+                    fingerprint=r["fingerprint"],
+                    status=TriageStatus(r["status"]),
+                    note=r["note"],
+                    clients=json.loads(r["clients"]),
+                    category=r["category"],
+                    updated_at=updated,
+                )
+            )
+        return out
 
 
 def workspace_exists(home: Path) -> bool:

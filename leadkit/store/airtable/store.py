@@ -30,6 +30,7 @@ from leadkit.models import (
     Run,
     RunEvent,
 )
+from leadkit.store.airtable.alerts import AirtableAlerts
 from leadkit.store.airtable.api import claim, make_api, validate_base_id
 from leadkit.store.airtable.codecs import (
     Fields,
@@ -75,7 +76,7 @@ log = logging.getLogger(__name__)
 SCHEMA_CHECK_TTL_S = 600.0
 
 
-class AirtableStore(AirtableLeases):
+class AirtableStore(AirtableLeases, AirtableAlerts):
     """The store protocol on the Master Clients base `master_base_id`."""
 
     def __init__(self, master_base_id: str, settings: Settings, *, api: Api | None = None) -> None:

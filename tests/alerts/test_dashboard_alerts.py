@@ -1,0 +1,60 @@
+"""The dashboard's Alerts view in headless Chromium: channel state with the last failed delivery, the history,
+triage of a failure group by a logged-in user, and the alert state on the overview."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from leadkit.dashboard_server import start_dashboard
+from leadkit.models import TriageStatus
+from leadkit.workspace import Workspace
+
+from .conftest import after
+from .receivers import Webhook, free_port
+
+pytestmark = pytest.mark.browser
+expect.set_options(timeout=15_000)
+
+
+def test_alerts_view_channels_history_and_triage(
+    page: Page, workspace: Workspace, hook: Webhook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = f"json://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("LEADKIT_ALERT_URLS", f"{hook.url()} {dead}/alerts")
+    after(workspace, {"Acme-Co": 2, "Globex": "config"})
+    workspace.store.save_client(workspace.store.get_client("Initech"))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    handle = start_dashboard(workspace, port=0, basic_auth="ops:correct-horse", refresh_s=0)
+    try:
+        page.goto(f"{handle.url}?view=alerts")
+        page.fill("input[name=username]", "ops")
+        page.fill("input[name=password]", "correct-horse")
+        page.locator("button[type=submit], input[type=submit]").first.click()
+        page.goto(f"{handle.url}?view=alerts")
+        page.wait_for_function("() => window.Bokeh !== undefined && Bokeh.documents.length > 0")
+        channels = page.locator(".lk-alert-channels .tabulator-row")
+        expect(channels).to_have_count(2)
+        expect(channels.filter(has_text=dead)).to_contain_text("NO")
+        expect(channels.filter(has_text=f"json://127.0.0.1:{hook.port}")).to_contain_text("yes")
+        history = page.locator(".lk-alert-history .tabulator-row")
+        expect(history).to_have_count(2)
+        expect(history.first).to_contain_text("Globex")
+        expect(page.locator(".lk-triage-help")).to_contain_text("Logged in as ops")
+
+        page.locator("input[type=text]").nth(0).fill("config:")
+        page.locator("select").first.select_option("IGNORED")
+        page.locator("input[type=text]").nth(1).fill("proxy route, ticket 7")
+        page.locator("input[type=text]").nth(1).press("Enter")
+        page.locator(".lk-triage-set button").click()
+        expect(page.locator(".lk-triage-done")).to_contain_text("IGNORED: config:")
+        triage = workspace.store.list_triage()
+        assert [(t.status, t.note) for t in triage] == [(TriageStatus.IGNORED, "proxy route, ticket 7")]
+
+        page.goto(f"{handle.url}?view=overview")
+        expect(page.locator(".lk-numbers")).to_contain_text("Alerts (24h)")
+        expect(page.locator(".lk-numbers")).to_contain_text("1 ok, 1 failing")
+    finally:
+        handle.stop()
+    assert errors == []
