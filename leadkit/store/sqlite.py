@@ -116,7 +116,7 @@ BASE_MIGRATIONS: list[str] = [
 
 #: How long opening a store waits for a lock held by another process before saying it is locked (a batch's
 #: writes hold one for milliseconds; something holding it this long is not leadkit at work).
-OPEN_BUSY_TIMEOUT_S = 5.0
+OPEN_BUSY_TIMEOUT_S = 10.0
 #: How long a write waits for the lock (many kernels write at once during a batch).
 WRITE_BUSY_TIMEOUT_S = 60.0
 
