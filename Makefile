@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint typecheck pytest chromium bench dashboard lab clean
+.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench dashboard lab clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,11 @@ typecheck: setup
 	$(VENV)/bin/mypy leadkit
 
 pytest: setup chromium
-	$(VENV)/bin/pytest -q -p no:randomly tests --nbval-lax notebooks
+	$(VENV)/bin/pytest -q -p no:randomly -m "not wheel" tests --nbval-lax notebooks
+
+# the wheel round trip: build, install into a fresh virtualenv, run the demo outside the source tree (minutes)
+wheel-test: setup
+	$(VENV)/bin/pytest -q -p no:randomly -m wheel tests/wheel_install
 
 test: setup chromium lint typecheck pytest
 

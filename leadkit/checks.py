@@ -36,7 +36,9 @@ OK_HINT = "The credential works."
 
 def run_auth_checks(ws: Workspace, *, store_results: bool = True) -> list[AuthCheck]:
     """Check every configured credential of the workspace's settings; store the results unless told not to."""
-    checks = check_credentials(ws.settings, clients=ws.store.list_clients)
+    from leadkit.workspace import harvesting_clients
+
+    checks = check_credentials(ws.settings, clients=ws.store.list_clients, apify_needed=bool(harvesting_clients(ws)))
     if store_results:
         ws.store.add_auth_checks(checks)
         from leadkit.alerts import after_auth_checks
@@ -50,8 +52,10 @@ def check_credentials(
     *,
     clients: Callable[[], Sequence[Client]] | None = None,
     transport: httpx.BaseTransport | None = None,
+    apify_needed: bool = True,
 ) -> list[AuthCheck]:
-    """The checks for `settings`. `clients` lists the clients whose bases to check (called only once the master
+    """The checks for `settings`. A missing APIFY_TOKEN fails only when `apify_needed` (some client harvests posts;
+    the demo's clients use its sandbox). `clients` lists the clients whose bases to check (called only once the master
     base answered); without it only the token and the master base are checked. Needs no workspace, so it works
     when the store itself cannot be opened (an expired token is exactly when it is needed)."""
     out: list[AuthCheck] = []
@@ -59,7 +63,7 @@ def check_credentials(
     master = settings.leadkit_store.removeprefix("airtable://").strip("/") if _is_airtable(settings) else ""
     if airtable_token or master:
         out.extend(_airtable_checks(settings, airtable_token, master, clients, transport))
-    out.append(_apify_check(settings, transport))
+    out.append(_apify_check(settings, transport, needed=apify_needed))
     return out
 
 
@@ -213,11 +217,22 @@ def _airtable_checks(
     return out
 
 
-def _apify_check(settings: Settings, transport: httpx.BaseTransport | None) -> AuthCheck:
+def _apify_check(settings: Settings, transport: httpx.BaseTransport | None, *, needed: bool = True) -> AuthCheck:
     from leadkit.harvest.apify import ApifyClient
     from leadkit.http import NO_RETRY, Timeouts
 
     if not _secret(settings, "apify_token"):
+        if not needed:
+            return AuthCheck(
+                name="apify",
+                ok=True,
+                category=None,
+                status=None,
+                latency_ms=0.0,
+                hint="Set APIFY_TOKEN before a client harvests posts.",
+                detail="APIFY_TOKEN is not set; not needed yet: no Active client harvests posts (the demo's use its "
+                "sandbox)",
+            )
         return _missing("apify", "APIFY_TOKEN", "harvesting posts needs an Apify API token")
     try:
         client = ApifyClient.from_settings(

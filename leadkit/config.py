@@ -1,4 +1,5 @@
-"""Settings from the environment (and a `.env` file in the working directory).
+"""Settings from the environment, then a `.env` file in the working directory, then the workspace's `.env`
+(`<LEADKIT_HOME>/.env`, written by `leadkit init`): the first place that sets a variable wins.
 
 Secrets are `SecretStr`: they print as `**********` and never reach a notebook parameter, a log line,
 a record or a page. Kernels read them from their own environment, which the batch passes on.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadkit.errors import ConfigError
 
 #: Names of the settings that hold secrets; tests set canary values for each of them.
 SECRET_SETTINGS = ("airtable_api_key", "apify_token")
@@ -72,9 +75,47 @@ class Settings(BaseSettings):
         return values
 
 
+WORKSPACE_ENV_FILE = ".env"
+
+
 def get_settings(**overrides: object) -> Settings:
-    """Read the settings now (not cached: tests and kernels change the environment)."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Read the settings now (not cached: tests and kernels change the environment).
+
+    A value that does not validate is a ConfigError naming the variable and what it got."""
+    from pydantic import ValidationError
+
+    try:
+        first = Settings(**overrides)  # type: ignore[arg-type]
+        workspace_env = Path(first.leadkit_home) / WORKSPACE_ENV_FILE
+        if not workspace_env.is_file() or workspace_env.resolve() == Path(".env").resolve():
+            return first
+        # later files win in pydantic-settings, and the environment wins over every file
+        return Settings(_env_file=(workspace_env, ".env"), **overrides)  # type: ignore[arg-type,call-arg]
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"the settings could not be read: {exc}",
+            hint="Check that .env (in this folder and in the workspace) is a readable text file.",
+        ) from None
+
+
+def settings_error(exc: Any) -> ConfigError:
+    """A ConfigError naming each setting that does not validate."""
+    problems = (
+        "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ())).upper() or '(settings)'}={err.get('input')!r}: "
+            f"{err.get('msg', '')}"
+            for err in exc.errors()
+            if not str(err.get("loc", ("",))[0]).endswith(("api_key", "token"))
+        )
+        or "a secret setting does not validate"
+    )
+    return ConfigError(
+        f"the settings do not validate: {problems}",
+        hint="Fix the named variable in the environment, ./.env or the workspace's .env "
+        "(`leadkit init` writes a commented template).",
+    )
 
 
 def scrub(text: str, secrets: list[str] | None = None) -> str:
@@ -88,3 +129,22 @@ def scrub(text: str, secrets: list[str] | None = None) -> str:
 
 def _env_secret_values() -> list[str]:
     return [v for k in SECRET_SETTINGS if (v := os.environ.get(k.upper(), ""))]
+
+
+def env_template() -> str:
+    """A commented `.env` listing every setting with its meaning and default (what `leadkit init` writes)."""
+    lines = [
+        "# leadkit settings for this workspace. Uncomment and fill in what you need.",
+        "# Precedence: the environment, then ./.env in the folder you run leadkit from, then this file.",
+        "# Secrets (tokens) stay here or in the environment: they never reach a notebook, a log or a record.",
+        "",
+    ]
+    for name, info in Settings.model_fields.items():
+        if name == "leadkit_home":
+            continue  # this file lives in the workspace; LEADKIT_HOME points here from outside
+        default = info.default
+        shown = "" if default is None else str(default)
+        lines.append(f"# {info.description}")
+        lines.append(f"# {name.upper()}={shown}")
+        lines.append("")
+    return "\n".join(lines)

@@ -29,18 +29,14 @@ TITLE = "leadkit dashboard"
 
 
 def dashboards_dir() -> Path:
-    """The folder holding the Panel app (`dashboards/` next to the `leadkit` package in the repository)."""
-    here = Path(__file__).resolve().parent.parent / "dashboards"
-    if not (here / "app.py").is_file():
-        raise ConfigError(
-            f"the dashboard app is missing: {here / 'app.py'} does not exist",
-            hint="Run leadkit from its repository checkout (pip install -e .), where dashboards/app.py lives.",
-        )
-    return here
+    """The folder holding the Panel app (the installed `dashboards` package, or the checkout's)."""
+    from leadkit.resources import dashboards_dir as found
+
+    return found()
 
 
 def load_app_module() -> ModuleType:
-    """Import `dashboards.app` from the repository."""
+    """Import `dashboards.app` from where `dashboards_dir()` found it."""
     root = str(dashboards_dir().parent)
     if root not in sys.path:
         sys.path.insert(0, root)

@@ -1,22 +1,26 @@
 """`leadkit doctor`: is everything leadkit needs here, before a batch finds out the hard way?
 
-- every dependency `pyproject.toml` declares is installed at a satisfying version and its module can be found,
-  read from the installed distribution's metadata, so a missing one is reported even when the part of leadkit
-  that needs it has not been imported yet (the original shipped without `express-rate-limit` for weeks);
-- the settings are present and well formed;
-- the store: SQLite opens; Airtable bases have every table, field and select option leadkit writes, each
-  problem with its fix;
+- every dependency leadkit declares is installed at a satisfying version, and its module **imports**, for real, in
+  a subprocess with this interpreter and this environment (PYTHONPATH included): a package that is declared and
+  present but does not load is the original's own incident ("Cannot find module 'express-rate-limit'");
+- the kernel a batch runs notebooks in: which interpreter it starts, and that it can `import leadkit`;
+- the settings are present and well formed; one that no client needs yet (APIFY_TOKEN on a demo workspace, or
+  with no client that harvests) is a warning;
+- the store: the SQLite files are sound (not empty, truncated, corrupt or locked); Airtable bases have every
+  table, field and select option leadkit writes, each problem with its fix;
 - the workspace exists and is writable.
 
-Works with no workspace at all: that is then one failed check with its hint.
+Each check is ok, warn or fail; only a failure makes `leadkit doctor` exit non-zero. Works with no workspace at
+all: that is then one failed check with its hint.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as metadata
-import importlib.util
 import os
 import re
+import sys
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
@@ -43,16 +47,33 @@ _IMPORT_NAMES = {"pydantic-settings": "pydantic_settings", "jupyter-client": "ju
 _PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
 @dataclass
 class DoctorCheck:
+    """One check. `level` is ok, warn (worth knowing, nothing is broken) or fail; `ok` is false only for fail."""
+
     name: str
     ok: bool
     category: str | None
     detail: str
     hint: str
+    level: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.level:
+            self.level = OK if self.ok else FAIL
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "category": self.category, "detail": self.detail, "hint": self.hint}
+        return {
+            "name": self.name,
+            "level": self.level,
+            "ok": self.ok,
+            "category": self.category,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
 
 
 @dataclass
@@ -67,12 +88,20 @@ class DoctorReport:
     def failed(self) -> list[DoctorCheck]:
         return [c for c in self.checks if not c.ok]
 
+    @property
+    def warnings(self) -> list[DoctorCheck]:
+        return [c for c in self.checks if c.level == WARN]
+
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
 
 
 def _ok(name: str, detail: str) -> DoctorCheck:
     return DoctorCheck(name, True, None, detail, "")
+
+
+def _warn(name: str, category: Category, detail: str, hint: str) -> DoctorCheck:
+    return DoctorCheck(name, True, category.value, detail, hint, WARN)
 
 
 def _fail(name: str, category: Category, detail: str, hint: str | None = None) -> DoctorCheck:
@@ -88,28 +117,30 @@ def run_doctor(
     *,
     settings: Settings | None = None,
     extra_requirements: Sequence[str] | None = None,
+    store_problem: LeadkitError | None = None,
 ) -> DoctorReport:
-    """Run every check; never raises for what it checks (each problem is a failed check with a hint)."""
+    """Run every check; never raises for what it checks (each problem is a failed check with a hint).
+    `store_problem` is why the workspace could not be opened, when that is why `ws_or_none` is None."""
     report = DoctorReport()
     extra = list(extra_requirements or []) + os.environ.get(EXTRA_REQUIREMENTS_ENV, "").split()
     report.checks.extend(check_dependencies(extra))
     if settings is None and ws_or_none is not None:
         settings = ws_or_none.settings
     if settings is None:
-        from pydantic import ValidationError
-
         from leadkit.config import get_settings
 
         try:
             settings = get_settings()
-        except ValidationError as exc:
-            report.checks.append(_settings_error(exc))
+        except LeadkitError as exc:
+            report.checks.append(_from_error("settings", exc))
             return report
-    report.checks.extend(check_settings(settings))
+    report.checks.append(check_kernel(settings, ws_or_none))
+    report.checks.extend(check_settings(settings, ws_or_none))
     workspace = check_workspace(ws_or_none, settings)
     report.checks.extend(workspace)
-    if all(c.ok for c in workspace) or settings.leadkit_store.startswith("airtable://"):
-        report.checks.extend(check_store(ws_or_none, settings))
+    opened = ws_or_none is not None or store_problem is not None  # a read-only workspace still has a store
+    if opened or all(c.ok for c in workspace) or settings.leadkit_store.startswith("airtable://"):
+        report.checks.extend(check_store(ws_or_none, settings, store_problem))
     report.checks.extend(check_alerts(ws_or_none))
     return report
 
@@ -166,74 +197,202 @@ def _only_for_extras(spec: str) -> bool:
 
 
 def check_dependencies(extra: Iterable[str] = ()) -> list[DoctorCheck]:
-    return [check_requirement(spec) for spec in [*declared_requirements(), *extra]]
+    """Each declared requirement: installed at an accepted version (metadata), then imported for real."""
+    specs = [*declared_requirements(), *extra]
+    checks = [check_requirement(spec) for spec in specs]
+    modules = {c.name: c.details_module for c in checks if c.ok and c.details_module}
+    results = import_in_subprocess(sorted(set(modules.values())))
+    out = []
+    for check in checks:
+        module = modules.get(check.name)
+        error = results.get(module, "the import check did not report on it") if module else ""
+        if not error:
+            out.append(check.public())
+            continue
+        out.append(
+            _fail(
+                check.name,
+                Category.DEPENDENCY,
+                f"{check.spec} is installed, but `import {module}` fails: {error}",
+                f"Reinstall it in the environment that runs leadkit ({_env()}): "
+                f"`{sys.executable} -m pip install --force-reinstall '{check.spec}'`; if a folder on PYTHONPATH "
+                f"or the working directory holds a module named {module!r}, rename or remove it.",
+            )
+        )
+    return out
+
+
+_IMPORT_SCRIPT = """
+import importlib, json, sys
+out = {}
+for name in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(name)
+        out[name] = ""
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt raised at import time count too
+        out[name] = f"{type(exc).__name__}: {exc}"
+print("LEADKIT-IMPORTS " + json.dumps(out))
+"""
+
+#: Longest time the import check may take (importing panel and jupyterlab cold takes seconds).
+IMPORT_TIMEOUT_S = 120.0
+
+
+def import_in_subprocess(modules: Sequence[str], *, python: str | None = None) -> dict[str, str]:
+    """Import `modules` in a fresh interpreter (this one unless `python`) with this process's environment,
+    PYTHONPATH and working directory: module -> "" (imported) or the error. Never raises. The answer is kept for
+    the life of this process, per interpreter, environment and folder (a second report in one process reuses it)."""
+    return dict(_imports(tuple(modules), python or sys.executable, tuple(sorted(os.environ.items())), os.getcwd()))
+
+
+@functools.lru_cache(maxsize=8)
+def _imports(
+    modules: tuple[str, ...], python: str, environ: tuple[tuple[str, str], ...], cwd: str
+) -> tuple[tuple[str, str], ...]:
+    return tuple(_run_imports(modules, python, dict(environ), cwd).items())
+
+
+def _run_imports(modules: Sequence[str], python: str, environ: dict[str, str], cwd: str) -> dict[str, str]:
+    import json
+    import subprocess
+
+    if not modules:
+        return {}
+    argv = [python, "-c", _IMPORT_SCRIPT, json.dumps(list(modules))]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=IMPORT_TIMEOUT_S, env=environ, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {m: f"the import check could not run: {exc}" for m in modules}
+    for line in done.stdout.splitlines():
+        if line.startswith("LEADKIT-IMPORTS "):
+            return dict(json.loads(line.removeprefix("LEADKIT-IMPORTS ")))
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {m: f"the interpreter died while importing (exit {done.returncode}: {tail})" for m in modules}
 
 
 def _import_name(dist: str) -> str:
     canonical = re.sub(r"[-_.]+", "-", dist).lower()
     if canonical in _IMPORT_NAMES:
         return _IMPORT_NAMES[canonical]
-    try:
-        files = metadata.distribution(dist).read_text("top_level.txt")
-    except metadata.PackageNotFoundError:
-        files = None
-    if files and files.split():
-        return files.split()[0]
-    return canonical.replace("-", "_")
+    provided = sorted(
+        module
+        for module, dists in metadata.packages_distributions().items()
+        if any(re.sub(r"[-_.]+", "-", d).lower() == canonical for d in dists)
+    )
+    plain = canonical.replace("-", "_")
+    if plain in provided or not provided:
+        return plain
+    public = [m for m in provided if not m.startswith("_")]
+    return (public or provided)[0]
 
 
-def check_requirement(spec: str) -> DoctorCheck:
-    """One declared requirement: installed, at a version the spec accepts, and its module findable."""
+@dataclass
+class _Requirement(DoctorCheck):
+    spec: str = ""
+    details_module: str | None = None
+
+    def public(self) -> DoctorCheck:
+        return DoctorCheck(self.name, self.ok, self.category, self.detail, self.hint, self.level)
+
+
+def check_requirement(spec: str) -> _Requirement:
+    """One declared requirement from the metadata: installed, at a version the spec accepts. The module to import
+    is in `details_module` (check_dependencies imports it)."""
     from packaging.requirements import InvalidRequirement, Requirement
+
+    def result(check: DoctorCheck, module: str | None = None) -> _Requirement:
+        return _Requirement(check.name, check.ok, check.category, check.detail, check.hint, check.level, spec, module)
 
     try:
         req = Requirement(spec)
     except InvalidRequirement as exc:
-        return _fail(f"dependency:{spec}", Category.DATA, f"declared requirement {spec!r} does not parse: {exc}")
+        return result(
+            _fail(f"dependency:{spec}", Category.DATA, f"declared requirement {spec!r} does not parse: {exc}")
+        )
     name = f"dependency:{req.name}"
     install = f"Run `make setup` (or `pip install '{spec}'`) in the environment that runs leadkit ({_env()})."
     if req.marker is not None and not req.marker.evaluate({"extra": ""}):
-        return _ok(name, f"{spec}: not needed on this platform")
+        return result(_ok(name, f"{spec}: not needed on this platform"))
     try:
         version = metadata.version(req.name)
     except metadata.PackageNotFoundError:
-        return _fail(name, Category.DEPENDENCY, f"{spec} is declared but not installed", install)
+        return result(_fail(name, Category.DEPENDENCY, f"{spec} is declared but not installed", install))
     if req.specifier and not req.specifier.contains(version, prereleases=True):
-        return _fail(name, Category.DEPENDENCY, f"{spec} is declared but {req.name} {version} is installed", install)
+        return result(
+            _fail(name, Category.DEPENDENCY, f"{spec} is declared but {req.name} {version} is installed", install)
+        )
     module = _import_name(req.name)
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError) as exc:
-        return _fail(
-            name, Category.DEPENDENCY, f"{req.name} {version}: module {module!r} does not import: {exc}", install
-        )
-    if not found:
-        return _fail(
-            name, Category.DEPENDENCY, f"{req.name} {version} is installed but module {module!r} is missing", install
-        )
-    return _ok(name, f"{req.name} {version} ({spec})")
+    return result(_ok(name, f"{req.name} {version} ({spec}) is installed; `import {module}` works"), module)
 
 
 def _env() -> str:
-    import sys
-
     return sys.prefix
 
 
+# ------------------------------------------------------------------------------------------------ kernel
+
+
+def check_kernel(settings: Settings, ws: Workspace | None) -> DoctorCheck:
+    """The kernel a batch starts: its interpreter, and that it imports leadkit (the same one as this process)."""
+    import json
+    import subprocess
+
+    from leadkit.batch import KERNEL_NAME
+
+    name = f"kernel:{KERNEL_NAME}"
+    fix = (
+        f"Register this environment's kernel: `{sys.executable} -m ipykernel install --user --name {KERNEL_NAME}`, "
+        f"or remove the kernel spec that points elsewhere (`jupyter kernelspec list`)."
+    )
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        return _fail(name, Category.DEPENDENCY, f"no Jupyter kernel named {KERNEL_NAME!r} is installed", fix)
+    except Exception as exc:  # a broken kernel.json
+        return _fail(name, Category.DEPENDENCY, f"the kernel spec {KERNEL_NAME!r} cannot be read: {exc}", fix)
+    python = spec.argv[0] if spec.argv else ""
+    if python in ("python", "python3", "{python}") or not python:
+        python = sys.executable
+    script = "import json, sys, leadkit; print(json.dumps([sys.executable, leadkit.__file__]))"
+    try:
+        done = subprocess.run(  # from the workspace, where kernels run: not from a checkout that has leadkit/
+            [python, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT_S,
+            env=dict(os.environ),
+            cwd=ws.home if ws is not None and ws.home.is_dir() else tempfile.gettempdir(),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return _fail(name, Category.DEPENDENCY, f"the kernel's interpreter {python} does not run: {exc}", fix)
+    if done.returncode != 0:
+        error = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return _fail(
+            name,
+            Category.DEPENDENCY,
+            f"the kernel {KERNEL_NAME!r} runs {python}, which cannot import leadkit: {error}",
+            fix,
+        )
+    try:
+        executable, module_file = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return _fail(name, Category.DEPENDENCY, f"the kernel's interpreter {python} answered oddly", fix)
+    import leadkit
+
+    ours = Path(leadkit.__file__).resolve().parent
+    if Path(module_file).resolve().parent != ours:
+        return _warn(
+            name,
+            Category.DEPENDENCY,
+            f"the kernel {KERNEL_NAME!r} runs {executable}, which imports another leadkit ({module_file}, not {ours})",
+            fix,
+        )
+    return _ok(name, f"{KERNEL_NAME!r} runs {executable} and imports leadkit from {ours}")
+
+
 # ------------------------------------------------------------------------------------------------ settings
-
-
-def _settings_error(exc: Any) -> DoctorCheck:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in err.get('loc', ())).upper() or '(settings)'}: {err.get('msg', '')}"
-        for err in exc.errors()
-    )
-    return _fail(
-        "settings",
-        Category.CONFIG,
-        f"the settings do not validate: {problems}",
-        "Fix the named environment variables (or .env); `leadkit --help` lists what each one means.",
-    )
 
 
 def _url_check(name: str, setting: str, value: str) -> DoctorCheck:
@@ -247,7 +406,19 @@ def _url_check(name: str, setting: str, value: str) -> DoctorCheck:
     return _ok(name, f"{setting}={value}")
 
 
-def check_settings(settings: Settings) -> list[DoctorCheck]:
+def _apify_needed(ws: Workspace | None) -> list[str] | None:
+    """The clients that need APIFY_TOKEN (None: unknown, no workspace to ask)."""
+    if ws is None:
+        return None
+    from leadkit.workspace import harvesting_clients
+
+    try:
+        return harvesting_clients(ws)
+    except LeadkitError:
+        return None
+
+
+def check_settings(settings: Settings, ws: Workspace | None = None) -> list[DoctorCheck]:
     from leadkit.store.schema import BASE_ID_RE
 
     out = []
@@ -291,14 +462,31 @@ def check_settings(settings: Settings) -> list[DoctorCheck]:
     out.append(_url_check("settings:AIRTABLE_ENDPOINT_URL", "AIRTABLE_ENDPOINT_URL", settings.airtable_endpoint_url))
     out.append(_url_check("settings:APIFY_API_URL", "APIFY_API_URL", settings.apify_api_url))
     if settings.apify_token is None or not settings.apify_token.get_secret_value().strip():
-        out.append(
-            _fail(
-                "settings:APIFY_TOKEN",
-                Category.CONFIG,
-                "APIFY_TOKEN is not set: batches cannot harvest posts (dry runs and the demo's sandbox work without it)",
-                "Set APIFY_TOKEN in the environment or .env (Apify Console > Settings > API & Integrations).",
-            )
+        needed = _apify_needed(ws)
+        hint = (
+            "Set APIFY_TOKEN in the environment or the workspace's .env (Apify Console > Settings > API & "
+            "Integrations)."
         )
+        if needed:
+            shown = ", ".join(needed[:5]) + (f" and {len(needed) - 5} more" if len(needed) > 5 else "")
+            out.append(
+                _fail(
+                    "settings:APIFY_TOKEN",
+                    Category.CONFIG,
+                    f"APIFY_TOKEN is not set, and {shown} harvest posts: their batches will fail",
+                    hint,
+                )
+            )
+        else:
+            why = "no Active client harvests posts" if needed == [] else "no workspace to tell who needs it"
+            out.append(
+                _warn(
+                    "settings:APIFY_TOKEN",
+                    Category.CONFIG,
+                    f"APIFY_TOKEN is not set; not needed yet ({why}; the demo's clients use its sandbox)",
+                    hint + " Needed once a client harvests posts.",
+                )
+            )
     else:
         out.append(_ok("settings:APIFY_TOKEN", "set"))
     if not settings.apify_actor_id.strip():
@@ -318,6 +506,7 @@ def check_settings(settings: Settings) -> list[DoctorCheck]:
 
 def check_workspace(ws: Workspace | None, settings: Settings) -> list[DoctorCheck]:
     from leadkit.store.sqlite import workspace_exists
+    from leadkit.workspace import NO_WORKSPACE_HINT
 
     home = ws.home if ws is not None else Path(settings.leadkit_home).resolve()
     if ws is None and not home.is_dir():
@@ -326,7 +515,7 @@ def check_workspace(ws: Workspace | None, settings: Settings) -> list[DoctorChec
                 "workspace",
                 Category.CONFIG,
                 f"no workspace folder at {home} (LEADKIT_HOME)",
-                "Run `leadkit demo` to create a demo workspace there, or set LEADKIT_HOME to an existing one.",
+                NO_WORKSPACE_HINT,
             )
         ]
     is_sqlite = not settings.leadkit_store.startswith("airtable://")
@@ -336,7 +525,7 @@ def check_workspace(ws: Workspace | None, settings: Settings) -> list[DoctorChec
                 "workspace",
                 Category.CONFIG,
                 f"{home} (LEADKIT_HOME) is not a leadkit workspace",
-                "Run `leadkit demo` to create a demo workspace there, or set LEADKIT_HOME to an existing one.",
+                NO_WORKSPACE_HINT,
             )
         ]
     try:
@@ -357,21 +546,32 @@ def check_workspace(ws: Workspace | None, settings: Settings) -> list[DoctorChec
 # ------------------------------------------------------------------------------------------------ store
 
 
-def check_store(ws: Workspace | None, settings: Settings) -> list[DoctorCheck]:
+def check_store(ws: Workspace | None, settings: Settings, problem: LeadkitError | None = None) -> list[DoctorCheck]:
+    """The store's state. SQLite: the master file and every client base are sound (header, size, and SQLite's own
+    quick check), read without writing anything. Airtable: the schema of the master base and the clients' bases."""
     if settings.leadkit_store.startswith("airtable://"):
+        if problem is not None:
+            return [_from_error("store", problem)]
         return _airtable_schema(ws, settings)
-    if ws is not None:
-        return [_ok("store", f"{ws.store.url} opens")]
-    from leadkit.workspace import Workspace
+    if problem is not None:
+        return [_from_error("store", problem)]
+    from leadkit.store.sqlite import BASES_DIR, MASTER_FILE, check_file
 
-    try:
-        opened = Workspace.open(settings=settings)
-    except LeadkitError as exc:
-        return [_from_error("store", exc)]
-    try:
-        return [_ok("store", f"{opened.store.url} opens")]
-    finally:
-        opened.close()
+    home = ws.home if ws is not None else Path(settings.leadkit_home).resolve()
+    if settings.leadkit_store.startswith("sqlite://") and len(settings.leadkit_store) > len("sqlite://"):
+        home = Path(settings.leadkit_store.removeprefix("sqlite://"))
+    out = []
+    files = [home / MASTER_FILE, *sorted((home / BASES_DIR).glob("*.sqlite"))]
+    bad = []
+    for path in files:
+        try:
+            check_file(path)
+        except LeadkitError as exc:
+            bad.append(_from_error(f"store:{path.relative_to(home)}", exc))
+    out.extend(bad)
+    if not bad:
+        out.append(_ok("store", f"{home / MASTER_FILE} and {len(files) - 1} client base(s) are sound"))
+    return out
 
 
 def _airtable_schema(ws: Workspace | None, settings: Settings) -> list[DoctorCheck]:

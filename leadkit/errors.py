@@ -6,6 +6,7 @@ about it) and an *exit code* (what a scheduler sees)::
     LeadkitError                 bug        exit 1
     ├── AuthError                auth       exit 2   401/403, token refused
     ├── ConfigError              config     exit 2   missing setting, wrong URL, HTML where JSON was expected
+    │   └── StoreUnusable                            a store file that is empty, corrupt, locked or read-only
     ├── RateLimitError           rate_limit exit 1   429 that outlasted the wait
     ├── UpstreamError            upstream   exit 1   5xx, 408, timeouts, dropped connections
     │   └── DeadlineExceeded                       a client's time budget ran out
@@ -86,6 +87,11 @@ class AuthError(LeadkitError):
 class ConfigError(LeadkitError):
     category = Category.CONFIG
     exit_code = 2
+
+
+class StoreUnusable(ConfigError):
+    """A store file that cannot be used as it is: empty, not SQLite, truncated, corrupt, locked or read-only.
+    The message names the file and what is wrong, the hint the fix; nothing was written."""
 
 
 class RateLimitError(LeadkitError):

@@ -120,13 +120,21 @@ def next_step(
         return f"It is due ({verdict.reason}): the next batch (`leadkit batch`) harvests it."
     reason = verdict.reason
     if not client.active:
-        return f"Not harvested: {reason}. Set Status to Active in the Clients table to include it."
+        return f"Not harvested: {reason}. `leadkit clients activate {client.client_id}` includes it again."
     if client.service_level < 2:
-        return f"Not harvested: {reason}. Raise its Service Level to 2 or more if it paid for post harvesting."
+        return (
+            f"Not harvested: {reason}. If it paid for post harvesting: "
+            f"`leadkit clients set {client.client_id} --service-level 2`."
+        )
     if not client.post_access:
-        return f"Not harvested: {reason}. Set Post Access Enabled to Yes to allow Apify for it."
+        return (
+            f"Not harvested: {reason}. `leadkit clients set {client.client_id} --post-access yes` allows Apify for it."
+        )
     if client.daily_target <= 0 or client.batch_size <= 0:
-        return f"Not harvested: {reason}. Set Posts Daily Target and Leads Batch Size above 0."
+        return (
+            f"Not harvested: {reason}. "
+            f"`leadkit clients set {client.client_id} --daily-target 20 --batch-size 20` (any values above 0)."
+        )
     if verdict.leads_waiting == 0:
         return (
             f"Nothing to do: {reason}. Import leads (`leadkit leads import {client.client_id} FILE`) to harvest more."

@@ -42,8 +42,10 @@ def test_clients_json_and_add(workspace: Workspace) -> None:
         "post_access": "yes",
         "daily_target": 5,
         "batch_size": 20,
+        "max_batches": 10,
         "stream": 1,
         "max_usd_per_day": None,
+        "base_id": None,
     }
     assert len(items) == 9
 
@@ -88,7 +90,8 @@ def test_leads_import_reports_bad_rows_and_does_not_duplicate(workspace: Workspa
     summary = json.loads(out)
     assert code == 0
     assert summary["created"] == 2 and summary["existing"] == 1
-    assert summary["skipped"] == [{"line": 3, "profile_url": "not a url"}]
+    assert [(b["line"], b["profile_url"]) for b in summary["skipped"]] == [(3, "not a url")]
+    assert "not a LinkedIn profile URL" in summary["skipped"][0]["reason"]
     code, out, _ = invoke("leads", "import", "Globex", str(csv_file), "--json")
     assert json.loads(out)["created"] == 0
     leads = workspace.store.lead_base(workspace.store.get_client("Globex")).list_leads()

@@ -85,3 +85,30 @@ def test_demo_refuses_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not a leadkit workspace" in result.stderr
     assert sorted(p.name for p in home.iterdir()) == ["thesis.txt"]
+
+
+def test_doctor_and_auth_check_on_a_fresh_demo_workspace(demo_home: Path) -> None:
+    doctor = run_cli(["doctor"], demo_home, demo_home.parent)
+    assert doctor.returncode == 0, doctor.stdout
+    assert "WARN  settings:APIFY_TOKEN" in doctor.stdout and "0 failed" in doctor.stdout
+    checks = run_cli(["auth-check", "--json"], demo_home, demo_home.parent)
+    assert checks.returncode == 0, checks.stdout + checks.stderr
+    apify = next(c for c in json.loads(checks.stdout) if c["name"] == "apify")
+    assert apify["ok"] is True and "not needed yet" in apify["detail"]
+
+
+def test_demo_refuses_a_workspace_with_real_clients_and_runs_again(demo_home: Path, tmp_path: Path) -> None:
+    home = tmp_path / "agency"
+    assert run_cli(["init"], home, tmp_path).returncode == 0
+    assert run_cli(["clients", "add", "Vandelay", "--name", "Vandelay"], home, tmp_path).returncode == 0
+    refused = run_cli(["demo", "--no-dashboard"], home, tmp_path)
+    assert refused.returncode == 2 and "clients the demo did not create (Vandelay)" in refused.stderr
+    assert "--force" in refused.stderr and "Traceback" not in refused.stderr
+    clients = json.loads(run_cli(["clients", "--json"], home, tmp_path).stdout)
+    assert [c["client_id"] for c in clients] == ["Vandelay"]  # nothing was added
+
+    before = len(json.loads(run_cli(["runs", "--json"], demo_home, demo_home.parent).stdout))
+    again = run_cli(["demo", "--again", "--no-dashboard"], demo_home, demo_home.parent)
+    assert again.returncode == 0, again.stderr[-2000:]
+    runs = json.loads(run_cli(["runs", "--json"], demo_home, demo_home.parent).stdout)
+    assert len(runs) == before + 1 and runs[0]["status"] == "Completed"

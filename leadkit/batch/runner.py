@@ -49,13 +49,14 @@ from leadkit.models import (
     Source,
 )
 from leadkit.records import handoff, holder_name
+from leadkit.resources import notebooks_dir
 from leadkit.runids import RunId
 from leadkit.workflow import DEFAULT_STAGES
 from leadkit.workspace import Workspace
 
 log = logging.getLogger("leadkit.batch")
 
-NOTEBOOK = Path(__file__).resolve().parent.parent.parent / "notebooks" / "client_workflow.ipynb"
+NOTEBOOK = notebooks_dir() / "client_workflow.ipynb"
 EXECUTORS = ("local", "dask")
 CRASH_ENV = "LEADKIT_TEST_CRASH_AT"
 CRASH_POINTS = ("lease", "run", "opened", "notebook", "finish")

@@ -1,17 +1,30 @@
-"""The `leadkit` command. Each module of this package adds its commands to the one Typer app."""
+"""The `leadkit` command. Each module of this package adds its commands to the one Typer app.
+
+`run(argv)` is the command with every outcome turned into an exit code, and no traceback ever reaches the user:
+
+- a usage error (missing argument, unknown option or command, bad value) prints one line saying what was wrong and
+  the command's usage line, exit 2;
+- a leadkit error prints its message and hint, exit with its code (2 for configuration, auth and bad input);
+- anything unexpected prints one line and the path of a log file holding the traceback, exit 1.
+
+Typer vendors its own copy of click (`typer._click`, whose exceptions are not click's); both are caught.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from importlib import import_module
+from pathlib import Path
+from typing import Any
 
 import typer
 
 from leadkit.cli.app import app
 from leadkit.errors import LeadkitError
 
-COMMAND_MODULES = ["core", "batchcmd", "airtable", "diagnose", "dashboard", "alertscmd"]
+COMMAND_MODULES = ["core", "workspacecmd", "batchcmd", "airtable", "diagnose", "dashboard", "alertscmd"]
 
 
 def _load_commands() -> None:
@@ -25,32 +38,100 @@ def _load_commands() -> None:
 
 _load_commands()
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
+
+
+def _click_modules() -> list[Any]:
+    """The click exception modules in use: typer's vendored copy (typer >= 0.24) and click itself, if present."""
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(import_module(name))
+        except ImportError:
+            continue
+    return found
+
+
+def _classes(attr: str) -> tuple[type[BaseException], ...]:
+    return tuple(getattr(m, attr) for m in _click_modules() if hasattr(m, attr))
+
+
+def _usage_error(exc: Any) -> int:
+    """One line saying what was wrong, then the command's usage line."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        typer.echo(ctx.get_help(), err=True)
+        return 2
+    typer.echo(f"error: {exc.format_message()}", err=True)
+    if ctx is not None:
+        usage = ctx.get_usage().strip()
+        typer.echo(f"{usage}  (`{ctx.command_path} --help` for more)", err=True)
+    return 2
+
+
+def crash_log_path() -> Path:
+    """Where the traceback of an unexpected error goes: a file in the temporary folder (the workspace may be the
+    very thing that is broken or read-only)."""
+    import tempfile
+    import time
+
+    stamp = time.strftime("%y%m%d-%H%M%S", time.gmtime())
+    return Path(tempfile.gettempdir()) / f"leadkit-error-{stamp}-{os.getpid()}.log"
+
+
+def _unexpected(exc: BaseException) -> int:
+    import traceback
+
+    from leadkit.config import scrub
+
+    text = scrub("".join(traceback.format_exception(exc)))
+    where = crash_log_path()
+    try:
+        where.write_text(f"leadkit {' '.join(sys.argv[1:])}\n{text}", encoding="utf-8")
+        saved = f"the traceback is in {where}"
+    except OSError as write_error:
+        saved = f"the traceback could not be saved ({write_error.strerror or write_error})"
+    message = scrub(str(exc)) or "(no message)"
+    typer.echo(f"error: unexpected {type(exc).__name__}: {message.splitlines()[0]}; {saved}", err=True)
+    return 1
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]) and return its exit code; never raises."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    click_exit = _classes("Exit")
+    abort = _classes("Abort")
+    usage = _classes("UsageError")
+    click_error = _classes("ClickException")
+    try:
+        code = app(args=args, prog_name="leadkit", standalone_mode=False)
+    except LeadkitError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        typer.echo(f"hint: {exc.hint}", err=True)
+        return exc.exit_code
+    except (typer.Exit, *click_exit) as exc:  # type: ignore[misc]
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (typer.Abort, *abort, KeyboardInterrupt):  # type: ignore[misc]
+        typer.echo("aborted", err=True)
+        return 130
+    except usage as exc:
+        return _usage_error(exc)
+    except click_error as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 1))
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:
+        return _unexpected(exc)
+    return code if isinstance(code, int) else 0
 
 
 def main() -> None:
-    """Entry point: leadkit errors print their message and hint and exit with their code."""
+    """Entry point of the `leadkit` script."""
     from leadkit import logs
 
     logs.add_stderr()
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    try:
-        code = app(standalone_mode=False)
-    except LeadkitError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        typer.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(run())

@@ -15,8 +15,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-clients_app = typer.Typer(help="List and add clients.", invoke_without_command=True, no_args_is_help=False)
-leads_app = typer.Typer(help="Import and list a client's leads.", no_args_is_help=True)
+clients_app = typer.Typer(
+    help="List, add, import, change, pause and remove clients.", invoke_without_command=True, no_args_is_help=False
+)
+leads_app = typer.Typer(help="Import, list and export a client's leads.", no_args_is_help=True)
 airtable_app = typer.Typer(help="Airtable bases: provision tables and fields, check the schema.", no_args_is_help=True)
 app.add_typer(clients_app, name="clients")
 app.add_typer(leads_app, name="leads")
@@ -25,6 +27,24 @@ failures_app = typer.Typer(help="Failure groups and their triage status.", invok
 app.add_typer(failures_app, name="failures")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from leadkit import __version__
+
+        typer.echo(f"leadkit {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print leadkit's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """leadkit: run records, post harvesting, auth checks and diagnosis for a multi-tenant lead pipeline."""
 
 
 def _echo_json(data: Any) -> None:
@@ -42,7 +62,9 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         typer.echo("  ".join(str(r.get(c) if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
 
 
-def _workspace() -> Any:
+def _workspace(*, read_only: bool = False) -> Any:
+    """The workspace at LEADKIT_HOME; `read_only=True` for commands that only read (they then work on a
+    read-only workspace, and cannot change the store)."""
     from leadkit.workspace import Workspace
 
-    return Workspace.open()
+    return Workspace.open(read_only=read_only)

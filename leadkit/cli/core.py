@@ -1,8 +1,10 @@
-"""Commands: demo, runs, show, clients, leads, sandbox."""
+"""Commands: demo, runs, show, clients (list, add, set, import, pause, activate, remove), leads (import, list,
+export), sandbox."""
 
 from __future__ import annotations
 
-import csv
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,15 +31,33 @@ def demo(
             "then a second batch recovers it."
         ),
     ] = True,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Add the demo's clients to a workspace holding other clients (the demo runs only its own)."
+        ),
+    ] = False,
+    again: Annotated[
+        bool,
+        typer.Option("--again", help="Run one more batch of an existing demo workspace, from a fresh sandbox."),
+    ] = False,
 ) -> None:
     """Fill the workspace (LEADKIT_HOME) with fictional clients and leads, then run a batch over them.
 
-    Harvesting goes to a local Apify-compatible sandbox that the demo starts, unless APIFY_API_URL is set.
+    Harvesting goes to a local Apify-compatible sandbox that the demo starts, unless APIFY_API_URL is set. A
+    workspace holding clients the demo did not create is refused (unless --force).
     """
     from leadkit.cli.demo_run import run_demo
 
     code = run_demo(
-        clients=clients, backend=backend, workers=workers, dashboard=not no_dashboard, port=port, incident=incident
+        clients=clients,
+        backend=backend,
+        workers=workers,
+        dashboard=not no_dashboard,
+        port=port,
+        incident=incident,
+        force=force,
+        again=again,
     )
     raise typer.Exit(code)
 
@@ -49,7 +69,7 @@ def runs(
     json_out: JsonOpt = False,
 ) -> None:
     """The latest runs, newest first."""
-    ws = _workspace()
+    ws = _workspace(read_only=True)
     items = [r.to_dict() for r in ws.store.list_runs(limit=limit)]
     if json_out:
         _echo_json(items)
@@ -91,7 +111,7 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """One run: its clients with status, metrics, notebook and failure."""
-    ws = _workspace()
+    ws = _workspace(read_only=True)
     data = _show_dict(ws, run_id)
     if json_out:
         _echo_json(data)
@@ -129,111 +149,282 @@ def targets_text(metrics: dict[str, float]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ clients
+CLIENT_COLUMNS = ["client_id", "name", "status", "service_level", "post_access", "daily_target", "batch_size", "stream"]
+
+
+def _client_dict(client: Any) -> dict[str, Any]:
+    """Every setting of a client (what `clients --json` prints and `clients import` reads back)."""
+    from dataclasses import asdict
+
+    out = asdict(client)
+    out.update(client.to_dict())
+    return out
+
+
 @clients_app.callback()
-def clients_list(ctx: typer.Context, json_out: JsonOpt = False) -> None:
-    """List the clients (or add one with `leadkit clients add`)."""
+def clients_list(
+    ctx: typer.Context,
+    all_clients: Annotated[
+        bool, typer.Option("--all", help="Include removed clients (kept with their records, hidden).")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the clients; the subcommands add, import, change, pause, activate and remove them."""
+    from leadkit.clients import REMOVED_STATUS
+
     if ctx.invoked_subcommand is not None:
         return
-    ws = _workspace()
-    items = [c.to_dict() for c in ws.store.list_clients()]
+    ws = _workspace(read_only=True)
+    items = [_client_dict(c) for c in ws.store.list_clients() if all_clients or c.status != REMOVED_STATUS]
     if json_out:
         _echo_json(items)
     else:
-        _table(
-            items,
-            ["client_id", "name", "status", "service_level", "post_access", "daily_target", "batch_size", "stream"],
+        _table(items, CLIENT_COLUMNS)
+
+
+def _setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command one `--option` per client setting (from `leadkit.clients`), passed as text in **settings."""
+    from leadkit.clients import client_settings
+
+    sig = inspect.signature(func, eval_str=True)
+    params = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for setting in client_settings():
+        option = typer.Option(setting.option, help=f"{setting.help} Accepted: {setting.accepted}.", show_default=False)
+        params.append(
+            inspect.Parameter(
+                setting.field, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[str | None, option]
+            )
         )
+    func.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return func
 
 
-@clients_app.command("add")
-def clients_add(
-    client_id: Annotated[str, typer.Argument(help="Letters, digits, - _ . (1 to 64; not starting with . or -).")],
-    name: Annotated[str, typer.Option(help="The client's name.")],
-    service_level: Annotated[
-        int, typer.Option(help="1 = lead scoring only; 2 or more adds post harvesting.", min=1)
-    ] = 2,
-    status: Annotated[str, typer.Option(help="Active, or Paused (only Active clients are run).")] = "Active",
-    post_access: Annotated[str, typer.Option(help="yes or no: may Apify harvest posts for this client?")] = "yes",
-    daily_target: Annotated[int, typer.Option(help="Posts Daily Target.", min=0)] = 20,
-    batch_size: Annotated[int, typer.Option(help="Leads Batch Size for Post Collection.", min=1)] = 20,
-    max_batches: Annotated[int, typer.Option(help="Max Post Batches Per Day Guardrail.", min=1)] = 10,
-    stream: Annotated[int, typer.Option(help="Processing Stream.", min=1)] = 1,
-    base: Annotated[str | None, typer.Option(help="The client's own Airtable base ID (Airtable store).")] = None,
-    max_usd_per_day: Annotated[
-        float | None,
-        typer.Option(help="Max Apify USD Per Day: the client's daily Apify spend cap (none if unset).", min=0),
-    ] = None,
-) -> None:
-    """Add a client (or update the one with that ID)."""
-    from leadkit.models import Client
+def _save_settings(client_id: str, given: dict[str, str | None], *, must_exist: bool) -> None:
+    from leadkit.clients import apply_settings, client_settings, parse_value
+    from leadkit.errors import MissingRecordError
     from leadkit.runids import validate_client_id
 
     validate_client_id(client_id)
-    if post_access.lower() not in ("yes", "no"):
-        raise DataError(f"--post-access {post_access!r} is not accepted; use yes or no")
-    if status not in ("Active", "Paused"):
-        raise DataError(f"--status {status!r} is not accepted; use Active or Paused")
-    if base is not None and not (len(base) == 17 and base.startswith("app") and base[3:].isalnum()):
-        raise DataError(f"--base {base!r} is not an Airtable base ID (app followed by 14 letters and digits)")
+    changes = {
+        s.field: parse_value(s, text, where=s.option)
+        for s in client_settings()
+        if (text := given.get(s.field)) is not None
+    }
     ws = _workspace()
-    client = Client(
-        client_id=client_id,
-        name=name,
-        status=status,
-        service_level=service_level,
-        post_access=post_access.lower() == "yes",
-        daily_target=daily_target,
-        batch_size=batch_size,
-        max_batches=max_batches,
-        stream=stream,
-        base_id=base,
-        max_usd_per_day=max_usd_per_day,
-    )
+    try:
+        current = ws.store.get_client(client_id)
+    except MissingRecordError:
+        if must_exist:
+            raise
+        current = None
+    if must_exist and not changes:
+        typer.echo(f"client {client_id}: nothing to change (give one or more options; `--help` lists them)")
+        return
+    client = apply_settings(client_id, current, changes)
     ws.store.save_client(client)
-    typer.echo(f"saved client {client_id}")
+    what = ", ".join(f"{k}={v}" for k, v in changes.items()) or "defaults"
+    typer.echo(f"{'updated' if current else 'added'} client {client_id}: {what}")
+
+
+@clients_app.command("add")
+@_setting_options
+def clients_add(
+    client_id: Annotated[str, typer.Argument(help="Letters, digits, - _ . (1 to 64; not starting with . or -).")],
+    **settings: str | None,
+) -> None:
+    """Add a client (--name needed); for an existing client, change only the settings given."""
+    _save_settings(client_id, settings, must_exist=False)
+
+
+@clients_app.command("set")
+@_setting_options
+def clients_set(
+    client_id: Annotated[str, typer.Argument(help="The client to change.")],
+    **settings: str | None,
+) -> None:
+    """Change only the settings given, e.g. `leadkit clients set Acme-Co --daily-target 30 --post-access no`."""
+    _save_settings(client_id, settings, must_exist=True)
+
+
+@clients_app.command("pause")
+def clients_pause(client_id: Annotated[str, typer.Argument(help="The client to pause.")]) -> None:
+    """Pause a client: batches skip it until `leadkit clients activate`."""
+    _save_settings(client_id, {"status": "Paused"}, must_exist=True)
+
+
+@clients_app.command("activate")
+def clients_activate(client_id: Annotated[str, typer.Argument(help="The client to activate.")]) -> None:
+    """Make a paused (or removed and kept) client Active again: the next batch runs it."""
+    _save_settings(client_id, {"status": "Active"}, must_exist=True)
+
+
+@clients_app.command("remove")
+def clients_remove(
+    client_id: Annotated[str, typer.Argument(help="The client to remove.")],
+    keep_records: Annotated[
+        bool,
+        typer.Option(
+            "--keep-records", help="Keep the client's records and leads, hide it from lists and batches (Inactive)."
+        ),
+    ] = False,
+) -> None:
+    """Remove a client without runs (and its leads, in the SQLite store); one with runs only with --keep-records."""
+    from dataclasses import replace
+
+    from leadkit.clients import REMOVED_STATUS
+    from leadkit.runids import validate_client_id
+
+    validate_client_id(client_id)
+    ws = _workspace()
+    client = ws.store.get_client(client_id)
+    if keep_records:
+        ws.store.save_client(replace(client, status=REMOVED_STATUS))
+        typer.echo(
+            f"client {client_id} removed from lists and batches ({REMOVED_STATUS}); its records and leads are kept "
+            f"(`leadkit clients --all` shows it, `leadkit clients activate {client_id}` brings it back)"
+        )
+        return
+    if ws.store.list_client_runs(client_id=client_id, limit=1):
+        raise DataError(
+            f"client {client_id} has runs on record; refusing to remove it (nothing was changed)",
+            hint=f"Use `leadkit clients remove {client_id} --keep-records` to hide it and keep its records, or "
+            f"`leadkit clients pause {client_id}` to stop running it.",
+        )
+    ws.store.remove_client(client_id)
+    typer.echo(f"removed client {client_id} and its leads")
+
+
+@clients_app.command("import")
+def clients_import(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV with columns client_id, name and any other setting (status, service_level, post_access, "
+            "daily_target, batch_size, max_batches, stream, base, ...)."
+        ),
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the file and say what would change.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add or update clients from a CSV, all or nothing: one bad row and nothing is changed (each bad row is
+    reported with its column, value and what is accepted). A re-import updates what changed."""
+    from leadkit.clients import apply_settings, read_clients_csv
+
+    rows, errors, note = read_clients_csv(file)
+    if note:
+        typer.echo(f"note: {note}", err=True)
+    ws = _workspace(read_only=dry_run)
+    existing = {c.client_id: c for c in ws.store.list_clients()}
+    planned = []
+    for row in rows:
+        try:
+            client = apply_settings(row.client_id, existing.get(row.client_id), row.changes)
+        except DataError as exc:
+            errors.append(f"row {row.line}: name is required for the new client {row.client_id!r} ({exc.message})")
+            continue
+        before = existing.get(row.client_id)
+        planned.append((row, client, "added" if before is None else ("updated" if before != client else "same")))
+    if errors:
+        for line in errors:
+            typer.echo(f"{file}: {line}", err=True)
+        raise DataError(f"{file}: {len(errors)} bad row(s); nothing was imported", hint="Fix the rows named above.")
+    if not dry_run:
+        for _, client, outcome in planned:
+            if outcome != "same":
+                ws.store.save_client(client)
+    counts = {k: sum(1 for *_, o in planned if o == k) for k in ("added", "updated", "same")}
+    if json_out:
+        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned]})
+        return
+    verb = "would be " if dry_run else ""
+    typer.echo(
+        f"{file}: {counts['added']} client(s) {verb}added, {counts['updated']} {verb}updated, "
+        f"{counts['same']} unchanged"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ leads
+#: Why a LinkedIn URL that is not a person's profile is skipped.
+_NOT_A_PROFILE = {
+    "company": "a company page, not a person's profile (the posts actor harvests people)",
+    "school": "a school page, not a person's profile",
+    "showcase": "a showcase page, not a person's profile",
+    "posts": "a post, not a profile",
+    "feed": "a post, not a profile",
+    "pub": "an old public-profile URL: open it and copy the linkedin.com/in/... address",
+}
+
+
+def profile_url_problem(url: str) -> str | None:
+    """Why `url` is not accepted as a lead (None: it is a linkedin.com/in/<handle> profile URL)."""
+    import re
+
+    from leadkit.harvest.posts import normalize_profile_url
+
+    if not url.strip():
+        return "the profile_url is empty"
+    try:
+        key = normalize_profile_url(url)
+    except DataError:
+        return "not a URL"
+    match = re.fullmatch(r"linkedin\.com/([^/]+)(?:/[^/]+)?", key)
+    if match is None:
+        return "not a LinkedIn profile URL (accepted: https://www.linkedin.com/in/<handle>)"
+    kind = match.group(1)
+    if kind == "in" and re.fullmatch(r"linkedin\.com/in/[^/]+", key):
+        return None
+    return _NOT_A_PROFILE.get(kind, "not a LinkedIn profile URL (accepted: https://www.linkedin.com/in/<handle>)")
+
+
 @leads_app.command("import")
 def leads_import(
     client_id: Annotated[str, typer.Argument(help="The client whose base gets the leads.")],
     file: Annotated[Path, typer.Argument(help="CSV with columns profile_url, name, company.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Import leads from a CSV (profile_url, name, company); rows with a bad URL are reported and skipped, and a
-    re-import does not duplicate."""
-    from leadkit.harvest.posts import is_valid_profile_url
+    """Import leads from a CSV (profile_url, name, company; UTF-8 or cp1252, any common delimiter). Only LinkedIn
+    profile URLs (linkedin.com/in/...) are leads: other rows are reported with the reason and skipped. A re-import
+    does not duplicate."""
+    from leadkit.csvfiles import read_csv
     from leadkit.models import NewLead
     from leadkit.runids import validate_client_id
 
     validate_client_id(client_id)
-    if not file.is_file():
-        raise DataError(f"{file} is not a readable file; give a CSV with columns profile_url, name, company")
-    with file.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = {c.strip().lower() for c in (reader.fieldnames or [])}
-        missing = {"profile_url", "name", "company"} - columns
-        if missing:
-            raise DataError(
-                f"{file} lacks the column(s) {', '.join(sorted(missing))}; the header must have profile_url, name, company"
-            )
-        rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
+    table = read_csv(
+        file, required=("profile_url", "name", "company"), what="CSV with columns profile_url, name, company"
+    )
+    if table.note:
+        typer.echo(f"note: {table.note}", err=True)
     good, bad = [], []
-    for number, row in enumerate(rows, start=2):
-        if is_valid_profile_url(row["profile_url"]):
-            good.append(NewLead(row["profile_url"], row["name"], row["company"]))
+    for number, row in table.rows:
+        url = row.get("profile_url", "")
+        problem = profile_url_problem(url)
+        if problem is None:
+            good.append(NewLead(url, row.get("name", ""), row.get("company", "")))
         else:
-            bad.append({"line": number, "profile_url": row["profile_url"]})
+            bad.append({"line": number, "profile_url": url, "reason": problem})
     ws = _workspace()
     client = ws.store.get_client(client_id)
     result = ws.store.lead_base(client).import_leads(good)
-    summary = {"created": result.created, "existing": result.existing, "skipped": bad}
+    summary = {"created": result.created, "existing": result.existing, "skipped": bad, "encoding": table.encoding}
     if json_out:
         _echo_json(summary)
         return
     typer.echo(f"{result.created} lead(s) created, {result.existing} already there, {len(bad)} skipped")
     for b in bad:
-        typer.echo(f"  line {b['line']}: not a LinkedIn profile URL: {b['profile_url']!r}", err=True)
+        typer.echo(f"  line {b['line']}: skipped {b['profile_url']!r}: {b['reason']}", err=True)
+
+
+def _client_leads(ws: Any, client_id: str, status: str | None) -> list[Any]:
+    from leadkit.models import HarvestStatus
+    from leadkit.runids import validate_client_id
+
+    validate_client_id(client_id)
+    accepted = [s.value for s in HarvestStatus] + ["blank"]
+    if status is not None and status not in accepted:
+        raise DataError(f"--status {status!r} is not accepted; use one of: {', '.join(accepted)}")
+    client = ws.store.get_client(client_id)
+    return list(ws.store.lead_base(client).list_leads(status=status))
 
 
 @leads_app.command("list")
@@ -242,24 +433,109 @@ def leads_list(
     status: Annotated[str | None, typer.Option(help="Pending, Processing, Done, No Posts, or blank.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """A client's leads with their harvest status."""
-    from leadkit.models import HarvestStatus, utcnow
-    from leadkit.runids import validate_client_id
-
-    validate_client_id(client_id)
-    accepted = [s.value for s in HarvestStatus] + ["blank"]
-    if status is not None and status not in accepted:
-        raise DataError(f"--status {status!r} is not accepted; use one of: {', '.join(accepted)}")
-    ws = _workspace()
-    client = ws.store.get_client(client_id)
+    """A client's leads (name, company, profile) with their harvest status."""
     from leadkit.harvest.harvester import due_policy, lead_row
+    from leadkit.models import utcnow
 
+    ws = _workspace(read_only=True)
     policy, now = due_policy(ws.settings), utcnow()
-    items = [lead_row(lead, now, policy) for lead in ws.store.lead_base(client).list_leads(status=status)]
+    items = [
+        {**lead_row(lead, now, policy), "name": lead.name, "company": lead.company}
+        for lead in _client_leads(ws, client_id, status)
+    ]
     if json_out:
         _echo_json(items)
     else:
-        _table(items, ["lead_id", "profile_url", "harvest_status", "posts_found", "next_check_at", "last_error"])
+        _table(
+            items,
+            [
+                "lead_id",
+                "name",
+                "company",
+                "profile_url",
+                "harvest_status",
+                "posts_found",
+                "next_check_at",
+                "last_error",
+            ],
+        )
+
+
+EXPORT_COLUMNS = [
+    "lead_id",
+    "lead_name",
+    "company",
+    "profile_url",
+    "post_url",
+    "posted_at",
+    "text",
+    "likes",
+    "comments",
+    "reposts",
+    "is_repost",
+    "author_url",
+]
+
+
+#: Export column -> key of a post as stored with its lead (Post.to_dict)
+_POST_KEYS = {
+    "post_url": "postUrl",
+    "posted_at": "postedAt",
+    "text": "text",
+    "likes": "likes",
+    "comments": "comments",
+    "reposts": "reposts",
+    "is_repost": "isRepost",
+    "author_url": "authorUrl",
+}
+
+
+@leads_app.command("export")
+def leads_export(
+    client_id: Annotated[str, typer.Argument(help="The client.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (default: standard output).")
+    ] = None,
+) -> None:
+    """Write the harvested posts of a client's leads out: one row per post with its lead's name and company."""
+    import csv
+    import io
+    import json
+
+    if fmt not in ("csv", "json"):
+        raise DataError(f"--format {fmt!r} is not accepted; use csv or json")
+    if output is not None and output.exists() and output.is_dir():
+        raise DataError(f"--output {output} is a folder; give a file name")
+    ws = _workspace(read_only=True)
+    rows = []
+    for lead in _client_leads(ws, client_id, None):
+        for post in lead.posts:
+            rows.append(
+                {
+                    "lead_id": lead.lead_id,
+                    "lead_name": lead.name,
+                    "company": lead.company,
+                    "profile_url": lead.profile_url,
+                    **{column: post.get(key) for column, key in _POST_KEYS.items()},
+                }
+            )
+    if fmt == "json":
+        text = json.dumps(rows, indent=2, default=str) + "\n"
+    else:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"--output {output} cannot be written: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {len(rows)} post(s) of {client_id} to {output}", err=True)
 
 
 # ------------------------------------------------------------------------------------------------ sandbox

@@ -1,13 +1,9 @@
-"""Commands: auth-check, doctor, failures, rerun, health, stats, lab."""
+"""Commands: auth-check, failures, rerun, health, stats."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import sys
 from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,8 +13,6 @@ from leadkit.errors import LeadkitError
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Only what happened in this last duration, e.g. 30m, 24h, 7d.")
 ]
-
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent.parent / "notebooks"
 
 
 def _since(text: str | None) -> datetime | None:
@@ -71,34 +65,6 @@ def auth_check(json_out: JsonOpt = False) -> None:
     if not_stored is not None:
         typer.echo(f"note: results not stored: {not_stored.message}", err=True)
     if not all(c.ok for c in checks):
-        raise SystemExit(2)  # not typer.Exit: main() runs the app with standalone_mode=False
-
-
-# ------------------------------------------------------------------------------------------------ doctor
-@app.command()
-def doctor(json_out: JsonOpt = False) -> None:
-    """Check dependencies, settings, the store's schema and the workspace; exit 2 when anything fails."""
-    from leadkit.doctor import run_doctor
-
-    try:
-        ws = _workspace()
-    except LeadkitError:
-        ws = None  # the doctor reports the missing or broken workspace as a failed check, with its hint
-    try:
-        report = run_doctor(ws)
-    finally:
-        if ws is not None:
-            ws.close()
-    if json_out:
-        _echo_json(report.to_dict())
-    else:
-        for c in report.checks:
-            typer.echo(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
-            if not c.ok:
-                typer.echo(f"      hint: {c.hint}")
-        failed = len(report.failed)
-        typer.echo(f"\n{len(report.checks) - failed} ok, {failed} failed")
-    if not report.ok:
         raise SystemExit(2)  # not typer.Exit: main() runs the app with standalone_mode=False
 
 
@@ -256,49 +222,3 @@ def stats(since: SinceOpt = None, json_out: JsonOpt = False) -> None:
     typer.echo(f"recoveries {data['recoveries']}, failed opens {data['failed_opens']}")
     typer.echo(f"creation success rate: {'-' if rate is None else f'{rate:.1%}'}")
     typer.echo(f"stale records swept: {data['stale_swept']}")
-
-
-# ------------------------------------------------------------------------------------------------ lab
-def lab_command(
-    ws: Any, *, port: int, token: str, notebooks: Path = NOTEBOOKS_DIR, open_browser: bool = False
-) -> tuple[list[str], dict[str, str]]:
-    """The JupyterLab command line and environment: loopback only, in `notebooks`, with the workspace's
-    settings (and secrets) in the environment every kernel inherits, never in a notebook."""
-    from leadkit.batch import kernel_env
-
-    env = {**os.environ, **kernel_env(ws.settings, ws, ws.home / "lab.log.jsonl"), "JUPYTER_TOKEN": token}
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={notebooks}",
-    ]
-    if not open_browser:
-        argv.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        argv.append("--allow-root")
-    return argv, env
-
-
-@app.command()
-def lab(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8888,
-    token: Annotated[
-        str | None, typer.Option(help="Access token for the Lab (default: JUPYTER_TOKEN, or a random one).")
-    ] = None,
-    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = False,
-) -> None:
-    """Start JupyterLab on loopback in notebooks/, with the workspace's settings in the kernels' environment."""
-    ws = _workspace()
-    chosen = token or os.environ.get("JUPYTER_TOKEN") or secrets.token_urlsafe(24)
-    argv, env = lab_command(ws, port=port, token=chosen, open_browser=browser)
-    ws.close()
-    typer.echo(
-        f"JupyterLab on http://127.0.0.1:{port}/lab in {NOTEBOOKS_DIR} (workspace {ws.home}); "
-        "Jupyter prints the address with its access token below."
-    )
-    sys.stdout.flush()
-    os.execve(sys.executable, argv, env)

@@ -10,17 +10,18 @@ from leadkit.store.base import ImportResult, LeadBase, RunFilter, Store
 __all__ = ["ImportResult", "LeadBase", "RunFilter", "Store", "open_store"]
 
 
-def open_store(url: str, home: Path, *, settings: object | None = None) -> Store:
+def open_store(url: str, home: Path, *, settings: object | None = None, read_only: bool = False) -> Store:
     """Open the store named by `url` (LEADKIT_STORE): "" or "sqlite://" is SQLite inside `home`,
-    "sqlite:///path/dir" is SQLite in that folder, "airtable://<base id>" is Airtable."""
+    "sqlite:///path/dir" is SQLite in that folder, "airtable://<base id>" is Airtable. `read_only` opens a SQLite
+    store for reading only (Airtable's access is the token's)."""
     if url in ("", "sqlite://", "sqlite"):
         from leadkit.store.sqlite import SQLiteStore
 
-        return SQLiteStore(home)
+        return SQLiteStore(home, read_only=read_only)
     if url.startswith("sqlite://"):
         from leadkit.store.sqlite import SQLiteStore
 
-        return SQLiteStore(Path(url.removeprefix("sqlite://")))
+        return SQLiteStore(Path(url.removeprefix("sqlite://")), read_only=read_only)
     if url.startswith("airtable://"):
         from leadkit.config import Settings
         from leadkit.store.airtable import AirtableStore

@@ -163,6 +163,11 @@ class Store(AlertRecords, Protocol):
         """Create or update the client keyed by client_id."""
         ...
 
+    def remove_client(self, client_id: str) -> None:
+        """Delete the client (MissingRecordError when there is none). SQLite also deletes the client's lead base;
+        an Airtable client's own base is left alone. Callers refuse clients with runs first."""
+        ...
+
     def lead_base(self, client: Client) -> LeadBase: ...
 
     # runs ------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from . import cli_json
 def test_each_scenario_says_why(workspace: Workspace) -> None:
     expected = {
         "Acme-Co": (True, "never been run"),
-        "Initech": (False, "Set Status to Active"),
-        "Umbrella-Corp": (False, "Service Level"),
-        "Hooli": (False, "Post Access Enabled to Yes"),
-        "Stark-Industries": (False, "Posts Daily Target"),
+        "Initech": (False, "`leadkit clients activate Initech`"),
+        "Umbrella-Corp": (False, "`leadkit clients set Umbrella-Corp --service-level 2`"),
+        "Hooli": (False, "`leadkit clients set Hooli --post-access yes`"),
+        "Stark-Industries": (False, "--daily-target 20"),
         "Wayne-Enterprises": (False, "Import leads"),
         "Soylent": (False, "harvested again tomorrow"),
     }

@@ -29,8 +29,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _printed_url(proc: subprocess.Popen[bytes]) -> str:
+    assert proc.stdout is not None
+    for _ in range(5):
+        line = proc.stdout.readline().decode()
+        if line.startswith("open: "):
+            return line.removeprefix("open: ").strip()
+    raise AssertionError("leadkit lab printed no URL")
+
+
 def test_lab_serves_the_notebooks_and_the_kernel(workspace: Workspace, tmp_path: Path) -> None:
     port, token = free_port(), "labTestToken0001"
+    (workspace.home / "251128-093000").mkdir()
+    (workspace.home / "251128-093000" / "Acme-Co.ipynb").write_text(
+        (NOTEBOOKS / "auth_check.ipynb").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     env = {
         **os.environ,
         "LEADKIT_HOME": str(workspace.home),
@@ -47,6 +60,8 @@ def test_lab_serves_the_notebooks_and_the_kernel(workspace: Workspace, tmp_path:
         start_new_session=True,
     )
     try:
+        url = _printed_url(proc)
+        assert url == f"http://127.0.0.1:{port}/lab?token={token}"
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 40
         while True:
@@ -59,12 +74,16 @@ def test_lab_serves_the_notebooks_and_the_kernel(workspace: Workspace, tmp_path:
             assert time.monotonic() < deadline, "JupyterLab did not answer within 40 s"
             time.sleep(0.25)
         assert httpx.get(f"{base}/api/contents", timeout=5).status_code == 403  # the token is required
-        contents = httpx.get(f"{base}/api/contents", params={"token": token}, timeout=5).json()
+        root = httpx.get(f"{base}/api/contents", params={"token": token}, timeout=5).json()
+        assert {"notebooks", "251128-093000"} <= {item["name"] for item in root["content"]}
+        contents = httpx.get(f"{base}/api/contents/notebooks", params={"token": token}, timeout=5).json()
         names = {item["name"] for item in contents["content"]}
         assert DIAGNOSIS_NOTEBOOKS | {"client_workflow.ipynb"} <= names
+        executed = httpx.get(f"{base}/api/contents/251128-093000/Acme-Co.ipynb", params={"token": token}, timeout=5)
+        assert executed.status_code == 200 and executed.json()["type"] == "notebook"
         specs = httpx.get(f"{base}/api/kernelspecs", params={"token": token}, timeout=5).json()
         assert "python3" in specs["kernelspecs"]
-        assert httpx.get(f"{base}/lab", params={"token": token}, timeout=5).status_code == 200
+        assert httpx.get(url, timeout=5).status_code == 200  # the printed URL opens the Lab as it is
         server_env = psutil.Process(proc.pid).environ()  # the environment every kernel inherits
         assert server_env["LEADKIT_HOME"] == str(workspace.home)
         assert server_env["APIFY_TOKEN"] == env["APIFY_TOKEN"] and server_env["LEADKIT_STORE"] == ""

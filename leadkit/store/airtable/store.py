@@ -218,6 +218,15 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._table(Clients.TABLE).batch_upsert([{"fields": _client_fields(client)}], key_fields=[Clients.CLIENT_ID])
         return client
 
+    def remove_client(self, client_id: str) -> None:
+        """Delete the client's record in the Clients table; its own base (the agency's) is left alone."""
+        table = self._table(Clients.TABLE)
+        records = table.all(formula=_formula(_eq(Clients.CLIENT_ID, client_id)))
+        if not records:
+            raise MissingRecordError(f"no client {client_id!r} in {self.url}")
+        table.batch_delete([r["id"] for r in records])
+        self._bases.pop(client_id, None)
+
     def lead_base(self, client: Client) -> AirtableLeadBase:
         from leadkit.runids import validate_client_id
 

@@ -1,0 +1,216 @@
+"""Commands: init, backup, doctor, lab (setting a workspace up, keeping it safe, checking it, working in it)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leadkit.cli.app import JsonOpt, _echo_json, _workspace, app
+from leadkit.errors import ConfigError, DataError, LeadkitError
+
+
+# ------------------------------------------------------------------------------------------------ init
+@app.command()
+def init(
+    store: Annotated[
+        str,
+        typer.Option(help="The store: empty for SQLite in the workspace, or airtable://<master base id>."),
+    ] = "",
+    home: Annotated[
+        Path | None, typer.Option(help="The workspace folder (default: LEADKIT_HOME, else ./runs).")
+    ] = None,
+) -> None:
+    """Create an empty workspace (no clients) with a commented .env to fill in, and print the next steps.
+
+    With --store airtable://<base id> the master base's schema is checked (AIRTABLE_API_KEY needed); fix what it
+    lacks with `leadkit airtable provision`. A folder holding other files is refused."""
+    from leadkit.config import get_settings
+    from leadkit.workspace import init_workspace
+
+    settings = get_settings()
+    target = Path(home if home is not None else settings.leadkit_home).resolve()
+    if store and not (store.startswith("airtable://") or store.startswith("sqlite")):
+        raise DataError(f"--store {store!r} is not accepted; use nothing (SQLite) or airtable://<master base id>")
+    created, done = init_workspace(target, store, settings)
+    for line in done:
+        typer.echo(line)
+    if store.startswith("airtable://"):
+        code = _check_master(settings.model_copy(update={"leadkit_home": target, "leadkit_store": store}))
+        if code:
+            raise typer.Exit(code)
+    env = "" if home is None and Path(settings.leadkit_home).resolve() == target else f"LEADKIT_HOME={target} "
+    steps = [
+        f"edit {target / '.env'}: set APIFY_TOKEN (and AIRTABLE_API_KEY for Airtable)",
+        f"{env}leadkit clients import clients.csv   (columns client_id,name,...; or `leadkit clients add ID --name N`)",
+        f"{env}leadkit leads import CLIENT_ID leads.csv   (columns profile_url,name,company)",
+        f"{env}leadkit doctor   then   {env}leadkit batch --dry-run   then   {env}leadkit batch",
+    ]
+    if created:
+        typer.echo("\nnext steps:")
+        for number, step in enumerate(steps, start=1):
+            typer.echo(f"  {number}. {step}")
+
+
+def _check_master(settings: Any) -> int:
+    from leadkit.store.airtable import make_api, validate_base_id
+    from leadkit.store.provision import check_schema
+
+    base = validate_base_id(settings.leadkit_store.removeprefix("airtable://").strip("/"), what="--store")
+    if settings.airtable_api_key is None:
+        raise ConfigError(
+            "AIRTABLE_API_KEY is not set, so the master base cannot be checked",
+            hint="Set AIRTABLE_API_KEY (in the environment or the workspace's .env), then run `leadkit init "
+            f"--store airtable://{base}` again or `leadkit airtable check`.",
+        )
+    problems = check_schema(make_api(settings), base, "master")
+    if not problems:
+        typer.echo(f"master base {base}: every table, field and select option leadkit writes is there")
+        return 0
+    typer.echo(f"master base {base}: {len(problems)} problem(s)", err=True)
+    for problem in problems:
+        typer.echo(f"  {problem.describe()}", err=True)
+    typer.echo(f"fix: `leadkit airtable provision --base {base}` adds what is missing", err=True)
+    return 2
+
+
+# ------------------------------------------------------------------------------------------------ backup
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="A new or empty folder for the copy.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy the SQLite store (master and every client base) consistently, even while batches run.
+
+    The copy is a workspace: `LEADKIT_HOME=DEST leadkit runs` reads it; to restore, stop batches and copy its
+    files back into the workspace (the README's Backups section)."""
+    from leadkit.backup import backup_workspace
+
+    ws = _workspace(read_only=True)
+    try:
+        if ws.store_url.startswith("airtable://"):
+            raise ConfigError(
+                "the store is Airtable: leadkit backup copies SQLite stores",
+                hint="Airtable keeps snapshots of each base (base menu > Snapshots); `leadkit airtable archive`, if "
+                "available, copies old records locally.",
+            )
+        report = backup_workspace(ws.home, dest)
+    finally:
+        ws.close()
+    if json_out:
+        _echo_json({"dest": str(report.dest), "files": [str(f) for f in report.files], "bytes": report.bytes})
+        return
+    typer.echo(f"backed up {len(report.files)} file(s), {report.bytes / 1e6:.1f} MB, to {report.dest}")
+
+
+# ------------------------------------------------------------------------------------------------ doctor
+@app.command()
+def doctor(json_out: JsonOpt = False) -> None:
+    """Check dependencies (each imported for real), the notebook kernel, settings, the store and the workspace.
+
+    Each check is ok, warn or FAIL; exit 2 when anything fails (warnings do not change the exit code)."""
+    from leadkit.doctor import run_doctor
+
+    problem: LeadkitError | None = None
+    try:
+        ws = _workspace(read_only=True)
+    except LeadkitError as exc:
+        ws, problem = None, exc  # the doctor reports the missing or broken workspace as a failed check
+    try:
+        report = run_doctor(ws, store_problem=problem if _is_store_problem(problem) else None)
+    finally:
+        if ws is not None:
+            ws.close()
+    if json_out:
+        _echo_json(report.to_dict())
+    else:
+        for c in report.checks:
+            typer.echo(f"{c.level.upper() if c.level != 'ok' else 'ok':4}  {c.name}: {c.detail}")
+            if c.level != "ok":
+                typer.echo(f"      hint: {c.hint}")
+        failed, warned = len(report.failed), len(report.warnings)
+        typer.echo(f"\n{len(report.checks) - failed - warned} ok, {warned} warning(s), {failed} failed")
+    if not report.ok:
+        raise SystemExit(2)
+
+
+def _is_store_problem(exc: LeadkitError | None) -> bool:
+    from leadkit.errors import StoreUnusable
+
+    return isinstance(exc, StoreUnusable) or (exc is not None and "schema version" in exc.message)
+
+
+# ------------------------------------------------------------------------------------------------ lab
+def lab_root(ws: Any) -> Path:
+    """The Lab's root folder: the workspace, with `notebooks` in it pointing at leadkit's notebooks, so the file
+    browser reaches both the notebooks and the executed ones (`<run id>/<client id>.ipynb`)."""
+    from leadkit.resources import notebooks_dir
+
+    link = ws.home / "notebooks"
+    target = notebooks_dir()
+    if link.is_symlink() and link.resolve() != target.resolve():
+        link.unlink()
+    if not link.exists():
+        try:
+            link.symlink_to(target, target_is_directory=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot link {link} to leadkit's notebooks ({target}): {exc.strerror or exc}",
+                hint="The Lab serves the workspace: make it writable, or open the notebooks in "
+                f"{target} with your own Jupyter.",
+            ) from None
+    return ws.home
+
+
+def lab_command(
+    ws: Any, *, port: int, token: str, root: Path | None = None, open_browser: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The JupyterLab command line and environment: loopback only, rooted in the workspace, with the workspace's
+    settings (and secrets) in the environment every kernel inherits, never in a notebook."""
+    from leadkit.batch import kernel_env
+
+    env = {**os.environ, **kernel_env(ws.settings, ws, ws.home / "lab.log.jsonl"), "JUPYTER_TOKEN": token}
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root or lab_root(ws)}",
+    ]
+    if not open_browser:
+        argv.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--allow-root")
+    return argv, env
+
+
+def lab_url(port: int, token: str) -> str:
+    return f"http://127.0.0.1:{port}/lab?token={token}"
+
+
+@app.command()
+def lab(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 8888,
+    token: Annotated[
+        str | None, typer.Option(help="Access token for the Lab (default: JUPYTER_TOKEN, or a random one).")
+    ] = None,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = False,
+) -> None:
+    """Start JupyterLab on loopback in the workspace: leadkit's notebooks in notebooks/, executed notebooks in
+    each run's folder, the workspace's settings in the kernels' environment. Prints the URL with its token."""
+    ws = _workspace()
+    chosen = token or os.environ.get("JUPYTER_TOKEN") or secrets.token_urlsafe(24)
+    try:
+        argv, env = lab_command(ws, port=port, token=chosen, open_browser=browser)
+    finally:
+        ws.close()
+    typer.echo(f"JupyterLab for the workspace {ws.home} (notebooks/ holds leadkit's notebooks)")
+    typer.echo(f"open: {lab_url(port, chosen)}")
+    sys.stdout.flush()
+    os.execve(sys.executable, argv, env)
