@@ -151,17 +151,21 @@ class BatchLease:
                     holder = self.ws.store.get_lease(self.name)
                 except Exception:
                     holder = None
-                whom = f"{holder.host} process {holder.pid}" if holder is not None else "nobody (it was released)"
-                self._lose(f"it is now held by {whom}")
+                whom = (
+                    f"{holder.host} process {holder.pid} (run {holder.run_id or '-'})"
+                    if holder is not None
+                    else "nobody (it was released)"
+                )
+                self._lose(f"it is now held by {whom}", now=whom)
                 return
 
-    def _lose(self, why: str) -> None:
+    def _lose(self, why: str, *, now: str = "unknown") -> None:
         from leadkit.alerts import lease_lost
 
         self.lost = f"the batch lost the lease of stream {self.stream}: {why}"
         mine, self.current = self.current, None
         log.error(self.lost)
-        detail = f"batch {socket.gethostname()} process {os.getpid()}: {self.lost}"
+        detail = f"batch {socket.gethostname()} process {os.getpid()}: {self.lost}; now: {now}"
         lease_lost(self.ws, self.name, detail, run_id=mine.run_id if mine and mine.run_id else None)
 
     def release(self) -> None:
