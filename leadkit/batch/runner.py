@@ -67,12 +67,17 @@ KERNEL_MB = 300
 MIN_CONCURRENCY, MAX_CONCURRENCY = 8, 32
 
 
-def default_concurrency() -> int:
-    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32."""
+def default_concurrency(settings: Settings | None = None) -> int:
+    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32. With the
+    Airtable store, whose base every kernel shares at `AIRTABLE_MAX_REQUESTS_PER_S`, no more clients than that
+    rate: more would only queue on the base (and bunch requests on a busy machine)."""
     import psutil
 
     fits = psutil.virtual_memory().available // (KERNEL_MB * 2**20)
-    return int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
+    n = int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
+    if settings is not None and settings.leadkit_store.startswith("airtable"):
+        n = min(n, max(1, int(settings.airtable_max_requests_per_s)))
+    return n
 
 
 def _crash_point(name: str) -> None:
@@ -245,7 +250,7 @@ def run_batch(
         )
     if not Path(notebook).is_file():
         raise DataError(f"notebook {notebook} does not exist; pass the path of a client workflow notebook")
-    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency()
+    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency(ws.settings)
     records = ws.records
     prior = records.get_run(RunId.parse(resume)) if resume else None
     if prior is not None:
@@ -263,16 +268,19 @@ def run_batch(
             if prior is not None:
                 run = records.get_run(prior.run_id)
                 todo = _resume(ws, run, clients)
+                resumed = {r.client_id for r in ws.store.list_client_runs(run_id=run.run_id)}
             else:
                 notes = _SELECTION_PREFIX + ",".join(client_ids) if client_ids else ""
                 run = records.start_run(stream=streams[0], notes=notes)
                 _crash_point("run")
                 todo = [c.client_id for c in clients]
+                resumed = set()
             return _run(
                 ws,
                 leases,
                 run,
                 todo,
+                resumed,
                 swept,
                 n,
                 apify_runs,
@@ -347,6 +355,7 @@ def _run(
     leases: StreamLeases,
     run: Run,
     todo: Sequence[str],
+    resumed: set[str],
     swept: list[ClientRun],
     concurrency: int,
     apify_runs: int | None,
@@ -400,7 +409,7 @@ def _run(
         jobs: list[NotebookJob] = []
         for record in opened:
             attempt = attempts.get(record.client_id, 0) + 1
-            if (record.run_id, record.client_id) not in records.fresh_events and not record.status.done:  # resumed
+            if record.client_id in resumed and not record.status.done:  # its record is from an earlier attempt
                 event = RunEvent(
                     run.run_id, record.client_id, "batch", EventKind.INFO, f"resumed (was {record.status.value})"
                 )
