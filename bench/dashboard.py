@@ -374,10 +374,12 @@ def measure(browser: Any, servers: dict[str, tuple[str, str]]) -> dict[str, dict
         for view in tables:
             view_seconds(browser, urls[name][view], tables[view])
     times: dict[str, dict[str, list[float]]] = {n: {v: [] for v in tables} for n in servers}
-    for _ in range(REPS):
-        for view in tables:
+    for view in tables:
+        for _ in range(REPS):
             for name in servers:
                 times[name][view].append(view_seconds(browser, urls[name][view], tables[view]))
+        medians = ", ".join(f"{n} {statistics.median(times[n][view]):.2f} s" for n in servers)
+        print(f"  {view}: {medians}", flush=True)
     return {n: {v: statistics.median(t) for v, t in by_view.items()} for n, by_view in times.items()}
 
 

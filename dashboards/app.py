@@ -12,13 +12,10 @@ executed notebook is shown in a sandboxed iframe.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import dataclasses
 import html
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
@@ -58,8 +55,6 @@ VIEWS: dict[str, str] = {
     "Client health": "health",
 }
 DEFAULT_REFRESH_S = 30.0
-#: Where views re-read the store: threads, off the server's event loop, so one slow query holds up no session.
-REFRESH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="leadkit-dashboard-refresh")
 STATUS_COLOURS = {
     "Running": "#4c78a8",
     "Completed": "#54a24b",
@@ -145,42 +140,8 @@ class View:
         self.state = app.state
         self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
         self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
-        self.doc = pn.state.curdoc if pn.state.curdoc is not None and pn.state.curdoc.session_context else None
-        self._refresh_lock = threading.Lock()
-        self._refreshing = False
-        self._again = False
 
     def refresh(self) -> None:
-        """Re-read the store in a thread of `REFRESH_POOL` (in a served session), one refresh at a time per
-        view; a refresh asked for meanwhile runs once when it ends. Panel sends widget changes made there to
-        the browser through the event loop; raw Bokeh objects are changed through `on_loop`."""
-        if self.doc is None:
-            self._refresh_now()
-            return
-        with self._refresh_lock:
-            if self._refreshing:
-                self._again = True
-                return
-            self._refreshing = True
-        REFRESH_POOL.submit(contextvars.copy_context().run, self._refresh_in_thread)
-
-    def _refresh_in_thread(self) -> None:
-        while True:
-            self._refresh_now()
-            with self._refresh_lock:
-                if not self._again:
-                    self._refreshing = False
-                    return
-                self._again = False
-
-    def on_loop(self, change: Callable[[], None]) -> None:
-        """Make a change to raw Bokeh objects on the session's event loop (at once when there is no session)."""
-        if self.doc is None:
-            change()
-        else:
-            self.doc.add_next_tick_callback(change)
-
-    def _refresh_now(self) -> None:
         try:
             self.load()
         except lk.LeadkitError as exc:
@@ -266,12 +227,8 @@ class OverviewView(View):
         numbers = {**data.overview_numbers(self.ws, failing=failing, auth=auth), **lk.alert_summary(self.ws)}
         self.numbers.object = key_values(numbers, "lk-numbers")
         by_day = data.runs_by_day(self.ws)
-
-        def chart() -> None:
-            self.days.factors = list(by_day["day"])
-            self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
-
-        self.on_loop(chart)
+        self.days.factors = list(by_day["day"])
+        self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
         self.latest.update(data.latest_runs(self.ws))
         if len(failing):
             failing = failing.assign(Error=[lk.failure_headline(str(m)) for m in failing["Error"]])
@@ -546,13 +503,7 @@ class App:
         self.nav.param.watch(lambda e: setattr(self.state, "view", e.new), "value")
         self.main = pn.Column(sizing_mode="stretch_width", css_classes=["lk-main"])
         self.state.param.watch(lambda _: self._show(), "view")
-        # In a served session the first refresh waits for the page to load: a refresh thread must not change
-        # a view while its models are being made (the change would be lost).
-        doc = pn.state.curdoc
-        self._loaded = doc is None or doc.session_context is None
         self._show()
-        if not self._loaded:
-            pn.state.onload(self._on_load)
         if refresh_s > 0:
             pn.state.add_periodic_callback(self.refresh, period=int(refresh_s * 1000))
         sidebar = pn.Column(
@@ -569,13 +520,8 @@ class App:
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = VIEW_CLASSES[key](self)
-        self.main.objects = [view.layout]  # its models exist before a refresh thread changes it
-        if self._loaded:
-            view.refresh()
-
-    def _on_load(self) -> None:
-        self._loaded = True
-        self.refresh()
+        view.refresh()
+        self.main.objects = [view.layout]
 
     def tz(self) -> str | None:
         """The viewer's IANA time zone, once the browser has said it."""

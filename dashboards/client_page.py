@@ -163,17 +163,9 @@ class ClientPanel:
         self.leads.update(page.leads, empty="This client has no leads: import them with `leadkit leads import`.")
         self.runs.update(page.runs)
         daily = page.daily
-
-        def chart() -> None:
-            self.days.factors = list(daily["day"])
-            self.source.data = {
-                "day": list(daily["day"]),
-                "posts": list(daily["posts"]),
-                "failures": list(daily["failures"]),
-            }
-
-        doc = self.source.document  # raw Bokeh objects change on their session's loop (refreshes run in threads)
-        if doc is not None and doc.session_context is not None:
-            doc.add_next_tick_callback(chart)
-        else:
-            chart()
+        self.days.factors = list(daily["day"])
+        self.source.data = {
+            "day": list(daily["day"]),
+            "posts": list(daily["posts"]),
+            "failures": list(daily["failures"]),
+        }

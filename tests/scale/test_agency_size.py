@@ -217,8 +217,8 @@ def test_every_view_shows_the_right_counts_under_1024_open_files(
     proc, url = server
     health = _open(browser, f"{url}?view=health", ".lk-health-table")
     first = health.locator(".lk-health-table .tabulator-row").first
-    assert BROKEN in first.inner_text() and "leads unreadable" in first.inner_text()
-    assert "cannot open the lead base" in first.inner_text()
+    assert BROKEN in first.inner_text() and "leads cannot be read" in first.inner_text()
+    assert f"{BROKEN}.sqlite is not a SQLite database" in first.inner_text()
     health.close()
 
     overview = _open(browser, f"{url}?view=overview", ".lk-latest-runs")  # still answering after Client health
@@ -266,7 +266,7 @@ def test_health_and_a_dry_run_batch_under_1024_open_files(agency: Agency) -> Non
     assert json.loads(healthy.stdout)["leads_by_status"] == {"(blank)": 3}
     broken = run("health", BROKEN, "--json")  # the report names the base's error instead of failing
     assert broken.returncode == 0, broken.stderr
-    assert "cannot open the lead base" in json.loads(broken.stdout)["lead_base_error"]["message"]
+    assert f"{BROKEN}.sqlite is not a SQLite database" in json.loads(broken.stdout)["lead_base_error"]["message"]
     batch = run("batch", "--dry-run", "--workers", "1", "--json")
     assert batch.returncode == 0, batch.stderr[-2000:]
     assert len(json.loads(batch.stdout)["clients"]) == ACTIVE
