@@ -247,6 +247,11 @@ def build_airtable(sandbox: Any, home: Path, clients: int, runs: int) -> tuple[d
     provision(api, master, "master")
     Workspace.create(home, settings=settings).close()
     store = AirtableStore(master, settings, api=api)
+    from leadkit.models import AuthCheck
+
+    store.add_auth_checks(  # the auth view shows rows on both workspaces
+        [AuthCheck(n, True, None, 200, 110.0, "", checked_at=datetime.now(UTC)) for n in ("airtable", "apify")]
+    )
     made = _clients(clients)
     for client in made:
         base_id = sandbox.airtable.create_base(f"{client.client_id} leads", placeholder)
