@@ -16,6 +16,7 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -95,13 +96,32 @@ def stop_leftovers() -> None:
             pass
 
 
-def kill_all() -> None:
-    """SIGKILL every live kernel of this process (an interrupted batch)."""
+#: How long an interrupted batch gives its kernels to abort their actor runs and put their leads back after
+#: SIGTERM, before SIGKILL (an abort is one Apify request and one store write).
+STOP_GRACE_S = 15.0
+
+
+def kill_all(grace_s: float = STOP_GRACE_S) -> None:
+    """Stop every live kernel of this process (an interrupted batch): SIGTERM first, so a kernel that is
+    harvesting aborts its actor run and releases its leads (see `leadkit.harvest.harvester.terminate_on_sigterm`),
+    then SIGKILL for any still alive after `grace_s`."""
     with _LIVE_LOCK:
         managers = list(_LIVE)
-    for km in managers:
-        process = getattr(getattr(km, "provisioner", None), "process", None)
-        if process is not None:
+    processes = [
+        p for p in (getattr(getattr(km, "provisioner", None), "process", None) for km in managers) if p is not None
+    ]
+    for process in processes:
+        try:
+            process.terminate()
+        except OSError:
+            pass
+    deadline = time.monotonic() + max(0.0, grace_s)
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except (subprocess.TimeoutExpired, OSError):
+            pass
+        if process.poll() is None:
             try:
                 process.kill()
             except OSError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -74,18 +73,3 @@ def after(ws: Workspace, outcomes: dict[str, str | int], **kw: object) -> tuple[
 
     run, final = batch(ws, outcomes, **kw)  # type: ignore[arg-type]
     return run, after_batch(ws, run, final)
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    """Debian's Chromium with the team's flags (as in tests/browser)."""
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
-    return {**browser_type_launch_args, "executable_path": "/usr/bin/chromium", "args": flags}

@@ -7,13 +7,11 @@ auth checks; an executed notebook for the drill-down. Secrets are canary values 
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import nbformat
 import pytest
@@ -30,16 +28,6 @@ from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.workspace import Workspace
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CANARY_AIRTABLE = "patCANARYairtable0123456789secret"
 CANARY_APIFY = "apify_api_CANARY0123456789secret"
 MARKUP = '<img src=x onerror="document.title=\'pwned\'"><b class="pwned">boom</b>'
@@ -47,17 +35,6 @@ RUNS = 60
 AUTH_HINT = "The Apify token was refused: set APIFY_TOKEN to a valid API token."
 NOTEBOOK_MARKER = "harvested 3 posts for Acme-Co in the executed notebook"
 REFRESH_S = 2.0
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run `make chromium` (apt-get install chromium)")
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_FLAGS],
-    }
 
 
 @dataclass

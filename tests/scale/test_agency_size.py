@@ -24,16 +24,6 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CLIENTS = 1000
 RUNS = 3
 ACTIVE = 2  # only these are run by the dry-run batch: the batch still reads every client
@@ -182,16 +172,6 @@ def server(agency: Agency) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
-def chromium_browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
-
 def _open(browser: Any, url: str, table: str) -> Any:
     page = browser.new_page()
     page.goto(url)
@@ -211,9 +191,8 @@ def _numbers(page: Any, css: str, key: str) -> dict[str, str]:
 
 
 def test_every_view_shows_the_right_counts_under_1024_open_files(
-    agency: Agency, server: tuple[subprocess.Popen[str], str], chromium_browser: Any
+    agency: Agency, server: tuple[subprocess.Popen[str], str], browser: Any
 ) -> None:
-    browser = chromium_browser
     proc, url = server
     health = _open(browser, f"{url}?view=health", ".lk-health-table")
     first = health.locator(".lk-health-table .tabulator-row").first
