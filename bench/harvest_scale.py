@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,24 @@ def sample_tree_rss(proc: subprocess.Popen[Any], stop: threading.Event, out: lis
         peak = max(peak, total)
         stop.wait(0.2)
     out.append(peak)
+
+
+def timeline(runs: list[dict[str, Any]], started: datetime, ended: datetime, slots: int) -> str:
+    """Where the wall time went: before the first actor run, after the last, and how full the slots were."""
+    spans = [(_when(r["startedAt"]), _when(r["finishedAt"])) for r in runs if r.get("finishedAt")]
+    if not spans:
+        return "no actor run finished"
+    first, last = min(a for a, _ in spans), max(b for _, b in spans)
+    busy = sum((b - a).total_seconds() for a, b in spans)
+    window = max((last - first).total_seconds(), 1e-9)
+    return (
+        f"first actor run at +{(first - started).total_seconds():.1f} s, last done "
+        f"{(ended - last).total_seconds():.1f} s before the batch ended; slots {busy / (slots * window):.0%} busy"
+    )
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def run_batch(home: Path, env: dict[str, str], args: list[str]) -> tuple[float, int, dict[str, Any]]:
@@ -155,7 +174,10 @@ def main() -> None:
                 home = root / name
                 make_workspace(home, opts.clients, opts.batches)
                 sandbox.apify.peak_runs = sandbox.apify.runs_started = 0
+                sandbox.apify.clear_runs()
+                began = datetime.now(UTC)
                 seconds, peak, data = run_batch(home, {**base_env, **extra, "LEADKIT_HOME": str(home)}, args)
+                span = timeline(sandbox.apify.runs(), began, datetime.now(UTC), opts.max_runs)
                 ran = sandbox.apify.runs_started
                 results[name] = (seconds, peak)
                 print(
@@ -164,6 +186,7 @@ def main() -> None:
                     f"{seconds:6.1f} s = {seconds / ideal:.2f} x ideal; {check(data, opts.clients, opts.batches)}; "
                     f"{ran} actor runs, at most {sandbox.apify.peak_runs} at once; peak RSS {peak / 2**20:.0f} MiB"
                 )
+                print(f"{'':9s}{span}")
         tuned, default = results["tuned"][0] / ideal, results["defaults"][0] / ideal
         peak_mb = max(p for _, p in results.values()) / 2**20
         big = 500 * opts.batches

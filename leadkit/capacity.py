@@ -18,7 +18,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,34 @@ def apify_slot(*, timeout_s: float | None = None) -> Iterator[None]:
     else:
         with file_slot(Path(spec.path), spec.limit, timeout_s=timeout_s):
             yield
+
+
+class KeptSlot:
+    """One client's Apify slot, taken at its first actor run and kept across its next ones until `release()`.
+
+    A client runs one actor run at a time, so keeping its slot between its batches costs the others nothing,
+    while handing it back after each run would let a client that has not started take it: clients would then
+    finish late, one batch at a time, and the batch's last minutes would run with slots idle."""
+
+    def __init__(self) -> None:
+        self._held: ExitStack | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def take(self, *, timeout_s: float | None = None) -> None:
+        """Wait for a slot (`apify_slot`) unless this client holds one already."""
+        if self._held is not None:
+            return
+        stack = ExitStack()
+        stack.enter_context(apify_slot(timeout_s=timeout_s))
+        self._held = stack
+
+    def release(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
 
 @contextmanager

@@ -22,7 +22,12 @@ def demo(
         bool, typer.Option("--no-dashboard", help="Do not serve the dashboard at the end.")
     ] = False,
     backend: Annotated[str, typer.Option(help="Store backend: sqlite, or airtable (through a sandbox).")] = "sqlite",
-    workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Notebooks at once (env LEADKIT_CONCURRENCY; default: available memory / 300 MB, 8 to 32).", min=1
+        ),
+    ] = None,
     port: Annotated[int, typer.Option(help="Dashboard port.")] = 5006,
     incident: Annotated[
         bool,

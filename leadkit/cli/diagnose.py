@@ -120,7 +120,12 @@ def rerun(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only list them (one client ID a line, with its failure); start nothing.")
     ] = False,
-    workers: Annotated[int | None, typer.Option(help="Notebooks at once (default: number of cores).", min=1)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Notebooks at once (env LEADKIT_CONCURRENCY; default: available memory / 300 MB, 8 to 32).", min=1
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Open a new run over the clients whose latest attempt failed (matching the filters), listing them first.

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-from leadkit.capacity import apify_slot
+from leadkit.capacity import KeptSlot
 from leadkit.config import Settings
 from leadkit.deadline import Deadline
 from leadkit.durations import parse_duration
@@ -384,6 +384,29 @@ class Harvester:
         batches = [fresh[i : i + client.batch_size] for i in range(0, len(fresh), client.batch_size)]
         batches += [refresh[i : i + client.batch_size] for i in range(0, len(refresh), client.batch_size)]
         spent = spent_today_usd
+        slot = KeptSlot()  # the batch's shared Apify capacity (leadkit.capacity): kept across this client's runs
+        try:
+            self._run_batches(
+                client, leads, client_run_id, batches, report, slot, done, spent, deadline, on_batch, on_started
+            )
+        finally:
+            slot.release()
+        return report
+
+    def _run_batches(
+        self,
+        client: Client,
+        leads: LeadBase,
+        client_run_id: str,
+        batches: list[list[Lead]],
+        report: HarvestReport,
+        slot: KeptSlot,
+        done: int,
+        spent: float,
+        deadline: Deadline,
+        on_batch: Callable[[BatchOutcome], None] | None,
+        on_started: Callable[[list[Lead], StartedRun], None] | None,
+    ) -> None:
         for batch in batches:
             if done >= client.daily_target:
                 report.reason = f"daily target reached ({done} of {client.daily_target} posts today)"
@@ -407,7 +430,7 @@ class Harvester:
                     f"{needed:g} s); the remaining leads wait for the next run"
                 )
                 break
-            outcome = self._run_batch(batch, leads, client_run_id, deadline, cap, on_started)
+            outcome = self._run_batch(batch, leads, client_run_id, deadline, cap, on_started, slot)
             report.batches.append(outcome)
             done += outcome.posts_harvested
             spent += outcome.cost_usd
@@ -416,7 +439,6 @@ class Harvester:
             if isinstance(outcome.error, AuthError | ConfigError | DeadlineExceeded):
                 report.reason = f"stopped after a {outcome.error.category} failure: {outcome.error}"
                 break
-        return report
 
     def _run_batch(
         self,
@@ -426,6 +448,7 @@ class Harvester:
         deadline: Deadline,
         cap: float | None,
         on_started: Callable[[list[Lead], StartedRun], None] | None,
+        slot: KeptSlot,
     ) -> BatchOutcome:
         ids = [lead.lead_id for lead in batch]
         is_refresh = all(lead.harvest_status is HarvestStatus.DONE for lead in batch)
@@ -447,14 +470,14 @@ class Harvester:
                 on_started(batch, run)
 
         try:
-            # the batch's shared Apify capacity (leadkit.capacity): one run per slot, waited for within the budget
-            with apify_slot(timeout_s=None if deadline.seconds is None else deadline.remaining()):
-                result = self.apify.run_actor(
-                    self.actor_input(batch, since=since),
-                    deadline=deadline,
-                    max_total_charge_usd=cap,
-                    on_started=started,
-                )
+            # one run per slot, waited for within the budget (a slot already held is kept)
+            slot.take(timeout_s=None if deadline.seconds is None else deadline.remaining())
+            result = self.apify.run_actor(
+                self.actor_input(batch, since=since),
+                deadline=deadline,
+                max_total_charge_usd=cap,
+                on_started=started,
+            )
         except LeadkitError as exc:
             self._back_to_pending(ids, leads, exc)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)
