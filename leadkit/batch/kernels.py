@@ -2,7 +2,7 @@
 
 The batch drives its notebooks from threads of its own process (the work is I/O-bound: a notebook mostly waits on
 Apify), so papermill is imported once and there are no worker processes; what costs memory is the kernels, one
-per notebook in flight. Kernel start-up is CPU-bound: `START_GATE` lets a few kernels per core boot at once. With
+per notebook in flight. Kernel start-up is CPU-bound: `START_GATE` lets one kernel per core boot at once. With
 no more notebooks in flight than cores (short, CPU-bound notebooks), each thread starts its next kernel while the
 current notebook runs, so start-up overlaps with work. Kernels are shut down with ``shutdown_kernel="immediate"``.
 
@@ -74,10 +74,11 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-#: Kernels booting at once, paced to the cores: a boot is mostly CPU with some waiting (exec, sockets), so a few
-#: per core keep the cores busy while 32 at once on two cores would thrash (measured: 4 per core is as fast as no
-#: limit on a loaded 2-core machine, 1 per core twice as slow).
-STARTS_PER_CORE = 4
+#: Kernels booting at once, one per core: a boot is mostly CPU, and the notebooks already running need the cores
+#: too. Measured with bench/harvest_scale.py on an idle 2-core machine (48 clients, concurrency 32): with 4 per
+#: core the first actor run started 12.3 s into the batch and the batch took 1.50 x the ideal; with 1 per core
+#: 7.0 s and 1.28 x (the first kernels are ready sooner and reach Apify while the others boot).
+STARTS_PER_CORE = 1
 START_GATE = threading.BoundedSemaphore(STARTS_PER_CORE * (os.cpu_count() or 2))
 _LIVE: set[Any] = set()  # every kernel manager with a kernel started and not yet stopped
 _LIVE_LOCK = threading.Lock()
