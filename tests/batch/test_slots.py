@@ -44,4 +44,4 @@ def test_slots_never_exceed_the_limit(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert peak == 3
+    assert 1 <= peak <= 3  # never more than the limit (8 threads would all be inside without the locks)
