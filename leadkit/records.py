@@ -179,8 +179,11 @@ class RunRecordService:
         """Open (or find) the ClientRun of `client` in `run_id`."""
         return self.open_many(run_id, [client], source)[0]
 
-    def open_many(self, run_id: RunId, clients: Sequence[Client | str], source: Source | str) -> list[ClientRun]:
-        """Open the ClientRuns of several clients in one store call (the batch's way)."""
+    def open_many(
+        self, run_id: RunId, clients: Sequence[Client | str], source: Source | str, *, new: bool = False
+    ) -> list[ClientRun]:
+        """Open the ClientRuns of several clients in one store call (the batch's way), each with its event
+        (opened, or found: no duplicate) in the same write. `new`: the caller knows none of them exists yet."""
         src = _source(source)
         if not isinstance(run_id, RunId):
             raise DataError(f"run_id must be a RunId, not {type(run_id).__name__}: parse it once with RunId.parse")
@@ -199,8 +202,30 @@ class RunRecordService:
                     heartbeat_at=now,
                 )
             )
+
+        def opened(record: ClientRun, created: bool) -> RunEvent:
+            if created:
+                kind = EventKind.RECOVERED if src is Source.RECOVERY else EventKind.OPENED
+                message = f"opened by {src.value}"
+                if src is Source.RECOVERY:
+                    message = "created by the recovery path: a stage reported for a ClientRun that did not exist"
+            else:
+                kind, message = EventKind.REOPENED, f"open by {src.value} found the existing record (no duplicate)"
+            event = RunEvent(
+                run_id=record.run_id,
+                client_id=record.client_id,
+                stage="records",
+                kind=kind,
+                message=message,
+                metrics={f"opens_{src.value}": 1},
+                at=now,
+            )
+            if created:
+                self.fresh_events[(record.run_id, record.client_id)] = [event]
+            return event
+
         try:
-            results = self.store.open_client_runs(fresh)
+            results = self.store.open_client_runs(fresh, opened=opened, new=new)
         except LeadkitError as exc:
             # A failed open is itself a record-keeping fact (`leadkit stats` counts them); keep it if we can.
             for record in fresh:
@@ -209,30 +234,6 @@ class RunRecordService:
                         failure_from(exc, run_id=run_id.base, client_id=record.client_id, stage="records")
                     )
             raise
-        events = []
-        for record, created in results:
-            if created:
-                kind = EventKind.RECOVERED if src is Source.RECOVERY else EventKind.OPENED
-                message = f"opened by {src.value}"
-                if src is Source.RECOVERY:
-                    message = "created by the recovery path: a stage reported for a ClientRun that did not exist"
-            else:
-                kind, message = EventKind.REOPENED, f"open by {src.value} found the existing record (no duplicate)"
-            events.append(
-                RunEvent(
-                    run_id=record.run_id,
-                    client_id=record.client_id,
-                    stage="records",
-                    kind=kind,
-                    message=message,
-                    metrics={f"opens_{src.value}": 1},
-                    at=now,
-                )
-            )
-        self.store.add_events(events)
-        for (record, created), event in zip(results, events, strict=True):
-            if created:
-                self.fresh_events[(record.run_id, record.client_id)] = [event]
         return [record for record, _ in results]
 
     def attach(self, run_id: RunId, client: Client | str) -> ClientRun:
@@ -333,6 +334,8 @@ class RunRecordService:
                     f"the batch running it ({dead.started_by}) is gone (heartbeat {int(age.total_seconds())} s "
                     "old): it stopped without finishing it"
                 )
+            if self.store.write_left_save(record.run_id, record.client_id):  # the progress its process held back
+                record = self.store.get_client_run(record.run_id, record.client_id) or record
             event = RunEvent(
                 run_id=record.run_id,
                 client_id=record.client_id,

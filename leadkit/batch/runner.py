@@ -404,7 +404,12 @@ def _run(
         if k <= 0 or not queue:
             return []
         chosen, queue[:] = queue[:k], queue[k:]
-        opened = records.open_many(run_id, [clients.get(cid) or cid for cid in chosen], Source.BATCH)
+        # a client without a record of this run opens in one write; one with a record (a resumed run) is found
+        first = [clients.get(cid) or cid for cid in chosen if cid not in resumed]
+        again = [clients.get(cid) or cid for cid in chosen if cid in resumed]
+        opened = (records.open_many(run_id, first, Source.BATCH, new=True) if first else []) + (
+            records.open_many(run_id, again, Source.BATCH) if again else []
+        )
         _crash_point("opened")
         jobs: list[NotebookJob] = []
         for record in opened:

@@ -16,6 +16,7 @@ def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResu
     ran to the end and published a final status completed its own record: nothing to read or write here."""
     if result.ok and result.status is not None and result.status != ClientRunStatus.RUNNING.value:
         return result.status
+    ws.store.write_left_save(run_id.base, job.client_id)  # what the kernel held back of its progress, if it was killed
     record = ws.store.get_client_run(run_id.base, job.client_id)
     if record is None:
         return ClientRunStatus.FAILED.value

@@ -10,7 +10,7 @@ Rules every backend keeps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -186,11 +186,26 @@ class Store(AlertRecords, Protocol):
     def count_runs(self, filt: RunFilter | None = None) -> int: ...
 
     # client runs -----------------------------------------------------------------------------
-    def open_client_runs(self, records: Sequence[ClientRun]) -> list[tuple[ClientRun, bool]]:
-        """Upsert on (run_id, client_id): create the missing records, return existing ones unchanged.
+    def open_client_runs(
+        self,
+        records: Sequence[ClientRun],
+        *,
+        opened: Callable[[ClientRun, bool], RunEvent] | None = None,
+        new: bool = False,
+    ) -> list[tuple[ClientRun, bool]]:
+        """Upsert on (run_id, client_id): create the missing records, return existing ones unchanged but for
+        the event `opened(record, created)` (when given), which is appended to each in the same write.
 
-        Returns (record as stored, created?) in the order given. Safe under concurrent callers.
+        Returns (record as stored, created?) in the order given. Safe under concurrent callers. `new` says the
+        caller knows none of them exists yet (a batch opening the clients of a run it has just started): a
+        backend may then create them in fewer requests.
         """
+        ...
+
+    def write_left_save(self, run_id: str, client_id: str) -> bool:
+        """Write what a killed process held back of this Running ClientRun's progress (a backend that holds
+        saves keeps them in the workspace meanwhile); True when something was written. Only for a record whose
+        writer is gone."""
         ...
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None: ...

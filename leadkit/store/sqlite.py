@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -904,7 +904,15 @@ class SQLiteStore:
         return int(self.db.query(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
 
     # client runs -----------------------------------------------------------------------------
-    def open_client_runs(self, records: Sequence[ClientRun]) -> list[tuple[ClientRun, bool]]:
+    def open_client_runs(
+        self,
+        records: Sequence[ClientRun],
+        *,
+        opened: Callable[[ClientRun, bool], RunEvent] | None = None,
+        new: bool = False,
+    ) -> list[tuple[ClientRun, bool]]:
+        """One transaction: insert the missing records, read each back, add the `opened` events (`new` changes
+        nothing here: an insert that finds the record leaves it alone either way)."""
         results: list[tuple[ClientRun, bool]] = []
         with self.db.write() as conn:
             for rec in records:
@@ -932,7 +940,13 @@ class SQLiteStore:
                     "SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (rec.run_id, rec.client_id)
                 ).fetchone()
                 results.append((_client_run_from_row(row), created))
+            if opened is not None:
+                self._insert_events(conn, [opened(record, created) for record, created in results])
         return results
+
+    def write_left_save(self, run_id: str, client_id: str) -> bool:
+        """Every save is written at once: nothing is ever left."""
+        return False
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None:
         rows = self.db.query("SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (run_id, client_id))

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pyairtable import Api, Table
 from pyairtable.formulas import GTE, LT, OR, Field, Formula, to_formula_str
@@ -84,8 +87,8 @@ from leadkit.store.schema import (
 
 log = logging.getLogger(__name__)
 
-#: How long a progress save of a ClientRun waits for the next save of it (see `AirtableStore.save_client_run`).
-SAVE_COALESCE_S = 2.0
+#: Where a held progress save waits, under the workspace (LEADKIT_HOME): one file per ClientRun, gone once written.
+HELD_DIR = "held-saves"
 #: Stores that held a save at some point: written at exit.
 _HOLDING: weakref.WeakSet[AirtableStore] = weakref.WeakSet()
 
@@ -97,6 +100,12 @@ def _write_every_held_save() -> None:
             store.write_held()
         except LeadkitError as exc:
             log.warning("a held ClientRun save could not be written at exit: %s", exc.message)
+
+
+def _key_of(record: Record) -> tuple[str, str]:
+    """A ClientRun record's (Run ID, Client ID) fields as stored."""
+    f = record["fields"]
+    return str(f.get(ClientRunResults.RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, ""))
 
 
 #: How long a passed schema check of the master base is trusted (see `AirtableStore.init`).
@@ -124,7 +133,7 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._run_record_ids: dict[str, str] = {}
         self._archive: Archive | None = None
         # Progress saves held for a moment (`save_client_run`), by (run ID, client ID).
-        self.save_coalesce_s = SAVE_COALESCE_S
+        self.save_coalesce_s = settings.airtable_progress_save_s
         self._save_lock = threading.RLock()
         self._held: dict[tuple[str, str], tuple[ClientRun, list[RunEvent]]] = {}
         self._held_timer: threading.Timer | None = None
@@ -330,43 +339,81 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         return len(self._runs(filt, max_records=None, fields=[JobTracking.RUN_ID, JobTracking.START_TIME]))
 
     # client runs ---------------------------------------------------------------------------------------
-    def open_client_runs(self, records: Sequence[ClientRun]) -> list[tuple[ClientRun, bool]]:
+    def open_client_runs(
+        self,
+        records: Sequence[ClientRun],
+        *,
+        opened: Callable[[ClientRun, bool], RunEvent] | None = None,
+        new: bool = False,
+    ) -> list[tuple[ClientRun, bool]]:
+        """Two requests per 10 records: an upsert of the key fields alone (an existing record is not touched),
+        then the creation fields of the records it created and the `opened` events of all. With `new`, one:
+        the upsert carries every field and event, which a repeat after a lost answer writes again unchanged;
+        a record that existed after all is overwritten (logged): `new` is for a caller that knows."""
         if not records:
             return []
         keys = {(r.run_id, r.client_id) for r in records}
         if len(keys) != len(records):
             raise DataError("open_client_runs was given the same (run, client) twice; each must be opened once")
         table = self._table(ClientRunResults.TABLE)
+        key_fields = [ClientRunResults.RUN_ID, ClientRunResults.CLIENT_ID]
+        if new:
+            rows = []
+            for rec in records:
+                row: Fields = {**_client_run_key(rec.run_id, rec.client_id), **self._creation_fields(rec)}
+                if opened is not None:
+                    self._put_events([], [opened(rec, True)], row)
+                rows.append({"fields": _without_blanks(row)})
+            result = table.batch_upsert(rows, key_fields=key_fields)  # type: ignore[arg-type]
+            created_ids = set(result["createdRecords"])
+            by_key = {_key_of(r): r for r in result["records"]}
+            out = []
+            for rec in records:
+                stored = by_key[(f"{rec.run_id}-{rec.client_id}", rec.client_id)]
+                if stored["id"] not in created_ids:
+                    log.warning(
+                        "ClientRun %s-%s existed before a first open; it was opened again", rec.run_id, rec.client_id
+                    )
+                self._remember(stored)
+                out.append((_client_run(stored), stored["id"] in created_ids))
+            if isinstance(self.api, AirtableApi):
+                self.api.usage.client_runs(self.base_id, len(created_ids))
+            return out
         result = table.batch_upsert(
-            [{"fields": _client_run_key(r.run_id, r.client_id)} for r in records],
-            key_fields=[ClientRunResults.RUN_ID, ClientRunResults.CLIENT_ID],
+            [{"fields": _client_run_key(r.run_id, r.client_id)} for r in records], key_fields=key_fields
         )
         created_ids = set(result["createdRecords"])
-        by_key = {
-            (r["fields"].get(ClientRunResults.RUN_ID), r["fields"].get(ClientRunResults.CLIENT_ID)): r
-            for r in result["records"]
-        }
-        fills: list[dict[str, Any]] = []
-        out: list[tuple[ClientRun, bool]] = []
+        by_key = {_key_of(r): r for r in result["records"]}
+        updates: list[dict[str, Any]] = []
+        spill: list[RunEvent] = []
+        out = []
         for rec in records:
             stored = by_key[(f"{rec.run_id}-{rec.client_id}", rec.client_id)]
             created = stored["id"] in created_ids
-            if created:
-                fields = {
-                    **_client_run_fields(rec),
-                    ClientRunResults.SOURCE: rec.source.value,
-                    ClientRunResults.START_TIME: _ts(rec.started_at),
-                }
-                fields = _without_blanks(fields)
-                fills.append({"id": stored["id"], "fields": fields})
+            fields: Fields = _without_blanks(self._creation_fields(rec)) if created else {}
+            if opened is not None:
+                known = [] if created else _events_of(stored)
+                spill += self._put_events(known, [opened(rec, created)], fields)
+            if fields:
+                updates.append({"id": stored["id"], "fields": fields})
                 stored = {**stored, "fields": {**stored["fields"], **fields}}
             self._remember(stored)
             out.append((_client_run(stored), created))
-        if fills:
-            table.batch_update(fills)  # type: ignore[arg-type]
+        if updates:
+            table.batch_update(updates)  # type: ignore[arg-type]
+        if spill:
+            self._add_table_events(spill)
         if isinstance(self.api, AirtableApi):
-            self.api.usage.client_runs(self.base_id, len(fills))
+            self.api.usage.client_runs(self.base_id, len(created_ids))
         return out
+
+    @staticmethod
+    def _creation_fields(rec: ClientRun) -> Fields:
+        return {
+            **_client_run_fields(rec),
+            ClientRunResults.SOURCE: rec.source.value,
+            ClientRunResults.START_TIME: _ts(rec.started_at),
+        }
 
     def _client_run_record(self, run_id: str, client_id: str) -> Record | None:
         record = self._table(ClientRunResults.TABLE).first(
@@ -388,16 +435,21 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
 
     def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
         """Write the record and append its events. A progress save (status Running) of a record this process
-        knows is held for up to `SAVE_COALESCE_S`, so a stage's last progress and its end go out in one request;
-        a timer writes it if nothing follows, and every read of ClientRuns or events by this store writes it
-        first. Other saves are written at once, with whatever was held."""
+        knows is held for up to AIRTABLE_PROGRESS_SAVE_S (`save_coalesce_s`), so the progress of a stage's
+        batches and the stage's end go out in one request: a timer writes it if nothing follows in time, every
+        read of ClientRuns or events by this store writes it first, and so does the exit of the process. Until
+        written it is also kept in a file in the workspace, so a process killed meanwhile (SIGKILL, out of
+        memory) loses none of it: `write_left_save`, called by whoever settles the dead process's record, writes
+        it. Other saves are written at once, with whatever was held."""
         key = (record.run_id, record.client_id)
         with self._save_lock:
             held = self._held.pop(key, None)
             events = [*held[1], *events] if held is not None else list(events)
             known = bool(record.record_id) and record.record_id in self._events
             if record.status is ClientRunStatus.RUNNING and known and self.save_coalesce_s > 0:
-                self._held[key] = (dataclasses.replace(record, metrics=dict(record.metrics)), events)
+                kept = dataclasses.replace(record, metrics=dict(record.metrics))
+                self._held[key] = (kept, events)
+                self._spool(kept, events)
                 if self._held_timer is None:
                     self._held_timer = threading.Timer(self.save_coalesce_s, self._write_held_quietly)
                     self._held_timer.daemon = True
@@ -405,6 +457,74 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
                 _HOLDING.add(self)
                 return
             self._write_client_run(record, events)
+            if held is not None:
+                self._unspool(key)
+
+    def _spool_path(self, run_id: str, client_id: str) -> Path:
+        name = f"{quote(run_id, safe='')}--{quote(client_id, safe='')}.json"
+        return Path(self.settings.leadkit_home) / HELD_DIR / self.base_id / name
+
+    def _spool(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Keep a held save in the workspace until it is written (a file replaced whole, never half-written).
+        A workspace folder that does not exist is not created for it: the save is then held in memory only."""
+        path = self._spool_path(record.run_id, record.client_id)
+        data = {
+            "record_id": record.record_id,
+            "fields": _client_run_fields(record),
+            "events": [_event_dict(e) for e in events],
+        }
+        if not Path(self.settings.leadkit_home).is_dir():
+            log.debug(
+                "no workspace folder: the held save of %s-%s is kept in memory only", record.run_id, record.client_id
+            )
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as fh:
+                json.dump(data, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:  # the save is still held in memory and written by the timer
+            log.warning("cannot keep the held save of %s-%s in %s: %s", record.run_id, record.client_id, path, exc)
+
+    def _unspool(self, key: tuple[str, str]) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._spool_path(*key).unlink()
+
+    def write_left_save(self, run_id: str, client_id: str) -> bool:
+        """Write the progress save that a process killed before writing it left in the workspace for this
+        ClientRun (see `save_client_run`), when the record is still Running; events it already wrote are not
+        added twice. True when something was written. Call it only for a record whose writer is gone."""
+        key = (run_id, client_id)
+        if key in self._held:
+            self.write_held()
+        path = self._spool_path(run_id, client_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as exc:
+            log.warning("the held save in %s cannot be read (%s); it is left there", path, exc)
+            return False
+        stored = self._client_run_record(run_id, client_id)
+        if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
+            path.unlink(missing_ok=True)  # nothing to add to: the record ended (its end has everything)
+            return False
+        known = self._events.get(stored["id"], [])
+        fresh = [e for e in data.get("events") or [] if e not in known]
+        fields: Fields = dict(data.get("fields") or {})
+        fields[ClientRunResults.STATUS] = ClientRunStatus.RUNNING.value
+        spill = self._append_events(stored["id"], [_event_from_dict(e, run_id, client_id) for e in fresh], fields)
+        self._table(ClientRunResults.TABLE).update(stored["id"], fields)
+        if ClientRunResults.EVENTS_JSON in fields:
+            self._events[stored["id"]] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+        if spill:
+            self._add_table_events(spill)
+        path.unlink(missing_ok=True)
+        log.info("wrote the progress of ClientRun %s-%s that its killed process held", run_id, client_id)
+        return True
 
     def write_held(self) -> None:
         """Write the progress saves this store is holding (see `save_client_run`)."""
@@ -418,6 +538,7 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
                     key, (record, events) = next(iter(held.items()))
                     self._write_client_run(record, events)
                     del held[key]
+                    self._unspool(key)
             finally:
                 for key, value in held.items():  # not written: kept for the next save or read
                     self._held.setdefault(key, value)
@@ -449,12 +570,18 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             self._add_table_events(spill)
 
     def touch_client_run(self, record: ClientRun, at: datetime) -> bool:
-        """Refresh the heartbeat of a Running ClientRun only (one field: no other write is undone)."""
-        stored = self._client_run_record(record.run_id, record.client_id)
-        if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
-            return False
-        self._table(ClientRunResults.TABLE).update(stored["id"], {ClientRunResults.HEARTBEAT: _ts(at)})
-        return True
+        """Refresh the heartbeat of a Running ClientRun only (one field: no other write is undone). The record
+        this process opened or was handed is touched in one request (its answer says whether it is still
+        Running; if it ended meanwhile, the heartbeat on an ended record changes nothing); another is read
+        first."""
+        record_id = self._record_ids.get((record.run_id, record.client_id))
+        if record_id is None:
+            stored = self._client_run_record(record.run_id, record.client_id)
+            if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
+                return False
+            record_id = stored["id"]
+        answer = self._table(ClientRunResults.TABLE).update(record_id, {ClientRunResults.HEARTBEAT: _ts(at)})
+        return bool(answer["fields"].get(ClientRunResults.STATUS) == ClientRunStatus.RUNNING.value)
 
     def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Remember a handed-over ClientRun's record ID and events, so saving it needs no read first."""
@@ -463,12 +590,17 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             self._events[record.record_id] = [_event_dict(e) for e in events]
 
     def _append_events(self, record_id: str, events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
-        """Put `events` into `fields` (Events JSON, Progress Log and Last Event At of the record); return those
-        that do not fit the Events JSON cell, for the Run Events table. The Progress Log keeps its newest lines
-        (with a marker line when older ones were left out), so no cell ever passes Airtable's 100,000 characters."""
+        """`_put_events` after the events this process knows the record `record_id` has."""
+        return self._put_events(self._events.get(record_id, []), events, fields)
+
+    @staticmethod
+    def _put_events(known: list[dict[str, Any]], events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
+        """Put `events` after `known` into `fields` (Events JSON, Progress Log and Last Event At of the record);
+        return those that do not fit the Events JSON cell, for the Run Events table. The Progress Log keeps its
+        newest lines (with a marker line when older ones were left out), so no cell ever passes Airtable's
+        100,000 characters."""
         if not events:
             return []
-        known = self._events.get(record_id, [])
         new = [_event_dict(e) for e in events]
         size = len(json.dumps(known, separators=(",", ":")))
         fit = 0  # how many of the new events still fit the Events JSON cell
