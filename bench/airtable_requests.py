@@ -8,7 +8,12 @@ client bases, divided by the number of client runs, beside the floor: ceil(recor
 ClientRuns in upserts of 10, insert and finish the Run, save each ClientRun once) and one read of each client's
 leads.
 
-    .venv/bin/python bench/airtable_requests.py [--clients 30] [--workers 2]
+    .venv/bin/python bench/airtable_requests.py [--clients 30] [--workers 2] [--actor-run-s 2.5]
+        [--progress-save-s S]
+
+A Running ClientRun's progress saves wait for its next save or heartbeat (AIRTABLE_PROGRESS_SAVE_S, default
+300 s): a client run shorter than that writes its record twice (open and end), a longer one about once more per
+300 s; `--progress-save-s 0` shows what writing each progress save at once costs.
 
 The master figure is a per-client part (the ClientRun's own writes) plus a per-batch part (the lease, the Run,
 the client list) shared by the batch's clients; both are printed.
@@ -36,7 +41,8 @@ from leadkit.store.provision import provision
 from leadkit.store.schema import MAX_RECORDS_PER_REQUEST
 
 LEADS_PER_BATCH = 5
-#: Each Apify run lasts this long: longer than `SAVE_COALESCE_S`, so no batch's progress save is merged away.
+#: Each Apify run lasts this long (a client run of two batches takes a few seconds: its progress saves are held
+#: until its end, as in any client run shorter than AIRTABLE_PROGRESS_SAVE_S).
 ACTOR_RUN_S = 2.5
 BATCHES = 2
 EMPTY_TABLE = [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]
@@ -46,6 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--actor-run-s", type=float, default=ACTOR_RUN_S, help="how long each (sandbox) Apify actor run lasts"
+    )
+    parser.add_argument(
+        "--progress-save-s",
+        type=float,
+        default=None,
+        help="AIRTABLE_PROGRESS_SAVE_S for the batch (default: leadkit's); 0 writes every progress save at once",
+    )
     args = parser.parse_args(argv)
     n = args.clients
 
@@ -53,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from leadkit.workspace import Workspace
 
     with Sandbox(rate_limit=0) as sandbox, tempfile.TemporaryDirectory(prefix="leadkit-bench-") as home:
-        sandbox.apify.run_duration_s = ACTOR_RUN_S  # longer than a held save waits: each batch is its own save
+        sandbox.apify.run_duration_s = args.actor_run_s
         master = sandbox.airtable.create_base("Master Clients", EMPTY_TABLE)
         settings = Settings(
             leadkit_home=Path(home),
@@ -63,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             airtable_rate_limit_wait_s=1.0,
             apify_api_url=sandbox.apify_url,
             apify_token=SecretStr(sandbox.token),
+            **({} if args.progress_save_s is None else {"airtable_progress_save_s": args.progress_save_s}),
         )
         api = make_api(settings)
         provision(api, master, "master")

@@ -42,10 +42,11 @@ class Settings(BaseSettings):
         45.0, gt=0, description="Pace of all requests of the token across bases (Airtable allows 50 a second)."
     )
     airtable_progress_save_s: float = Field(
-        60.0,
+        300.0,
         ge=0,
         description="How long a Running ClientRun's progress may wait to share one Airtable request with the next "
-        "save of it (kept in the workspace meanwhile: a killed process loses none of it); 0: each at once.",
+        "save or heartbeat of it (at most a third of LEADKIT_STALE_AFTER_S; kept in the workspace meanwhile: a "
+        "killed process loses none of it); 0: each at once.",
     )
     leadkit_airtable_plan: Literal["free", "team", "business", "enterprise"] = Field(
         "team", description="The Airtable workspace plan the budget is shown against: free, team, business, enterprise."

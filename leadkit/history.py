@@ -141,9 +141,12 @@ def status_event(run: Run, note: str, *, at: datetime | None = None) -> RunEvent
     return RunEvent(run.run_id, "", RUN_STAGE, EventKind.INFO, note, at=at or utcnow())
 
 
-def record_finish(ws: Workspace, run: Run) -> None:
-    """Keep the status a batch finished the run with ("... after resume" when it was resumed)."""
-    resumed = any(c.status.startswith(RESUMED) for c in run_history(ws, run.run_id, fallback=False))
+def record_finish(ws: Workspace, run: Run, *, resumed: bool | None = None) -> None:
+    """Keep the status a batch finished the run with ("... after resume" when it was resumed). `resumed`: whether
+    the run was ever resumed, when the caller knows (a batch that started the run knows it was not); else the
+    run's status changes are read to find out."""
+    if resumed is None:
+        resumed = any(c.status.startswith(RESUMED) for c in run_history(ws, run.run_id, fallback=False))
     note = f"{run.status.value} {AFTER_RESUME}" if resumed else run.status.value
     ws.store.add_events([status_event(run, note)])
 

@@ -74,6 +74,8 @@ class BatchLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: The run to name on the lease from the next heartbeat on (`set_run`).
+        self._run_id = ""
 
     def _takeover_note(self, held: Lease, host: str) -> str | None:
         """Why `held` may be taken over, or None when its holder is alive and fresh."""
@@ -92,6 +94,7 @@ class BatchLease:
 
     def acquire(self, run_id: str = "") -> None:
         store = self.ws.store
+        self._run_id = run_id
         host = socket.gethostname()
         started = process_started(os.getpid()) or 0.0
         for _ in range(5):
@@ -122,12 +125,10 @@ class BatchLease:
         self._thread.start()
 
     def set_run(self, run_id: str) -> None:
+        """Name the run this batch runs on its lease. It goes out with the next heartbeat (within a third of
+        the TTL), not in a write of its own: the run ID only informs whoever finds the lease held."""
         with self._lock:
-            if self.current is None:
-                return
-            new = Lease(**{**self.current.__dict__, "run_id": run_id, "heartbeat_at": utcnow()})
-            if self.ws.store.swap_lease(self.name, self.current, new):
-                self.current = new
+            self._run_id = run_id
 
     def _beat(self) -> None:
         renewed = time.monotonic()
@@ -136,6 +137,8 @@ class BatchLease:
                 if self.current is None:
                     return
                 new = Lease(**{**self.current.__dict__, "heartbeat_at": utcnow()})
+                if self._run_id:
+                    new = Lease(**{**new.__dict__, "run_id": self._run_id})
                 try:
                     swapped = self.ws.store.swap_lease(self.name, self.current, new)
                 except Exception as exc:  # a failed heartbeat is retried next beat, while the TTL lasts

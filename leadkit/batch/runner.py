@@ -135,12 +135,19 @@ def kernel_env(
     return env
 
 
-def select_clients(ws: Workspace, client_ids: Sequence[str] | None, stream: int | None) -> list[Client]:
-    """The named clients (any status), or every Active client (of `stream`, when given). DataError (exit 2)
-    when that is nobody, naming what was asked and what the workspace has."""
+def select_clients(
+    ws: Workspace,
+    client_ids: Sequence[str] | None,
+    stream: int | None,
+    *,
+    known: Sequence[Client] | None = None,
+) -> list[Client]:
+    """The named clients (any status), or every Active client (of `stream`, when given), among `known` (the
+    workspace's clients as the caller read them; read here when not given). DataError (exit 2) when that is
+    nobody, naming what was asked and what the workspace has."""
     from leadkit.runids import validate_client_id
 
-    all_clients = ws.store.list_clients()
+    all_clients = list(known) if known is not None else ws.store.list_clients()
     if client_ids:
         by_id = {c.client_id: c for c in all_clients}
         chosen = []
@@ -253,17 +260,18 @@ def run_batch(
     n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency(ws.settings)
     records = ws.records
     prior = records.get_run(RunId.parse(resume)) if resume else None
+    known = ws.store.list_clients()  # read once: the selection, the sweep and the jobs all use it
     if prior is not None:
-        clients = _resume_selection(ws, prior)
+        clients = _resume_selection(ws, prior, known)
     else:
-        clients = select_clients(ws, client_ids, stream)
+        clients = select_clients(ws, client_ids, stream, known=known)
     streams = sorted({c.stream for c in clients}) or [prior.stream if prior else (stream or 1)]
     leases = StreamLeases(ws, streams, ttl_s=lease_ttl_s)
     leases.acquire()
     _crash_point("lease")
     try:
         with _sigterm_exits():
-            swept, _ = _sweep_under(ws, streams)
+            swept, _ = _sweep_under(ws, streams, known=known)
             apify_runs = preflight(ws, clients, stages, dry_run)
             if prior is not None:
                 run = records.get_run(prior.run_id)
@@ -279,8 +287,9 @@ def run_batch(
                 ws,
                 leases,
                 run,
+                known,
                 todo,
-                resumed,
+                resumed if prior is not None else None,
                 swept,
                 n,
                 apify_runs,
@@ -307,11 +316,16 @@ class SweepReport:
 
 
 def _sweep_under(
-    ws: Workspace, streams: Sequence[int], older_than: timedelta | None = None
+    ws: Workspace,
+    streams: Sequence[int],
+    older_than: timedelta | None = None,
+    *,
+    known: Sequence[Client] | None = None,
 ) -> tuple[list[ClientRun], list[Run]]:
     """The sweep, for a caller that holds the leases of `streams`: nothing of them is running, so what is
-    Running there is left over."""
-    clients = {c.client_id for c in ws.store.list_clients() if c.stream in streams}
+    Running there is left over. `known`: the workspace's clients, when the caller has read them."""
+    listed = known if known is not None else ws.store.list_clients()
+    clients = {c.client_id for c in listed if c.stream in streams}
     swept = ws.records.sweep(older_than=older_than, clients=clients)
     if swept:
         log.warning("swept %d Running records of streams %s to Stale", len(swept), streams)
@@ -354,8 +368,9 @@ def _run(
     ws: Workspace,
     leases: StreamLeases,
     run: Run,
+    known: Sequence[Client],
     todo: Sequence[str],
-    resumed: set[str],
+    resumed_records: set[str] | None,
     swept: list[ClientRun],
     concurrency: int,
     apify_runs: int | None,
@@ -370,6 +385,9 @@ def _run(
     progress_stream: Any,
 ) -> BatchResult:
     records = ws.records
+    # a resumed run: the clients it has records of; a new run (None) has no records or events yet
+    resumed = resumed_records or set()
+    was_resumed = None if resumed_records is not None else False
     leases.set_run(run.run_id)
     run_id = RunId.parse(run.run_id)
     for note in leases.takeover_notes:
@@ -387,10 +405,10 @@ def _run(
             else SlotSpec(apify_runs, "file", path=str(ws.home / "apify-slots"))
         )
     env = kernel_env(ws.settings, ws, log_file, secrets=not remote, slots=slots)
-    clients = {c.client_id: c for c in ws.store.list_clients()}
+    clients = {c.client_id: c for c in known}
     queue = list(todo)
     total = len(queue)
-    attempts = ended_attempt_counts(ws, run_id.base)
+    attempts = ended_attempt_counts(ws, run_id.base) if resumed else {}
     lost: list[str] = []
 
     def dispatch(k: int) -> list[NotebookJob]:
@@ -471,7 +489,9 @@ def _run(
                     results = execute_local(dispatch, concurrency, settle)
             except BaseException as exc:
                 record_finish(
-                    ws, records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}")
+                    ws,
+                    records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}"),
+                    resumed=was_resumed,
                 )
                 raise
             finally:
@@ -481,7 +501,7 @@ def _run(
                 _record_lost_lease(ws, run, leases.lost, queue)
             _crash_point("finish")
             run = records.finish_run(run, failed_reason=lost[0] if lost else None)
-            record_finish(ws, run)
+            record_finish(ws, run, resumed=was_resumed)
             log.info("batch %s finished: %s", run.run_id, run.status.value)
     finally:
         logging.getLogger("leadkit").removeHandler(handler)
@@ -510,7 +530,7 @@ def _record_lost_lease(ws: Workspace, run: Run, why: str, queue: Sequence[str]) 
     ws.store.add_events([RunEvent(run.run_id, "", "lease", EventKind.FAILED, message)])
 
 
-def _resume_selection(ws: Workspace, run: Run) -> list[Client]:
+def _resume_selection(ws: Workspace, run: Run, known: Sequence[Client]) -> list[Client]:
     """The clients the run was started for: the named ones (kept in its notes), else the Active clients of its
     stream that it has records for or that are Active now."""
     named: list[str] = []
@@ -518,9 +538,9 @@ def _resume_selection(ws: Workspace, run: Run) -> list[Client]:
         if line.startswith(_SELECTION_PREFIX):
             named = [c for c in line[len(_SELECTION_PREFIX) :].split(",") if c]
     if named:
-        return select_clients(ws, named, None)
+        return select_clients(ws, named, None, known=known)
     existing = {r.client_id for r in ws.store.list_client_runs(run_id=run.run_id)}
-    return [c for c in ws.store.list_clients() if c.client_id in existing or (c.active and c.stream == run.stream)]
+    return [c for c in known if c.client_id in existing or (c.active and c.stream == run.stream)]
 
 
 def _resume(ws: Workspace, run: Run, clients: Sequence[Client]) -> list[str]:

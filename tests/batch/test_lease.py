@@ -206,3 +206,23 @@ def test_an_empty_selection_exits_2_naming_what_was_asked_and_records_no_run(bat
     assert "stream 9" in out.stderr and "streams 1" in out.stderr
     assert batch_env.ws.store.list_runs() == []
     assert batch_env.ws.store.get_lease(lease_name(9)) is None
+
+
+def test_the_run_id_goes_out_with_the_next_heartbeat_not_a_write_of_its_own(batch_env: Env) -> None:
+    lease = BatchLease(batch_env.ws, 1, ttl_s=1.5)  # beats every 0.5 s
+    lease.acquire()
+    try:
+        written = batch_env.ws.store.get_lease(lease_name(1))
+        assert written is not None and written.run_id == ""
+        lease.set_run("261204-050000")
+        assert batch_env.ws.store.get_lease(lease_name(1)) == written  # no write of its own
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = batch_env.ws.store.get_lease(lease_name(1))
+            if now is not None and now.run_id:
+                break
+            time.sleep(0.05)
+        assert now is not None and now.run_id == "261204-050000"
+        assert now.heartbeat_at > written.heartbeat_at and lease.lost is None
+    finally:
+        lease.release()

@@ -191,6 +191,30 @@ def test_open_client_runs_is_idempotent(store: Store) -> None:
     assert store.get_client_run("250925-201845", "Client-00") == existing
 
 
+def test_open_client_runs_writes_each_records_opened_event(store: Store) -> None:
+    """The `opened` callback's event goes in with the open (a created record's first event, or a note on the
+    record that existed), on both backends; `new` opens records that cannot exist yet the same way."""
+
+    def note(rec: ClientRun, created: bool) -> RunEvent:
+        kind = EventKind.OPENED if created else EventKind.REOPENED
+        return RunEvent(rec.run_id, rec.client_id, "records", kind, f"created={created}", at=at(1))
+
+    first = [client_run("250925-201845", f"Client-{i:02d}") for i in range(11)]
+    opened = store.open_client_runs(first, opened=note, new=True)
+    assert [created for _, created in opened] == [True] * 11
+    again = store.open_client_runs(
+        [client_run("250925-201845", "Client-03"), client_run("250925-201845", "New")], opened=note
+    )
+    assert [created for _, created in again] == [False, True]
+    assert [(e.kind, e.message) for e in store.list_events(client_id="Client-03")] == [
+        (EventKind.OPENED, "created=True"),
+        (EventKind.REOPENED, "created=False"),
+    ]
+    assert [e.kind for e in store.list_events(client_id="New")] == [EventKind.OPENED]
+    assert [e.kind for e in store.list_events(client_id="Client-10")] == [EventKind.OPENED]
+    assert len(store.list_client_runs(run_id="250925-201845")) == 12
+
+
 def test_recovery_source_is_kept(store: Store) -> None:
     [(stored, created)] = store.open_client_runs([client_run("250925-201845", "Globex", source=Source.RECOVERY)])
     assert created

@@ -16,7 +16,11 @@ Request policy (every call goes through `AirtableApi.request`):
 
 Records: a ClientRun is opened with one `performUpsert` on (`Run ID`, `Client ID`) per 10 records that sends
 only the key fields, so an existing record is never touched; only the records the upsert created get their
-creation fields. A ClientRun's events live inside its record (`Events JSON`, and `Progress Log` for people),
+creation fields (with their first event, in one request for the batch). A new run's ClientRuns, which cannot
+exist yet, are opened with every field in that one upsert, which a repeat after a lost answer writes again
+unchanged. A Running ClientRun's progress save is held until its next save or heartbeat, at most
+AIRTABLE_PROGRESS_SAVE_S, and kept in a file in the workspace until written, so a killed process loses none of it
+(`write_left_save`). A ClientRun's events live inside its record (`Events JSON`, and `Progress Log` for people),
 so saving a record with its events is one request; events that have no ClientRun (or no room left in the
 100,000-character cell) go to the `Run Events` table, upserted on a key made from the event, so a repeated save
 adds nothing. No cell is written longer than Airtable's 100,000 characters (long texts are cut with a marker; the

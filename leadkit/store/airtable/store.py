@@ -133,7 +133,8 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._run_record_ids: dict[str, str] = {}
         self._archive: Archive | None = None
         # Progress saves held for a moment (`save_client_run`), by (run ID, client ID).
-        self.save_coalesce_s = settings.airtable_progress_save_s
+        # never longer than a heartbeat interval (a third of the stale TTL): a held heartbeat cannot go Stale
+        self.save_coalesce_s = min(settings.airtable_progress_save_s, settings.leadkit_stale_after_s / 3)
         self._save_lock = threading.RLock()
         self._held: dict[tuple[str, str], tuple[ClientRun, list[RunEvent]]] = {}
         self._held_timer: threading.Timer | None = None
@@ -573,8 +574,21 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         """Refresh the heartbeat of a Running ClientRun only (one field: no other write is undone). The record
         this process opened or was handed is touched in one request (its answer says whether it is still
         Running; if it ended meanwhile, the heartbeat on an ended record changes nothing); another is read
-        first."""
-        record_id = self._record_ids.get((record.run_id, record.client_id))
+        first. A progress save of it that is held (`save_client_run`) goes out in that request instead, with
+        the new heartbeat."""
+        key = (record.run_id, record.client_id)
+        with self._save_lock:
+            held = self._held.pop(key, None)
+            if held is not None:
+                kept, events = held
+                try:
+                    self._write_client_run(dataclasses.replace(kept, heartbeat_at=at), events)
+                except BaseException:
+                    self._held.setdefault(key, held)  # kept for the next save, read or beat
+                    raise
+                self._unspool(key)
+                return True
+        record_id = self._record_ids.get(key)
         if record_id is None:
             stored = self._client_run_record(record.run_id, record.client_id)
             if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
