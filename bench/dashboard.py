@@ -8,7 +8,8 @@ in its own process:
 - SQLite, small: the same 500 clients and one run of 500 ClientRuns (25 failures): the baseline.
 - Airtable (through the sandbox, on loopback), at a smaller size: 20 clients, 1,000 ClientRuns in 50 runs
   against one run of 20, written through the API in batches of 10.
-For each view (Overview, Runs, a run's drill-down, Failures, Auth checks, Client health): seconds from
+Alerts: one per failed ClientRun (5,000 on the large SQLite workspace).
+For each view (Overview, Runs, a run's drill-down, Failures, Auth checks, Client health, Alerts): seconds from
 navigation to the view's table showing its rows; the median of several fresh page loads after a warm-up.
 The scale of a view is its large-workspace time over its small-workspace time.
 
@@ -66,6 +67,7 @@ VIEWS = [
     ("failures", "view=failures", ".lk-failures-table"),
     ("auth", "view=auth", ".lk-auth-history"),
     ("health", "view=health", ".lk-health-table"),
+    ("alerts", "view=alerts", ".lk-alert-history"),
 ]
 
 
@@ -93,6 +95,33 @@ def _status(i: int, client: int) -> str:
     return "Failed" if k < 5 else "Completed with Errors" if k < 7 else "Skipped" if k < 10 else "Completed"
 
 
+def _add_alerts(store: Any, made: list[Any], runs: int) -> None:
+    """One alert per failed ClientRun, in the store's own table (through its API, 500 at a time)."""
+    from leadkit.models import Alert
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    step = timedelta(days=DAYS) / runs
+    alerts = [
+        Alert(
+            "failure",
+            f"upstream: Apify returned <n> for run {r}",
+            f"{client.client_id} failed",
+            f"{client.client_id} failed in run {r}: Apify returned 502",
+            "json://127.0.0.1:8025",
+            c % 11 != 0,
+            None if c % 11 else "connection refused",
+            clients=[client.client_id],
+            message_id=f"m-{r}-{c}",
+            at=now - timedelta(days=DAYS) + step * (r + 1),
+        )
+        for r in range(runs)
+        for c, client in enumerate(made)
+        if _status(r, c) == "Failed"
+    ]
+    for k in range(0, len(alerts), 500):
+        store.add_alerts(alerts[k : k + 500])
+
+
 def build_sqlite(home: Path, clients: int, runs: int) -> str:
     """A workspace with `clients` clients and `runs` runs of every client over `DAYS` days; the newest run's ID."""
     from leadkit.config import get_settings
@@ -115,6 +144,7 @@ def build_sqlite(home: Path, clients: int, runs: int) -> str:
             for name in ("airtable", "apify")
         ]
     )
+    _add_alerts(ws.store, made, runs)
     ws.close()
     now = datetime.now(UTC).replace(microsecond=0)
     step = timedelta(days=DAYS) / runs
@@ -317,6 +347,7 @@ def build_airtable(sandbox: Any, home: Path, clients: int, runs: int) -> tuple[d
         crr.batch_create(records)
         for failure in failures:
             store.add_failure(failure)
+    _add_alerts(store, made, runs)
     store.close()
     _ = Failures
     return env, newest

@@ -1,7 +1,8 @@
 """The dashboard's Alerts view: each channel's delivery state and last test, the alert history, and the triage
 of failure groups (a status and a note), which only a logged-in user (`leadkit dashboard --basic-auth`) can set.
 
-Registered in `dashboards/app.py`; like every view it has a `layout` and a `refresh()` that re-reads the store.
+Registered in `dashboards/app.py`; like every view (`dashboards/view.py`) it reads the store in a worker thread
+(`read`) and changes its models on the session's loop (`show`).
 Every value from a record is shown as text (Tabulator's escaping `plaintext` formatter, `html.escape`).
 """
 
@@ -17,11 +18,18 @@ import panel as pn
 
 import leadkit as lk
 
+try:
+    from dashboards.view import View
+except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
+    from view import View  # type: ignore[no-redef]
+
 log = logging.getLogger("leadkit.dashboard")
 
 CHANNEL_COLUMNS = ["Channel", "Last alert", "Delivered", "Error", "Undelivered", "Last test", "Test delivered"]
 ALERT_COLUMNS = ["At", "Kind", "Key", "Clients", "Channel", "Delivered", "Error", "Subject"]
 TRIAGE_STATUSES = ["NEW", "INVESTIGATING", "FIXED", "IGNORED"]
+HISTORY_ROWS = 200  # the newest alert rows read
+HISTORY_PAGE = 25  # rows per page of the history table
 
 
 def _when(value: Any) -> str:
@@ -60,25 +68,27 @@ def alert_rows(ws: Any) -> pd.DataFrame:
             a.error or "",
             a.subject,
         ]
-        for a in lk.list_alerts(ws, limit=200)
+        for a in lk.list_alerts(ws, limit=HISTORY_ROWS)
     ]
     return pd.DataFrame(rows, columns=ALERT_COLUMNS, dtype=str)
 
 
-class AlertsView:
+class AlertsView(View):
     """Channels, history and triage. `table` and `set_value` are the dashboard's own helpers (plain-text tables
     that redraw only when their rows changed), handed in by `dashboards/app.py`."""
 
     def __init__(self, app: Any, *, table: Callable[..., Any], set_value: Callable[[Any, pd.DataFrame], None]) -> None:
-        self.ws = app.ws
+        super().__init__(app)
         self.set_value = set_value
-        self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
         self.channels = table(pd.DataFrame(columns=CHANNEL_COLUMNS), "lk-alert-channels")
-        self.history = table(pd.DataFrame(columns=ALERT_COLUMNS), "lk-alert-history")
+        # a page at a time: the browser draws 25 wrapped rows whatever the history holds
+        self.history = table(
+            pd.DataFrame(columns=ALERT_COLUMNS), "lk-alert-history", pagination="local", page_size=HISTORY_PAGE
+        )
         self.user = pn.state.user if pn.state.curdoc is not None else None
-        self.fingerprint = pn.widgets.TextInput(name="Fingerprint (or a unique start of it)", width=420)
-        self.status = pn.widgets.Select(name="Status", options=TRIAGE_STATUSES, value="INVESTIGATING", width=160)
-        self.note = pn.widgets.TextInput(name="Note", width=320)
+        self.fingerprint = pn.widgets.TextInput(label="Fingerprint (or a unique start of it)", width=420)
+        self.status = pn.widgets.Select(label="Status", options=TRIAGE_STATUSES, value="INVESTIGATING", width=160)
+        self.note = pn.widgets.TextInput(label="Note", width=320)
         self.set_button = pn.widgets.Button(label="Set status", color="primary", css_classes=["lk-triage-set"])
         self.set_button.on_click(self._set)
         self.triage_result = pn.pane.HTML("", css_classes=["lk-triage-result"])
@@ -119,16 +129,9 @@ class AlertsView:
             f'<span class="lk-triage-done">{html.escape(triage.status.value)}: {html.escape(triage.fingerprint)}</span>'
         )
 
-    def refresh(self) -> None:
-        try:
-            channels, history = channel_rows(self.ws), alert_rows(self.ws)
-        except lk.LeadkitError as exc:
-            self.message.object = f'<div class="lk-error">{html.escape(f"{exc.message} ({exc.hint})")}</div>'
-            return
-        except Exception as exc:
-            log.exception("dashboard view AlertsView failed")
-            self.message.object = f'<div class="lk-error">{html.escape(f"{type(exc).__name__}: {exc}")}</div>'
-            return
-        self.message.object = ""
-        self.set_value(self.channels, channels)
-        self.set_value(self.history, history)
+    def read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return channel_rows(self.ws), alert_rows(self.ws)
+
+    def show(self, got: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        self.set_value(self.channels, got[0])
+        self.set_value(self.history, got[1])

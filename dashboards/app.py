@@ -33,6 +33,7 @@ try:
     from dashboards.run_page import RunPanel
     from dashboards.tables import WRAP_CSS, Table
     from dashboards.usage_view import UsageCard
+    from dashboards.view import View
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
     import data  # type: ignore[no-redef]
     from alerts_view import AlertsView  # type: ignore[no-redef]
@@ -41,6 +42,7 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from run_page import RunPanel  # type: ignore[no-redef]
     from tables import WRAP_CSS, Table  # type: ignore[no-redef]
     from usage_view import UsageCard  # type: ignore[no-redef]
+    from view import View  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
 
@@ -131,34 +133,6 @@ class State(param.Parameterized):
     unresolved = param.Boolean(default=False)
 
 
-class View:
-    """One page of the dashboard: `layout` is shown, `refresh()` re-reads the store in place."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.ws = app.ws
-        self.state = app.state
-        self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
-        self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
-
-    def refresh(self) -> None:
-        try:
-            self.load()
-        except lk.LeadkitError as exc:
-            self.show_error(f"{exc.message} ({exc.hint})")
-        except Exception as exc:
-            log.exception("dashboard view %s failed", type(self).__name__)
-            self.show_error(f"{type(exc).__name__}: {exc}")
-        else:
-            self.message.object = ""
-
-    def show_error(self, text: str) -> None:
-        self.message.object = f'<div class="lk-error" style="color:#b00020;white-space:pre-wrap">{esc(text)}</div>'
-
-    def load(self) -> None:
-        raise NotImplementedError
-
-
 # ------------------------------------------------------------------------------------------------ overview
 class OverviewView(View):
     def __init__(self, app: App) -> None:
@@ -221,21 +195,32 @@ class OverviewView(View):
     def _open(self, event: Any) -> None:
         self.app.open_run(str(self.latest.row(event.row)["Run ID"]))
 
-    def load(self) -> None:
+    def read(self) -> dict[str, Any]:
         failing = data.failing_clients(self.ws)
         auth = data.auth_latest(self.ws)
         numbers = {**data.overview_numbers(self.ws, failing=failing, auth=auth), **lk.alert_summary(self.ws)}
-        self.numbers.object = key_values(numbers, "lk-numbers")
-        by_day = data.runs_by_day(self.ws)
-        self.days.factors = list(by_day["day"])
-        self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
-        self.latest.update(data.latest_runs(self.ws))
         if len(failing):
             failing = failing.assign(Error=[lk.failure_headline(str(m)) for m in failing["Error"]])
-        self.failing.update(failing[FAILING_ORDER])
-        self.auth.update(auth[AUTH_ORDER])
-        self.stats.update(data.stats_rows(self.ws))
-        self.usage.refresh()
+        return {
+            "numbers": numbers,
+            "by_day": data.runs_by_day(self.ws),
+            "latest": data.latest_runs(self.ws),
+            "failing": failing[FAILING_ORDER],
+            "auth": auth[AUTH_ORDER],
+            "stats": data.stats_rows(self.ws),
+            "usage": self.usage.read(),
+        }
+
+    def show(self, got: dict[str, Any]) -> None:
+        self.numbers.object = key_values(got["numbers"], "lk-numbers")
+        by_day = got["by_day"]
+        self.days.factors = list(by_day["day"])
+        self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}
+        self.latest.update(got["latest"])
+        self.failing.update(got["failing"])
+        self.auth.update(got["auth"])
+        self.stats.update(got["stats"])
+        self.usage.show(got["usage"])
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -307,12 +292,14 @@ class RunsView(View):
     def _open(self, event: Any) -> None:
         self.app.open_run(str(self.table.row(event.row)["Run ID"]))
 
-    def load(self) -> None:
+    def read(self) -> Any:
         status = "" if self.state.status == HAS_FAILURES else self.state.status
         filt = data.run_filter(status, self.state.client, self.state.since, self.state.until)
         if self.state.status == HAS_FAILURES:
             filt = dataclasses.replace(filt, has_failures=True)
-        result = data.runs_page(self.ws, filt, self.state.page)
+        return data.runs_page(self.ws, filt, self.state.page)
+
+    def show(self, result: Any) -> None:
         self.table.update(result.rows, empty=self._why_empty())
         self.info.object = (
             f'<span class="lk-page">Page {result.page} of {result.pages}</span> · '
@@ -357,16 +344,20 @@ class RunView(View):
             self.panel.layout,
         ]
 
-    def load(self) -> None:
+    def read(self) -> Any:
+        return self.panel.read(self.state.run) if self.state.run else None
+
+    def show(self, got: Any) -> None:
         self.run_input.value = self.state.run
-        if not self.state.run:
+        if got is None:
             self.panel.clear("Pick a run in Runs (or the overview), or type its ID.")
-            return
-        try:
-            self.panel.load(self.state.run)
-        except lk.LeadkitError:
-            self.panel.clear("")
-            raise
+        else:
+            self.panel.show(got)
+
+    def show_error(self, text: str) -> None:
+        self.run_input.value = self.state.run
+        self.panel.clear("")
+        super().show_error(text)
 
 
 # ------------------------------------------------------------------------------------------------ failures
@@ -384,8 +375,11 @@ class FailuresView(View):
             self.panel.layout,
         ]
 
-    def load(self) -> None:
-        self.panel.load(unresolved_only=self.state.unresolved)
+    def read(self) -> Any:
+        return self.panel.read(unresolved_only=self.state.unresolved)
+
+    def show(self, got: Any) -> None:
+        self.panel.show(got)
 
 
 # ------------------------------------------------------------------------------------------------ auth checks
@@ -428,9 +422,12 @@ class AuthView(View):
         self.status.object = f'<span class="lk-checked">checked {len(checks)} credentials, {bad} failing</span>'
         self.refresh()
 
-    def load(self) -> None:
-        self.latest.update(data.auth_latest(self.ws)[AUTH_ORDER])
-        self.history.update(data.auth_history(self.ws)[AUTH_ORDER])
+    def read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return data.auth_latest(self.ws)[AUTH_ORDER], data.auth_history(self.ws)[AUTH_ORDER]
+
+    def show(self, got: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+        self.latest.update(got[0])
+        self.history.update(got[1])
 
 
 # ------------------------------------------------------------------------------------------------ client health
@@ -447,15 +444,20 @@ class HealthView(View):
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "health" else None, "client")
         self.layout[:] = [self.title, self.message]
 
-    def load(self) -> None:
-        if self.state.client:
+    def read(self) -> tuple[str, Any]:
+        client = self.state.client
+        return (client, self.page.read(client)) if client else ("", self.overview.read())
+
+    def show(self, got: tuple[str, Any]) -> None:
+        client, read = got
+        if client:
             self.title.object = "## Client health: one client"
             self.layout[:] = [pn.Row(self.title, self.back), self.message, self.page.layout]
-            self.page.load(self.state.client)
+            self.page.show(read)
         else:
             self.title.object = "## Client health: what needs action, what waits, what is fine"
             self.layout[:] = [self.title, self.message, self.overview.layout]
-            self.overview.load()
+            self.overview.show(read)
 
 
 VIEW_CLASSES: dict[str, Callable[[App], View]] = {
@@ -505,7 +507,7 @@ class App:
         self.state.param.watch(lambda _: self._show(), "view")
         self._show()
         if refresh_s > 0:
-            pn.state.add_periodic_callback(self.refresh, period=int(refresh_s * 1000))
+            pn.state.add_periodic_callback(self._tick, period=int(refresh_s * 1000))  # type: ignore[arg-type]
         sidebar = pn.Column(
             pn.pane.Markdown("### leadkit"),
             self.nav,
@@ -535,6 +537,12 @@ class App:
         view = self.views.get(self.state.view)
         if view is not None:
             view.refresh()
+
+    async def _tick(self) -> None:
+        """The periodic refresh: the shown view re-read in a worker thread (the next tick waits for this one)."""
+        view = self.views.get(self.state.view)
+        if view is not None:
+            await view.reload()
 
 
 def create_app(ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> pn.viewable.Viewable:

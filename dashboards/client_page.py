@@ -61,8 +61,11 @@ class HealthPanel:
         self.counts = pn.pane.HTML("", css_classes=["lk-health-counts"])
         self.layout = pn.Column(self.counts, self.table.layout, sizing_mode="stretch_width")
 
-    def load(self) -> None:
-        rows = cd.health_rows(self.ws)
+    def read(self) -> pd.DataFrame:
+        """Every client's health row (a worker thread may call this: it changes no model)."""
+        return cd.health_rows(self.ws)
+
+    def show(self, rows: pd.DataFrame) -> None:
         counts = rows["Severity"].value_counts()
         self.counts.object = (
             " · ".join(f"{severity_badge(s)} {int(counts.get(s, 0))}" for s in cd.SEVERITIES)
@@ -72,7 +75,7 @@ class HealthPanel:
 
 
 class ClientPanel:
-    """One client's page (`layout`); `load(client_id)` reads it again."""
+    """One client's page (`layout`): `read(client_id)` off the loop, then `show(page)`."""
 
     def __init__(self, ws: Any, tz: Callable[[], str | None]) -> None:
         from bokeh.models import ColumnDataSource, FactorRange
@@ -137,8 +140,11 @@ class ClientPanel:
             sizing_mode="stretch_width",
         )
 
-    def load(self, client_id: str) -> None:
-        page = cd.client_page(self.ws, client_id)
+    def read(self, client_id: str) -> Any:
+        """The client's page data (a worker thread may call this: it changes no model)."""
+        return cd.client_page(self.ws, client_id)
+
+    def show(self, page: Any) -> None:
         a = page.assessment
         self.answer.object = (
             f'<h2 class="lk-client-title">{html.escape(page.client_id)} {severity_badge(a.severity)}</h2>'

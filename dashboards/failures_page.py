@@ -54,7 +54,8 @@ def group_rows(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
 
 
 class FailuresPanel:
-    """The groups (`layout`); `load()` reads them again. `may_act`: the viewer logged in, so it may re-run."""
+    """The groups (`layout`): `read()` off the loop, then `show(groups)`. `may_act`: the viewer logged in, so it
+    may re-run."""
 
     def __init__(self, ws: Any, tz: Callable[[], str | None], *, may_act: bool) -> None:
         self.ws = ws
@@ -94,8 +95,12 @@ class FailuresPanel:
             sizing_mode="stretch_width",
         )
 
-    def load(self, *, unresolved_only: bool) -> None:
-        rows = group_rows(self.ws, unresolved_only=unresolved_only)
+    def read(self, *, unresolved_only: bool) -> tuple[pd.DataFrame, bool]:
+        """The failure groups (a worker thread may call this: it changes no model)."""
+        return group_rows(self.ws, unresolved_only=unresolved_only), unresolved_only
+
+    def show(self, got: tuple[pd.DataFrame, bool]) -> None:
+        rows, unresolved_only = got
         self.rows = rows
         empty = (
             "No unresolved failures: every failed client has completed since."

@@ -4,8 +4,10 @@ executed notebook of the first failed client, opened at its report."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -45,8 +47,21 @@ def summary_html(values: dict[str, str], css_class: str, *, bad: tuple[str, ...]
     return f'<div class="{css_class}" style="display:flex;gap:8px;flex-wrap:wrap">{cells}</div>'
 
 
+@dataclass
+class RunRead:
+    """One read of a run's drill-down: its records, its events and the executed notebook to show."""
+
+    detail: cd.RunClients
+    opened: bool  # another run than the one shown before
+    label: str | None  # whose executed notebook is shown
+    events: pd.DataFrame
+    hidden: int  # 'started' events left out
+    notebook: str  # the notebook pane's HTML
+
+
 class RunPanel:
-    """The contents of the drill-down for one run (`layout`); `load(run_id)` reads it again."""
+    """The contents of the drill-down for one run (`layout`). `read(run_id)` does the reads (in a worker thread,
+    no model touched), `show(read)` puts them on the page (on the session's loop)."""
 
     def __init__(self, ws: Any, tz: Callable[[], str | None]) -> None:
         self.ws = ws
@@ -81,12 +96,13 @@ class RunPanel:
         )
         self.metrics = Table(["Client", "Source", "Notebook"], "lk-run-metrics", empty="No client records.", tz=tz)
         self.show_started = pn.widgets.Checkbox(label="Show 'started' events too", value=False)
-        self.show_started.param.watch(lambda _: self._show_events(), "value")
+        self.show_started.param.watch(lambda _: pn.state.execute(self._events_changed), "value")
         self.events = Table(
             cd.EVENT_COLUMNS, "lk-run-events", empty="No events.", tz=tz, pagination="local", page_size=50
         )
         self.notebook_client = pn.widgets.Select(label="Executed notebook of", options=[], width=420)
-        self.notebook_client.param.watch(lambda _: self._show_notebook(), "value")
+        self.notebook_client.param.watch(self._notebook_picked, "value")
+        self._showing = False  # `show` sets the notebook picker itself: that is no pick to re-read
         self.notebook = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["lk-notebook-pane"])
         self.layout = pn.Column(
             self.summary,
@@ -129,13 +145,22 @@ class RunPanel:
         self.notebook_client.options = []
         self.notebook.object = ""
 
-    def load(self, run_id: str) -> None:
-        opened = self.detail is None or self.detail.run.run_id != run_id
+    def read(self, run_id: str) -> RunRead:
         detail = cd.run_clients(self.ws, run_id)
-        self.detail = detail
+        opened = self.detail is None or self.detail.run.run_id != run_id
+        options = list(detail.notebooks)
+        label = self.notebook_client.value
+        if opened or label not in options:
+            first_failed = next((o for o in options if o in detail.failed), None)
+            label = first_failed or (options[0] if options else None)
+        events, hidden = cd.run_events(self.ws, run_id, include_started=self.show_started.value)
+        return RunRead(detail, opened, label, events, hidden, self._notebook_html(detail, label))
+
+    def show(self, got: RunRead) -> None:
+        detail = self.detail = got.detail
         bad = ("Failed",) if detail.failed else ()
         self.summary.object = summary_html(detail.summary, "lk-run-summary", bad=bad)
-        if opened:  # a run opens on its failed clients, when it has any
+        if got.opened:  # a run opens on its failed clients, when it has any
             self.which.value = FAILED_ONLY if detail.failed else ALL
         self.which.options = [f"{FAILED_ONLY}", ALL] if detail.failed else [ALL]
         self._show_clients()
@@ -143,14 +168,14 @@ class RunPanel:
         self.history.update(detail.history)
         self.failures.update(detail.failures[["Client", "Stage", "Category", "Error", "Hint", "At (UTC)"]])
         self.metrics.update(detail.metrics)
-        self._show_events()
-        options = list(detail.notebooks)
-        current = self.notebook_client.value
-        self.notebook_client.options = options
-        if opened or current not in options:
-            first_failed = next((o for o in options if o in detail.failed), None)
-            self.notebook_client.value = first_failed or (options[0] if options else None)
-        self._show_notebook()
+        self._show_events(got.events, got.hidden)
+        self._showing = True
+        try:
+            self.notebook_client.options = list(detail.notebooks)
+            self.notebook_client.value = got.label
+        finally:
+            self._showing = False
+        self.notebook.object = got.notebook
 
     def _show_clients(self) -> None:
         if self.detail is None:
@@ -160,22 +185,37 @@ class RunPanel:
             rows = rows[rows["Client"].isin(self.detail.failed)]
         self.clients.update(rows.reset_index(drop=True))
 
-    def _show_events(self) -> None:
+    async def _events_changed(self) -> None:
         if self.detail is None:
             return
-        events, hidden = cd.run_events(self.ws, self.detail.run.run_id, include_started=self.show_started.value)
+        run_id, started = self.detail.run.run_id, self.show_started.value
+        events, hidden = await asyncio.to_thread(cd.run_events, self.ws, run_id, include_started=started)
+        if self.detail is not None and self.detail.run.run_id == run_id and self.show_started.value == started:
+            self._show_events(events, hidden)
+
+    def _show_events(self, events: pd.DataFrame, hidden: int) -> None:
         note = f"{hidden} 'started' events hidden" if hidden and not self.show_started.value else ""
         self.show_started.label = f"Show 'started' events too ({note})" if note else "Show 'started' events too"
         self.events.update(events, empty="No events recorded for this run.")
 
-    def _show_notebook(self) -> None:
-        label = self.notebook_client.value
-        if self.detail is None or not label or label not in self.detail.notebooks:
-            self.notebook.object = '<p class="lk-hint">No executed notebook recorded for this run.</p>'
+    def _notebook_picked(self, _: Any) -> None:
+        if not self._showing:
+            pn.state.execute(self._notebook_changed)
+
+    async def _notebook_changed(self) -> None:
+        detail, label = self.detail, self.notebook_client.value
+        if detail is None:
             return
+        document = await asyncio.to_thread(self._notebook_html, detail, label)
+        if self.detail is detail and self.notebook_client.value == label:
+            self.notebook.object = document
+
+    def _notebook_html(self, detail: cd.RunClients, label: str | None) -> str:
+        """The notebook pane's HTML for `label`'s executed notebook (reads the file: call it off the loop)."""
+        if not label or label not in detail.notebooks:
+            return '<p class="lk-hint">No executed notebook recorded for this run.</p>'
         try:
-            document = notebook_html(self.detail.notebooks[label], self.ws.home)
+            document = notebook_html(detail.notebooks[label], self.ws.home)
         except NotebookUnavailable as exc:
-            self.notebook.object = f'<p class="lk-error">{html.escape(str(exc))}</p>'
-            return
-        self.notebook.object = iframe(document, title=f"executed notebook of {label}")
+            return f'<p class="lk-error">{html.escape(str(exc))}</p>'
+        return iframe(document, title=f"executed notebook of {label}")

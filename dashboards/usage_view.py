@@ -52,11 +52,14 @@ def card_html(report: dict[str, Any] | None) -> str:
 
 
 class UsageCard:
-    """The card's pane; `refresh()` re-reads the tally."""
+    """The card's pane: `read()` the tally (off the loop), `show(read)` it."""
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
         self.pane = pn.pane.HTML("", stylesheets=[CARD_CSS], sizing_mode="stretch_width")
 
-    def refresh(self) -> None:
-        self.pane.object = card_html(usage_numbers(self.ws))
+    def read(self) -> dict[str, Any] | None:
+        return usage_numbers(self.ws)
+
+    def show(self, report: dict[str, Any] | None) -> None:
+        self.pane.object = card_html(report)
