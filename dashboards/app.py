@@ -292,6 +292,9 @@ class RunsView(View):
     def _open(self, event: Any) -> None:
         self.app.open_run(str(self.table.row(event.row)["Run ID"]))
 
+    def inputs(self) -> tuple[str, str, str, str, int]:
+        return self.state.status, self.state.client, self.state.since, self.state.until, self.state.page
+
     def read(self) -> Any:
         status = "" if self.state.status == HAS_FAILURES else self.state.status
         filt = data.run_filter(status, self.state.client, self.state.since, self.state.until)
@@ -336,13 +339,16 @@ class RunView(View):
             label="Run ID", value=self.state.run, placeholder="251128-093000", width=260
         )
         self.run_input.param.watch(lambda e: setattr(self.state, "run", e.new.strip()), "value")
-        self.panel = RunPanel(self.ws, app.tz)
+        self.panel = RunPanel(self.ws, app.tz, on_change=self.refresh)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "run" else None, "run")
         self.layout[:] = [
             pn.Row(pn.pane.Markdown("## Run drill-down", margin=(0, 10)), self.run_input),
             self.message,
             self.panel.layout,
         ]
+
+    def inputs(self) -> tuple[str, tuple[str | None, bool, str | None]]:
+        return self.state.run, self.panel.inputs()
 
     def read(self) -> Any:
         return self.panel.read(self.state.run) if self.state.run else None
@@ -374,6 +380,9 @@ class FailuresView(View):
             self.message,
             self.panel.layout,
         ]
+
+    def inputs(self) -> bool:
+        return bool(self.state.unresolved)
 
     def read(self) -> Any:
         return self.panel.read(unresolved_only=self.state.unresolved)
@@ -444,6 +453,9 @@ class HealthView(View):
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "health" else None, "client")
         self.layout[:] = [self.title, self.message]
 
+    def inputs(self) -> str:
+        return self.state.client
+
     def read(self) -> tuple[str, Any]:
         client = self.state.client
         return (client, self.page.read(client)) if client else ("", self.overview.read())
@@ -507,7 +519,7 @@ class App:
         self.state.param.watch(lambda _: self._show(), "view")
         self._show()
         if refresh_s > 0:
-            pn.state.add_periodic_callback(self._tick, period=int(refresh_s * 1000))  # type: ignore[arg-type]
+            pn.state.add_periodic_callback(self._tick, period=int(refresh_s * 1000))
         sidebar = pn.Column(
             pn.pane.Markdown("### leadkit"),
             self.nav,
@@ -538,11 +550,13 @@ class App:
         if view is not None:
             view.refresh()
 
-    async def _tick(self) -> None:
-        """The periodic refresh: the shown view re-read in a worker thread (the next tick waits for this one)."""
+    def _tick(self) -> None:
+        """The periodic refresh: asks the shown view to read again, unless its last read is still running (then
+        that read is the fresh one). Returns at once: Bokeh runs it holding the session's lock, which the read,
+        in a worker thread, and its `show`, in a callback of its own, must not wait for."""
         view = self.views.get(self.state.view)
-        if view is not None:
-            await view.reload()
+        if view is not None and not view.reading:
+            view.refresh()
 
 
 def create_app(ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> pn.viewable.Viewable:

@@ -4,7 +4,6 @@ executed notebook of the first failed client, opened at its report."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,10 +60,13 @@ class RunRead:
 
 class RunPanel:
     """The contents of the drill-down for one run (`layout`). `read(run_id)` does the reads (in a worker thread,
-    no model touched), `show(read)` puts them on the page (on the session's loop)."""
+    no model touched), `show(read)` puts them on the page (under the session's lock). `on_change` is called when
+    the viewer changes what is read (the 'started' events toggle, the executed notebook picked): the view reads
+    again, so every read goes the one way, off the loop."""
 
-    def __init__(self, ws: Any, tz: Callable[[], str | None]) -> None:
+    def __init__(self, ws: Any, tz: Callable[[], str | None], *, on_change: Callable[[], None]) -> None:
         self.ws = ws
+        self.on_change = on_change
         self.detail: cd.RunClients | None = None
         self.summary = pn.pane.HTML("", stylesheets=[SUMMARY_CSS], sizing_mode="stretch_width")
         self.which = pn.widgets.RadioButtonGroup(options=[FAILED_ONLY, ALL], value=ALL, css_classes=["lk-which"])
@@ -96,7 +98,7 @@ class RunPanel:
         )
         self.metrics = Table(["Client", "Source", "Notebook"], "lk-run-metrics", empty="No client records.", tz=tz)
         self.show_started = pn.widgets.Checkbox(label="Show 'started' events too", value=False)
-        self.show_started.param.watch(lambda _: pn.state.execute(self._events_changed), "value")
+        self.show_started.param.watch(lambda _: self.on_change(), "value")
         self.events = Table(
             cd.EVENT_COLUMNS, "lk-run-events", empty="No events.", tz=tz, pagination="local", page_size=50
         )
@@ -145,6 +147,11 @@ class RunPanel:
         self.notebook_client.options = []
         self.notebook.object = ""
 
+    def inputs(self) -> tuple[str | None, bool, str | None]:
+        """What `read` depends on besides the run: the run shown now, the toggle, the notebook picked."""
+        shown = self.detail.run.run_id if self.detail is not None else None
+        return shown, bool(self.show_started.value), self.notebook_client.value
+
     def read(self, run_id: str) -> RunRead:
         detail = cd.run_clients(self.ws, run_id)
         opened = self.detail is None or self.detail.run.run_id != run_id
@@ -185,14 +192,6 @@ class RunPanel:
             rows = rows[rows["Client"].isin(self.detail.failed)]
         self.clients.update(rows.reset_index(drop=True))
 
-    async def _events_changed(self) -> None:
-        if self.detail is None:
-            return
-        run_id, started = self.detail.run.run_id, self.show_started.value
-        events, hidden = await asyncio.to_thread(cd.run_events, self.ws, run_id, include_started=started)
-        if self.detail is not None and self.detail.run.run_id == run_id and self.show_started.value == started:
-            self._show_events(events, hidden)
-
     def _show_events(self, events: pd.DataFrame, hidden: int) -> None:
         note = f"{hidden} 'started' events hidden" if hidden and not self.show_started.value else ""
         self.show_started.label = f"Show 'started' events too ({note})" if note else "Show 'started' events too"
@@ -200,15 +199,7 @@ class RunPanel:
 
     def _notebook_picked(self, _: Any) -> None:
         if not self._showing:
-            pn.state.execute(self._notebook_changed)
-
-    async def _notebook_changed(self) -> None:
-        detail, label = self.detail, self.notebook_client.value
-        if detail is None:
-            return
-        document = await asyncio.to_thread(self._notebook_html, detail, label)
-        if self.detail is detail and self.notebook_client.value == label:
-            self.notebook.object = document
+            self.on_change()
 
     def _notebook_html(self, detail: cd.RunClients, label: str | None) -> str:
         """The notebook pane's HTML for `label`'s executed notebook (reads the file: call it off the loop)."""

@@ -1,11 +1,17 @@
-"""The base of every dashboard view: its data is read in a worker thread, its models change on the session's loop.
+"""The base of every dashboard view: its data is read in a worker thread, its models change under the session's lock.
 
-A view's `read()` does the store reads and everything computed from them, and touches no widget, pane or Bokeh
+A view's `read()` does the store reads and everything computed from them and changes no widget, pane or Bokeh
 model: it runs in a thread of asyncio's default executor (`asyncio.to_thread`), so a slow query (a large
-workspace, a slow Airtable answer) holds up neither this session's other callbacks nor any other session served by
-the same process. Its `show(data)` then puts the result on the page, on the session's event loop, where Bokeh
-models may change. A refresh that a newer one overtook (the user changed a filter while the old read ran) is
-dropped, so what is shown is always the newest read.
+workspace, a slow Airtable answer) holds up neither this session's other callbacks nor any other session served
+by the same process. `show(got)` then puts the result on the page in a callback that Bokeh runs on the server's
+loop holding the session's document lock (`Document.add_next_tick_callback`), where any model (a Bokeh
+`ColumnDataSource` too, not only Panel's own objects) may change.
+
+One read at a time per view: a refresh asked for while a read runs is not a second read but a note that the
+running one must go round again. `inputs()` names what a read depends on besides the store (the filters, the
+page, the open run); it is taken before the read and compared after it, so a result whose inputs changed while
+it was read is never shown: the view reads again. What is shown is therefore always a read made with the inputs
+the page has at the moment it is shown.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import panel as pn
@@ -20,6 +28,37 @@ import panel as pn
 import leadkit as lk
 
 log = logging.getLogger("leadkit.dashboard")
+
+#: How long a change waits for the session's loop to run it before it is given up (a closed session never runs it).
+SHOW_TIMEOUT_S = 60.0
+
+
+async def under_lock(change: Callable[[], None]) -> None:
+    """Run `change` on the current session's loop holding its document lock, and wait for it (at most
+    `SHOW_TIMEOUT_S`). Outside a served session (a test building the app directly) it simply runs. An exception
+    raised by `change` is raised here."""
+    doc = pn.state.curdoc
+    if doc is None or doc.session_context is None:
+        change()
+        return
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def run() -> None:
+        try:
+            change()
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(exc)
+        else:
+            if not done.done():
+                done.set_result(None)
+
+    doc.add_next_tick_callback(run)
+    try:
+        await asyncio.wait_for(asyncio.shield(done), SHOW_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("the dashboard session did not run a change within %.0f s (closed?)", SHOW_TIMEOUT_S)
 
 
 class View:
@@ -31,14 +70,19 @@ class View:
         self.state = app.state
         self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
         self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
-        self._wanted = 0  # the newest refresh asked for; an older read that finishes later is not shown
+        self._asked = 0  # refreshes asked for; a read is shown only when no newer one was asked for meanwhile
+        self._reading = False  # a reload is running: a new request makes it go round again
+
+    def inputs(self) -> Any:
+        """What `read()` depends on besides the store (compared before and after a read). None: nothing."""
+        return None
 
     def read(self) -> Any:
         """What the view shows, read from the store. Runs in a worker thread: it must not change any model."""
         raise NotImplementedError
 
     def show(self, got: Any) -> None:
-        """Put what `read()` returned on the page (on the session's event loop)."""
+        """Put what `read()` returned on the page (under the session's document lock)."""
         raise NotImplementedError
 
     def show_error(self, text: str) -> None:
@@ -46,25 +90,53 @@ class View:
             f'<div class="lk-error" style="color:#b00020;white-space:pre-wrap">{html.escape(text)}</div>'
         )
 
+    @property
+    def reading(self) -> bool:
+        """A reload of this view is running."""
+        return self._reading
+
     def refresh(self) -> None:
-        """Schedule a re-read (see `reload`) on this session; returns at once."""
+        """Ask for a re-read (see `reload`); returns at once."""
         pn.state.execute(self.reload)
 
     async def reload(self) -> None:
-        """Read in a worker thread, then show; an error is shown in the view's message line, not raised."""
-        self._wanted += 1
-        mine = self._wanted
+        """Read in a worker thread, then show, until the shown read is the newest one asked for with the page's
+        current inputs. Returns at once when another reload of this view is running (that one reads again). An
+        error is shown in the view's message line, not raised."""
+        self._asked += 1
+        if self._reading:
+            return
+        self._reading = True
         try:
-            got = await asyncio.to_thread(self.read)
-            if mine != self._wanted:
-                return
-            self.show(got)
+            while True:
+                asked, inputs = self._asked, self.inputs()
+                change = partial(self._show_read, await self._read())
+                if asked != self._asked or inputs != self.inputs():
+                    continue  # overtaken while it read: read again with what the page holds now
+                try:
+                    await under_lock(change)
+                except Exception as exc:
+                    log.exception("dashboard view %s could not show its read", type(self).__name__)
+                    await under_lock(partial(self.show_error, f"{type(exc).__name__}: {exc}"))
+                if asked == self._asked:
+                    return
+        finally:
+            self._reading = False
+
+    async def _read(self) -> tuple[Any, str | None]:
+        """(what `read()` returned, None) or (None, the error to show)."""
+        try:
+            return await asyncio.to_thread(self.read), None
         except lk.LeadkitError as exc:
-            if mine == self._wanted:
-                self.show_error(f"{exc.message} ({exc.hint})")
+            return None, f"{exc.message} ({exc.hint})"
         except Exception as exc:
             log.exception("dashboard view %s failed", type(self).__name__)
-            if mine == self._wanted:
-                self.show_error(f"{type(exc).__name__}: {exc}")
-        else:
-            self.message.object = ""
+            return None, f"{type(exc).__name__}: {exc}"
+
+    def _show_read(self, result: tuple[Any, str | None]) -> None:
+        got, error = result
+        if error is not None:
+            self.show_error(error)
+            return
+        self.message.object = ""
+        self.show(got)
