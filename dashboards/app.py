@@ -494,7 +494,7 @@ class App:
         self.authenticated = bool(pn.state.user)
         browser = pn.state.browser_info
         if browser is not None:  # the viewer's time zone arrives after the page loads: show local times then
-            browser.param.watch(lambda _: self.refresh(), "timezone")
+            browser.param.watch(lambda _: self._tick(), "timezone")
         location = pn.state.location
         if location is not None:
             location.sync(
@@ -545,15 +545,11 @@ class App:
     def open_run(self, run_id: str) -> None:
         self.state.param.update(run=run_id, view="run")
 
-    def refresh(self) -> None:
-        view = self.views.get(self.state.view)
-        if view is not None:
-            view.refresh()
-
     def _tick(self) -> None:
-        """The periodic refresh: asks the shown view to read again, unless its last read is still running (then
-        that read is the fresh one). Returns at once: Bokeh runs it holding the session's lock, which the read,
-        in a worker thread, and its `show`, in a callback of its own, must not wait for."""
+        """The periodic refresh, and the viewer's time zone arriving: asks the shown view to read again, unless a
+        read of it is running (that read is fresh, and its `show` uses the time zone known then). Returns at
+        once: Bokeh runs it holding the session's lock, which the read (in a worker thread) and its `show` (in a
+        callback of its own) must not wait for."""
         view = self.views.get(self.state.view)
         if view is not None and not view.reading:
             view.refresh()

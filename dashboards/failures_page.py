@@ -70,6 +70,9 @@ class FailuresPanel:
             widths={"Error": 27, "Hint": 27, "Clients": 9},
             row_content=self._detail,
             embed_content=False,
+            # a page at a time: the browser draws 25 wrapped groups whatever the workspace holds
+            pagination="local",
+            page_size=25,
         )
         self.commands = pn.pane.HTML("", css_classes=["lk-rerun-commands"], sizing_mode="stretch_width")
         self.pick = pn.widgets.Select(label="Re-run the failed clients of", options=[], width=520, visible=may_act)

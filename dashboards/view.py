@@ -11,7 +11,8 @@ One read at a time per view: a refresh asked for while a read runs is not a seco
 running one must go round again. `inputs()` names what a read depends on besides the store (the filters, the
 page, the open run); it is taken before the read and compared after it, so a result whose inputs changed while
 it was read is never shown: the view reads again. What is shown is therefore always a read made with the inputs
-the page has at the moment it is shown.
+the page has at the moment it is shown. A read that ends after the viewer left the view is dropped: the view
+reads again when it is shown again.
 """
 
 from __future__ import annotations
@@ -133,7 +134,14 @@ class View:
             log.exception("dashboard view %s failed", type(self).__name__)
             return None, f"{type(exc).__name__}: {exc}"
 
+    def on_page(self) -> bool:
+        """This view is the one the session shows (a view left meanwhile is read again when it is shown again)."""
+        main = getattr(self.app, "main", None)
+        return main is None or any(o is self.layout for o in main.objects)
+
     def _show_read(self, result: tuple[Any, str | None]) -> None:
+        if not self.on_page():  # its models are off the page: changing them makes the browser's tables throw
+            return
         got, error = result
         if error is not None:
             self.show_error(error)

@@ -1,6 +1,7 @@
 """A batch at agency scale: clients wait for a slot without being Running (so no sweep can call them Stale),
 their Apify runs share the batch's limit (the sandbox counts them), and a batch killed with `kill -9` is swept
-within the TTL (records Stale, its Run Failed) and resumed with every client completed once.
+within the TTL (its in-flight records Stale, or Failed by their own kernels on the batch's death; its Run
+Failed) and resumed with every client completed once.
 
 Sizes are below the issue's (16 clients, not 40) to keep the test under half a minute on a shared 2-core machine;
 the queue is still a dozen clients deep when the batch starts."""
@@ -86,9 +87,15 @@ def test_queued_clients_are_never_stale_and_a_killed_batch_is_swept_then_resumed
             if not any(r.status is ClientRunStatus.RUNNING for r in records):
                 break
             time.sleep(1.0)
+        # in flight when the batch died: swept Stale, or ended Failed by its own kernel, which its parent's death
+        # SIGTERMs (PR_SET_PDEATHSIG) while it is in a stage; which of the two depends on where the kernel was
         stale = [r for r in records if r.status is ClientRunStatus.STALE]
+        interrupted = [r for r in records if r.status is ClientRunStatus.FAILED and "interrupted" in (r.reason or "")]
         assert not any(r.status is ClientRunStatus.RUNNING for r in records), "not swept within the TTL"
-        assert stale, "the clients in flight when the batch died were not marked Stale"
+        assert stale or interrupted, [(r.client_id, r.status.value, r.reason) for r in records]
+        assert all(r.status.done or r in stale or r in interrupted for r in records), [
+            (r.client_id, r.status.value, r.reason) for r in records
+        ]
         failed = ws.store.get_run(run.run_id)
         assert failed is not None and failed.status is RunStatus.FAILED
         assert "stopped without finishing it" in failed.notes and f"--resume {run.run_id}" in failed.notes
@@ -115,7 +122,7 @@ def test_queued_clients_are_never_stale_and_a_killed_batch_is_swept_then_resumed
     records = ws.store.list_client_runs(run_id=run.run_id)
     assert sorted(r.client_id for r in records) == sorted(ids)  # one record per client
     assert all(r.status.done for r in records), [(r.client_id, r.status.value, r.reason) for r in records]
-    assert sum(r.status is ClientRunStatus.COMPLETED for r in records) >= CLIENTS - len(stale)
+    assert sum(r.status is ClientRunStatus.COMPLETED for r in records) >= CLIENTS - len(stale) - len(interrupted)
     events = ws.store.list_events(run_id=run.run_id)
     for client_id in done_before:  # a client completed before the kill is not run again
         started = [e for e in events if e.client_id == client_id and e.stage == "harvest" and e.kind.value == "started"]

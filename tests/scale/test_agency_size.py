@@ -28,6 +28,7 @@ CLIENTS = 1000
 RUNS = 3
 ACTIVE = 2  # only these are run by the dry-run batch: the batch still reads every client
 BROKEN = "A-Broken-Co"  # sorts first: its base file is not a database
+ALERTS = 60  # more than one page (25 rows) of the Alerts history
 OPEN_FILES = 1024
 
 
@@ -40,13 +41,18 @@ class Agency:
     env: dict[str, str]
 
 
+def ids_newest_alert() -> str:
+    """The client of the newest alert `build` adds."""
+    return f"Acme-Co-{ALERTS - 1:04d}"
+
+
 def _limit_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (OPEN_FILES, OPEN_FILES))
 
 
 def build(home: Path) -> Agency:
     from leadkit.config import get_settings
-    from leadkit.models import Client, NewLead
+    from leadkit.models import Alert, Client, NewLead
     from leadkit.store.codecs import ts
     from leadkit.workspace import Workspace
 
@@ -65,6 +71,23 @@ def build(home: Path) -> Agency:
                 batch_size=5,
             )
         )
+    first_alert = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=ALERTS)
+    ws.store.add_alerts(
+        [
+            Alert(
+                "failure",
+                f"upstream: Apify returned <n> ({k})",
+                f"{ids[k + 1]} failed",
+                f"{ids[k + 1]} failed: Apify returned 502",
+                "json://127.0.0.1:8025",
+                True,
+                clients=[ids[k + 1]],
+                message_id=f"m-{k}",
+                at=first_alert + timedelta(hours=k),
+            )
+            for k in range(ALERTS)
+        ]
+    )
     template = ws.store.lead_base(ws.store.get_client(ids[1]))
     template.import_leads([NewLead(f"https://www.linkedin.com/in/lead-{k}/", f"Lead {k}") for k in range(3)])
     ws.close()
@@ -222,6 +245,12 @@ def test_every_view_shows_the_right_counts_under_1024_open_files(
     rows = failures.locator(".lk-failures-table .tabulator-row").all_inner_texts()
     assert len(rows) == RUNS and all(str(CLIENTS // 20) in row for row in rows)  # 50 failures in each group
     failures.close()
+
+    alerts = _open(browser, f"{url}?view=alerts", ".lk-alert-history")
+    shown = alerts.locator(".lk-alert-history .tabulator-row").all_inner_texts()
+    assert len(shown) == 25, len(shown)  # one page of the history, newest first
+    assert f"{ids_newest_alert()} failed" in shown[0], shown[0]
+    alerts.close()
 
     auth = browser.new_page()
     auth.goto(f"{url}?view=auth")
