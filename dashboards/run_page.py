@@ -22,6 +22,8 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from tables import Table  # type: ignore[no-redef]
 
 FAILED_ONLY = "Failed clients"
+#: Rows per page of the run's client tables: the browser draws a page, not a 1,000-client run
+PAGE_ROWS = 50
 ALL = "All clients"
 
 SUMMARY_CSS = """
@@ -78,6 +80,8 @@ class RunPanel:
             tz=tz,
             colour=status_colour,
             widths={"Reason": 15, "Hint": 19, "Next step": 19, "Error": 19},
+            pagination="local",
+            page_size=PAGE_ROWS,
         )
         self.attempts = Table(
             ["Client", "Attempt", "Outcome", "Why", "Started (UTC)", "Notebook"],
@@ -96,7 +100,14 @@ class RunPanel:
             row_content=self._failure_detail,
             embed_content=False,
         )
-        self.metrics = Table(["Client", "Source", "Notebook"], "lk-run-metrics", empty="No client records.", tz=tz)
+        self.metrics = Table(
+            ["Client", "Source", "Notebook"],
+            "lk-run-metrics",
+            empty="No client records.",
+            tz=tz,
+            pagination="local",
+            page_size=PAGE_ROWS,
+        )
         self.show_started = pn.widgets.Checkbox(label="Show 'started' events too", value=False)
         self.show_started.param.watch(lambda _: self.on_change(), "value")
         self.events = Table(
