@@ -23,7 +23,16 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from tables import Table  # type: ignore[no-redef]
 
 COLUMNS = ["Category", "Count", "Clients", "Error", "Hint", "Resolved", "Last seen (UTC)", "First seen (UTC)"]
-DETAIL_COLUMNS = ["Fingerprint", "Full message", "Stages", "Runs", "Re-run"]
+DETAIL_COLUMNS = ["Fingerprint", "Full message", "Every client", "Stages", "Runs", "Re-run"]
+#: Clients named in a group's row; the row's detail and its re-run command name them all.
+CLIENTS_SHOWN = 12
+
+
+def clients_cell(clients: list[str]) -> str:
+    """The first `CLIENTS_SHOWN` clients, and how many there are when that is not all of them."""
+    if len(clients) <= CLIENTS_SHOWN:
+        return ", ".join(clients)
+    return ", ".join(clients[:CLIENTS_SHOWN]) + f" … ({len(clients)} in all)"
 
 
 def rerun_command(category: str, clients: list[str]) -> str:
@@ -37,7 +46,7 @@ def group_rows(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
             {
                 "Category": text(g.category),
                 "Count": int(g.count),
-                "Clients": ", ".join(sorted(g.clients)),
+                "Clients": clients_cell(sorted(g.clients)),
                 "Error": g.headline,
                 "Hint": g.hint,
                 "Resolved": "yes" if g.resolved else "no",
@@ -45,6 +54,7 @@ def group_rows(ws: Any, *, unresolved_only: bool) -> pd.DataFrame:
                 "First seen (UTC)": text(g.first_seen),
                 "Fingerprint": g.fingerprint,
                 "Full message": g.example,
+                "Every client": ", ".join(sorted(g.clients)),
                 "Stages": ", ".join(g.stages),
                 "Runs": ", ".join(g.runs),
                 "Re-run": "" if g.resolved or not g.clients else rerun_command(g.category, sorted(g.clients)),
@@ -124,7 +134,7 @@ class FailuresPanel:
             )
             self.commands.object = f"<p>{how} one of these{login}:</p><ul>{items}</ul>"
         self.targets = {
-            c: (str(r["Category"]), [x.strip() for x in str(r["Clients"]).split(",") if x.strip()])
+            c: (str(r["Category"]), [x.strip() for x in str(r["Every client"]).split(",") if x.strip()])
             for c, r in zip(rows["Re-run"], rows.to_dict("records"), strict=True)
             if c
         }
