@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -177,12 +177,30 @@ def run_status_label(ws: Workspace, run: Run) -> str:
 LATEST_SCAN = 3
 
 
+#: Writers' clocks may differ this much: a record's last write is trusted to be no earlier than its attempt's
+#: start minus this.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
 def latest_attempt(store: Store, client_id: str) -> ClientRun | None:
-    """The client's ClientRun whose current attempt started last (of its newest few), or None if never run."""
+    """The client's ClientRun whose current attempt started last (of its newest few), or None if never run.
+
+    A record's current attempt started no earlier than its `started_at` and no later than its last write (its
+    heartbeat or end), so the events (one read per record) are read only for records whose last write comes
+    after the newest start: the common case, newest record started after every other one was last written,
+    reads none."""
     records = store.list_client_runs(client_id=client_id, limit=LATEST_SCAN)
     if not records:
         return None
-    return max(records, key=lambda r: attempt_started_at(store, r))
+    newest = max(records, key=lambda r: r.started_at)
+
+    def last_write(record: ClientRun) -> datetime:
+        return max(record.started_at, record.heartbeat_at, record.ended_at or record.started_at) + CLOCK_SKEW
+
+    contenders = [r for r in records if r is newest or last_write(r) >= newest.started_at]
+    if len(contenders) == 1:
+        return newest
+    return max(contenders, key=lambda r: attempt_started_at(store, r))
 
 
 # ------------------------------------------------------------------------------------------------ re-run what failed

@@ -78,3 +78,42 @@ def test_attempts_and_status_history_from_events(workspace: Workspace) -> None:
         "Completed after resume",
     ]
     assert lk.run_status_label(workspace, workspace.records.get_run(rid)) == "Completed after resume"
+
+
+def test_latest_attempt_reads_events_only_when_an_older_record_was_written_after_the_newest_start(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    records, store = workspace.records, workspace.store
+    clock = [datetime(2026, 12, 1, 9, 0, tzinfo=UTC)]
+    monkeypatch.setattr(records, "now", lambda: clock[0])
+    reads: list[tuple[str | None, str | None]] = []
+    list_events = store.list_events
+
+    def counted(**kwargs: object) -> object:
+        reads.append((kwargs.get("run_id"), kwargs.get("client_id")))  # type: ignore[arg-type]
+        return list_events(**kwargs)  # type: ignore[arg-type]
+
+    older_run = records.start_run()
+    (older,) = records.open_many(lk.RunId.parse(older_run.run_id), ["Globex"], Source.BATCH)
+    clock[0] += timedelta(minutes=1)
+    records.update(older, status=ClientRunStatus.FAILED, reason="stage harvest: 0 posts")
+    clock[0] += timedelta(minutes=10)
+    newer_run = records.start_run()
+    (newer,) = records.open_many(lk.RunId.parse(newer_run.run_id), ["Globex"], Source.BATCH)
+    clock[0] += timedelta(minutes=1)
+    records.update(newer, status=ClientRunStatus.FAILED, reason="stage harvest: 0 posts")
+
+    monkeypatch.setattr(store, "list_events", counted)
+    latest = lk.latest_attempt(store, "Globex")
+    assert latest is not None and latest.run_id == newer_run.run_id
+    assert reads == []  # the older record was last written before the newer one started
+
+    # the older run is resumed after the newer one: its attempt started last, and only its events tell
+    clock[0] += timedelta(minutes=10)
+    store.add_events([end_attempt(older, 1, at=clock[0])])
+    records.update(older, status=ClientRunStatus.COMPLETED, reason="done")
+    latest = lk.latest_attempt(store, "Globex")
+    assert latest is not None and latest.run_id == older_run.run_id and latest.status is ClientRunStatus.COMPLETED
+    assert {run for run, _ in reads} == {older_run.run_id, newer_run.run_id}
