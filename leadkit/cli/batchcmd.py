@@ -12,6 +12,13 @@ from leadkit.cli.core import _show_dict, targets_text
 
 
 # ------------------------------------------------------------------------------------------------ batch
+def exit_code(result: Any) -> int:
+    """A finished batch's exit code, from its clients' outcomes (`leadkit.history.batch_exit_code`)."""
+    from leadkit.history import batch_exit_code
+
+    return batch_exit_code(result.run, result.records, lost_lease=bool(result.lost_lease))
+
+
 def _print_batch(result: Any) -> None:
     rows = []
     for r in result.records:
@@ -98,7 +105,7 @@ def batch(
         _echo_json(_show_dict(ws, result.run.run_id))
     else:
         _print_batch(result)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(exit_code(result))
 
 
 def _stages(text: str) -> list[str]:
@@ -130,7 +137,7 @@ def run(
         _echo_json(_show_dict(ws, result.run.run_id))
     else:
         _print_batch(result)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(exit_code(result))
 
 
 @app.command()

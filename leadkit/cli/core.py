@@ -73,9 +73,17 @@ def runs(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
     json_out: JsonOpt = False,
 ) -> None:
-    """The latest runs, newest first."""
+    """The latest runs, newest first; `clients_failed` counts the clients whose outcome counts as failed (Failed,
+    Stale, Completed with Errors)."""
+    from leadkit.history import clients_failed
+
     ws = _workspace(read_only=True)
-    items = [r.to_dict() for r in ws.store.list_runs(limit=limit)]
+    items = []
+    for run in ws.store.list_runs(limit=limit):
+        item = run.to_dict()
+        if run.status.value != "Completed":  # a Completed run has no client that counts as failed
+            item["clients_failed"] = clients_failed(ws.store.list_client_runs(run_id=run.run_id))
+        items.append(item)
     if json_out:
         _echo_json(items)
     else:
