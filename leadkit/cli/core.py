@@ -91,14 +91,22 @@ def runs(
 
 
 def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
+    from leadkit.errors import NotFound
     from leadkit.runids import RunId
 
-    run = ws.records.get_run(RunId.parse(run_id))
+    parsed = RunId.parse(run_id)
+    run = ws.records.get_run(parsed)
     out = run.to_dict()
     del out["clients_total"], out["clients_failed"]
-    out["clients"] = [
-        r.to_dict() for r in sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
-    ]
+    records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
+    if parsed.client_id is not None:
+        records = [r for r in records if r.client_id == parsed.client_id]
+        if not records:
+            raise NotFound(
+                f"run {run.run_id} has no client {parsed.client_id!r}",
+                hint=f"`leadkit show {run.run_id}` lists the clients of the run.",
+            )
+    out["clients"] = [r.to_dict() for r in records]
     from leadkit.harvest.harvester import apify_run_ids
 
     for client in out["clients"]:
@@ -120,10 +128,16 @@ def _add_history(ws: Any, run_id: str, out: dict[str, Any]) -> None:
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="A base run ID like 251128-093000 (any known format).")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="A run ID like 251128-093000 (any known format), or a client run ID like 251128-093000-Acme-Co "
+            "for that one client."
+        ),
+    ],
     json_out: JsonOpt = False,
 ) -> None:
-    """One run: its clients with status, metrics, notebook and failure."""
+    """One run (or one client of it): its clients with status, metrics, notebook and failure."""
     ws = _workspace(read_only=True)
     data = _show_dict(ws, run_id)
     if json_out:
