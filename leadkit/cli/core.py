@@ -152,7 +152,7 @@ def show(
             "posts": int(c["metrics"].get("posts_harvested", 0)),
             "targets": targets_text(c["metrics"]),
             "apify $": f"{c['metrics'].get('apify_cost_usd', 0.0):.3f}",
-            "failure": f"{c['failure']['category']}: {c['failure']['message']}"[:80] if c["failure"] else "",
+            "failure": _failure_text(c),
             "notebook": c["notebook"] or "",
         }
         for c in data["clients"]
@@ -164,6 +164,21 @@ def show(
             typer.echo(f"attempts of {c['client_id']}:")
             for a in c["attempts"]:
                 typer.echo(f"  {a['attempt']}. {a['status']}: {a['why'][:90]}  ({a['notebook'] or 'no notebook'})")
+
+
+def _failure_text(client: dict[str, Any]) -> str:
+    """The failure column of `show`: the failure's category and message, else, for an outcome that counts as
+    failed (a Stale or interrupted client has no failure record), its reason; at most 80 characters."""
+    from leadkit.history import FAILED_OUTCOMES
+
+    if client["failure"]:
+        text = f"{client['failure']['category']}: {client['failure']['message']}"
+    elif client["status"] in FAILED_OUTCOMES:
+        text = client.get("reason") or ""
+    else:
+        text = ""
+    first = text.splitlines()[0] if text else ""
+    return first if len(first) <= 80 else first[:79] + "…"
 
 
 def targets_text(metrics: dict[str, float]) -> str:
