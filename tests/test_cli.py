@@ -100,10 +100,11 @@ def test_leads_import_reports_bad_rows_and_does_not_duplicate(workspace: Workspa
 
 def test_leads_import_missing_columns_changes_nothing(workspace: Workspace, tmp_path: Path) -> None:
     csv_file = tmp_path / "leads.csv"
-    csv_file.write_text("url,name\nhttps://www.linkedin.com/in/jane-roe/,Jane\n")
+    csv_file.write_text("website,name\nhttps://www.linkedin.com/in/jane-roe/,Jane\n")
     before = len(workspace.store.lead_base(workspace.store.get_client("Globex")).list_leads())
     _, _, exc = invoke("leads", "import", "Globex", str(csv_file))
-    assert isinstance(exc, DataError) and "profile_url" in str(exc) and "company" in str(exc)
+    assert isinstance(exc, DataError) and "no profile URL column (found: website, name)" in str(exc)
+    assert "LinkedIn URL" in str(exc)
     assert len(workspace.store.lead_base(workspace.store.get_client("Globex")).list_leads()) == before
 
 

@@ -12,6 +12,7 @@ import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
 from leadkit.errors import DataError
+from leadkit.words import plural
 
 
 # ------------------------------------------------------------------------------------------------ demo
@@ -420,39 +421,60 @@ def profile_url_problem(url: str) -> str | None:
 
 @leads_app.command("import")
 def leads_import(
-    client_id: Annotated[str, typer.Argument(help="The client whose base gets the leads.")],
-    file: Annotated[Path, typer.Argument(help="CSV with columns profile_url, name, company.")],
+    first: Annotated[
+        str,
+        typer.Argument(
+            metavar="[CLIENT_ID] FILE",
+            help="The client whose base gets the leads, then the CSV; the client may be left out when the file has "
+            "a client_id column (one file, several clients).",
+        ),
+    ],
+    second: Annotated[Path | None, typer.Argument(metavar="", help="", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import leads from a CSV (profile_url, name, company; UTF-8 or cp1252, any common delimiter). Only LinkedIn
-    profile URLs (linkedin.com/in/...) are leads: other rows are reported with the reason and skipped. A re-import
-    does not duplicate."""
-    from leadkit.csvfiles import read_csv
-    from leadkit.models import NewLead
+    """Import leads from a CSV (UTF-8 or cp1252, any common delimiter). Headers people have are read: the profile
+    URL as profile_url, LinkedIn URL or Profile URL (the only column needed); the name as name or First Name +
+    Last Name; the company as company or Company Name; a client_id column sends each row to its client. Only
+    LinkedIn profile URLs (linkedin.com/in/...) are leads: other rows are reported with the reason and skipped. A
+    file naming an unknown client is refused whole. A re-import does not duplicate."""
+    from leadkit.leadfiles import read_leads_csv
     from leadkit.runids import validate_client_id
 
-    validate_client_id(client_id)
-    table = read_csv(
-        file, required=("profile_url", "name", "company"), what="CSV with columns profile_url, name, company"
-    )
-    if table.note:
-        typer.echo(f"note: {table.note}", err=True)
-    good, bad = [], []
-    for number, row in table.rows:
-        url = row.get("profile_url", "")
-        problem = profile_url_problem(url)
-        if problem is None:
-            good.append(NewLead(url, row.get("name", ""), row.get("company", "")))
-        else:
-            bad.append({"line": number, "profile_url": url, "reason": problem})
+    client_id, file = (None, Path(first)) if second is None else (first, second)
+    if client_id is not None:
+        validate_client_id(client_id)
     ws = _workspace()
-    client = ws.store.get_client(client_id)
-    result = ws.store.lead_base(client).import_leads(good)
-    summary = {"created": result.created, "existing": result.existing, "skipped": bad, "encoding": table.encoding}
+    if client_id is not None:
+        ws.store.get_client(client_id)  # an unknown client is not found (exit 2) before the file is read
+    known = {c.client_id for c in ws.store.list_clients()}
+    parsed = read_leads_csv(file, client_id=client_id, known_clients=known, url_problem=profile_url_problem)
+    if parsed.note:
+        typer.echo(f"note: {parsed.note}", err=True)
+    per_client: dict[str, dict[str, int]] = {}
+    for cid, leads in sorted(parsed.leads.items()):
+        result = ws.store.lead_base(ws.store.get_client(cid)).import_leads(leads)
+        per_client[cid] = {"created": result.created, "existing": result.existing}
+    created = sum(c["created"] for c in per_client.values())
+    existing = sum(c["existing"] for c in per_client.values())
+    bad = parsed.skipped
+    summary = {
+        "created": created,
+        "existing": existing,
+        "skipped": bad,
+        "encoding": parsed.encoding,
+        "columns": parsed.columns,
+        "clients": per_client,
+    }
     if json_out:
         _echo_json(summary)
         return
-    typer.echo(f"{result.created} lead(s) created, {result.existing} already there, {len(bad)} skipped")
+    typer.echo(
+        f"{plural(created, 'lead')} created, {existing} already there, {len(bad)} skipped"
+        + (f" ({plural(len(per_client), 'client')})" if len(per_client) > 1 else "")
+    )
+    if len(per_client) > 1:
+        for cid, c in per_client.items():
+            typer.echo(f"  {cid}: {c['created']} created, {c['existing']} already there")
     for b in bad:
         typer.echo(f"  line {b['line']}: skipped {b['profile_url']!r}: {b['reason']}", err=True)
 
