@@ -56,7 +56,7 @@ HINTS: dict[Category, str] = {
     "`leadkit airtable provision` or add it by hand.",
     Category.DEPENDENCY: "A declared dependency does not import: run `make setup` (or "
     "`pip install -e .`) in the environment that runs leadkit.",
-    Category.DATA: "The input is not valid; the message names it and what would be accepted.",
+    Category.DATA: "Nothing was changed: correct that input and run the command again.",
     Category.BUG: "An unexpected error inside leadkit; the traceback is kept with the failure.",
 }
 

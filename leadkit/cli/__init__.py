@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from leadkit.cli.app import app
-from leadkit.errors import LeadkitError
+from leadkit.errors import HINTS, Category, LeadkitError
 
 COMMAND_MODULES = ["core", "workspacecmd", "batchcmd", "airtable", "diagnose", "dashboard", "alertscmd"]
 
@@ -96,6 +96,21 @@ def _unexpected(exc: BaseException) -> int:
     return 1
 
 
+#: Command groups: their subcommand is part of the command's name.
+_GROUPS = {"clients", "leads", "airtable", "failures", "alerts"}
+
+
+def _hint(exc: LeadkitError, args: Sequence[str]) -> str:
+    """The error's hint; bad input with only the general hint gets the command whose `--help` lists what it
+    accepts (the message already names the input and what is accepted)."""
+    if exc.hint != HINTS[exc.category] or exc.category is not Category.DATA:
+        return exc.hint
+    words = [a for a in args[:2] if not a.startswith("-")]
+    command = " ".join(words[:2] if words and words[0] in _GROUPS else words[:1])
+    where = f"`leadkit {command} --help`" if command else "`leadkit --help`"
+    return f"{exc.hint.rstrip('.')}; {where} lists every argument and option with what it accepts."
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) and return its exit code; never raises."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -107,7 +122,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         code = app(args=args, prog_name="leadkit", standalone_mode=False)
     except LeadkitError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        typer.echo(f"hint: {exc.hint}", err=True)
+        typer.echo(f"hint: {_hint(exc, args)}", err=True)
         return exc.exit_code
     except (typer.Exit, *click_exit) as exc:  # type: ignore[misc]
         return int(getattr(exc, "exit_code", 0) or 0)

@@ -7,9 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app
+from leadkit.cli.app import JsonOpt, _echo_json, _workspace, app
 from leadkit.cli.core import _show_dict, targets_text
 from leadkit.errors import LeadkitError
+from leadkit.words import table_lines
+
+#: The width the batch summary's "why" column wraps at (between words: nothing is cut).
+WHY_WIDTH = 70
 
 
 # ------------------------------------------------------------------------------------------------ batch
@@ -30,11 +34,12 @@ def _print_batch(result: Any) -> None:
                 "posts": int(r.metrics.get("posts_harvested", 0)),
                 "targets": targets_text(r.metrics),
                 "apify $": f"{r.metrics.get('apify_cost_usd', 0.0):.3f}",
-                "why": (r.failure.message if r.failure else r.reason or "")[:90],
+                "why": (r.failure.message if r.failure else r.reason or "").strip(),
             }
         )
     typer.echo("")
-    _table(rows, ["client", "status", "posts", "targets", "apify $", "why"])
+    for line in table_lines(rows, ["client", "status", "posts", "targets", "apify $", "why"], wrap={"why": WHY_WIDTH}):
+        typer.echo(line)
     typer.echo(f"\nrun {result.run.run_id}: {result.run.status.value}; notebooks and log.jsonl in {result.run_dir}")
     if result.lost_lease:
         typer.echo(f"{result.lost_lease}: no further client was started (exit 3)", err=True)

@@ -264,9 +264,38 @@ def _save_settings(client_id: str, given: dict[str, str | None], *, must_exist: 
         typer.echo(f"client {client_id}: nothing to change (give one or more options; `--help` lists them)")
         return
     client = apply_settings(client_id, current, changes)
-    ws.store.save_client(client)
-    what = ", ".join(f"{k}={v}" for k, v in changes.items()) or "defaults"
-    typer.echo(f"{'updated' if current else 'added'} client {client_id}: {what}")
+    after = _client_dict(client)
+    if current is None:
+        ws.store.save_client(client)
+        listed = ", ".join(_said(k, after[k]) for k in changes) or "the default settings"
+        typer.echo(f"added client {client_id}: {listed}")
+        return
+    before = _client_dict(current)
+    changed = [k for k in changes if before[k] != after[k]]
+    same = [k for k in changes if before[k] == after[k]]
+    if changed:
+        ws.store.save_client(client)
+    already = ", ".join(_said(k, after[k]) for k in same)
+    if not changed:
+        typer.echo(f"client {client_id} is already {already}: nothing changed")
+        return
+    what = ", ".join(f"{_words(k)} {_value(before[k])} -> {_value(after[k])}" for k in changed)
+    already = f"; already {already}" if already else ""
+    typer.echo(f"updated client {client_id}: {what}{already}")
+
+
+def _words(field: str) -> str:
+    """A client setting's name as words: `post_access` -> `post access`."""
+    return field.replace("_", " ")
+
+
+def _value(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _said(field: str, value: Any) -> str:
+    """A setting and its value as words: `Paused` (a status says itself), `post access no`, `daily target 30`."""
+    return _value(value) if field == "status" else f"{_words(field)} {_value(value)}"
 
 
 @clients_app.command("add")
@@ -469,7 +498,7 @@ def leads_import(
         _echo_json(summary)
         return
     typer.echo(
-        f"{plural(created, 'lead')} created, {existing} already there, {len(bad)} skipped"
+        f"{created} lead(s) created, {existing} already there, {len(bad)} skipped"
         + (f" ({plural(len(per_client), 'client')})" if len(per_client) > 1 else "")
     )
     if len(per_client) > 1:
@@ -618,17 +647,83 @@ def sandbox(
         int,
         typer.Option(help="Apify runs in flight at once; more are refused (concurrent-runs-limit-exceeded).", min=1),
     ] = 32,
+    bases: Annotated[
+        int,
+        typer.Option(
+            help="For a try-out of the Airtable store: make a master base and this many client bases (as Airtable's "
+            "web app makes them, one placeholder table each) and print their IDs and the next commands.",
+            min=0,
+            max=100,
+        ),
+    ] = 0,
 ) -> None:
-    """Serve local Airtable- and Apify-compatible APIs with fault injection, in the foreground."""
-    from leadkit.sandbox.server import serve_forever
+    """Serve local Airtable- and Apify-compatible APIs with fault injection, in the foreground (Ctrl-C stops it;
+    its bases and runs live only as long as it does)."""
+    import threading
 
+    from leadkit.errors import ConfigError
+    from leadkit.sandbox.server import generate_token, serve_forever
+
+    for name, port in (("--airtable-port", airtable_port), ("--apify-port", apify_port)):
+        _port_free(host, port, name)
+    tokens = list(token or [])
+    if bases and not tokens:
+        tokens = [generate_token()]
+    if bases:
+        url = f"http://{host}:{airtable_port}"
+        chosen = tokens[0].split("=", 1)[0]
+
+        def make_bases() -> None:
+            from leadkit.tryout import create_tryout_bases, wait_until_up
+
+            try:
+                wait_until_up(url)
+                made = create_tryout_bases(url, chosen, bases)
+            except ConfigError as exc:
+                typer.echo(f"error: the try-out bases were not made: {exc.message}", err=True)
+                return
+            lines = [
+                f"Try-out bases:    master {made.master}; clients {', '.join(made.clients) or '(none)'}",
+                "Next (README, 'Airtable, from an account to a first batch'):",
+                f"  export AIRTABLE_API_KEY={chosen} AIRTABLE_ENDPOINT_URL={url}",
+                f"  leadkit airtable provision --base {made.master}",
+                *(f"  leadkit airtable provision --kind client --base {b}" for b in made.clients),
+                f"  leadkit init --store airtable://{made.master}",
+            ]
+            typer.echo("\n".join(lines))
+
+        threading.Thread(target=make_bases, name="leadkit-tryout-bases", daemon=True).start()
     serve_forever(
         host,
         airtable_port,
         apify_port,
-        token or [],
+        tokens,
         rate_limit,
         penalty_s,
         actor_seconds=actor_seconds,
         apify_max_runs=apify_max_runs,
     )
+
+
+def _port_free(host: str, port: int, option: str) -> None:
+    """ConfigError (exit 2) naming the port and the option that changes it when `port` on `host` is taken."""
+    import errno
+    import socket
+
+    from leadkit.errors import ConfigError
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise ConfigError(
+                    f"port {port} on {host} is taken (another sandbox or program listens there)"
+                    if exc.errno == errno.EADDRINUSE
+                    else f"port {port} on {host} may not be used by this user",
+                    hint=f"Pass another port with {option} N (e.g. {option} {port + 10}), or stop what uses it.",
+                ) from None
+            raise ConfigError(f"{host}:{port} cannot be bound: {exc.strerror or exc}") from None

@@ -57,7 +57,7 @@ def test_one_file_for_several_clients(workspace: Workspace, tmp_path: Path, caps
     )
     code, out, err = cli(capsys, "leads", "import", str(path))
     assert code == 0, err
-    assert out.startswith("2 leads created, 0 already there, 1 skipped (2 clients)")
+    assert out.startswith("2 lead(s) created, 0 already there, 1 skipped (2 clients)")
     assert "https://www.linkedin.com/in/ann-fw/" in leads_of(workspace, "Globex")
     assert "https://www.linkedin.com/in/bob-fw/" in leads_of(workspace, "Initech")
     assert "https://www.linkedin.com/in/bob-fw/" not in leads_of(workspace, "Globex")
