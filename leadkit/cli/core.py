@@ -272,21 +272,13 @@ def _save_settings(client_id: str, given: dict[str, str | None], *, must_exist: 
         return
     before = _client_dict(current)
     changed = [k for k in changes if before[k] != after[k]]
-    same = [k for k in changes if before[k] == after[k]]
-    if changed:
-        ws.store.save_client(client)
-    already = ", ".join(_said(k, after[k]) for k in same)
+    already = ", ".join(_said(k, after[k]) for k in changes if before[k] == after[k])
     if not changed:
-        typer.echo(f"client {client_id} is already {already}: nothing changed")
+        typer.echo(f"client {client_id}: already {already}; nothing changed")
         return
-    what = ", ".join(f"{_words(k)} {_value(before[k])} -> {_value(after[k])}" for k in changed)
-    already = f"; already {already}" if already else ""
-    typer.echo(f"updated client {client_id}: {what}{already}")
-
-
-def _words(field: str) -> str:
-    """A client setting's name as words: `post_access` -> `post access`."""
-    return field.replace("_", " ")
+    ws.store.save_client(client)
+    what = ", ".join(f"{_said(k, after[k])} (was {_value(before[k])})" for k in changed)
+    typer.echo(f"updated client {client_id}: {what}" + (f"; already {already}" if already else ""))
 
 
 def _value(value: Any) -> str:
@@ -294,8 +286,9 @@ def _value(value: Any) -> str:
 
 
 def _said(field: str, value: Any) -> str:
-    """A setting and its value as words: `Paused` (a status says itself), `post access no`, `daily target 30`."""
-    return _value(value) if field == "status" else f"{_words(field)} {_value(value)}"
+    """A setting as the CSV and `clients --json` write it: `status=Paused`, `post_access=no` (never a Python
+    True/False), `max_usd_per_day=none`."""
+    return f"{field}={_value(value)}"
 
 
 @clients_app.command("add")

@@ -40,12 +40,12 @@ def test_a_bad_input_hint_says_what_the_message_did_not(
 
 def test_settings_changes_are_said_in_words(workspace: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "clients", "pause", "Globex")
-    assert code == 0 and out.strip() == "updated client Globex: status Active -> Paused"
+    assert code == 0 and out.strip() == "updated client Globex: status=Paused (was Active)"
     code, out, _ = cli(capsys, "clients", "pause", "Globex")
-    assert code == 0 and out.strip() == "client Globex is already Paused: nothing changed"
+    assert code == 0 and out.strip() == "client Globex: already status=Paused; nothing changed"
     code, out, _ = cli(capsys, "clients", "set", "Globex", "--post-access", "no", "--status", "Paused")
-    assert out.strip() == "updated client Globex: post access yes -> no; already Paused"
-    assert "post_access=" not in out and "False" not in out
+    assert out.strip() == "updated client Globex: post_access=no (was yes); already status=Paused"
+    assert "False" not in out and "True" not in out
     assert workspace.store.get_client("Globex").post_access is False
 
 
