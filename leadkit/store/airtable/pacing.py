@@ -93,6 +93,24 @@ def _dask_schedule(key: str, client: Any) -> Iterator[_Schedule]:
         client.set_metadata(["leadkit-airtable-pace", name], json.dumps(schedule))
 
 
+#: The scheduler this whole process paces through while it coordinates a dask batch (`share_through`).
+_coordinating: list[str] = []
+#: Schedulers this process could not reach: it paces on the host's files instead (warned once).
+_unreachable: set[str] = set()
+
+
+@contextmanager
+def share_through(scheduler: str) -> Iterator[None]:
+    """While the block runs, every pacer of this process (made before or inside it) books its requests on
+    `scheduler`, with the kernels of the dask batch this process coordinates, instead of the host's files: the
+    coordinator's own requests (lease, ClientRun opens and settles) then count against the same pace."""
+    _coordinating.append(scheduler)
+    try:
+        yield
+    finally:
+        _coordinating.remove(scheduler)
+
+
 def _worker_client() -> Any:
     from distributed import get_client
 
@@ -224,16 +242,17 @@ class RequestPacer:
             with _dask_schedule(key, _worker_client()) as schedule:
                 yield schedule
             return
-        if self.scheduler:
+        scheduler = _coordinating[-1] if _coordinating else self.scheduler
+        if scheduler and scheduler not in _unreachable:
             try:
-                client = scheduler_client(self.scheduler)
+                client = scheduler_client(scheduler)
             except (OSError, TimeoutError) as exc:
                 log.warning(
                     "cannot reach the dask scheduler %s to share the Airtable pace (%s); pacing on this machine only",
-                    self.scheduler,
+                    scheduler,
                     type(exc).__name__,
                 )
-                self.scheduler = ""
+                _unreachable.add(scheduler)
             else:
                 with _dask_schedule(key, client) as schedule:
                     yield schedule
