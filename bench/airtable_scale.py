@@ -39,8 +39,8 @@ from leadkit.config import Settings
 from leadkit.models import Client, NewLead
 from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore, make_api
-from leadkit.store.airtable.pacing import share_through
-from leadkit.store.airtable.usage import USAGE_FILE, UsageLog
+from leadkit.store.airtable.remote import coordinate
+from leadkit.store.airtable.usage import USAGE_FILE, read_tally
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, TableSpec
 
 LEADS = 5
@@ -123,6 +123,7 @@ def part_one(args: argparse.Namespace) -> tuple[float, int, float]:
         limited = int(stats["by_status"].get("429", 0))
         runs = len(result.records)
         peak = sandbox.apify.peak_runs
+        airtable_total = int(stats["by_service"].get("airtable", 0))
     apify_ideal = math.ceil(n / args.capacity) * args.actor_seconds
     rate_ideal = master_requests / AIRTABLE_RATE
     ideal = max(apify_ideal, rate_ideal)
@@ -130,6 +131,10 @@ def part_one(args: argparse.Namespace) -> tuple[float, int, float]:
         f"part 1: {runs} client runs {statuses} in {seconds:.1f} s with --concurrency {args.concurrency}; "
         f"Apify peak {peak} of {args.capacity}; master base {master_requests} requests; "
         f"ideal max({apify_ideal:.0f} s Apify, {rate_ideal:.0f} s master base) = {ideal:.0f} s"
+    )
+    print(
+        f"client bases: {airtable_total - master_requests} requests, "
+        f"{(airtable_total - master_requests) / max(runs, 1):.2f} per client run"
     )
     print("master base requests by kind (recent): " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
     if runs != n:
@@ -214,9 +219,9 @@ def part_two(args: argparse.Namespace) -> tuple[int, int, int, int]:
             ws = Workspace.open(home, settings=settings)
             started = time.monotonic()
             # The coordinator's own requests (lease, opens, settles) pace with its kernels through the scheduler,
-            # and the usage its kernels counted there is added to its workspace at the end: what run_batch is to
-            # do for a dask batch itself (see the report of issue 23).
-            with share_through(address):
+            # and the usage its kernels counted there is added to its workspace at the end (`coordinate`): what
+            # run_batch is to do around a dask batch itself (see the report of issue 23).
+            with coordinate(home, address):
                 result = run_batch(
                     ws,
                     concurrency=args.dask_concurrency,
@@ -225,8 +230,6 @@ def part_two(args: argparse.Namespace) -> tuple[int, int, int, int]:
                     progress=False,
                 )
             seconds = time.monotonic() - started
-            usage = UsageLog(home / USAGE_FILE)
-            usage.collect_remote(address)
             from distributed import Client as DaskClient
 
             with DaskClient(address, set_as_default=False, timeout=60) as client:
@@ -235,6 +238,8 @@ def part_two(args: argparse.Namespace) -> tuple[int, int, int, int]:
                 entries = client.get_metadata([DASK_USAGE_KEY, workspace_key(home / USAGE_FILE)], default={})
             hosts = sorted({process.split(":")[0] for process in entries})
             stats = sandbox.stats()
+            month = read_tally(home).get("months", {})
+            tallied = sum(int(n) for m in month.values() for n in m.get("requests", {}).values())
             ws.close()
         limited = int(stats["by_status"].get("429", 0))
         peak, capacity = int(sandbox.apify.peak_runs), int(sandbox.apify.max_runs)
@@ -243,7 +248,9 @@ def part_two(args: argparse.Namespace) -> tuple[int, int, int, int]:
             statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
     print(
         f"part 2: {len(result.records)} client runs {statuses} in {seconds:.1f} s on hosts {hosts} "
-        f"(--concurrency {args.dask_concurrency}); master base {int(stats['by_base'].get(master, 0))} requests"
+        f"(--concurrency {args.dask_concurrency}); master base {int(stats['by_base'].get(master, 0))} requests; "
+        f"the workspace's tally counts {tallied} Airtable requests, the sandbox "
+        f"{int(stats['by_service'].get('airtable', 0))}"
     )
     print(f"hosts={len(hosts)} requests_429={limited} max_apify_runs_at_once={peak} capacity={capacity}", flush=True)
     return len(hosts), limited, peak, capacity
