@@ -118,7 +118,7 @@ def part_one(args: argparse.Namespace) -> tuple[float, int, float]:
         for request in stats["requests"]:
             if request["base"] == master:
                 parts = [part for part in request["path"].split("/") if part]
-                kind = f"{request['method']} {'meta' if 'meta' in parts else parts[-1] if len(parts) > 2 else '-'}"
+                kind = f"{request['method']} {'meta' if 'meta' in parts else parts[2] if len(parts) > 2 else '-'}"
                 kinds[kind] = kinds.get(kind, 0) + 1
         limited = int(stats["by_status"].get("429", 0))
         runs = len(result.records)
