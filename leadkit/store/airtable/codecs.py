@@ -138,7 +138,7 @@ def _run_fields(run: Run) -> Fields:
         JobTracking.STARTED_BY: run.started_by,
         JobTracking.CLIENTS_TOTAL: run.clients_total,
         JobTracking.CLIENTS_FAILED: run.clients_failed,
-        JobTracking.SYSTEM_NOTES: run.notes,
+        JobTracking.SYSTEM_NOTES: _clip(run.notes),
     }
 
 
@@ -229,6 +229,51 @@ def _clip(text: str | None, limit: int = MAX_LONG_TEXT) -> str | None:
         return text
     keep = limit - 100
     return text[:keep] + "\n" + CUT_MARKER.format(n=len(text) - keep)
+
+
+def _posts_json(posts: list[Any], limit: int = MAX_LONG_TEXT) -> str:
+    """A lead's posts as JSON that fits a cell. When all of them do not, the newest (by `postedAt`, then by
+    place: later entries came later) keep every field and each older one keeps only its `postUrl` (marked
+    `"trimmed": true`), so its dedupe key stays on the lead and the post is neither bought nor counted again;
+    entries are kept in their order. Only when the URLs alone pass the limit are the oldest left out."""
+    text = json.dumps(posts, separators=(",", ":"))
+    if len(text) <= limit:
+        return text
+
+    def stub(entry: Any) -> dict[str, Any] | None:
+        url = entry.get("postUrl") if isinstance(entry, dict) else None
+        return {"postUrl": url, "trimmed": True} if isinstance(url, str) and url else None
+
+    def age(index: int) -> tuple[str, int]:
+        entry = posts[index]
+        posted = entry.get("postedAt") if isinstance(entry, dict) else None
+        return (str(posted) if posted else "", index)
+
+    newest_first = sorted(range(len(posts)), key=age, reverse=True)
+    kept: dict[int, Any] = {}
+    sizes: dict[int, int] = {}
+    for i in newest_first:
+        small = stub(posts[i])
+        if small is not None:
+            kept[i] = small
+            sizes[i] = len(json.dumps(small, separators=(",", ":"))) + 1
+    total = 2 + sum(sizes.values())
+    for i in reversed(newest_first):  # oldest first: URLs left out only when they alone do not fit
+        if total <= limit:
+            break
+        if i in kept:
+            total -= sizes.pop(i)
+            del kept[i]
+    for i in newest_first:  # then the newest posts whole, while they fit
+        full = len(json.dumps(posts[i], separators=(",", ":"))) + 1
+        grow = full - sizes.get(i, 0)
+        if total + grow > limit:
+            break
+        kept[i], sizes[i] = posts[i], full
+        total += grow
+    text = json.dumps([kept[i] for i in sorted(kept)], separators=(",", ":"))
+    assert len(text) <= limit, f"posts JSON of {len(text)} characters after fitting"
+    return text
 
 
 def _newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:

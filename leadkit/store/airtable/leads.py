@@ -25,11 +25,13 @@ from leadkit.store.airtable.api import create_once
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
+    _clip,
     _created,
     _eq,
     _formula,
     _ms,
     _opt_int,
+    _posts_json,
     _ts,
     _without_blanks,
 )
@@ -67,7 +69,9 @@ def _lead_value(attribute: str, value: Any) -> Any:
     if attribute in ("last_check_at", "next_check_at"):
         return _ts(value)
     if attribute == "posts":
-        return json.dumps(value)
+        return _posts_json(list(value))
+    if attribute == "last_error":
+        return _clip(str(value))
     return value
 
 
