@@ -234,6 +234,30 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._table(Clients.TABLE).batch_upsert([{"fields": _client_fields(client)}], key_fields=[Clients.CLIENT_ID])
         return client
 
+    def save_clients(self, clients: Sequence[Client]) -> None:
+        """Create or update many clients, 10 a request: an upsert on Client ID carrying every setting, so a
+        request repeated after a lost answer (or the same import run again after a failure part way) writes the
+        same values and creates nothing twice. Every base ID is checked before anything is sent. A failure part
+        way says how many were written; running the same import again finishes it."""
+        for client in clients:
+            if client.base_id:
+                validate_base_id(client.base_id, what=f"Airtable Base ID of client {client.client_id!r}")
+        table = self._table(Clients.TABLE)
+        done = 0
+        for start in range(0, len(clients), MAX_RECORDS_PER_REQUEST):
+            chunk = clients[start : start + MAX_RECORDS_PER_REQUEST]
+            try:
+                table.batch_upsert([{"fields": _client_fields(c)} for c in chunk], key_fields=[Clients.CLIENT_ID])
+            except LeadkitError as exc:
+                exc.message = (
+                    f"{exc.message} (after {done} of {len(clients)} clients were written; "
+                    f"{', '.join(c.client_id for c in chunk)} may or may not be)"
+                )
+                exc.args = (exc.message,)
+                exc.hint = f"{exc.hint} Run the same import again: it writes each client's settings as given, once."
+                raise
+            done += len(chunk)
+
     def remove_client(self, client_id: str) -> None:
         """Delete the client's record in the Clients table; its own base (the agency's) is left alone."""
         table = self._table(Clients.TABLE)
