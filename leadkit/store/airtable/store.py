@@ -698,6 +698,29 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             log.warning("a held ClientRun save failed (%s); it is written with the next save", exc.message)
 
     def _write_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Write the record with its events after those it has. A sweep's write (status Stale with a SWEPT event)
+        compares first: it reads the record and writes only if it is still Running with the heartbeat the sweep
+        judged (else a live process or another sweep got there first, and nothing is written); its SWEPT event
+        also goes to the Run Events table, which no later save of the record rewrites, so a process that saves
+        the record afterwards from what it knew cannot erase it."""
+        swept = [e for e in events if e.kind is EventKind.SWEPT]
+        if swept and record.status is ClientRunStatus.STALE:
+            stored = self._client_run_record(record.run_id, record.client_id)
+            f = stored["fields"] if stored is not None else {}
+            if (
+                stored is None
+                or f.get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value
+                or f.get(ClientRunResults.HEARTBEAT) != _ts(record.heartbeat_at)
+            ):
+                log.warning(
+                    "ClientRun %s-%s changed since the sweep read it (now %s, heartbeat %s): not swept",
+                    record.run_id,
+                    record.client_id,
+                    f.get(ClientRunResults.STATUS, "gone"),
+                    f.get(ClientRunResults.HEARTBEAT, "-"),
+                )
+                return
+            record = dataclasses.replace(record, record_id=stored["id"])
         record_id = record.record_id if record.record_id and RECORD_ID_RE.fullmatch(record.record_id) else None
         if record_id is None or record_id not in self._events:
             stored = self._client_run_record(record.run_id, record.client_id)
@@ -712,6 +735,7 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._table(ClientRunResults.TABLE).update(record_id, fields)
         if ClientRunResults.EVENTS_JSON in fields:
             self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+        spill += [e for e in swept if e not in spill]
         if spill:
             self._add_table_events(spill)
 
