@@ -28,7 +28,9 @@ from leadkit.store.airtable.codecs import (
     _eq,
     _formula,
     _int,
+    _required_time,
     _ts,
+    reading,
 )
 from leadkit.store.airtable.writes import create_marked, first_created, oldest
 from leadkit.store.codecs import parse_ts
@@ -59,9 +61,14 @@ def _lease(record: Record) -> Lease | None:
     f = record["fields"]
     if f.get(Leases.RELEASED):
         return None
-    acquired = parse_ts(f.get(Leases.ACQUIRED_AT))
-    heartbeat = parse_ts(f.get(Leases.HEARTBEAT_AT))
-    assert acquired is not None and heartbeat is not None
+    with reading(Leases.TABLE, record):
+        acquired = _required_time(Leases.TABLE, record, Leases.ACQUIRED_AT)
+        heartbeat = _required_time(Leases.TABLE, record, Leases.HEARTBEAT_AT)
+        return _lease_of(record, acquired, heartbeat)
+
+
+def _lease_of(record: Record, acquired: datetime, heartbeat: datetime) -> Lease:
+    f = record["fields"]
     return Lease(
         name=str(f.get(Leases.NAME, "")),
         host=str(f.get(Leases.HOST, "")),

@@ -64,11 +64,13 @@ from leadkit.store.airtable.codecs import (
     _ms,
     _newest_lines,
     _opt_int,
+    _required_time,
     _run,
     _run_fields,
     _sortable_id,
     _ts,
     _without_blanks,
+    reading,
 )
 from leadkit.store.airtable.leads import AirtableLeadBase
 from leadkit.store.airtable.lease import AirtableLeases
@@ -1002,19 +1004,19 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         run_events: list[Record] = [*self._table(RunEvents.TABLE).all(**table_options), *table_records]
         for record in run_events:
             f = record["fields"]
-            at = parse_ts(f.get(RunEvents.AT))
-            assert at is not None
-            events.append(
-                RunEvent(
-                    run_id=str(f.get(RunEvents.RUN_ID, "")),
-                    client_id=str(f.get(RunEvents.CLIENT_ID, "")),
-                    stage=str(f.get(RunEvents.STAGE, "")),
-                    kind=EventKind(str(f.get(RunEvents.KIND, EventKind.INFO.value))),
-                    message=str(f.get(RunEvents.MESSAGE, "")),
-                    metrics=json.loads(f.get(RunEvents.METRICS_JSON) or "{}"),
-                    at=at,
+            with reading(RunEvents.TABLE, record):
+                at = _required_time(RunEvents.TABLE, record, RunEvents.AT)
+                events.append(
+                    RunEvent(
+                        run_id=str(f.get(RunEvents.RUN_ID, "")),
+                        client_id=str(f.get(RunEvents.CLIENT_ID, "")),
+                        stage=str(f.get(RunEvents.STAGE, "")),
+                        kind=EventKind(str(f.get(RunEvents.KIND, EventKind.INFO.value))),
+                        message=str(f.get(RunEvents.MESSAGE, "")),
+                        metrics=json.loads(f.get(RunEvents.METRICS_JSON) or "{}"),
+                        at=at,
+                    )
                 )
-            )
         if since is not None:
             cutoff = _ms(since)
             events = [e for e in events if e.at >= cutoff]
