@@ -215,3 +215,37 @@ def test_a_client_run_open_whose_answer_was_lost_is_created_once_and_filled(sand
     again = store.open_client_runs(records)
     assert [created for _, created in again] == [False, False]
     assert len(sandbox.airtable.records(store.base_id, ClientRunResults.TABLE)) == 2
+
+
+def test_a_batchs_heartbeat_through_a_lost_answer_keeps_the_lease(sandbox: Sandbox) -> None:
+    """The heartbeat thread of a real BatchLease on the Airtable store: one beat's answer is lost after the
+    sandbox acted; the batch does not think it lost the lease, and the lease stays its own."""
+    from types import SimpleNamespace
+    from typing import cast
+
+    from leadkit.batch.lease import BatchLease
+    from leadkit.workspace import Workspace
+
+    store = new_store(sandbox)
+    ws = cast(Workspace, SimpleNamespace(store=store))
+    batch = BatchLease(ws, 1, ttl_s=1.5)  # a beat every 0.5 s
+    batch.acquire(RUN)
+    try:
+        sandbox.add_fault(service="airtable", mode="bad_gateway_after", path="/Leases", body="Lease Key", times=1)
+        deadline = threading.Event()
+        for _ in range(40):  # until the fault was used and two more beats went out
+            if not sandbox.state.faults.rules():
+                break
+            deadline.wait(0.1)
+        assert not sandbox.state.faults.rules(), "the heartbeat never reached the sandbox"
+        beats = len(sandbox.airtable.records(store.base_id, Leases.TABLE))
+        for _ in range(60):
+            if len(sandbox.airtable.records(store.base_id, Leases.TABLE)) >= beats + 2:
+                break
+            deadline.wait(0.1)
+        assert batch.lost is None and batch.current is not None
+        holder = new_store(sandbox, store.base_id).get_lease(LEASE)
+        assert holder is not None and (holder.host, holder.pid) == (batch.current.host, batch.current.pid)
+    finally:
+        batch.release()
+    assert new_store(sandbox, store.base_id).get_lease(LEASE) is None
