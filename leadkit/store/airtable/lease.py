@@ -32,7 +32,7 @@ from leadkit.store.airtable.codecs import (
     _ts,
     reading,
 )
-from leadkit.store.airtable.writes import create_marked, first_created, oldest
+from leadkit.store.airtable.writes import after_tie, create_marked, first_created, oldest
 from leadkit.store.codecs import parse_ts
 from leadkit.store.schema import Leases
 
@@ -239,6 +239,8 @@ class AirtableLeases:
                 else "two claims of it came in the same millisecond"
             )
             log.info("lease %s: the claim of generation %d failed (%s)", name, generation, why)
+            if winner is None:
+                after_tie()
             self._lease_heads.pop(name, None)
             try:
                 table.batch_delete([r["id"] for r in mine_at_generation] or [record["id"]])

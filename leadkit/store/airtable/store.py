@@ -74,7 +74,7 @@ from leadkit.store.airtable.codecs import (
 )
 from leadkit.store.airtable.leads import AirtableLeadBase
 from leadkit.store.airtable.lease import AirtableLeases
-from leadkit.store.airtable.writes import create_marked, first_created, new_nonce, oldest
+from leadkit.store.airtable.writes import after_tie, create_marked, first_created, new_nonce, oldest
 from leadkit.store.base import ClientRunCounts, EventTotal, RunFilter
 from leadkit.store.codecs import failure_to_dict, parse_ts
 from leadkit.store.schema import (
@@ -532,6 +532,8 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             if lost:
                 table.batch_delete(lost)
             todo = retry
+            if todo:
+                after_tie()  # another process opened them too: let one of us go first next time
             if not todo:
                 break
         else:

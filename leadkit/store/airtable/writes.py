@@ -17,6 +17,7 @@ re-sends, each carrying a mark of its writer (a nonce), and then:
 from __future__ import annotations
 
 import logging
+import random
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,6 +33,15 @@ log = logging.getLogger(__name__)
 #: Reads of the key after a create whose answer was lost, and the pause between them.
 READ_BACK_ATTEMPTS = 3
 READ_BACK_PAUSE_S = 0.5
+
+
+#: The longest pause after two writers tied (same millisecond), so that their next tries do not tie again.
+TIE_PAUSE_S = 0.25
+
+
+def after_tie(sleep: Callable[[float], None] = time.sleep) -> None:
+    """Wait a random moment (up to TIE_PAUSE_S) after a tie, before trying again."""
+    sleep(random.uniform(0.01, TIE_PAUSE_S))
 
 
 def new_nonce() -> str:
