@@ -134,9 +134,11 @@ class AirtableLeases:
         filled = [r for r in top if _lease_filled(r)]
         if filled:
             winner = first_created(filled)
-            undecided = winner is None
             chosen = winner if winner is not None else oldest(filled)
-            assert chosen is not None
+            assert chosen is not None  # `filled` is not empty
+            # a tie is left to its writers, who remove their records; one they could not remove is decided by
+            # record ID once it is older than the grace, so it never blocks the lease
+            undecided = winner is None and datetime.now(UTC) - _created(chosen) < timedelta(seconds=LEASE_CLAIM_GRACE_S)
             current = _lease(chosen)
             if not undecided:
                 self._lease_heads[name] = (current, generation)
