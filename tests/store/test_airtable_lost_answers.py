@@ -249,3 +249,13 @@ def test_a_batchs_heartbeat_through_a_lost_answer_keeps_the_lease(sandbox: Sandb
     finally:
         batch.release()
     assert new_store(sandbox, store.base_id).get_lease(LEASE) is None
+
+
+def test_a_run_whose_id_cannot_be_read_back_is_gone_not_left_running(sandbox: Sandbox) -> None:
+    store = new_store(sandbox)
+    sandbox.add_fault(service="airtable", mode="server_500", path=r"Job(%20| )Tracking\?", times=-1)  # reads only
+    with pytest.raises(Exception, match="Airtable"):
+        store.insert_run(Run(RUN, started_by="host-a:1"))
+    sandbox.clear_faults()
+    assert sandbox.airtable.records(store.base_id, JobTracking.TABLE) == []
+    assert sandbox.state.stats.count(base=store.base_id, method="POST", path="Job Tracking") == 1

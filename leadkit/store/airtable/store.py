@@ -305,7 +305,12 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             return (f.get(JobTracking.STARTED_BY), f.get(JobTracking.START_TIME)) == mark
 
         record = create_marked(table, [fields], read_back, is_mine)[0]
-        same_id = read_back()
+        try:
+            same_id = read_back()
+        except LeadkitError:  # cannot tell whether another batch took the ID: the Run is removed, not left over
+            with contextlib.suppress(LeadkitError):
+                table.delete(record["id"])
+            raise
         winner = first_created(same_id) if same_id else record
         if winner is None or winner["id"] != record["id"]:
             try:
