@@ -20,11 +20,15 @@ from typing import Any
 from leadkit.errors import DataError
 from leadkit.models import Client
 
+if typing.TYPE_CHECKING:
+    from leadkit.store.base import Store
+
 __all__ = [
     "NEW_CLIENT_DEFAULTS",
     "ClientRow",
     "Setting",
     "apply_settings",
+    "save_clients",
     "client_settings",
     "read_clients_csv",
     "setting_for_column",
@@ -213,6 +217,18 @@ def apply_settings(client_id: str, current: Client | None, changes: Mapping[str,
     if not changes.get("name"):
         raise DataError(f"client {client_id!r} does not exist yet: give its name (--name, or a name column)")
     return Client(client_id=client_id, **{**NEW_CLIENT_DEFAULTS, **changes})
+
+
+def save_clients(store: Store, clients: typing.Sequence[Client]) -> None:
+    """Write these clients (an import's added and updated ones): in requests of 10 on a store that batches
+    (Airtable), else one by one. Each write carries the client's every setting, so after a failure part way the
+    same import run again finishes it, creating nothing twice."""
+    many = getattr(store, "save_clients", None)
+    if many is not None:
+        many(list(clients))
+        return
+    for client in clients:
+        store.save_client(client)
 
 
 @dataclass
