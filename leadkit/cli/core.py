@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
+from leadkit.clients import save_clients
 from leadkit.errors import DataError
 from leadkit.words import plural
 
@@ -394,9 +395,7 @@ def clients_import(
             typer.echo(f"{file}: {line}", err=True)
         raise DataError(f"{file}: {len(errors)} bad row(s); nothing was imported", hint="Fix the rows named above.")
     if not dry_run:
-        for _, client, outcome in planned:
-            if outcome != "same":
-                ws.store.save_client(client)
+        save_clients(ws.store, [client for _, client, outcome in planned if outcome != "same"])
     counts = {k: sum(1 for *_, o in planned if o == k) for k in ("added", "updated", "same")}
     if json_out:
         _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned]})
