@@ -24,8 +24,14 @@ def init(
     home: Annotated[
         Path | None, typer.Option(help="The workspace folder (default: LEADKIT_HOME, else ./runs).")
     ] = None,
+    group: Annotated[
+        bool,
+        typer.Option("--group", help="Let the folder's group read the workspace (mode 0750; default 0700: only you)."),
+    ] = False,
 ) -> None:
     """Create an empty workspace (no clients) with a commented .env to fill in, and print the next steps.
+
+    The folder is private to you (mode 0700; 0750 with --group) and its .env, which holds the tokens, is 0600.
 
     With --store airtable://<base id> the master base's schema is checked (AIRTABLE_API_KEY needed); fix what it
     lacks with `leadkit airtable provision`. A folder holding other files is refused."""
@@ -36,7 +42,7 @@ def init(
     target = Path(home if home is not None else settings.leadkit_home).resolve()
     if store and not (store.startswith("airtable://") or store.startswith("sqlite")):
         raise DataError(f"--store {store!r} is not accepted; use nothing (SQLite) or airtable://<master base id>")
-    created, done = init_workspace(target, store, settings)
+    created, done = init_workspace(target, store, settings, group=group)
     for line in done:
         typer.echo(line)
     if store.startswith("airtable://"):
