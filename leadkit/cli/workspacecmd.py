@@ -24,8 +24,14 @@ def init(
     home: Annotated[
         Path | None, typer.Option(help="The workspace folder (default: LEADKIT_HOME, else ./runs).")
     ] = None,
+    group: Annotated[
+        bool,
+        typer.Option("--group", help="Let the folder's group read the workspace (mode 0750; default 0700: only you)."),
+    ] = False,
 ) -> None:
     """Create an empty workspace (no clients) with a commented .env to fill in, and print the next steps.
+
+    The folder is private to you (mode 0700; 0750 with --group) and its .env, which holds the tokens, is 0600.
 
     With --store airtable://<base id> the master base's schema is checked (AIRTABLE_API_KEY needed); fix what it
     lacks with `leadkit airtable provision`. A folder holding other files is refused."""
@@ -36,7 +42,7 @@ def init(
     target = Path(home if home is not None else settings.leadkit_home).resolve()
     if store and not (store.startswith("airtable://") or store.startswith("sqlite")):
         raise DataError(f"--store {store!r} is not accepted; use nothing (SQLite) or airtable://<master base id>")
-    created, done = init_workspace(target, store, settings)
+    created, done = init_workspace(target, store, settings, group=group)
     for line in done:
         typer.echo(line)
     if store.startswith("airtable://"):
@@ -84,19 +90,20 @@ def backup(
     dest: Annotated[Path, typer.Argument(help="A new or empty folder for the copy.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Copy the SQLite store (master and every client base) consistently, even while batches run.
+    """Copy every database of the workspace consistently, even while batches run: the SQLite store (master and
+    every client base) and the Airtable archive (airtable-archive.sqlite) when there is one.
 
-    The copy is a workspace: `LEADKIT_HOME=DEST leadkit runs` reads it; to restore, stop batches and copy its
-    files back into the workspace (the README's Backups section)."""
-    from leadkit.backup import backup_workspace
+    The copy is a private workspace (0700): `LEADKIT_HOME=DEST leadkit runs` reads it; `leadkit restore DEST
+    --home NEW` copies it back into a new workspace folder (the README's Backups section). The .env is not copied."""
+    from leadkit.backup import backup_workspace, databases
 
     ws = _workspace(read_only=True)
     try:
-        if ws.store_url.startswith("airtable://"):
+        if ws.store_url.startswith("airtable://") and not databases(ws.home):
             raise ConfigError(
-                "the store is Airtable: leadkit backup copies SQLite stores",
-                hint="Airtable keeps snapshots of each base (base menu > Snapshots); `leadkit airtable archive`, if "
-                "available, copies old records locally.",
+                "the store is Airtable and the workspace holds no SQLite database (no archive) to back up",
+                hint="Airtable keeps snapshots of each base (base menu > Snapshots); `leadkit airtable archive` "
+                "moves old records into a local archive, which `leadkit backup` then copies.",
             )
         report = backup_workspace(ws.home, dest)
     finally:
@@ -108,6 +115,30 @@ def backup(
 
 
 # ------------------------------------------------------------------------------------------------ doctor
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="The folder `leadkit backup` wrote.")],
+    home: Annotated[
+        Path | None,
+        typer.Option(help="The workspace folder to restore into, missing or empty (default: LEADKIT_HOME)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy a backup's databases into a missing or empty workspace folder (never over a workspace), each as one
+    consistent file; the folder is made private (0700). Copy the .env back by hand (it holds the tokens)."""
+    from leadkit.backup import restore_workspace
+    from leadkit.config import get_settings
+
+    target = Path(home if home is not None else get_settings().leadkit_home)
+    report = restore_workspace(source, target)
+    if json_out:
+        _echo_json({"home": str(report.dest), "files": [str(f) for f in report.files], "bytes": report.bytes})
+        return
+    for path in report.files:
+        typer.echo(f"restored {path}")
+    typer.echo(f"{len(report.files)} database(s), {report.bytes} bytes into {report.dest}")
+
+
 @app.command()
 def doctor(json_out: JsonOpt = False) -> None:
     """Check dependencies (each imported for real), the notebook kernel, settings, the store and the workspace.

@@ -11,7 +11,7 @@ from leadkit.models import TriageStatus
 from leadkit.workspace import Workspace
 
 from .conftest import after
-from .receivers import Webhook, free_port
+from .receivers import Webhook, channel, free_port
 
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
@@ -36,8 +36,8 @@ def test_alerts_view_channels_history_and_triage(
         page.wait_for_function("() => window.Bokeh !== undefined && Bokeh.documents.length > 0")
         channels = page.locator(".lk-alert-channels .tabulator-row")
         expect(channels).to_have_count(2)
-        expect(channels.filter(has_text=dead)).to_contain_text("NO")
-        expect(channels.filter(has_text=f"json://127.0.0.1:{hook.port}")).to_contain_text("yes")
+        expect(channels.filter(has_text=channel(f"{dead}/alerts"))).to_contain_text("NO")
+        expect(channels.filter(has_text=channel(hook.url()))).to_contain_text("yes")
         history = page.locator(".lk-alert-history .tabulator-row")
         expect(history).to_have_count(2)
         expect(history.first).to_contain_text("Globex")
