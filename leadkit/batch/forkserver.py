@@ -61,6 +61,16 @@ def prepare_server() -> None:
     from jupyter_client import localinterfaces
 
     localinterfaces.localhost()
+    _freeze()
+
+
+def _freeze() -> None:
+    """Move what is imported so far out of the garbage collector's sight: a forked kernel's collections then do
+    not touch (and copy) the server's pages."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 #: Modules leadkit's client workflow imports lazily while it runs (store, records, eligibility, harvesting):
@@ -176,6 +186,7 @@ def serve() -> None:
                     imported.append(module)
                 except Exception as exc:  # the kernel's own import will fail and say so in the notebook
                     failed.append(f"{module}: {type(exc).__name__}: {exc}")
+            _freeze()
             reply = {"imported": imported, "failed": failed}
         elif request.get("op") == "fork":
             if threading.active_count() > 1:

@@ -391,20 +391,7 @@ class WarmKernel:
             return NotebookResult(job.client_id, False, time.monotonic() - started, kind, scrub(message), cell)
 
         try:
-            executed = papermill.execute_notebook(
-                job.input_path,
-                job.output_path,
-                # the kernel's time budget ends where the watchdog's does (wall clock: the kernel is another process)
-                parameters={**job.parameters, "deadline_at": time.time() + job.timeout_s},
-                engine_name=ENGINE,
-                request_save_on_cell_execute=False,  # written once, at the end (or on failure)
-                kernel_name=KERNEL_NAME,
-                progress_bar=False,
-                log_output=False,
-                warm=self,
-                record_path=job.output_path,
-                execution_timeout=job.timeout_s,
-            )
+            executed = self._papermill(job, {**job.parameters, "deadline_at": time.time() + job.timeout_s})
             return NotebookResult(job.client_id, True, time.monotonic() - started, status=published_status(executed))
         except papermill.PapermillExecutionError as exc:
             return failed("exception", f"cell {exc.cell_index} raised {exc.ename}: {exc.evalue}", exc.cell_index)
@@ -418,6 +405,36 @@ class WarmKernel:
             return failed("error", f"{type(exc).__name__}: {exc}")
         finally:
             watchdog.cancel()
+
+    def _papermill(self, job: NotebookJob, parameters: dict[str, Any]) -> Any:
+        """papermill's `execute_notebook`, step by step, on the notebook parsed once per batch (not read and
+        validated again per client): parameters injected, papermill's metadata, run by the warm engine, errors
+        marked, written once. `deadline_at` in `parameters`: the kernel's time budget ends where the watchdog's
+        does (wall clock: the kernel is another process)."""
+        from papermill.engines import papermill_engines
+        from papermill.execute import prepare_notebook_metadata, raise_for_execution_errors, remove_error_markers
+        from papermill.iorw import write_ipynb
+        from papermill.parameterize import parameterize_notebook
+
+        nb = parameterize_notebook(
+            copy.deepcopy(self.notebook.nb), parameters, kernel_name=KERNEL_NAME, language="python", engine_name=ENGINE
+        )
+        nb = remove_error_markers(prepare_notebook_metadata(nb, job.input_path, job.output_path))
+        nb = papermill_engines.execute_notebook_with_engine(
+            ENGINE,
+            nb,
+            input_path=job.input_path,
+            output_path=None,  # not saved after every cell
+            kernel_name=KERNEL_NAME,
+            progress_bar=False,
+            log_output=False,
+            warm=self,
+            record_path=job.output_path,
+            execution_timeout=job.timeout_s,
+        )
+        raise_for_execution_errors(nb, job.output_path)  # writes the notebook with papermill's error marker
+        write_ipynb(nb, job.output_path)
+        return nb
 
     def execute_rest(self, nb_man: Any, execution_timeout: float | None, record_path: str | None) -> None:
         """In the kernel's thread, from papermill's engine: carry the setup cells' run into the client's notebook,
