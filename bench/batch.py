@@ -144,7 +144,7 @@ def floor_one(cells: list[str], env: dict[str, str], cwd: Path) -> None:
     kc = km.client()
     try:
         kc.start_channels()
-        kc.wait_for_ready(timeout=60)
+        kc.wait_for_ready(timeout=600)  # a busy machine: 32 kernels booting at once
         for source in cells:
             reply = kc.execute_interactive(source, timeout=600, output_hook=lambda msg: None)
             if reply["content"]["status"] != "ok":
