@@ -223,9 +223,8 @@ class ForkServer:
                         stdin=subprocess.PIPE,
                         stdout=subprocess.PIPE,
                         stderr=log,
-                        env=env,
-                        preexec_fn=die_with_parent,
-                    )
+                        env=env,  # no preexec_fn: Python code between fork and exec of a threaded
+                    )  # process can deadlock; the server sets PR_SET_PDEATHSIG itself, first thing
             except BaseException as exc:
                 box["error"] = exc
             finally:
@@ -295,11 +294,23 @@ class ForkServer:
 def spawn_kernel(env: dict[str, str], cwd: str, log: IO[bytes], connection_file: str) -> subprocess.Popen[bytes]:
     """A kernel started the ordinary way, dying with the thread that starts it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "ipykernel_launcher", "-f", connection_file, *KERNEL_ARGS],
+        [sys.executable, "-c", _SPAWNED, "-f", connection_file, *KERNEL_ARGS],
         env={**env, "JPY_PARENT_PID": str(os.getpid())},
         cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
-        preexec_fn=die_with_parent,
     )
+
+
+#: A spawned kernel sets PR_SET_PDEATHSIG itself once it runs (no preexec_fn: Python code between fork and exec
+#: in the batch, which has a thread per kernel, can deadlock on a lock another thread held at the fork).
+_SPAWNED = (
+    "import ctypes, os, signal, sys\n"
+    "if sys.platform == 'linux':\n"
+    "    ctypes.CDLL('libc.so.6').prctl(1, signal.SIGKILL)\n"
+    "    if os.getppid() == 1: os._exit(1)\n"
+    "sys.argv[0] = 'ipykernel_launcher'\n"
+    "from ipykernel import kernelapp\n"
+    "kernelapp.launch_new_instance()\n"
+)
