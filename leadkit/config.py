@@ -27,6 +27,7 @@ ALERT_KINDS = (
     "stale_swept",
     "lease_takeover",
     "lease_lost",
+    "lease_held",
     "silence",
     "silent_client",
 )

@@ -16,7 +16,6 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -69,26 +68,13 @@ def _usage_error(exc: Any) -> int:
     return 2
 
 
-def crash_log_path() -> Path:
-    """Where the traceback of an unexpected error goes: a file in the temporary folder (the workspace may be the
-    very thing that is broken or read-only)."""
-    import tempfile
-    import time
-
-    stamp = time.strftime("%y%m%d-%H%M%S", time.gmtime())
-    return Path(tempfile.gettempdir()) / f"leadkit-error-{stamp}-{os.getpid()}.log"
-
-
 def _unexpected(exc: BaseException) -> int:
-    import traceback
-
     from leadkit.config import scrub
+    from leadkit.crashlog import write_crash_log
 
-    text = scrub("".join(traceback.format_exception(exc)))
-    where = crash_log_path()
     try:
-        where.write_text(f"leadkit {' '.join(sys.argv[1:])}\n{text}", encoding="utf-8")
-        saved = f"the traceback is in {where}"
+        where = write_crash_log(exc, sys.argv[1:])
+        saved = f"the traceback is in {where} (readable by you only)"
     except OSError as write_error:
         saved = f"the traceback could not be saved ({write_error.strerror or write_error})"
     message = scrub(str(exc)) or "(no message)"
