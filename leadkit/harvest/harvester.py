@@ -615,7 +615,11 @@ class Harvester:
 
     def _back_to_pending(self, ids: list[str], leads: LeadBase, exc: BaseException) -> None:
         category = exc.category if isinstance(exc, LeadkitError) else type(exc).__name__
-        message = f"{category}: {exc}"[:1000]
+        message = f"{category}: {exc}"
+        found = getattr(exc, "apify_run_id", None)
+        if found and not isinstance(exc, LeadkitError):  # an interrupted start: the run it made was aborted
+            message += f" (Apify run {found}, started by the interrupted start call, was aborted)"
+        message = message[:1000]
         leads.update_leads(
             {
                 lead_id: {

@@ -1,0 +1,72 @@
+"""Every paid run accounted for (issue 22): a lost start found on a budget of its own, an unreadable INPUT that
+starts nothing new, a SUCCEEDED run whose items could not be read kept and read on the next attempt.
+
+What is checked is what the sandbox counted (runs started, their final status), not what the client believed."""
+
+from __future__ import annotations
+
+import time
+
+from leadkit.deadline import Deadline
+from leadkit.errors import DeadlineExceeded, UpstreamError
+from leadkit.harvest.harvester import Harvester
+from leadkit.models import HarvestStatus
+from leadkit.sandbox.server import Sandbox
+
+from .conftest import MakeClient
+
+MakeLeads = object  # the fixture's callable; typed loosely here
+
+
+def _final(sandbox: Sandbox, run_id: str, timeout_s: float = 5.0) -> str:
+    end = time.monotonic() + timeout_s
+    status = ""
+    while time.monotonic() < end:
+        status = next(r["status"] for r in sandbox.apify.runs() if r["id"] == run_id)
+        if status in ("SUCCEEDED", "ABORTED", "FAILED", "TIMED-OUT"):
+            return status
+        time.sleep(0.05)
+    return status
+
+
+def test_a_start_answered_after_the_budget_ran_out_is_found_and_aborted(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=2.0)
+    report = Harvester(make_client(), min_batch_budget_s=0.1).run(client, base, "r-Acme-Co", deadline=Deadline(1.0))
+    (batch,) = report.batches
+    assert isinstance(batch.error, DeadlineExceeded), batch.error
+    (run,) = sandbox.apify.runs()
+    assert batch.apify_run_id == run["id"], "the error names the run the lost start made"
+    assert _final(sandbox, str(run["id"])) == "ABORTED", "the paid run does not go on unread"
+    assert all(lead.harvest_status in (None, HarvestStatus.PENDING) for lead in base.list_leads())
+
+
+def test_an_unreadable_input_starts_nothing_new_and_aborts_the_candidate(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="drop_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="targetUrls")
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"/records/INPUT")
+    report = Harvester(make_client()).run(client, base, "r-Acme-Co")
+    (batch,) = report.batches
+    runs = sandbox.apify.runs()
+    assert len(runs) == 1, f"one start, one paid run: {len(runs)} started"
+    assert isinstance(batch.error, UpstreamError)
+    assert batch.apify_run_id == runs[0]["id"], "the candidate run is on record"
+    assert _final(sandbox, str(runs[0]["id"])) == "ABORTED"
+    assert all(lead.harvest_status is HarvestStatus.PENDING for lead in base.list_leads())
+
+
+def test_an_input_that_fails_once_is_read_again(make_client: MakeClient, make_leads, sandbox: Sandbox) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="drop_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="targetUrls")
+    sandbox.add_fault(service="apify", mode="server_500", times=3, path=r"/records/INPUT")
+    report = Harvester(make_client()).run(client, base, "r-Acme-Co")
+    (batch,) = report.batches
+    assert batch.error is None, batch.error
+    (run,) = sandbox.apify.runs()
+    assert batch.apify_run_id == run["id"] and any("adopted run" in n for n in batch.notes)
