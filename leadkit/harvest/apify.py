@@ -525,6 +525,22 @@ class ApifyClient:
             raise
         return ActorResult(run, items, log_text, started.notes, started.adopted)
 
+    def read_run(self, run_id: str, *, deadline: Deadline | None = None) -> ActorResult:
+        """The items and log of a run that SUCCEEDED earlier and could not be read then (read-pending). A run
+        that did not succeed raises UpstreamError with its status; an unknown run raises as the API answers."""
+        run = self.get_run(run_id, deadline=deadline)
+        details: dict[str, Any] = {"apify_run_id": run.id, "apify_status": run.status, "usage_usd": run.usage_usd}
+        if not run.succeeded or not run.dataset_id:
+            raise UpstreamError(f"Apify run {run.id} is {run.status}; there is nothing of it to read", **details)
+        try:
+            items = self.dataset_items(run.dataset_id, deadline=deadline)
+            log_text = self.run_log(run.id, deadline=deadline)
+        except LeadkitError as exc:
+            for key, value in details.items():
+                exc.details.setdefault(key, value)
+            raise
+        return ActorResult(run, items, log_text, [f"read Apify run {run.id}, which SUCCEEDED on an earlier attempt"])
+
     def _abort_quietly(self, run_id: str) -> ApifyRun | None:
         """Abort a run on the way out of an error; the abort's own failure is logged, never raised over it."""
         try:

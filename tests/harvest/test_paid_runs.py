@@ -70,3 +70,34 @@ def test_an_input_that_fails_once_is_read_again(make_client: MakeClient, make_le
     assert batch.error is None, batch.error
     (run,) = sandbox.apify.runs()
     assert batch.apify_run_id == run["id"] and any("adopted run" in n for n in batch.notes)
+
+
+def test_a_succeeded_run_whose_items_could_not_be_read_is_read_next_time_not_bought_again(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"^/v2/datasets/[^/]+/items")
+    first = Harvester(make_client()).run(client, base, "r1-Acme-Co")
+    (batch,) = first.batches
+    (run,) = sandbox.apify.runs()
+    assert batch.error is not None and batch.apify_run_id == run["id"] and run["status"] == "SUCCEEDED"
+    assert batch.cost_usd == run["usageTotalUsd"], "what was paid is counted"
+    for lead in base.list_leads():
+        assert lead.harvest_status is HarvestStatus.PENDING and str(run["id"]) in (lead.last_error or "")
+    sandbox.clear_faults()
+    second = Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the posts were not bought again"
+    (read,) = second.batches
+    assert read.error is None and read.apify_run_id == run["id"] and read.cost_usd == 0
+    assert all(lead.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for lead in base.list_leads())
+    assert read.with_posts + read.no_posts == 3
+
+
+def test_a_pending_read_that_still_fails_buys_nothing(make_client: MakeClient, make_leads, sandbox: Sandbox) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"^/v2/actor-runs/[^/]+/log")
+    Harvester(make_client()).run(client, base, "r1-Acme-Co")
+    again = Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1
+    assert [b.apify_run_id for b in again.batches] == [sandbox.apify.runs()[0]["id"]]
+    assert all((lead.last_error or "").startswith("read-pending") for lead in base.list_leads())
