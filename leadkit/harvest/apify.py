@@ -42,6 +42,8 @@ CAPACITY_REFUSALS = frozenset({"actor-memory-limit-exceeded", "concurrent-runs-l
 
 #: The API never holds a request longer than this.
 MAX_WAIT_FOR_FINISH_S = 60
+#: The least time one call of a lost start's look-up gets.
+_LOOKUP_CALL_MIN_S = 2.0
 #: Headroom between the `waitForFinish` asked for and the read timeout of the request.
 _READ_TIMEOUT_MARGIN_S = 5
 
@@ -64,6 +66,7 @@ class ApifyRun:
     finished_at: datetime | None = None
     usage_usd: float | None = None
     max_total_charge_usd: float | None = None
+    kv_store_id: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -84,6 +87,7 @@ class ApifyRun:
             finished_at=_parse_time(data.get("finishedAt")),
             usage_usd=float(usage) if isinstance(usage, int | float) and not isinstance(usage, bool) else None,
             max_total_charge_usd=_float_or_none((data.get("options") or {}).get("maxTotalChargeUsd")),
+            kv_store_id=str(data["defaultKeyValueStoreId"]) if data.get("defaultKeyValueStoreId") else None,
         )
 
 
@@ -358,23 +362,21 @@ class ApifyClient:
         unsure: dict[str, ApifyRun] = {}
         ever_listed = False
         while True:
+            # each call of the look-up gets at least a few seconds, even at the end of its budget
+            call = Deadline(max(budget.remaining(), _LOOKUP_CALL_MIN_S), clock=self._clock)
             try:
-                listed = self._data(
-                    self.http.request_json(
-                        "GET", self._actor_path("runs"), params={"desc": 1, "limit": 50}, deadline=budget
-                    )
-                )
+                listed = self.list_runs(deadline=call)
                 ever_listed = True
             except UpstreamError:
-                listed = {}
-            for data in listed.get("items") or []:
-                if not isinstance(data, dict) or not data.get("id") or data["id"] in self._known:
+                listed = []
+            for data in listed:
+                if data["id"] in self._known:
                     continue
                 run = ApifyRun.from_api(data)
                 if run.started_at is None or run.started_at < lower:
                     continue
                 try:
-                    seen = self._input_of(data, budget)
+                    seen = self._input_of(data, call)
                 except (ConfigError, UpstreamError):
                     unsure[run.id] = run
                     continue
@@ -393,9 +395,22 @@ class ApifyClient:
         store = run.get("defaultKeyValueStoreId")
         if not store:
             return None
+        return self.run_input(str(store), deadline=budget)
+
+    def run_input(self, store_id: str, *, deadline: Deadline | None = None) -> Any:
+        """The INPUT record of a run's default key-value store (what the run was started with)."""
         return self.http.request_json(
-            "GET", f"/v2/key-value-stores/{quote(str(store))}/records/INPUT", deadline=budget
+            "GET", f"/v2/key-value-stores/{quote(store_id)}/records/INPUT", deadline=deadline
         ).data
+
+    def list_runs(self, *, limit: int = 50, deadline: Deadline | None = None) -> list[dict[str, Any]]:
+        """The actor's newest runs (newest first), as the API lists them."""
+        listed = self._data(
+            self.http.request_json(
+                "GET", self._actor_path("runs"), params={"desc": 1, "limit": limit}, deadline=deadline
+            )
+        )
+        return [item for item in listed.get("items") or [] if isinstance(item, dict) and item.get("id")]
 
     def get_run(self, run_id: str, *, wait_s: int = 0, deadline: Deadline | None = None) -> ApifyRun:
         params = {"waitForFinish": wait_s} if wait_s else None

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import time
 
+from leadkit.config import get_settings
 from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
 from leadkit.harvest.harvester import Harvester
-from leadkit.models import HarvestStatus
+from leadkit.harvest.orphans import release_orphans
+from leadkit.models import HarvestStatus, Source
+from leadkit.records import RunRecordService
+from leadkit.runids import RunId
 from leadkit.sandbox.server import Sandbox
+from leadkit.store.sqlite import SQLiteStore
 
-from .conftest import MakeClient
+from .conftest import TOKEN, MakeClient
 
 MakeLeads = object  # the fixture's callable; typed loosely here
 
@@ -101,3 +106,26 @@ def test_a_pending_read_that_still_fails_buys_nothing(make_client: MakeClient, m
     assert len(sandbox.apify.runs()) == 1
     assert [b.apify_run_id for b in again.batches] == [sandbox.apify.runs()[0]["id"]]
     assert all((lead.last_error or "").startswith("read-pending") for lead in base.list_leads())
+
+
+def test_a_dead_process_s_unrecorded_run_is_found_by_its_input_and_aborted(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    # the process started a run for these leads and died before it could write the run's ID anywhere
+    started = make_client().start_run(Harvester(make_client()).actor_input(leads))
+    other = make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/someone-else/"], "maxPosts": 1})
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert released.aborted == [started.run.id]
+    assert _final(sandbox, started.run.id) == "ABORTED"
+    assert next(r for r in sandbox.apify.runs() if r["id"] == other.run.id)["status"] != "ABORTED", "not someone else's"
+    assert released.leads_released == 3
+    assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
