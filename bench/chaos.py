@@ -345,14 +345,17 @@ def _items(sb: Sandbox, dataset_id: str) -> list[dict[str, Any]]:
     return [i for i in resp.json() if isinstance(i, dict)]
 
 
-def run_schedules(seed: int, schedules: int, store: str = "both", *, verbose: bool = False) -> dict[str, int]:
-    """Run `schedules` schedules from `seed`; prints each failing one; returns the summary's counts."""
+def run_schedules(
+    seed: int, schedules: int, store: str = "both", *, verbose: bool = False, only: list[int] | None = None
+) -> dict[str, int]:
+    """Run `schedules` schedules from `seed` (or only the numbers in `only`); prints each failing one; returns the
+    summary's counts."""
     kinds = {"sqlite": ["sqlite"], "airtable": ["airtable"], "both": ["sqlite", "airtable"]}[store]
     counts = {"schedules": 0, "violations": 0, "sqlite": 0, "airtable": 0, "faults_hit": 0}
     with tempfile.TemporaryDirectory(prefix="leadkit-chaos-") as tmp:
         chaos = Chaos(Path(tmp), verbose)
         try:
-            for number in range(schedules):
+            for number in only if only is not None else range(schedules):
                 plan = make_plan(seed, number, kinds[number % len(kinds)])
                 started = time.monotonic()
                 out = chaos.run(plan)
@@ -379,10 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedules", type=int, default=20)
     parser.add_argument("--store", choices=["sqlite", "airtable", "both"], default="both")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--only", type=int, action="append", help="run only this schedule number (repeatable)")
     opts = parser.parse_args(argv)
     if opts.schedules < 1:
         parser.error(f"--schedules is {opts.schedules}; accepted: 1 or more")
-    c = run_schedules(opts.seed, opts.schedules, opts.store, verbose=opts.verbose)
+    c = run_schedules(opts.seed, opts.schedules, opts.store, verbose=opts.verbose, only=opts.only)
     print(
         f"schedules={c['schedules']} violations={c['violations']} sqlite={c['sqlite']} airtable={c['airtable']} "
         f"faults_hit={c['faults_hit']} seed={opts.seed}"
