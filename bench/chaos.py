@@ -205,9 +205,12 @@ class Chaos:
         return out
 
     def _drive(self, plan: Plan, args: list[str], env: dict[str, str], home: Path, ws: Workspace) -> list[int]:
-        run = lambda extra=(): subprocess.Popen(  # noqa: E731
-            [*args, *extra], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
+        def run(extra: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+            base = args if not extra else [a for a in args if a not in ("--clients", args[args.index("--clients") + 1])]
+            return subprocess.Popen(
+                [*base, *extra], env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+
         proc = run()
         exits: list[int] = []
         racer = None
@@ -216,28 +219,15 @@ class Chaos:
             racer = run()
         elif plan.process != "none":
             self._inject(plan.process, proc)
-        try:
-            proc.communicate(timeout=180)
-        finally:
-            proc.kill()
-        exits.append(proc.returncode)
+        exits.append(_finish(proc))
         if racer is not None:
-            racer.communicate(timeout=180)
-            exits.append(racer.returncode)
+            exits.append(_finish(racer))
         if plan.process == "sigkill_batch_resume":
             # the kernels it leaves get SIGTERM (parent death) and abort their runs; then the batch is resumed
             time.sleep(2.0)
             runs = ws.store.list_runs()
             if runs:
-                resumed = subprocess.run(
-                    [LEADKIT, "batch", "--workers", "2", "--resume", runs[0].run_id, "--timeout", "40", "--json"],
-                    env=env,
-                    cwd=home,
-                    capture_output=True,
-                    text=True,
-                    timeout=180,
-                )
-                exits.append(resumed.returncode)
+                exits.append(_finish(run(("--resume", runs[0].run_id))))
         return exits
 
     def _inject(self, kind: str, proc: subprocess.Popen[str]) -> None:
@@ -250,15 +240,31 @@ class Chaos:
         if proc.poll() is not None:
             return
         time.sleep(0.2)
-        if kind == "kill_kernel":
+        if kind == "kill_kernel":  # every kernel harvesting at that moment, as the OOM killer might
             for child in psutil.Process(proc.pid).children(recursive=True):
                 if "ipykernel" in " ".join(child.cmdline()):
                     child.kill()
-                    break
         elif kind == "sigterm_batch":
             proc.send_signal(signal.SIGTERM)
         elif kind == "sigkill_batch_resume":
             proc.send_signal(signal.SIGKILL)
+
+
+#: A batch of a few clients that has not ended after this long is hung (a violation, not a slow machine).
+BATCH_LIMIT_S = 420
+
+
+def _finish(proc: subprocess.Popen[str]) -> int:
+    """Wait for a batch; one that outlives BATCH_LIMIT_S is killed with its kernels and raises (a violation)."""
+    try:
+        proc.communicate(timeout=BATCH_LIMIT_S)
+    except subprocess.TimeoutExpired:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError(f"hang: `{' '.join(map(str, proc.args))}` had not ended after {BATCH_LIMIT_S} s") from None
+    return proc.returncode
 
 
 def check(sb: Sandbox, ws: Workspace, canary: str, home: Path, base_ids: list[str] | None) -> list[str]:
