@@ -5,12 +5,16 @@ What is checked is what the sandbox counted (runs started, their final status), 
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+
+import pytest
 
 from leadkit.config import get_settings
 from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
-from leadkit.harvest.harvester import Harvester
+from leadkit.harvest.harvester import Harvester, Terminated
 from leadkit.harvest.orphans import release_orphans
 from leadkit.models import HarvestStatus, Source
 from leadkit.records import RunRecordService
@@ -129,3 +133,33 @@ def test_a_dead_process_s_unrecorded_run_is_found_by_its_input_and_aborted(
     assert next(r for r in sandbox.apify.runs() if r["id"] == other.run.id)["status"] != "ABORTED", "not someone else's"
     assert released.leads_released == 3
     assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
+
+
+def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, sandbox: Sandbox) -> None:
+    sandbox.apify.run_duration_s = 30
+    sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=3.0)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_once_started() -> None:  # the start has reached the server, its answer is still on the way
+        end = time.monotonic() + 20
+        while not sandbox.apify.runs() and time.monotonic() < end:
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_once_started)
+    killer.start()
+    try:
+        with pytest.raises(Terminated) as info:
+            make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/lead-001/"], "maxPosts": 1})
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert getattr(info.value, "apify_run_id", None) == run["id"]
+    assert _final(sandbox, str(run["id"])) == "ABORTED"
