@@ -359,8 +359,25 @@ class RunRecordService:
             record.reason = reason
             record.ended_at = now
             self.store.save_client_run(record, [event])
+            self._release(record)
             swept.append(record)
         return swept
+
+    def _release(self, record: ClientRun) -> None:
+        """A swept record's process died without settling it (a batch killed with its kernels): its actor runs
+        are aborted (or, SUCCEEDED, kept to be read) and its Processing leads released, as settling a dead kernel
+        does. Imported here: the harvest modules (httpx) stay off the kernels' import path of this module."""
+        from leadkit.config import get_settings
+        from leadkit.harvest.orphans import release_orphans
+
+        try:
+            released = release_orphans(self.store, get_settings(), record)
+            if released.message():
+                self.store.add_events(
+                    [RunEvent(record.run_id, record.client_id, "harvest", EventKind.INFO, released.message())]
+                )
+        except LeadkitError as exc:
+            log.warning("ClientRun %s: could not release what its process held: %s", record.client_run_id, exc)
 
     def starter_gone(self, run: Run) -> bool:
         """The process that started (or resumed) `run` is gone: on this host, no process with its PID that is

@@ -121,6 +121,7 @@ def test_sigterm_while_harvesting_aborts_the_run_and_releases_the_leads(live: Li
     assert all("SIGTERM" in (x.last_error or "") for x in submitted)  # type: ignore[attr-defined]
     (record,) = live.ws.store.list_client_runs(client_id="Acme-Co")
     assert record.status is ClientRunStatus.FAILED and "interrupted" in (record.reason or "")
+    assert record.failure is not None and record.failure.category and "--resume" in record.failure.hint
     events = live.ws.store.list_events(client_id="Acme-Co")
     assert any(run_id in e.message and "started" in e.message for e in events), "the run ID was on record at once"
 
