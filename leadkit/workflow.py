@@ -309,7 +309,9 @@ def _run_client(
             why = f"stage {name} interrupted ({exc or type(exc).__name__})"
             message = f"interrupted ({exc or type(exc).__name__}); leads put back to Pending"
             found = getattr(exc, "apify_run_id", None)  # a start in flight when it came: the run it made
-            if found:
+            if found and getattr(exc, "apify_status", None) == "SUCCEEDED":
+                message += f"; Apify run {found} SUCCEEDED and is kept (read-pending) to be read on the next attempt"
+            elif found:
                 message += f"; Apify run {found}, started by the interrupted start call, was aborted"
             ctx.event(name, EventKind.FAILED, message)
             interrupted = failure_from(

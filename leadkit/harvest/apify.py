@@ -538,6 +538,10 @@ class ApifyClient:
             for key, value in details.items():
                 exc.details.setdefault(key, value)
             raise
+        except KeyboardInterrupt as exc:  # SIGTERM while reading a paid run: name it, so it is kept to be read
+            exc.apify_run_id = run.id  # type: ignore[attr-defined]
+            exc.apify_status = run.status  # type: ignore[attr-defined]
+            raise
         return ActorResult(run, items, log_text, started.notes, started.adopted)
 
     def read_run(self, run_id: str, *, deadline: Deadline | None = None) -> ActorResult:

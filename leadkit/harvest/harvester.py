@@ -568,7 +568,9 @@ class Harvester:
             )
         except BaseException as exc:
             # A bug or an interrupt (the actor run was aborted on the way): the leads must not stay Processing.
-            self._back_to_pending(ids, leads, exc)
+            # Interrupted while reading a SUCCEEDED run: that run is kept (read-pending) to be read next time.
+            unread = getattr(exc, "apify_run_id", None) if getattr(exc, "apify_status", None) == "SUCCEEDED" else None
+            self._back_to_pending(ids, leads, exc, read_pending=unread)
             raise
         return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
 

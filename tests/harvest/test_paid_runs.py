@@ -163,3 +163,36 @@ def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, 
     (run,) = sandbox.apify.runs()
     assert getattr(info.value, "apify_run_id", None) == run["id"]
     assert _final(sandbox, str(run["id"])) == "ABORTED"
+
+
+def test_sigterm_while_reading_a_succeeded_run_keeps_it_to_be_read(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"^/v2/datasets/[^/]+/items", delay_s=3.0)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_while_reading() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(r["path"].endswith("/items") for r in sandbox.stats()["requests"]):
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_while_reading)
+    killer.start()
+    try:
+        with pytest.raises(Terminated):
+            Harvester(make_client()).run(client, base, "r1-Acme-Co")
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+    Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the paid run was read, not bought again"
+    assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
