@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench dashboard lab clean
+.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench chaos dashboard lab clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,9 @@ wheel-test: setup
 	$(VENV)/bin/pytest -q -p no:randomly -m wheel tests/wheel_install
 
 test: setup chromium lint typecheck pytest
+
+chaos: setup
+	$(PY) bench/chaos.py --schedules 200
 
 bench: setup chromium
 	$(PY) bench/batch.py

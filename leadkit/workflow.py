@@ -18,7 +18,7 @@ from leadkit.classify import failure_from
 from leadkit.config import Settings
 from leadkit.deadline import Deadline
 from leadkit.durations import format_duration
-from leadkit.errors import DataError, LeadkitError
+from leadkit.errors import DataError, LeadkitError, NotebookError
 from leadkit.models import Client, ClientRun, ClientRunStatus, DuePolicy, EventKind, Failure, Lead, RunEvent, utcnow
 from leadkit.records import RunRecordService, from_handoff
 from leadkit.runids import RunId
@@ -306,8 +306,27 @@ def _run_client(
         try:
             result = STAGES[name](ctx)
         except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the stage has released what it held; say so, go on up
-            ctx.event(name, EventKind.FAILED, f"interrupted ({exc or type(exc).__name__}); leads put back to Pending")
-            ctx.flush(status=ClientRunStatus.FAILED, reason=f"stage {name} interrupted ({exc or type(exc).__name__})")
+            why = f"stage {name} interrupted ({exc or type(exc).__name__})"
+            message = f"interrupted ({exc or type(exc).__name__}); leads put back to Pending"
+            found = getattr(exc, "apify_run_id", None)  # a start in flight when it came: the run it made
+            if found and getattr(exc, "apify_status", None) == "SUCCEEDED":
+                message += f"; Apify run {found} SUCCEEDED and is kept (read-pending) to be read on the next attempt"
+            elif found:
+                message += f"; Apify run {found}, started by the interrupted start call, was aborted"
+            ctx.event(name, EventKind.FAILED, message)
+            interrupted = failure_from(
+                NotebookError(
+                    why,
+                    hint="The client's process was stopped (SIGTERM, Ctrl-C, or its batch was stopped); its actor "
+                    "run was aborted and its leads put back to Pending. Re-run with `leadkit batch --resume "
+                    f"{run_id.base}`.",
+                ),
+                run_id=run_id.base,
+                client_id=client.client_id,
+                stage=name,
+                notebook=notebook,
+            )
+            ctx.flush(status=ClientRunStatus.FAILED, reason=why, failure=interrupted)
             if getattr(exc, "orphaned", False):  # a kernel whose batch is gone: nobody else will end it
                 os._exit(143)
             raise
