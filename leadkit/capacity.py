@@ -213,25 +213,11 @@ def _no_slot(limit: int, timeout_s: float | None) -> RateLimitError:
     )
 
 
-def account_free_runs(apify: Any) -> int | None:
-    """The account's free actor-run capacity, from `GET /v2/users/me/limits`: `limits.maxConcurrentActorJobs`
-    less `current.activeActorJobCount`; None when it cannot be read. `apify` is a `leadkit.harvest.ApifyClient`."""
-    try:
-        body = apify.http.request_json("GET", "/v2/users/me/limits").data
-        data = body["data"]
-        limit = int(data["limits"]["maxConcurrentActorJobs"])
-        active = int(data["current"]["activeActorJobCount"])
-    except (LeadkitError, KeyError, TypeError, ValueError) as exc:
-        log.warning("could not read the Apify account's limits: %s", exc)
-        return None
-    return max(0, limit - active)
-
-
 def account_run_limit(apify: Any) -> int | None:
     """The account's cap on actor runs at once (`limits.maxConcurrentActorJobs` of `GET /v2/users/me/limits`),
-    which every batch of the account shares through its slots; None when it cannot be read. Unlike
-    `account_free_runs`, it does not shrink when another batch is running: that batch holds slots of the same
-    account, so the two together stay within the cap."""
+    which every batch of the account shares through its slots; None when it cannot be read. It does not
+    shrink when another batch is running: that batch holds slots of the same account, so the two together stay
+    within the cap."""
     try:
         body = apify.http.request_json("GET", "/v2/users/me/limits").data
         return max(1, int(body["data"]["limits"]["maxConcurrentActorJobs"]))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from leadkit import logs
+from leadkit import deadline_scope, logs
 from leadkit.classify import failure_from
 from leadkit.config import Settings
 from leadkit.deadline import Deadline
@@ -23,6 +23,7 @@ from leadkit.models import Client, ClientRun, ClientRunStatus, DuePolicy, EventK
 from leadkit.records import RunRecordService, from_handoff
 from leadkit.runids import RunId
 from leadkit.store.base import LeadBase, Store
+from leadkit.words import plural
 
 log = logging.getLogger("leadkit.workflow")
 
@@ -174,10 +175,13 @@ def harvest_stage(ctx: StageContext) -> StageResult:
 
     def on_batch(outcome: BatchOutcome) -> None:
         kind = EventKind.FAILED if outcome.error else EventKind.COMPLETED
-        status = outcome.apify_status or "-"
+        if outcome.apify_run_id:
+            apify_said = f"Apify run {outcome.apify_run_id} {outcome.apify_status or '(status unknown)'}"
+        else:
+            apify_said = "no Apify run started"
         message = (
-            f"{'refresh ' if outcome.refresh else ''}batch of {len(outcome.lead_ids)} leads: Apify run "
-            f"{outcome.apify_run_id or '-'} {status}, ${outcome.cost_usd:.3f}; targets: {outcome.with_posts} with "
+            f"{'refresh ' if outcome.refresh else ''}batch of {plural(len(outcome.lead_ids), 'lead')}: {apify_said}, "
+            f"${outcome.cost_usd:.3f}; targets: {outcome.with_posts} with "
             f"posts, {outcome.no_posts} empty, {outcome.not_covered} not covered"
         )
         if outcome.error:
@@ -202,8 +206,8 @@ def harvest_stage(ctx: StageContext) -> StageResult:
         apify.close()
     failures = [b.error for b in report.batches if b.error is not None]
     summary = (
-        f"{report.posts_harvested} new posts from {report.profiles_submitted} profiles in {len(report.batches)} "
-        f"batches, ${report.cost_usd:.3f} on Apify"
+        f"{plural(report.posts_harvested, 'new post')} from {plural(report.profiles_submitted, 'profile')} in "
+        f"{plural(len(report.batches), 'batch')}, ${report.cost_usd:.3f} on Apify"
     )
     if report.reason:
         summary += f"; stopped: {report.reason}"
@@ -256,10 +260,9 @@ def run_client(
     if unknown:
         raise DataError(f"unknown stage(s) {unknown}; known stages: {', '.join(STAGES)}")
     records = records or RunRecordService(store, stale_after_s=settings.leadkit_stale_after_s)
-    with logs.context(run_id=run_id.base, client_id=client_id):
-        return _run_client(
-            store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff, budget_for(timeout_s)
-        )
+    deadline = budget_for(timeout_s)
+    with logs.context(run_id=run_id.base, client_id=client_id), deadline_scope.within(deadline):
+        return _run_client(store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff, deadline)
 
 
 def budget_for(timeout_s: float | None) -> Deadline:
