@@ -10,9 +10,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q -U pip 2>&1 | grep -v -i "location.*is ignored" || true
-	@$(PY) -m pip install -q -e '.[dev,dask]' 2>&1 | grep -v -i "location.*is ignored" || true
-	@$(PY) -c "import leadkit, papermill, panel, pyairtable, playwright" || (echo "setup failed: see pip output above" >&2; exit 1)
+	@$(PY) -m pip install -q -U pip > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log >&2; exit 1; }
+	@$(PY) -m pip install -q -e '.[dev,dask]' >> $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log >&2; echo "setup failed: pip's output is above (and in $(VENV)/setup.log)" >&2; exit 1; }
+	@$(PY) -c "import leadkit, papermill, panel, pyairtable, playwright" || { echo "setup failed: a package does not import; pip's output is in $(VENV)/setup.log" >&2; exit 1; }
 	@touch $(STAMP)
 
 demo: setup
@@ -47,6 +47,7 @@ bench: setup chromium
 	$(PY) bench/batch.py
 	$(PY) bench/harvest_scale.py
 	$(PY) bench/airtable_requests.py
+	$(PY) bench/airtable_scale.py
 	$(PY) bench/dashboard.py
 
 dashboard: setup
