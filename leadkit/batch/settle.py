@@ -5,7 +5,6 @@ from __future__ import annotations
 from leadkit.batch.kernels import NotebookJob, NotebookResult
 from leadkit.classify import fingerprint
 from leadkit.errors import NotebookError
-from leadkit.harvest.orphans import release_orphans
 from leadkit.models import ClientRunStatus, EventKind, Failure, RunEvent
 from leadkit.runids import RunId
 from leadkit.workspace import Workspace
@@ -28,6 +27,8 @@ def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResu
         return record.status.value
     reason = result.message if not result.ok else "the notebook ended without completing its ClientRun"
     # The kernel is gone: its actor runs are aborted (or, SUCCEEDED, kept to be read) and its leads released.
+    from leadkit.harvest.orphans import release_orphans  # httpx only when a record is settled: the batch stays light
+
     released = release_orphans(ws.store, ws.settings, record)
     events = [RunEvent(run_id.base, job.client_id, "notebook", EventKind.FAILED, reason)]
     if released.message():

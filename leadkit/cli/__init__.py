@@ -74,7 +74,7 @@ def _unexpected(exc: BaseException) -> int:
 
     try:
         where = write_crash_log(exc, sys.argv[1:])
-        saved = f"the traceback is in {where} (readable by you only)"
+        saved = f"the traceback is in {where}"
     except OSError as write_error:
         saved = f"the traceback could not be saved ({write_error.strerror or write_error})"
     message = scrub(str(exc)) or "(no message)"
