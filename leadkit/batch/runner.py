@@ -30,7 +30,7 @@ from typing import Any
 
 from leadkit import logs
 from leadkit.batch.executors import execute_dask, execute_local
-from leadkit.batch.kernels import WARM_SPARES, NotebookJob, NotebookResult
+from leadkit.batch.kernels import NotebookJob, NotebookResult
 from leadkit.batch.lease import DEFAULT_TTL_S, StreamLeases
 from leadkit.batch.progress import Progress
 from leadkit.batch.settle import _settle
@@ -67,14 +67,17 @@ KERNEL_MB = 300
 MIN_CONCURRENCY, MAX_CONCURRENCY = 8, 32
 
 
-def default_concurrency() -> int:
-    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32, whatever
-    the store. Clients beyond the Apify capacity wait for a slot (`leadkit.capacity`); with the Airtable store,
-    request pacing is a separate limit every kernel already shares, so it does not lower the concurrency."""
+def default_concurrency(settings: Settings | None = None) -> int:
+    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32. With the
+    Airtable store, whose base every kernel shares at `AIRTABLE_MAX_REQUESTS_PER_S`, no more clients than that
+    rate: more would only queue on the base (and bunch requests on a busy machine)."""
     import psutil
 
     fits = psutil.virtual_memory().available // (KERNEL_MB * 2**20)
-    return int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
+    n = int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
+    if settings is not None and settings.leadkit_store.startswith("airtable"):
+        n = min(n, max(1, int(settings.airtable_max_requests_per_s)))
+    return n
 
 
 def _crash_point(name: str) -> None:
@@ -255,7 +258,7 @@ def run_batch(
         )
     if not Path(notebook).is_file():
         raise DataError(f"notebook {notebook} does not exist; pass the path of a client workflow notebook")
-    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency()
+    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency(ws.settings)
     records = ws.records
     prior = records.get_run(RunId.parse(resume)) if resume else None
     known = ws.store.list_clients()  # read once: the selection, the sweep and the jobs all use it
@@ -454,8 +457,7 @@ def _run(
                     notebook,
                     timeout_s,
                     start_timeout_s,
-                    # spares warmed ahead while clients remain after this one
-                    warm_ahead=0 if remote else min(WARM_SPARES, total - position - 1),
+                    prestart=concurrency <= (os.cpu_count() or 2) and position < total - concurrency,
                     attempt=attempt,
                 )
             )
@@ -582,7 +584,7 @@ def _job(
     timeout_s: float,
     start_timeout_s: float,
     *,
-    warm_ahead: int,
+    prestart: bool,
     attempt: int,
 ) -> NotebookJob:
     output = str(attempt_notebook(run_dir, record.client_id, attempt))
@@ -606,5 +608,6 @@ def _job(
         cwd=str(run_dir),
         timeout_s=timeout_s,
         start_timeout_s=start_timeout_s,
-        warm_ahead=warm_ahead,
+        # start the next kernel ahead only for short, CPU-bound batches (no more at once than cores)
+        prestart_next=prestart,
     )
