@@ -215,24 +215,40 @@ def _is_store_problem(exc: LeadkitError | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ lab
+#: Mode of the Lab's copies of leadkit's notebooks: read-only, so the Lab opens them read-only.
+READ_ONLY_FILE = 0o444
+
+
 def lab_root(ws: Any) -> Path:
-    """The Lab's root folder: the workspace, with `notebooks` in it pointing at leadkit's notebooks, so the file
-    browser reaches both the notebooks and the executed ones (`<run id>/<client id>.ipynb`)."""
+    """The Lab's root folder: the workspace, with `notebooks/` in it holding read-only copies (mode 0444) of
+    leadkit's notebooks, refreshed from the installed ones at each start, so the file browser reaches both the
+    notebooks and the executed ones (`<run id>/<client id>.ipynb`) and no save in the Lab reaches the installed
+    notebooks. Other files in `notebooks/` (an analyst's own copies) are left as they are."""
+    import shutil
+
     from leadkit.resources import notebooks_dir
 
-    link = ws.home / "notebooks"
-    target = notebooks_dir()
-    if link.is_symlink() and link.resolve() != target.resolve():
-        link.unlink()
-    if not link.exists():
-        try:
-            link.symlink_to(target, target_is_directory=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot link {link} to leadkit's notebooks ({target}): {exc.strerror or exc}",
-                hint="The Lab serves the workspace: make it writable, or open the notebooks in "
-                f"{target} with your own Jupyter.",
-            ) from None
+    folder = ws.home / "notebooks"
+    installed = notebooks_dir()
+    try:
+        if folder.is_symlink():  # what earlier versions made: a link into the installed notebooks
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+        for source in sorted(installed.glob("*.ipynb")):
+            copy = folder / source.name
+            if copy.is_file() and not copy.is_symlink() and copy.read_bytes() == source.read_bytes():
+                copy.chmod(READ_ONLY_FILE)
+                continue
+            if copy.is_symlink() or copy.exists():
+                copy.unlink()
+            shutil.copyfile(source, copy)
+            copy.chmod(READ_ONLY_FILE)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot copy leadkit's notebooks ({installed}) into {folder}: {exc.strerror or exc}",
+            hint="The Lab serves the workspace: make it writable, or open the notebooks in "
+            f"{installed} with your own Jupyter.",
+        ) from None
     return ws.home
 
 
@@ -272,8 +288,9 @@ def lab(
     ] = None,
     browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = False,
 ) -> None:
-    """Start JupyterLab on loopback in the workspace: leadkit's notebooks in notebooks/, executed notebooks in
-    each run's folder, the workspace's settings in the kernels' environment. Prints the URL with its token."""
+    """Start JupyterLab on loopback in the workspace: read-only copies of leadkit's notebooks in notebooks/
+    (Save Notebook As... makes an editable one), executed notebooks in each run's folder, the workspace's
+    settings in the kernels' environment. Prints the URL with its token; a taken port is exit 2."""
     from leadkit.ports import ensure_port_free
 
     ws = _workspace()
@@ -287,7 +304,13 @@ def lab(
         argv, env = lab_command(ws, port=port, token=chosen, open_browser=browser)
     finally:
         ws.close()
-    typer.echo(f"JupyterLab for the workspace {ws.home} (notebooks/ holds leadkit's notebooks)")
+    typer.echo(f"JupyterLab for the workspace {ws.home}")
+    typer.echo(
+        "notebooks/ holds read-only copies of leadkit's notebooks (refreshed at each start; batches run the "
+        "installed ones); for an editable copy use File > Save Notebook As... in the Lab, or "
+        f"`cp {ws.home / 'notebooks' / 'client_health.ipynb'} {ws.home / 'my_client_health.ipynb'}` "
+        "and make it writable (chmod u+w)"
+    )
     typer.echo(f"open: {lab_url(port, chosen)}")
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)

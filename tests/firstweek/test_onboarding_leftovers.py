@@ -174,3 +174,84 @@ def test_lab_on_a_taken_port_is_a_clear_error_before_any_url(tmp_path: Path) -> 
     assert taken.returncode == 2, taken.stdout + taken.stderr
     assert f"port {port}" in taken.stderr and "--port" in taken.stderr
     assert "http://" not in taken.stdout + taken.stderr and "Traceback" not in taken.stderr
+
+
+# ------------------------------------------------------------------------------------------------ lab notebooks
+def test_lab_serves_read_only_copies_so_a_save_never_reaches_the_installed_notebooks(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    import httpx
+
+    from leadkit.resources import notebooks_dir
+
+    installed = notebooks_dir() / "client_workflow.ipynb"
+    production = installed.read_bytes()
+    home = tmp_path / "ws"
+    env = {"LEADKIT_HOME": str(home), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    assert leadkit("init", env=env).returncode == 0
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = "labReadOnlyToken0001"
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith(("APIFY_", "AIRTABLE_", "LEADKIT_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leadkit.cli", "lab", "--port", str(port), "--token", token],
+        env={**base_env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        said = [proc.stdout.readline() for _ in range(3)]
+        assert (home / "notebooks" / "client_workflow.ipynb").read_bytes() == production
+        assert any("read-only copies" in line and "Save Notebook As" in line for line in said), said
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, said
+            try:
+                if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "JupyterLab did not answer within 60 s"
+            time.sleep(0.25)
+        folder = home / "notebooks"
+        copy = folder / "client_workflow.ipynb"
+        # an analyst saves over client_workflow.ipynb in the Lab (as root the mode does not stop Jupyter)
+        opened = httpx.get(f"{url}/api/contents/notebooks/client_workflow.ipynb", params={"token": token}, timeout=10)
+        model = opened.json()
+        model["content"]["cells"].insert(0, {"cell_type": "markdown", "metadata": {}, "source": "EDITED IN LAB"})
+        saved = httpx.put(
+            f"{url}/api/contents/notebooks/client_workflow.ipynb",
+            params={"token": token},
+            json={"type": "notebook", "format": "json", "content": model["content"]},
+            timeout=10,
+        )
+        if os.geteuid() == 0:  # root writes the read-only copy: only the copy changed
+            assert saved.status_code == 200 and b"EDITED IN LAB" in copy.read_bytes()
+        else:
+            assert saved.status_code >= 400 and copy.read_bytes() == production
+        assert installed.read_bytes() == production  # the installed notebook batches run is untouched
+        assert folder.is_dir() and not folder.is_symlink()
+        assert (copy.stat().st_mode & 0o777) == 0o444
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    # the next start puts the installed notebook back in place of the edited copy, read-only again
+    from leadkit.cli.workspacecmd import lab_root
+    from leadkit.workspace import Workspace
+
+    ws = Workspace.open(home)
+    try:
+        lab_root(ws)
+    finally:
+        ws.close()
+    assert copy.read_bytes() == production and (copy.stat().st_mode & 0o777) == 0o444
