@@ -374,7 +374,7 @@ def clients_import(
 ) -> None:
     """Add or update clients from a CSV, all or nothing: one bad row and nothing is changed (each bad row is
     reported with its column, value and what is accepted). A re-import updates what changed."""
-    from leadkit.clients import apply_settings, read_clients_csv
+    from leadkit.clients import apply_settings, field_changes, read_clients_csv
 
     rows, errors, note = read_clients_csv(file)
     if note:
@@ -397,10 +397,28 @@ def clients_import(
     if not dry_run:
         save_clients(ws.store, [client for _, client, outcome in planned if outcome != "same"])
     counts = {k: sum(1 for *_, o in planned if o == k) for k in ("added", "updated", "same")}
+    changes = [
+        (client.client_id, outcome, field_changes(existing.get(client.client_id), client))
+        for _, client, outcome in planned
+        if outcome != "same"
+    ]
     if json_out:
-        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned]})
+        listed = [
+            {"client_id": cid, "change": outcome, "fields": [f.to_dict() for f in fields]}
+            for cid, outcome, fields in changes
+        ]
+        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned], "changes": listed})
         return
     verb = "would be " if dry_run else ""
+    if dry_run:
+        for cid, outcome, fields in changes:
+            if outcome == "added":
+                settings = ", ".join(_said(f.column, f.new) for f in fields)
+                typer.echo(f"  {cid}: would be added ({settings})")
+            else:
+                typer.echo(f"  {cid}: would be updated")
+                for f in fields:
+                    typer.echo(f"      {f.column}: {_value(f.old)} -> {_value(f.new)}")
     typer.echo(
         f"{file}: {counts['added']} client(s) {verb}added, {counts['updated']} {verb}updated, "
         f"{counts['same']} unchanged"
