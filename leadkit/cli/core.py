@@ -13,6 +13,7 @@ import typer
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
 from leadkit.clients import save_clients
 from leadkit.errors import DataError
+from leadkit.ports import ensure_port_free
 from leadkit.words import plural
 
 
@@ -675,7 +676,7 @@ def sandbox(
     from leadkit.sandbox.server import generate_token, serve_forever
 
     for name, port in (("--airtable-port", airtable_port), ("--apify-port", apify_port)):
-        _port_free(host, port, name)
+        ensure_port_free(host, port, option=name, what="the sandbox")
     tokens = list(token or [])
     if bases and not tokens:
         tokens = [generate_token()]
@@ -713,27 +714,3 @@ def sandbox(
         actor_seconds=actor_seconds,
         apify_max_runs=apify_max_runs,
     )
-
-
-def _port_free(host: str, port: int, option: str) -> None:
-    """ConfigError (exit 2) naming the port and the option that changes it when `port` on `host` is taken."""
-    import errno
-    import socket
-
-    from leadkit.errors import ConfigError
-
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise ConfigError(
-                    f"port {port} on {host} is taken (another sandbox or program listens there)"
-                    if exc.errno == errno.EADDRINUSE
-                    else f"port {port} on {host} may not be used by this user",
-                    hint=f"Pass another port with {option} N (e.g. {option} {port + 10}), or stop what uses it.",
-                ) from None
-            raise ConfigError(f"{host}:{port} cannot be bound: {exc.strerror or exc}") from None
