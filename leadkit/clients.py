@@ -26,10 +26,12 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "NEW_CLIENT_DEFAULTS",
     "ClientRow",
+    "FieldChange",
     "Setting",
     "apply_settings",
     "save_clients",
     "client_settings",
+    "field_changes",
     "read_clients_csv",
     "setting_for_column",
 ]
@@ -229,6 +231,38 @@ def save_clients(store: Store, clients: typing.Sequence[Client]) -> None:
         return
     for client in clients:
         store.save_client(client)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One setting an import changes: its CSV column, the value before (None for a new client's settings) and
+    after, both as `clients --json` writes them (`post_access` yes/no, a blank setting None)."""
+
+    column: str
+    old: Any
+    new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.column, "old": self.old, "new": self.new}
+
+
+def _as_written(client: Client) -> dict[str, Any]:
+    """Every setting of `client` by its CSV column, as `clients --json` writes it."""
+    shown = client.to_dict()
+    out = {}
+    for setting in client_settings():
+        out[setting.column] = shown.get(setting.field, getattr(client, setting.field))
+    return out
+
+
+def field_changes(before: Client | None, after: Client) -> list[FieldChange]:
+    """The settings that differ between `before` and `after`, in the order of `Client`'s fields; for a new client
+    (`before` None) every setting it gets, with old None."""
+    new = _as_written(after)
+    if before is None:
+        return [FieldChange(column, None, value) for column, value in new.items()]
+    old = _as_written(before)
+    return [FieldChange(column, old[column], new[column]) for column in new if old[column] != new[column]]
 
 
 @dataclass

@@ -13,6 +13,7 @@ import typer
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
 from leadkit.clients import save_clients
 from leadkit.errors import DataError
+from leadkit.ports import ensure_port_free
 from leadkit.words import plural
 
 
@@ -374,7 +375,7 @@ def clients_import(
 ) -> None:
     """Add or update clients from a CSV, all or nothing: one bad row and nothing is changed (each bad row is
     reported with its column, value and what is accepted). A re-import updates what changed."""
-    from leadkit.clients import apply_settings, read_clients_csv
+    from leadkit.clients import apply_settings, field_changes, read_clients_csv
 
     rows, errors, note = read_clients_csv(file)
     if note:
@@ -397,10 +398,28 @@ def clients_import(
     if not dry_run:
         save_clients(ws.store, [client for _, client, outcome in planned if outcome != "same"])
     counts = {k: sum(1 for *_, o in planned if o == k) for k in ("added", "updated", "same")}
+    changes = [
+        (client.client_id, outcome, field_changes(existing.get(client.client_id), client))
+        for _, client, outcome in planned
+        if outcome != "same"
+    ]
     if json_out:
-        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned]})
+        listed = [
+            {"client_id": cid, "change": outcome, "fields": [f.to_dict() for f in fields]}
+            for cid, outcome, fields in changes
+        ]
+        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned], "changes": listed})
         return
     verb = "would be " if dry_run else ""
+    if dry_run:
+        for cid, outcome, fields in changes:
+            if outcome == "added":
+                settings = ", ".join(_said(f.column, f.new) for f in fields)
+                typer.echo(f"  {cid}: would be added ({settings})")
+            else:
+                typer.echo(f"  {cid}: would be updated")
+                for f in fields:
+                    typer.echo(f"      {f.column}: {_value(f.old)} -> {_value(f.new)}")
     typer.echo(
         f"{file}: {counts['added']} client(s) {verb}added, {counts['updated']} {verb}updated, "
         f"{counts['same']} unchanged"
@@ -657,7 +676,7 @@ def sandbox(
     from leadkit.sandbox.server import generate_token, serve_forever
 
     for name, port in (("--airtable-port", airtable_port), ("--apify-port", apify_port)):
-        _port_free(host, port, name)
+        ensure_port_free(host, port, option=name, what="the sandbox")
     tokens = list(token or [])
     if bases and not tokens:
         tokens = [generate_token()]
@@ -695,27 +714,3 @@ def sandbox(
         actor_seconds=actor_seconds,
         apify_max_runs=apify_max_runs,
     )
-
-
-def _port_free(host: str, port: int, option: str) -> None:
-    """ConfigError (exit 2) naming the port and the option that changes it when `port` on `host` is taken."""
-    import errno
-    import socket
-
-    from leadkit.errors import ConfigError
-
-    if port == 0:
-        return
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
-                raise ConfigError(
-                    f"port {port} on {host} is taken (another sandbox or program listens there)"
-                    if exc.errno == errno.EADDRINUSE
-                    else f"port {port} on {host} may not be used by this user",
-                    hint=f"Pass another port with {option} N (e.g. {option} {port + 10}), or stop what uses it.",
-                ) from None
-            raise ConfigError(f"{host}:{port} cannot be bound: {exc.strerror or exc}") from None
