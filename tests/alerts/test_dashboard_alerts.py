@@ -63,18 +63,19 @@ def test_alerts_view_channels_history_and_triage(
 def test_alerts_recorded_with_no_channel_are_a_red_tile_on_the_overview(
     page: Page, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("LEADKIT_ALERT_URLS")
+    monkeypatch.delenv("LEADKIT_ALERT_URLS", raising=False)
     handle = start_dashboard(workspace, port=0, refresh_s=0)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         page.goto(f"{handle.url}?view=overview")
         expect(page.locator(".lk-numbers")).to_contain_text("Alerts (24h)")
-        expect(page.locator(".lk-unsent-alerts")).to_have_count(0)  # nothing recorded yet: no tile
+        expect(page.locator(".lk-unsent-alerts")).to_be_hidden()  # nothing recorded yet: no tile
         after(workspace, {"Globex": "config"})
         assert [a.channel for a in workspace.store.list_alerts()] == [""]  # recorded, sent nowhere
         page.goto(f"{handle.url}?view=overview")
         tile = page.locator(".lk-unsent-alerts")
+        expect(tile).to_be_visible()
         expect(tile).to_contain_text("Alerts sent nowhere in the last 24 h: 1")
         expect(tile).to_contain_text("LEADKIT_ALERT_URLS")
     finally:

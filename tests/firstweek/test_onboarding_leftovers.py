@@ -66,7 +66,8 @@ def test_init_with_a_bad_master_base_changes_nothing(sandbox: Sandbox, tmp_path:
     assert not (tmp_path / "missing").exists()
 
     empty = tmp_path / "empty"
-    empty.mkdir(mode=0o755)
+    empty.mkdir()
+    empty.chmod(0o755)  # whatever umask an earlier in-process command left
     env = airtable_env(sandbox, empty)
     refused = leadkit("init", "--store", f"airtable://{bad}", env=env)
     assert refused.returncode == 2 and named in refused.stderr
