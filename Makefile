@@ -32,7 +32,7 @@ typecheck: setup
 	$(VENV)/bin/mypy leadkit
 
 pytest: setup chromium
-	$(VENV)/bin/pytest -q -p no:randomly -m "not wheel" tests --nbval-lax notebooks
+	$(VENV)/bin/pytest -q -p no:randomly -m "not wheel and not chaos" tests --nbval-lax notebooks
 
 # the wheel round trip: build, install into a fresh virtualenv, run the demo outside the source tree (minutes)
 wheel-test: setup
@@ -41,6 +41,7 @@ wheel-test: setup
 test: setup chromium lint typecheck pytest
 
 chaos: setup
+	$(VENV)/bin/pytest -q -p no:randomly -m chaos tests/chaos
 	$(PY) bench/chaos.py --schedules 200
 
 bench: setup chromium

@@ -21,6 +21,7 @@ def _chaos():  # type: ignore[no-untyped-def]
     return module
 
 
+@pytest.mark.chaos
 @pytest.mark.timeout(900)
 def test_fixed_schedules_keep_every_invariant(capsys: pytest.CaptureFixture[str]) -> None:
     chaos = _chaos()
