@@ -531,18 +531,24 @@ class ApifyClient:
             )
         if not run.dataset_id:
             raise ConfigError(f"Apify run {run.id} SUCCEEDED but names no defaultDatasetId", **details)
+        items, log_text = self._read_outputs(run, run.dataset_id, details, deadline)
+        return ActorResult(run, items, log_text, started.notes, started.adopted)
+
+    def _read_outputs(
+        self, run: ApifyRun, dataset_id: str, details: dict[str, Any], deadline: Deadline | None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """A SUCCEEDED run's dataset items and log. A failed read raises with the run named in its details; SIGTERM
+        during the read (KeyboardInterrupt) names the run too, so the paid run is kept to be read later."""
         try:
-            items = self.dataset_items(run.dataset_id, deadline=deadline)
-            log_text = self.run_log(run.id, deadline=deadline)
+            return self.dataset_items(dataset_id, deadline=deadline), self.run_log(run.id, deadline=deadline)
         except LeadkitError as exc:
             for key, value in details.items():
                 exc.details.setdefault(key, value)
             raise
-        except KeyboardInterrupt as exc:  # SIGTERM while reading a paid run: name it, so it is kept to be read
+        except KeyboardInterrupt as exc:
             exc.apify_run_id = run.id  # type: ignore[attr-defined]
             exc.apify_status = run.status  # type: ignore[attr-defined]
             raise
-        return ActorResult(run, items, log_text, started.notes, started.adopted)
 
     def read_run(self, run_id: str, *, deadline: Deadline | None = None) -> ActorResult:
         """The items and log of a run that SUCCEEDED earlier and could not be read then (read-pending). A run
@@ -551,13 +557,7 @@ class ApifyClient:
         details: dict[str, Any] = {"apify_run_id": run.id, "apify_status": run.status, "usage_usd": run.usage_usd}
         if not run.succeeded or not run.dataset_id:
             raise UpstreamError(f"Apify run {run.id} is {run.status}; there is nothing of it to read", **details)
-        try:
-            items = self.dataset_items(run.dataset_id, deadline=deadline)
-            log_text = self.run_log(run.id, deadline=deadline)
-        except LeadkitError as exc:
-            for key, value in details.items():
-                exc.details.setdefault(key, value)
-            raise
+        items, log_text = self._read_outputs(run, run.dataset_id, details, deadline)
         return ActorResult(run, items, log_text, [f"read Apify run {run.id}, which SUCCEEDED on an earlier attempt"])
 
     def _abort_quietly(self, run_id: str) -> ApifyRun | None:
