@@ -67,17 +67,14 @@ KERNEL_MB = 300
 MIN_CONCURRENCY, MAX_CONCURRENCY = 8, 32
 
 
-def default_concurrency(settings: Settings | None = None) -> int:
-    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32. With the
-    Airtable store, whose base every kernel shares at `AIRTABLE_MAX_REQUESTS_PER_S`, no more clients than that
-    rate: more would only queue on the base (and bunch requests on a busy machine)."""
+def default_concurrency() -> int:
+    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32, whatever
+    the store. Clients beyond the Apify capacity wait for a slot (`leadkit.capacity`); with the Airtable store,
+    request pacing is a separate limit every kernel already shares, so it does not lower the concurrency."""
     import psutil
 
     fits = psutil.virtual_memory().available // (KERNEL_MB * 2**20)
-    n = int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
-    if settings is not None and settings.leadkit_store.startswith("airtable"):
-        n = min(n, max(1, int(settings.airtable_max_requests_per_s)))
-    return n
+    return int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
 
 
 def _crash_point(name: str) -> None:
@@ -258,7 +255,7 @@ def run_batch(
         )
     if not Path(notebook).is_file():
         raise DataError(f"notebook {notebook} does not exist; pass the path of a client workflow notebook")
-    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency(ws.settings)
+    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency()
     records = ws.records
     prior = records.get_run(RunId.parse(resume)) if resume else None
     known = ws.store.list_clients()  # read once: the selection, the sweep and the jobs all use it
