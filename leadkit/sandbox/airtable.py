@@ -61,10 +61,12 @@ FIELD_TYPES = (
     "phoneNumber",
     "formula",
     "createdTime",
+    "lastModifiedTime",
 )
 _TEXT_TYPES = {"singleLineText", "multilineText", "richText", "url", "email", "phoneNumber"}
 _NUMBER_TYPES = {"number", "percent", "currency"}
-_COMPUTED_TYPES = {"formula", "createdTime"}
+_COMPUTED_TYPES = {"formula", "createdTime", "lastModifiedTime"}
+_DATE_TYPES = {"date", "dateTime", "createdTime", "lastModifiedTime"}
 _COLORS = ("blueLight2", "cyanLight2", "tealLight2", "greenLight2", "yellowLight2", "orangeLight2", "redLight2")
 
 PERMISSIONS_MESSAGE = (
@@ -115,6 +117,19 @@ class RecordData:
     id: str
     created_time: str
     values: dict[str, Any]  # field id -> stored value (never an empty value)
+    #: field id -> when a create, update or upsert last wrote that field (ISO 8601, milliseconds, UTC)
+    modified: dict[str, str] = field(default_factory=dict)
+
+    def touch(self, field_ids: Iterable[str], when: str) -> None:
+        """Record that a write set (or cleared) these fields at `when`."""
+        for fid in field_ids:
+            self.modified[fid] = when
+
+    def last_modified(self, field_ids: Iterable[str] | None = None) -> str | None:
+        """The latest write to any field (or to one of `field_ids`); None if no field was ever written."""
+        wanted = None if field_ids is None else set(field_ids)
+        times = [t for fid, t in self.modified.items() if wanted is None or fid in wanted]
+        return max(times) if times else None
 
 
 @dataclass
@@ -436,6 +451,23 @@ class AirtableApp(ServiceApp):
                 "dateFormat": options.get("dateFormat", {"name": "iso", "format": "YYYY-MM-DD"}),
                 "timeFormat": options.get("timeFormat", {"name": "24hour", "format": "HH:mm"}),
             }
+        if type_ == "lastModifiedTime":
+            watched = options.get("referencedFieldIds", [])
+            if not isinstance(watched, list):
+                raise _invalid_request(f"'referencedFieldIds' of field {name!r} must be a list of field IDs or names")
+            ids = []
+            for ref in watched:
+                target = tbl.field(ref) if isinstance(ref, str) else None
+                if target is None or target.type in _COMPUTED_TYPES:
+                    raise _invalid_request(
+                        f"field {name!r} watches {ref!r}, which is not an editable field of the table"
+                    )
+                ids.append(target.id)
+            return {
+                "isValid": True,
+                "referencedFieldIds": ids,
+                "result": {"type": "dateTime", "options": self._field_options(tbl, name, "dateTime", {})},
+            }
         if type_ == "formula":
             text = options.get("formula")
             if not isinstance(text, str) or not text.strip():
@@ -502,6 +534,9 @@ class AirtableApp(ServiceApp):
         for fdef in tbl.fields.values():
             if fdef.type == "createdTime":
                 values[fdef.id] = rec.created_time
+            elif fdef.type == "lastModifiedTime":
+                watched = fdef.options.get("referencedFieldIds") or None
+                values[fdef.id] = rec.last_modified(watched)
             elif fdef.type == "formula":
                 node = compile_formula(fdef.options["formula"])
                 result = evaluate(node, self._context(tbl, rec, values))
@@ -513,10 +548,16 @@ class AirtableApp(ServiceApp):
         by_name: dict[str, Any] = {}
         for fdef in tbl.fields.values():
             value = values.get(fdef.id)
-            if value is not None and fdef.type in ("date", "dateTime", "createdTime"):
+            if value is not None and fdef.type in _DATE_TYPES:
                 value = parse_datetime(value)
             by_name[fdef.name] = value
-        return EvalContext(by_name, rec.id, parse_datetime(rec.created_time))
+        modified: dict[str, datetime] = {}
+        for fid, when in rec.modified.items():
+            written = tbl.fields.get(fid)
+            stamp = parse_datetime(when)
+            if written is not None and stamp is not None:
+                modified[written.name] = stamp
+        return EvalContext(by_name, rec.id, parse_datetime(rec.created_time), modified_times=modified)
 
     # ------------------------------------------------------------------ list
 
@@ -602,7 +643,9 @@ class AirtableApp(ServiceApp):
         created = []
         with self._lock:
             for values in prepared:
-                rec = RecordData(self.new_id("rec"), _now_iso(), values)
+                now = _now_iso()
+                rec = RecordData(self.new_id("rec"), now, {k: v for k, v in values.items() if not _is_empty(v)})
+                rec.touch(rec.values, now)
                 tbl.records[rec.id] = rec
                 created.append(rec)
             self._commit_choices(tbl, prepared)
@@ -664,14 +707,18 @@ class AirtableApp(ServiceApp):
                 if record_id is not None:
                     self._record(tbl, record_id)  # deleted meanwhile: the request fails, nothing changes
             for record_id, values in plan:
+                now = _now_iso()
                 if record_id is None:
-                    rec = RecordData(self.new_id("rec"), _now_iso(), values)
+                    rec = RecordData(self.new_id("rec"), now, {k: v for k, v in values.items() if not _is_empty(v)})
+                    rec.touch(rec.values, now)
                     tbl.records[rec.id] = rec
                     created_ids.append(rec.id)
                 else:
                     rec = tbl.records[record_id]
                     merged = values if destructive else {**rec.values, **values}
+                    cleared = set(rec.values) - set(merged) if destructive else set()
                     rec.values = {k: v for k, v in merged.items() if not _is_empty(v)}
+                    rec.touch([*values, *cleared], now)
                     updated_ids.append(rec.id)
                 applied.append(rec)
             self._commit_choices(tbl, [v for _, v in plan])

@@ -2,7 +2,8 @@
 
 It covers what `pyairtable.formulas` and common hand-written filters produce: field references
 `{Name}` (with `\\}` escapes), string literals in either quote with backslash escapes, numbers,
-`= != < > <= >=`, `&`, `+ - * /`, and the functions in `FUNCTIONS`. Anything else is a
+`= != < > <= >=`, `&`, `+ - * /`, the functions in `FUNCTIONS`, and `LAST_MODIFIED_TIME()` (whose
+optional arguments must be field references, so the parser handles it itself). Anything else is a
 `FormulaError`, which the sandbox answers with Airtable's 422 `INVALID_FILTER_BY_FORMULA`, never
 with a silent match. Values follow Airtable's coercions: a blank cell equals "", 0 and FALSE(),
 numbers and numeric strings compare as numbers, dates compare as instants.
@@ -29,10 +30,20 @@ class _EvalError(Exception):
 
 @dataclass
 class EvalContext:
+    """One record as a formula sees it: cell values by field name, and the record's metadata."""
+
     fields: dict[str, Any]
     record_id: str = ""
     created_time: datetime | None = None
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: When each field (by name) was last written; a field never written is absent.
+    modified_times: dict[str, datetime] = field(default_factory=dict)
+
+    def last_modified(self, names: Iterable[str] | None = None) -> datetime | None:
+        """The latest write to any field (or to one of `names`); None if none was ever written."""
+        times = self.modified_times
+        chosen = [t for n, t in times.items() if names is None or n in names]
+        return max(chosen) if chosen else None
 
 
 # ---------------------------------------------------------------------------------------------- lexer
@@ -205,6 +216,8 @@ class _Parser:
                     return lambda ctx: constant
                 raise FormulaError(f"Unknown name {tok.value!r} at character {tok.pos + 1}.")
             self.next()
+            if name == "LAST_MODIFIED_TIME":
+                return self.last_modified_time()
             args: list[Node] = []
             if not (self.peek().kind == "op" and self.peek().value == ")"):
                 args.append(self.comparison())
@@ -216,6 +229,24 @@ class _Parser:
         if tok.kind == "end":
             raise FormulaError("The formula ends too early.")
         raise FormulaError(f"Unexpected {tok.value!r} at character {tok.pos + 1}.")
+
+    def last_modified_time(self) -> Node:
+        """`LAST_MODIFIED_TIME()` or `LAST_MODIFIED_TIME({A}, {B}, ...)`: its arguments must be field references."""
+        names: list[str] = []
+        while not (self.peek().kind == "op" and self.peek().value == ")"):
+            if names:
+                self.expect_op(",")
+            tok = self.next()
+            if tok.kind != "field":
+                where = f"at character {tok.pos + 1}" if tok.kind != "end" else "at the end"
+                raise FormulaError(f"LAST_MODIFIED_TIME() takes only field references, not {tok.value!r} {where}.")
+            self.field_ref(tok.value)
+            names.append(tok.value)
+        self.expect_op(")")
+        if not names:
+            return lambda ctx: ctx.last_modified()
+        chosen = frozenset(names)
+        return lambda ctx: ctx.last_modified(chosen)
 
     def field_ref(self, name: str) -> Node:
         if self.known is not None and name not in self.known:

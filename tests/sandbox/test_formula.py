@@ -104,7 +104,7 @@ def test_evaluates(formula: str, expected: Any) -> None:
     ("formula", "message"),
     [
         ("FOO({Name})", "Unknown function names: FOO"),
-        ("LAST_MODIFIED_TIME()", "Unknown function names: LAST_MODIFIED_TIME"),
+        ("ENCODE_URL_COMPONENT({Name})", "Unknown function names: ENCODE_URL_COMPONENT"),
         ("REGEX_MATCH({Name}, 'x')", "REGEX_MATCH"),
         ("{Name}='unterminated", "Unterminated string"),
         ("{Name", "Unterminated field reference"),
