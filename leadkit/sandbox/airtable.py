@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import mimetypes
 import random
+import re
 import string
 import threading
 from collections.abc import Iterable
@@ -34,7 +36,15 @@ from leadkit.sandbox.core import (
     SharedState,
     json_response,
 )
-from leadkit.sandbox.formula import EvalContext, FormulaError, compile_formula, evaluate, matches, parse_datetime
+from leadkit.sandbox.formula import (
+    CELL_ERROR,
+    EvalContext,
+    FormulaError,
+    compile_formula,
+    evaluate_cell,
+    matches,
+    parse_datetime,
+)
 
 MAX_RECORDS_PER_REQUEST = 10
 MAX_PAGE_SIZE = 100
@@ -62,10 +72,39 @@ FIELD_TYPES = (
     "formula",
     "createdTime",
     "lastModifiedTime",
+    "multipleAttachments",
+    "singleCollaborator",
+    "multipleCollaborators",
+    "multipleRecordLinks",
+    "duration",
+    "rating",
+    "barcode",
+    "autoNumber",
+    "button",
+    "count",
+    "multipleLookupValues",
+    "rollup",
+    "createdBy",
+    "lastModifiedBy",
 )
 _TEXT_TYPES = {"singleLineText", "multilineText", "richText", "url", "email", "phoneNumber"}
 _NUMBER_TYPES = {"number", "percent", "currency"}
-_COMPUTED_TYPES = {"formula", "createdTime", "lastModifiedTime"}
+_COMPUTED_TYPES = {
+    "formula",
+    "createdTime",
+    "lastModifiedTime",
+    "autoNumber",
+    "button",
+    "count",
+    "multipleLookupValues",
+    "rollup",
+    "createdBy",
+    "lastModifiedBy",
+}
+#: Read through a link field: they need the linked table's records.
+_THROUGH_LINK_TYPES = {"count", "multipleLookupValues", "rollup"}
+#: How deep a lookup may read through links (a lookup of a lookup ...) before it gives up with #ERROR!.
+_MAX_LOOKUP_DEPTH = 3
 _DATE_TYPES = {"date", "dateTime", "createdTime", "lastModifiedTime"}
 _COLORS = ("blueLight2", "cyanLight2", "tealLight2", "greenLight2", "yellowLight2", "orangeLight2", "redLight2")
 
@@ -88,6 +127,12 @@ def _not_found_route() -> ApiError:
 
 def _invalid_request(message: str) -> ApiError:
     return _err(422, "INVALID_REQUEST_UNKNOWN", f"Invalid request: {message}")
+
+
+def user_of(token: str) -> dict[str, str]:
+    """The (fictional) Airtable user behind a token, as a collaborator cell shows it."""
+    user_id = "usr" + hashlib.sha256(token.encode()).hexdigest()[:14]
+    return {"id": user_id, "email": f"{user_id.lower()}@sandbox.example", "name": f"Sandbox User {user_id[3:8]}"}
 
 
 def _now_iso() -> str:
@@ -119,6 +164,8 @@ class RecordData:
     values: dict[str, Any]  # field id -> stored value (never an empty value)
     #: field id -> when a create, update or upsert last wrote that field (ISO 8601, milliseconds, UTC)
     modified: dict[str, str] = field(default_factory=dict)
+    created_by: dict[str, str] | None = None
+    modified_by: dict[str, str] | None = None
 
     def touch(self, field_ids: Iterable[str], when: str) -> None:
         """Record that a write set (or cleared) these fields at `when`."""
@@ -139,6 +186,9 @@ class TableData:
     description: str | None
     fields: dict[str, FieldDef]  # field id -> definition, in creation order
     records: dict[str, RecordData] = field(default_factory=dict)
+    #: record id -> its comments, oldest first (as the comments API returns them)
+    comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    next_number: int = 1  # the next autoNumber
 
     @property
     def primary_field_id(self) -> str:
@@ -170,6 +220,9 @@ class BaseData:
     id: str
     name: str
     tables: dict[str, TableData] = field(default_factory=dict)
+    created_time: str = field(default_factory=lambda: _now_iso())
+    #: token -> when it was granted the base (the base's individual collaborators)
+    collaborators: dict[str, str] = field(default_factory=dict)
 
     def table(self, id_or_name: str) -> TableData | None:
         if id_or_name in self.tables:
@@ -209,6 +262,7 @@ class AirtableApp(ServiceApp):
         self.bases: dict[str, BaseData] = {}
         # The rows of recent listings, by query, so a later page does not filter and sort the table again.
         self._listings: dict[tuple[Any, ...], list[RecordData]] = {}
+        self._base_of_table: dict[str, BaseData] = {}
 
     # ------------------------------------------------------------------ in-process helpers
 
@@ -216,12 +270,17 @@ class AirtableApp(ServiceApp):
         with self._id_lock:
             return prefix + "".join(self._rng.choice(_ALNUM) for _ in range(14))
 
-    def create_base(self, name: str, tables_spec: list[dict[str, Any]], token: str | None = None) -> str:
+    def create_base(
+        self, name: str, tables_spec: list[dict[str, Any]], token: str | None = None, base_id: str | None = None
+    ) -> str:
         """Create a base with tables given as in `POST /v0/meta/bases`; returns its ID.
 
-        `token`, if given, is granted the new base (tokens that may use every base need nothing).
+        `token`, if given, is granted the new base (tokens that may use every base need nothing). In process only,
+        the base may be given its ID (`base_id`) and each table and field an `"id"` in its spec, so that a suite
+        written against fixed IDs of a real base can run here; the HTTP meta API always makes new IDs.
         """
-        return str(self._create_base({"name": name, "tables": tables_spec}, token)["id"])
+        spec = {"name": name, "tables": tables_spec}
+        return str(self._create_base(spec, token, fixed_ids=True, base_id=base_id)["id"])
 
     def grant(self, token: str, base_id: str) -> None:
         """Let `token` use `base_id` (adding the token if it is new)."""
@@ -305,7 +364,7 @@ class AirtableApp(ServiceApp):
             raise _not_found_route()
         with self._lock:
             tbl = self._table(base_id, rest[0])
-        return self._records_route(req, tbl, rest[1:])
+        return self._records_route(req, tbl, rest[1:], user_of(token))
 
     # ------------------------------------------------------------------ auth, limits, lookups
 
@@ -335,8 +394,7 @@ class AirtableApp(ServiceApp):
     def _meta(self, req: Request, token: str, segs: list[str]) -> Response:
         method = req.method
         if segs == ["whoami"] and method == "GET":
-            user = "usr" + hashlib.sha256(token.encode()).hexdigest()[:14]
-            return json_response(200, {"id": user})
+            return json_response(200, {"id": user_of(token)["id"]})
         if segs == ["bases"]:
             if method == "GET":
                 with self._lock:
@@ -348,6 +406,9 @@ class AirtableApp(ServiceApp):
                 return json_response(200, {"bases": bases})
             if method == "POST":
                 return json_response(200, self._create_base(_body_object(req), token))
+        if len(segs) == 2 and segs[0] == "bases" and method == "GET":
+            self._check_base(token, segs[1])
+            return json_response(200, self._base_collaborators(segs[1], token))
         if len(segs) >= 3 and segs[0] == "bases" and segs[2] == "tables":
             base_id = segs[1]
             self._check_base(token, base_id)
@@ -362,7 +423,45 @@ class AirtableApp(ServiceApp):
                     return json_response(200, self._create_field(tbl, _body_object(req)).schema())
         raise _not_found_route()
 
-    def _create_base(self, spec: dict[str, Any], token: str | None) -> dict[str, Any]:
+    def _base_collaborators(self, base_id: str, token: str) -> dict[str, Any]:
+        """`GET /v0/meta/bases/{baseId}`: the base and who may use it (its creator and the tokens granted it)."""
+        with self._lock:
+            base = self.bases[base_id]
+            people = []
+            for who, since in base.collaborators.items():
+                user = user_of(who)
+                people.append(
+                    {
+                        "userId": user["id"],
+                        "email": user["email"],
+                        "permissionLevel": "create",
+                        "createdTime": since,
+                        "grantedByUserId": user_of(token)["id"],
+                    }
+                )
+            return {
+                "id": base.id,
+                "name": base.name,
+                "createdTime": base.created_time,
+                "permissionLevel": "create",
+                "workspaceId": "wsp" + hashlib.sha256(b"sandbox workspace").hexdigest()[:14],
+                "interfaces": {},
+                "groupCollaborators": {"baseCollaborators": [], "workspaceCollaborators": []},
+                "individualCollaborators": {"baseCollaborators": people, "workspaceCollaborators": []},
+                "inviteLinks": {"baseInviteLinks": [], "workspaceInviteLinks": []},
+            }
+
+    def _fixed_id(self, spec: dict[str, Any], prefix: str, fixed_ids: bool) -> str:
+        wanted = spec.get("id") if fixed_ids else None
+        if wanted is None:
+            return self.new_id(prefix)
+        if not isinstance(wanted, str) or not wanted.startswith(prefix) or len(wanted) != 17:
+            raise _invalid_request(f"a fixed ID must be {prefix!r} and 14 more characters, got {wanted!r}")
+        return wanted
+
+    def _create_base(
+        self, spec: dict[str, Any], token: str | None, fixed_ids: bool = False, base_id: str | None = None
+    ) -> dict[str, Any]:
         name = spec.get("name")
         tables = spec.get("tables")
         if not isinstance(name, str) or not name.strip():
@@ -370,15 +469,18 @@ class AirtableApp(ServiceApp):
         if not isinstance(tables, list) or not tables:
             raise _invalid_request("a base needs at least one table in 'tables'")
         with self._lock:
-            base = BaseData(self.new_id("app"), name)
+            base = BaseData(self._fixed_id({"id": base_id}, "app", base_id is not None), name)
+            if base.id in self.bases:
+                raise _invalid_request(f"base {base.id} exists already")
             for tspec in tables:
-                self._create_table(base, tspec)
+                self._create_table(base, tspec, fixed_ids)
             self.bases[base.id] = base
             if token is not None:
                 self.state.tokens.grant(token, base.id)
+                base.collaborators[token] = base.created_time
             return {"id": base.id, "tables": [t.schema() for t in base.tables.values()]}
 
-    def _create_table(self, base: BaseData, spec: Any) -> TableData:
+    def _create_table(self, base: BaseData, spec: Any, fixed_ids: bool = False) -> TableData:
         if not isinstance(spec, dict):
             raise _invalid_request("a table must be an object with 'name' and 'fields'")
         name, fields = spec.get("name"), spec.get("fields")
@@ -388,15 +490,16 @@ class AirtableApp(ServiceApp):
             raise _err(422, "DUPLICATE_TABLE_NAME", f"Table name {name!r} is already used in this base")
         if not isinstance(fields, list) or not fields:
             raise _invalid_request(f"table {name!r} needs at least one field in 'fields'")
-        tbl = TableData(self.new_id("tbl"), name, spec.get("description"), {})
+        tbl = TableData(self._fixed_id(spec, "tbl", fixed_ids), name, spec.get("description"), {})
+        self._base_of_table[tbl.id] = base
         for fspec in fields:
-            self._create_field(tbl, fspec)
+            self._create_field(tbl, fspec, fixed_ids)
         if tbl.fields[tbl.primary_field_id].type in _COMPUTED_TYPES - {"formula"}:
             raise _invalid_request(f"the primary field of table {name!r} cannot be of this type")
         base.tables[tbl.id] = tbl
         return tbl
 
-    def _create_field(self, tbl: TableData, spec: Any) -> FieldDef:
+    def _create_field(self, tbl: TableData, spec: Any, fixed_ids: bool = False) -> FieldDef:
         if not isinstance(spec, dict):
             raise _invalid_request("a field must be an object with 'name' and 'type'")
         name, type_ = spec.get("name"), spec.get("type")
@@ -414,10 +517,39 @@ class AirtableApp(ServiceApp):
         options = spec.get("options") or {}
         if not isinstance(options, dict):
             raise _invalid_request(f"'options' of field {name!r} must be an object")
-        fdef = FieldDef(self.new_id("fld"), name, type_, self._field_options(tbl, name, type_, options))
+        fid = self._fixed_id(spec, "fld", fixed_ids)
+        fdef = FieldDef(fid, name, type_, self._field_options(tbl, name, type_, options))
         fdef.description = spec.get("description")
         tbl.fields[fdef.id] = fdef
+        if type_ == "multipleRecordLinks":
+            self._add_inverse_link(tbl, fdef)
         return fdef
+
+    def _add_inverse_link(self, tbl: TableData, fdef: FieldDef) -> None:
+        """Airtable gives a link to another table its twin there, named after this table, kept in step."""
+        other = self._linked_table(tbl, fdef)
+        if other is tbl:
+            return
+        name, n = tbl.name, 1
+        while other.field(name) is not None:
+            n += 1
+            name = f"{tbl.name} {n}"
+        twin = FieldDef(
+            self.new_id("fld"),
+            name,
+            "multipleRecordLinks",
+            {"linkedTableId": tbl.id, "isReversed": False, "prefersSingleRecordLink": False},
+        )
+        twin.options["inverseLinkFieldId"] = fdef.id
+        fdef.options["inverseLinkFieldId"] = twin.id
+        other.fields[twin.id] = twin
+
+    def _linked_table(self, tbl: TableData, fdef: FieldDef) -> TableData:
+        base = self._base_of_table[tbl.id]
+        other = base.tables.get(fdef.options.get("linkedTableId", ""))
+        if other is None:
+            raise _invalid_request(f"field {fdef.name!r} links to a table that does not exist")
+        return other
 
     def _field_options(self, tbl: TableData, name: str, type_: str, options: dict[str, Any]) -> dict[str, Any]:
         if type_ in _NUMBER_TYPES:
@@ -451,18 +583,64 @@ class AirtableApp(ServiceApp):
                 "dateFormat": options.get("dateFormat", {"name": "iso", "format": "YYYY-MM-DD"}),
                 "timeFormat": options.get("timeFormat", {"name": "24hour", "format": "HH:mm"}),
             }
+        if type_ == "multipleRecordLinks":
+            base = self._base_of_table[tbl.id]
+            linked = options.get("linkedTableId")
+            target = base.table(linked) if isinstance(linked, str) else None
+            if target is None and linked == tbl.name:
+                target = tbl
+            if target is None and isinstance(linked, str) and linked == tbl.id:
+                target = tbl
+            if target is None:
+                raise _invalid_request(f"link field {name!r} needs 'options.linkedTableId', a table of this base")
+            return {
+                "linkedTableId": target.id,
+                "isReversed": False,
+                "prefersSingleRecordLink": bool(options.get("prefersSingleRecordLink", False)),
+            }
+        if type_ in _THROUGH_LINK_TYPES:
+            link = tbl.field(str(options.get("recordLinkFieldId", "")))
+            if link is None or link.type != "multipleRecordLinks":
+                raise _invalid_request(f"field {name!r} needs 'options.recordLinkFieldId', a link field of the table")
+            out = {"isValid": True, "recordLinkFieldId": link.id}
+            if type_ == "count":
+                return out
+            other = self._linked_table(tbl, link)
+            looked = other.field(str(options.get("fieldIdInLinkedTable", "")))
+            if looked is None:
+                raise _invalid_request(
+                    f"field {name!r} needs 'options.fieldIdInLinkedTable', a field of {other.name!r}"
+                )
+            out["fieldIdInLinkedTable"] = looked.id
+            if type_ == "rollup":
+                formula = options.get("formula", "ARRAYJOIN(values)")
+                try:
+                    compile_formula(str(formula), ["values"])
+                except FormulaError as exc:
+                    raise _err(422, "INVALID_FORMULA", f"Invalid rollup formula for field {name!r}: {exc}") from None
+                out["formula"] = formula
+            return out
+        if type_ == "rating":
+            top = options.get("max", 5)
+            if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= 10:
+                raise _invalid_request(f"'max' of rating field {name!r} must be an integer from 1 to 10")
+            return {"max": top, "icon": options.get("icon", "star"), "color": options.get("color", "yellowBright")}
+        if type_ == "duration":
+            return {"durationFormat": options.get("durationFormat", "h:mm")}
+        if type_ == "button":
+            return {"label": str(options.get("label", "Open")), "url": options.get("url")}
         if type_ == "lastModifiedTime":
             watched = options.get("referencedFieldIds", [])
             if not isinstance(watched, list):
                 raise _invalid_request(f"'referencedFieldIds' of field {name!r} must be a list of field IDs or names")
             ids = []
             for ref in watched:
-                target = tbl.field(ref) if isinstance(ref, str) else None
-                if target is None or target.type in _COMPUTED_TYPES:
+                watched_field = tbl.field(ref) if isinstance(ref, str) else None
+                if watched_field is None or watched_field.type in _COMPUTED_TYPES:
                     raise _invalid_request(
                         f"field {name!r} watches {ref!r}, which is not an editable field of the table"
                     )
-                ids.append(target.id)
+                ids.append(watched_field.id)
             return {
                 "isValid": True,
                 "referencedFieldIds": ids,
@@ -481,15 +659,17 @@ class AirtableApp(ServiceApp):
 
     # ------------------------------------------------------------------ record routes
 
-    def _records_route(self, req: Request, tbl: TableData, rest: list[str]) -> Response:
+    def _records_route(self, req: Request, tbl: TableData, rest: list[str], user: dict[str, str]) -> Response:
         method = req.method
+        if len(rest) >= 2 and rest[1] == "comments":
+            return self._comments_route(req, tbl, rest[0], rest[2:], user)
         if not rest:
             if method == "GET":
                 return self._list(tbl, _query_list_params(req))
             if method == "POST":
-                return self._create(tbl, _body_object(req))
+                return self._create(tbl, _body_object(req), user)
             if method in ("PATCH", "PUT"):
-                return self._update(tbl, _body_object(req), destructive=method == "PUT")
+                return self._update(tbl, _body_object(req), user, destructive=method == "PUT")
             if method == "DELETE":
                 return self._delete(tbl, req.query.get("records[]", []) + req.query.get("records", []))
         elif len(rest) == 1:
@@ -503,12 +683,12 @@ class AirtableApp(ServiceApp):
                 body = _body_object(req)
                 item = {"id": record_id, "fields": body.get("fields", {})}
                 payload = {"records": [item], **{k: v for k, v in body.items() if k != "fields"}}
-                resp = self._update(tbl, payload, destructive=method == "PUT", single=True)
+                resp = self._update(tbl, payload, user, destructive=method == "PUT", single=True)
                 return resp
             if method == "DELETE":
                 with self._lock:
                     self._record(tbl, record_id)
-                    del tbl.records[record_id]
+                    self._remove_records(tbl, [record_id])
                 return json_response(200, {"id": record_id, "deleted": True})
         raise _not_found_route()
 
@@ -529,19 +709,60 @@ class AirtableApp(ServiceApp):
                 fields[fdef.id if by_id else fdef.name] = value
         return {"id": rec.id, "createdTime": rec.created_time, "fields": fields}
 
-    def _values_with_computed(self, tbl: TableData, rec: RecordData) -> dict[str, Any]:
+    def _values_with_computed(self, tbl: TableData, rec: RecordData, depth: int = 0) -> dict[str, Any]:
+        """Every cell of a record as the API returns it, computed fields (in field order) included."""
         values = dict(rec.values)
         for fdef in tbl.fields.values():
-            if fdef.type == "createdTime":
+            t = fdef.type
+            if t == "createdTime":
                 values[fdef.id] = rec.created_time
-            elif fdef.type == "lastModifiedTime":
+            elif t == "lastModifiedTime":
                 watched = fdef.options.get("referencedFieldIds") or None
                 values[fdef.id] = rec.last_modified(watched)
-            elif fdef.type == "formula":
+            elif t == "createdBy":
+                values[fdef.id] = rec.created_by
+            elif t == "lastModifiedBy":
+                values[fdef.id] = rec.modified_by
+            elif t == "button":
+                values[fdef.id] = self._button(tbl, rec, fdef, values)
+            elif t == "formula":
                 node = compile_formula(fdef.options["formula"])
-                result = evaluate(node, self._context(tbl, rec, values))
+                result = evaluate_cell(node, self._context(tbl, rec, values))
                 values[fdef.id] = _formula_output(result)
+            elif t in _THROUGH_LINK_TYPES:
+                values[fdef.id] = self._through_link(tbl, rec, fdef, depth)
         return values
+
+    def _button(self, tbl: TableData, rec: RecordData, fdef: FieldDef, values: dict[str, Any]) -> dict[str, Any]:
+        url = fdef.options.get("url")
+        if isinstance(url, str) and url:
+            url = _formula_output(evaluate_cell(compile_formula(url), self._context(tbl, rec, values)))
+        return {"label": fdef.options.get("label", "Open"), "url": url if isinstance(url, str) else None}
+
+    def _through_link(self, tbl: TableData, rec: RecordData, fdef: FieldDef, depth: int) -> Any:
+        """A count, lookup or rollup: read the linked records' cells (their computed ones too)."""
+        link = tbl.fields.get(fdef.options["recordLinkFieldId"])
+        linked_ids = list(rec.values.get(link.id) or []) if link else []
+        if fdef.type == "count":
+            return len(linked_ids)
+        if link is None or depth >= _MAX_LOOKUP_DEPTH:
+            return _formula_output(CELL_ERROR)
+        other = self._linked_table(tbl, link)
+        looked: list[Any] = []
+        for other_id in linked_ids:
+            target = other.records.get(other_id)
+            if target is None:
+                continue
+            cell = self._values_with_computed(other, target, depth + 1).get(fdef.options["fieldIdInLinkedTable"])
+            if isinstance(cell, list):
+                looked.extend(cell)
+            elif not _is_empty(cell):
+                looked.append(cell)
+        if fdef.type == "multipleLookupValues":
+            return looked
+        node = compile_formula(fdef.options["formula"], ["values"])
+        inputs = [_cell_input(v) for v in looked]
+        return _formula_output(evaluate_cell(node, EvalContext({"values": inputs}, rec.id)))
 
     def _context(self, tbl: TableData, rec: RecordData, values: dict[str, Any] | None = None) -> EvalContext:
         values = values if values is not None else rec.values
@@ -550,7 +771,7 @@ class AirtableApp(ServiceApp):
             value = values.get(fdef.id)
             if value is not None and fdef.type in _DATE_TYPES:
                 value = parse_datetime(value)
-            by_name[fdef.name] = value
+            by_name[fdef.name] = _cell_input(value)
         modified: dict[str, datetime] = {}
         for fid, when in rec.modified.items():
             written = tbl.fields.get(fid)
@@ -633,7 +854,7 @@ class AirtableApp(ServiceApp):
 
     # ------------------------------------------------------------------ writes
 
-    def _create(self, tbl: TableData, body: dict[str, Any]) -> Response:
+    def _create(self, tbl: TableData, body: dict[str, Any], user: dict[str, str]) -> Response:
         typecast = bool(body.get("typecast"))
         by_id = bool(body.get("returnFieldsByFieldId"))
         single = "records" not in body
@@ -642,17 +863,17 @@ class AirtableApp(ServiceApp):
         self._wait_for_held_writes()
         created = []
         with self._lock:
+            self._check_links(tbl, prepared)
             for values in prepared:
-                now = _now_iso()
-                rec = RecordData(self.new_id("rec"), now, {k: v for k, v in values.items() if not _is_empty(v)})
-                rec.touch(rec.values, now)
-                tbl.records[rec.id] = rec
+                rec = self._new_record(tbl, values, user)
                 created.append(rec)
             self._commit_choices(tbl, prepared)
         out = [self._record_json(tbl, rec, by_id) for rec in created]
         return json_response(200, out[0] if single else {"records": out})
 
-    def _update(self, tbl: TableData, body: dict[str, Any], destructive: bool, single: bool = False) -> Response:
+    def _update(
+        self, tbl: TableData, body: dict[str, Any], user: dict[str, str], destructive: bool, single: bool = False
+    ) -> Response:
         typecast = bool(body.get("typecast"))
         by_id = bool(body.get("returnFieldsByFieldId"))
         items = _record_items(body)
@@ -706,19 +927,21 @@ class AirtableApp(ServiceApp):
             for record_id, _ in plan:
                 if record_id is not None:
                     self._record(tbl, record_id)  # deleted meanwhile: the request fails, nothing changes
+            self._check_links(tbl, [v for _, v in plan])
             for record_id, values in plan:
                 now = _now_iso()
                 if record_id is None:
-                    rec = RecordData(self.new_id("rec"), now, {k: v for k, v in values.items() if not _is_empty(v)})
-                    rec.touch(rec.values, now)
-                    tbl.records[rec.id] = rec
+                    rec = self._new_record(tbl, values, user)
                     created_ids.append(rec.id)
                 else:
                     rec = tbl.records[record_id]
                     merged = values if destructive else {**rec.values, **values}
                     cleared = set(rec.values) - set(merged) if destructive else set()
+                    before = rec.values
                     rec.values = {k: v for k, v in merged.items() if not _is_empty(v)}
                     rec.touch([*values, *cleared], now)
+                    rec.modified_by = user
+                    self._sync_links(tbl, rec, before)
                     updated_ids.append(rec.id)
                 applied.append(rec)
             self._commit_choices(tbl, [v for _, v in plan])
@@ -730,6 +953,131 @@ class AirtableApp(ServiceApp):
             result["createdRecords"] = created_ids
             result["updatedRecords"] = updated_ids
         return json_response(200, result)
+
+    def _new_record(self, tbl: TableData, values: dict[str, Any], user: dict[str, str]) -> RecordData:
+        """Add a record (under the lock): its autoNumber, who made it, when each field was written."""
+        now = _now_iso()
+        rec = RecordData(self.new_id("rec"), now, {k: v for k, v in values.items() if not _is_empty(v)})
+        rec.touch(rec.values, now)
+        rec.created_by = user
+        if rec.values:
+            rec.modified_by = user
+        for fdef in tbl.fields.values():
+            if fdef.type == "autoNumber":
+                rec.values[fdef.id] = tbl.next_number
+        tbl.next_number += 1
+        tbl.records[rec.id] = rec
+        self._sync_links(tbl, rec, {})
+        return rec
+
+    def _check_links(self, tbl: TableData, prepared: Iterable[dict[str, Any]]) -> None:
+        """A link to a record that does not exist (in the linked table) fails the whole request."""
+        for values in prepared:
+            for fid, value in values.items():
+                fdef = tbl.fields[fid]
+                if fdef.type != "multipleRecordLinks" or not value:
+                    continue
+                other = self._linked_table(tbl, fdef)
+                for record_id in value:
+                    if record_id not in other.records:
+                        raise _err(
+                            422,
+                            "ROW_DOES_NOT_EXIST",
+                            f'Record ID "{record_id}" does not exist in table "{other.name}" (field "{fdef.name}")',
+                        )
+
+    def _sync_links(self, tbl: TableData, rec: RecordData, before: dict[str, Any]) -> None:
+        """Keep each link's twin in the linked table in step with what `rec` links to now (under the lock)."""
+        for fdef in tbl.fields.values():
+            twin_id = fdef.options.get("inverseLinkFieldId") if fdef.type == "multipleRecordLinks" else None
+            if twin_id is None:
+                continue
+            old, new = set(before.get(fdef.id) or []), list(rec.values.get(fdef.id) or [])
+            other = self._linked_table(tbl, fdef)
+            for other_id in new:
+                target = other.records.get(other_id)
+                linked = list(target.values.get(twin_id) or []) if target else []
+                if target is not None and rec.id not in linked:
+                    target.values[twin_id] = [*linked, rec.id]
+            for other_id in old - set(new):
+                target = other.records.get(other_id)
+                if target is not None:
+                    kept = [i for i in target.values.get(twin_id) or [] if i != rec.id]
+                    if kept:
+                        target.values[twin_id] = kept
+                    else:
+                        target.values.pop(twin_id, None)
+
+    def _remove_records(self, tbl: TableData, ids: list[str]) -> None:
+        """Delete records (under the lock), and take them out of every link that pointed at them."""
+        gone = set(ids)
+        for record_id in ids:
+            tbl.records.pop(record_id, None)
+            tbl.comments.pop(record_id, None)
+        base = self._base_of_table.get(tbl.id)
+        for table in base.tables.values() if base else []:
+            links = [f.id for f in table.fields.values() if f.type == "multipleRecordLinks"]
+            links = [fid for fid in links if table.fields[fid].options.get("linkedTableId") == tbl.id]
+            for rec in table.records.values() if links else []:
+                for fid in links:
+                    if gone & set(rec.values.get(fid) or []):
+                        kept = [i for i in rec.values[fid] if i not in gone]
+                        if kept:
+                            rec.values[fid] = kept
+                        else:
+                            del rec.values[fid]
+
+    # ------------------------------------------------------------------ record comments
+
+    def _comments_route(
+        self, req: Request, tbl: TableData, record_id: str, rest: list[str], user: dict[str, str]
+    ) -> Response:
+        with self._lock:
+            self._record(tbl, record_id)
+            comments = tbl.comments.setdefault(record_id, [])
+            if not rest and req.method == "GET":
+                newest_first = [dict(c) for c in reversed(comments)]
+                return json_response(200, {"comments": newest_first, "offset": None})
+            if not rest and req.method == "POST":
+                text = _comment_text(_body_object(req))
+                now = _now_iso()
+                comment: dict[str, Any] = {
+                    "id": self.new_id("com"),
+                    "author": dict(user),
+                    "text": text,
+                    "createdTime": now,
+                    "lastUpdatedTime": None,
+                    "mentioned": self._mentions(text),
+                }
+                comments.append(comment)
+                return json_response(200, comment)
+            if len(rest) == 1:
+                found = next((c for c in comments if c["id"] == rest[0]), None)
+                if found is None:
+                    raise _err(404, "MODEL_ID_NOT_FOUND", "Comment not found")
+                if req.method == "PATCH":
+                    if found["author"]["id"] != user["id"]:
+                        raise _err(403, "INVALID_PERMISSIONS", "Only the author may change a comment")
+                    found["text"] = _comment_text(_body_object(req))
+                    found["lastUpdatedTime"] = _now_iso()
+                    found["mentioned"] = self._mentions(found["text"])
+                    return json_response(200, found)
+                if req.method == "DELETE":
+                    if found["author"]["id"] != user["id"]:
+                        raise _err(403, "INVALID_PERMISSIONS", "Only the author may delete a comment")
+                    comments.remove(found)
+                    return json_response(200, {"id": found["id"], "deleted": True})
+        raise _not_found_route()
+
+    def _mentions(self, text: str) -> dict[str, Any]:
+        """Users a comment mentions as `@[usr...]`: those behind the sandbox's tokens."""
+        users = {u["id"]: u for u in (user_of(t) for t in self.state.tokens.tokens())}
+        out: dict[str, Any] = {}
+        for user_id in re.findall(r"@\[(usr[A-Za-z0-9]{14})\]", text):
+            user = users.get(user_id)
+            if user is not None:
+                out[user_id] = {"type": "user", "id": user_id, "displayName": user["name"], "email": user["email"]}
+        return out
 
     def _merge_fields(self, tbl: TableData, upsert: Any) -> list[FieldDef]:
         names = upsert.get("fieldsToMergeOn") if isinstance(upsert, dict) else None
@@ -762,8 +1110,22 @@ class AirtableApp(ServiceApp):
         out: dict[str, Any] = {}
         for key, value in fields.items():
             fdef = self._known_field(tbl, key)
-            out[fdef.id] = _convert(fdef, value, typecast)
+            converted = _convert(fdef, value, typecast)
+            if fdef.type in ("singleCollaborator", "multipleCollaborators") and converted is not None:
+                converted = self._collaborators(fdef, converted)
+            out[fdef.id] = converted
         return out
+
+    def _collaborators(self, fdef: FieldDef, value: Any) -> Any:
+        """Collaborator cells name a user of the base by id or email: here, the users behind the tokens."""
+        users = [user_of(t) for t in self.state.tokens.tokens()]
+        resolved = []
+        for ref in value if isinstance(value, list) else [value]:
+            user = next((u for u in users if ref.get("id") == u["id"] or ref.get("email") == u["email"]), None)
+            if user is None:
+                raise _cannot_accept(fdef, ref)
+            resolved.append(dict(user))
+        return resolved if isinstance(value, list) else resolved[0]
 
     @staticmethod
     def _commit_choices(tbl: TableData, prepared: Iterable[dict[str, Any]]) -> None:
@@ -793,8 +1155,7 @@ class AirtableApp(ServiceApp):
         with self._lock:
             for record_id in ids:
                 self._record(tbl, record_id)
-            for record_id in ids:
-                tbl.records.pop(record_id, None)
+            self._remove_records(tbl, ids)
         return json_response(200, {"records": [{"id": i, "deleted": True} for i in ids]})
 
 
@@ -821,6 +1182,13 @@ def _record_items(body: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             raise _err(422, "INVALID_RECORDS", f"records[{index}] must be an object")
     return items
+
+
+def _comment_text(body: dict[str, Any]) -> str:
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise _invalid_request("a comment needs a non-empty 'text'")
+    return text
 
 
 def _item_fields(item: dict[str, Any]) -> dict[str, Any]:
@@ -940,12 +1308,29 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 def _formula_output(value: Any) -> Any:
+    """A formula's result as the API returns the cell: an error is `{"error": "#ERROR!"}`, NaN and the
+    infinities are `{"specialValue": ...}` (both as Airtable's JSON cell format has them)."""
+    if value is CELL_ERROR:
+        return {"error": "#ERROR!"}
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     if isinstance(value, bool):
         return 1 if value else 0
-    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
-        return None
+    if isinstance(value, float) and math.isnan(value):
+        return {"specialValue": "NaN"}
+    if isinstance(value, float) and math.isinf(value):
+        return {"specialValue": "Infinity" if value > 0 else "-Infinity"}
+    return value
+
+
+def _cell_input(value: Any) -> Any:
+    """A cell as a formula reads it: an error cell stays an error, a special value becomes that number."""
+    if isinstance(value, dict) and set(value) == {"error"}:
+        return CELL_ERROR
+    if isinstance(value, dict) and set(value) == {"specialValue"}:
+        return float({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}.get(value["specialValue"], "nan"))
+    if isinstance(value, list):
+        return [_cell_input(v) for v in value]
     return value
 
 
@@ -1024,6 +1409,41 @@ def _convert(fdef: FieldDef, value: Any, typecast: bool) -> Any:
         for name in value:
             _check_choice(fdef, name, typecast)
         return list(dict.fromkeys(value))
+    if t in ("duration", "rating"):
+        if isinstance(value, str) and typecast:
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise _cannot_accept(fdef, value)
+        if t == "rating":
+            if value != int(value) or not 0 <= value <= fdef.options.get("max", 5):
+                raise _cannot_accept(fdef, value)
+            return int(value) or None
+        return int(value) if float(value).is_integer() else value
+    if t == "barcode":
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str) or set(value) - {"text", "type"}:
+            raise _cannot_accept(fdef, value)
+        return dict(value) if value["text"] else None
+    if t == "multipleRecordLinks":
+        if isinstance(value, str):
+            value = [value]
+        ids = [v.get("id") if isinstance(v, dict) else v for v in value] if isinstance(value, list) else None
+        if ids is None or not all(isinstance(i, str) and i.startswith("rec") for i in ids):
+            raise _cannot_accept(fdef, value)
+        if fdef.options.get("prefersSingleRecordLink") and len(ids) > 1:
+            raise _cannot_accept(fdef, value)
+        return list(dict.fromkeys(ids))
+    if t in ("singleCollaborator", "multipleCollaborators"):
+        refs = value if t == "multipleCollaborators" else [value]
+        if not isinstance(refs, list) or not all(isinstance(r, dict) and ("id" in r or "email" in r) for r in refs):
+            raise _cannot_accept(fdef, value)
+        return refs if t == "multipleCollaborators" else refs[0]
+    if t == "multipleAttachments":
+        if not isinstance(value, list) or not all(isinstance(a, dict) and isinstance(a.get("url"), str) for a in value):
+            raise _cannot_accept(fdef, value)
+        return [_attachment(a) for a in value]
     if t in ("dateTime", "date"):
         if not isinstance(value, str):
             raise _cannot_accept(fdef, value)
@@ -1036,6 +1456,19 @@ def _convert(fdef: FieldDef, value: Any, typecast: bool) -> Any:
             return parsed.strftime("%Y-%m-%d") if "T" in value or " " in value else value.strip()[:10]
         return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
     raise _cannot_accept(fdef, value)
+
+
+def _attachment(given: dict[str, Any]) -> dict[str, Any]:
+    """An attachment cell as Airtable first returns it: an id, the URL and a file name (the name from the URL's
+    path when none is given). The sandbox downloads nothing, so size, dimensions and thumbnails never appear."""
+    url = given["url"]
+    filename = given.get("filename") or url.split("?", 1)[0].rstrip("/").rpartition("/")[2] or "file"
+    attachment_id = given.get("id") or "att" + hashlib.sha256(f"{url}/{filename}".encode()).hexdigest()[:14]
+    out = {"id": attachment_id, "url": url, "filename": filename}
+    guessed = mimetypes.guess_type(filename)[0]
+    if guessed:
+        out["type"] = guessed
+    return out
 
 
 def _check_choice(fdef: FieldDef, name: str, typecast: bool) -> None:

@@ -214,7 +214,9 @@ class _Parser:
                 if name in ("TRUE", "FALSE"):
                     constant = name == "TRUE"
                     return lambda ctx: constant
-                raise FormulaError(f"Unknown name {tok.value!r} at character {tok.pos + 1}.")
+                # Airtable reads a one-word name without braces as a field reference ("Unknown field names" if
+                # the table has no such field).
+                return self.field_ref(tok.value)
             self.next()
             if name == "LAST_MODIFIED_TIME":
                 return self.last_modified_time()
@@ -251,7 +253,14 @@ class _Parser:
     def field_ref(self, name: str) -> Node:
         if self.known is not None and name not in self.known:
             self.unknown_fields.append(name)
-        return lambda ctx: ctx.fields.get(name)
+
+        def read(ctx: EvalContext) -> Any:
+            value = ctx.fields.get(name)
+            if value is CELL_ERROR:
+                raise _EvalError(f"the field {name!r} holds an error")
+            return value
+
+        return read
 
     def call(self, name: str, tok: _Tok, args: list[Node]) -> Node:
         spec = FUNCTIONS.get(name)
@@ -284,6 +293,24 @@ def compile_formula(text: str, known_fields: Iterable[str] | None = None) -> Nod
         names = ", ".join(dict.fromkeys(parser.unknown_fields))
         raise FormulaError(f"Unknown field names: {names}")
     return node
+
+
+class _CellError:
+    """The value of a cell whose formula failed (Airtable's #ERROR!); reading it in a formula is an error too."""
+
+    def __repr__(self) -> str:
+        return "#ERROR!"
+
+
+CELL_ERROR = _CellError()
+
+
+def evaluate_cell(node: Node, ctx: EvalContext) -> Any:
+    """The value of a compiled formula as a cell holds it: `CELL_ERROR` where Airtable shows #ERROR!."""
+    try:
+        return node(ctx)
+    except (_EvalError, ArithmeticError, ValueError, OverflowError):
+        return CELL_ERROR
 
 
 def evaluate(node: Node, ctx: EvalContext) -> Any:
@@ -618,6 +645,23 @@ def _value(ctx: EvalContext, v: Any) -> float | int:
     return _number(cleaned) if cleaned else 0
 
 
+def _flat(args: Iterable[Any]) -> list[Any]:
+    """Arguments with lists (a lookup's or a rollup's `values`) spread out, blanks left out."""
+    out: list[Any] = []
+    for a in args:
+        out.extend(_flat(a) if isinstance(a, list) else [] if a is None else [a])
+    return out
+
+
+def _error() -> Any:
+    raise _EvalError("ERROR()")
+
+
+def _sqrt(v: Any) -> float:
+    n = _number(v)
+    return math.sqrt(n) if n >= 0 else math.nan
+
+
 def _s(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Adapt a plain function of values to the (ctx, *values) signature."""
     return lambda ctx, *args: fn(*args)
@@ -634,6 +678,13 @@ FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
     "BLANK": (0, 0, _s(lambda: None)),
     "TRUE": (0, 0, _s(lambda: True)),
     "FALSE": (0, 0, _s(lambda: False)),
+    "ERROR": (0, 0, _s(_error)),
+    "SQRT": (1, 1, _s(_sqrt)),
+    "SUM": (1, -1, _s(lambda *a: sum(_number(x) for x in _flat(a)))),
+    "MAX": (1, -1, _s(lambda *a: max((_number(x) for x in _flat(a)), default=0))),
+    "MIN": (1, -1, _s(lambda *a: min((_number(x) for x in _flat(a)), default=0))),
+    "COUNTA": (1, -1, _s(lambda *a: len([x for x in _flat(a) if x != ""]))),
+    "ARRAYJOIN": (1, 2, _s(lambda a, sep=", ": _text(sep).join(_text(x) for x in _flat([a])))),
     "RECORD_ID": (0, 0, lambda ctx: ctx.record_id),
     "CREATED_TIME": (0, 0, lambda ctx: ctx.created_time),
     "FIND": (2, 3, _find),
