@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench chaos dashboard lab clean
+.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench chaos pyairtable-suite dashboard lab clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,11 @@ bench: setup chromium
 	$(PY) bench/airtable_requests.py
 	$(PY) bench/airtable_scale.py
 	$(PY) bench/dashboard.py
+
+# pyairtable's own integration suite against the Airtable sandbox; not in `make test`: the suite is not on any
+# package registry (pass SOURCE=<a clone of pyairtable> where its archive cannot be downloaded)
+pyairtable-suite: setup
+	$(PY) bench/pyairtable_suite.py $(if $(SOURCE),--source $(SOURCE))
 
 dashboard: setup
 	$(VENV)/bin/leadkit dashboard
