@@ -1,9 +1,14 @@
 """An Airtable-compatible Web API (v0) held in memory, faithful to `api-contracts.md` section 1.1.
 
-Records (list, listRecords, create, update, upsert, delete, single-record routes), the meta API
-(whoami, bases, tables, fields), field types enforced on write (a text cell holds at most 100,000 characters),
-Airtable's error bodies, and the rate limits: 5 requests per second per base and 50 per second per token across
-its bases, each followed by a 30-second penalty.
+Records (list, listRecords, create, update, upsert, delete, single-record routes), record comments, the meta API
+(whoami, bases, base collaborators, tables, fields), field types enforced on write (a text cell holds at most
+100,000 characters), computed fields (formula, created/last modified time and by, autoNumber, button, and count,
+lookup and rollup read through links, whose twin field in the linked table is kept in step), Airtable's error
+bodies, and the rate limits: 5 requests per second per base and 50 per second per token across its bases, each
+followed by a 30-second penalty. Each record keeps when each of its fields was last written, for
+`LAST_MODIFIED_TIME()` and "last modified time" fields. A formula cell that fails reads `{"error": "#ERROR!"}`,
+and NaN or an infinity reads `{"specialValue": ...}`. Attachments are never downloaded: a cell keeps the URL it was
+given and its file name, with no size or thumbnails.
 
 Concurrency is Airtable's, not kinder: requests are served at the same time, each one applied all or nothing, and
 nothing is atomic across requests. A write reads the table, plans its change, then applies it; another request may
@@ -283,8 +288,12 @@ class AirtableApp(ServiceApp):
         return str(self._create_base(spec, token, fixed_ids=True, base_id=base_id)["id"])
 
     def grant(self, token: str, base_id: str) -> None:
-        """Let `token` use `base_id` (adding the token if it is new)."""
+        """Let `token` use `base_id` (adding the token if it is new); its user becomes a base collaborator."""
         self.state.tokens.grant(token, base_id)
+        with self._lock:
+            base = self.bases.get(base_id)
+            if base is not None:
+                base.collaborators.setdefault(token, _now_iso())
 
     def set_rate_limit(self, rate: float, penalty_s: float) -> None:
         self.limiter.configure(rate, penalty_s)
@@ -1035,9 +1044,16 @@ class AirtableApp(ServiceApp):
         with self._lock:
             self._record(tbl, record_id)
             comments = tbl.comments.setdefault(record_id, [])
-            if not rest and req.method == "GET":
+            if not rest and req.method == "GET":  # newest first, in pages of at most 100
                 newest_first = [dict(c) for c in reversed(comments)]
-                return json_response(200, {"comments": newest_first, "offset": None})
+                size = _int_param(req.param("pageSize"), "pageSize", MAX_PAGE_SIZE, 1, MAX_PAGE_SIZE) or MAX_PAGE_SIZE
+                offset = req.param("offset")
+                start = int(offset[3:]) if isinstance(offset, str) and re.fullmatch(r"cmt\d+", offset) else 0
+                if offset and not start:
+                    raise _err(422, "INVALID_OFFSET_VALUE", "The offset is not valid")
+                end = start + size
+                more = f"cmt{end}" if end < len(newest_first) else None
+                return json_response(200, {"comments": newest_first[start:end], "offset": more})
             if not rest and req.method == "POST":
                 text = _comment_text(_body_object(req))
                 now = _now_iso()

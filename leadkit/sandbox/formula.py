@@ -1,12 +1,14 @@
 """An evaluator for the part of Airtable's formula language that clients send in `filterByFormula`.
 
 It covers what `pyairtable.formulas` and common hand-written filters produce: field references
-`{Name}` (with `\\}` escapes), string literals in either quote with backslash escapes, numbers,
-`= != < > <= >=`, `&`, `+ - * /`, the functions in `FUNCTIONS`, and `LAST_MODIFIED_TIME()` (whose
-optional arguments must be field references, so the parser handles it itself). Anything else is a
+`{Name}` (with `\\}` escapes) or a one-word name without braces, string literals in either quote
+with backslash escapes, numbers, `= != < > <= >=`, `&`, `+ - * /`, the functions in `FUNCTIONS`,
+and `LAST_MODIFIED_TIME()` (whose optional arguments must be field references, so the parser
+handles it itself). Anything else is a
 `FormulaError`, which the sandbox answers with Airtable's 422 `INVALID_FILTER_BY_FORMULA`, never
 with a silent match. Values follow Airtable's coercions: a blank cell equals "", 0 and FALSE(),
-numbers and numeric strings compare as numbers, dates compare as instants.
+numbers and numeric strings compare as numbers, dates compare as instants. A cell that holds an error
+(`CELL_ERROR`, from a failed formula field) makes any formula that reads it an error too.
 """
 
 from __future__ import annotations

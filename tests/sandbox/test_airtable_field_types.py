@@ -188,3 +188,16 @@ def test_fixed_ids_only_in_process(sandbox: Sandbox, http: httpx.Client) -> None
     assert (table["id"], table["fields"][0]["id"]) == ("tblFixedTable0001", "fldFixedField0001")
     made = http.post("/v0/meta/bases", json={"name": "Over HTTP", "tables": spec}).json()
     assert made["id"] != "appFixedBase00001" and made["tables"][0]["id"] != "tblFixedTable0001"
+
+
+def test_record_comments_come_in_pages_of_at_most_100(people: pyairtable.Table, http: httpx.Client) -> None:
+    rec = people.create({"Name": "Ann"})
+    for n in range(3):
+        people.add_comment(rec["id"], f"note {n}")
+    url = f"/v0/{people.base.id}/People/{rec['id']}/comments"
+    first = http.get(url, params={"pageSize": 2}).json()
+    assert [c["text"] for c in first["comments"]] == ["note 2", "note 1"]
+    second = http.get(url, params={"pageSize": 2, "offset": first["offset"]}).json()
+    assert [c["text"] for c in second["comments"]] == ["note 0"] and second["offset"] is None
+    assert http.get(url, params={"pageSize": 101}).status_code == 422
+    assert len(people.comments(rec["id"])) == 3
