@@ -5,7 +5,7 @@ into the repository): from its sdist if that carries `tests/integration` (pyairt
 from the repository's archive of that tag, else from `--source`, a local clone of pyairtable or a copy of its
 `tests/integration` folder (the tag named after the version is used when the clone has it, else its HEAD, and the
 run says which). A fresh sandbox gets the base, tables and fields the suite's conftest and tests expect (the base,
-table and field IDs its conftest names are given to them); pyairtable in the pytest process is pointed at the sandbox
+table and field IDs its conftest names are given to them, in process); pyairtable in the pytest process is pointed at the sandbox
 by a plugin (this module, `-p pyairtable_suite`) that makes the sandbox the default `endpoint_url` of `Api`, the
 one thing the suite's conftest does not read from the environment.
 
@@ -57,9 +57,14 @@ SKIPS = [
 ]
 
 
+ADDRESS_ID, CONTACT_ID, EVERYTHING_ID = "tblAddress0000001", "tblContact0000001", "tblEverything0001"
+
+
 def _tables() -> list[dict[str, Any]]:
-    """The base's tables as the suite uses them; links between tables are added afterwards (see `_links`)."""
+    """The base's tables as the suite uses them, each link after the table it points to (whose twin field,
+    named after the linking table, the sandbox adds: Contact gets "Address", Address gets "Everything")."""
     choices = {"choices": [{"name": "Todo"}, {"name": "Done"}]}
+    link = "multipleRecordLinks"
     return [
         {
             "id": TABLE_ID,
@@ -72,8 +77,8 @@ def _tables() -> list[dict[str, Any]]:
                 {"id": "fld5VP9oPeCpvIumr", "name": "attachment", "type": "multipleAttachments"},
             ],
         },
-        {"name": "Address", "fields": [{"name": "Street", "type": "singleLineText"}, _num("Number", 0)]},
         {
+            "id": CONTACT_ID,
             "name": "Contact",
             "fields": [
                 {"name": "First Name", "type": "singleLineText"},
@@ -84,8 +89,18 @@ def _tables() -> list[dict[str, Any]]:
                 {"name": "Last Access", "type": "dateTime"},
             ],
         },
+        {
+            "id": ADDRESS_ID,
+            "name": "Address",
+            "fields": [
+                {"name": "Street", "type": "singleLineText"},
+                _num("Number", 0),
+                {"name": "Contact", "type": link, "options": {"linkedTableId": CONTACT_ID}},
+            ],
+        },
         {"name": "EVERYTHING", "fields": [{"name": "Name", "type": "singleLineText"}]},
         {
+            "id": EVERYTHING_ID,
             "name": "Everything",
             "fields": [
                 {"name": "Name", "type": "singleLineText"},
@@ -122,6 +137,18 @@ def _tables() -> list[dict[str, Any]]:
                 {"name": "Created By", "type": "createdBy"},
                 {"name": "Last Modified", "type": "lastModifiedTime"},
                 {"name": "Last Modified By", "type": "lastModifiedBy"},
+                {"name": "Address", "type": link, "options": {"linkedTableId": ADDRESS_ID}},
+                {
+                    "name": "Link to Self",
+                    "type": link,
+                    "options": {"linkedTableId": EVERYTHING_ID, "prefersSingleRecordLink": True},
+                },
+                {"name": "Link to Self (Count)", "type": "count", "options": {"recordLinkFieldId": "Link to Self"}},
+                {"name": "Count", "type": "count", "options": {"recordLinkFieldId": "Address"}},
+                _through("Lookup Int", "multipleLookupValues", "Formula Int"),
+                _through("Lookup Error", "multipleLookupValues", "Formula Error"),
+                _through("Rollup Int", "rollup", "Formula Int", "SUM(values)"),
+                _through("Rollup Error", "rollup", "Formula Int", "ERROR()"),
             ],
         },
     ]
@@ -129,32 +156,6 @@ def _tables() -> list[dict[str, Any]]:
 
 def _num(name: str, precision: int) -> dict[str, Any]:
     return {"name": name, "type": "number", "options": {"precision": precision}}
-
-
-def _links(tables: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    """Fields added through the meta API once the tables exist: links, then what reads through them."""
-    link = "multipleRecordLinks"
-    return [
-        ("Address", {"name": "Contact", "type": link, "options": {"linkedTableId": tables["Contact"]}}),
-        ("Everything", {"name": "Address", "type": link, "options": {"linkedTableId": tables["Address"]}}),
-        (
-            "Everything",
-            {
-                "name": "Link to Self",
-                "type": link,
-                "options": {"linkedTableId": tables["Everything"], "prefersSingleRecordLink": True},
-            },
-        ),
-        (
-            "Everything",
-            {"name": "Link to Self (Count)", "type": "count", "options": {"recordLinkFieldId": "Link to Self"}},
-        ),
-        ("Everything", {"name": "Count", "type": "count", "options": {"recordLinkFieldId": "Address"}}),
-        ("Everything", _through("Lookup Int", "multipleLookupValues", "Formula Int")),
-        ("Everything", _through("Lookup Error", "multipleLookupValues", "Formula Error")),
-        ("Everything", _through("Rollup Int", "rollup", "Formula Int", "SUM(values)")),
-        ("Everything", _through("Rollup Error", "rollup", "Formula Int", "ERROR()")),
-    ]
 
 
 def _through(name: str, type_: str, field: str, formula: str | None = None) -> dict[str, Any]:
@@ -253,18 +254,9 @@ def fetch_suite(version: str, source: Path | None) -> tuple[Path, str]:
 
 
 def build_base(sandbox: Any) -> None:
-    """Create, in a fresh sandbox, the base the suite expects: fixed IDs in process, the rest over HTTP."""
-    import httpx
-
+    """Create, in a fresh sandbox and in process, the base the suite expects (with the IDs its conftest names, and
+    the field types only Airtable's interface makes: autoNumber, button, count, lookup, rollup)."""
     sandbox.airtable.create_base(BASE_NAME, _tables(), base_id=BASE_ID)
-    with httpx.Client(base_url=sandbox.airtable_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-        listed = http.get(f"/v0/meta/bases/{BASE_ID}/tables")
-        listed.raise_for_status()
-        tables = {t["name"]: t["id"] for t in listed.json()["tables"]}
-        for table, spec in _links(tables):
-            made = http.post(f"/v0/meta/bases/{BASE_ID}/tables/{tables[table]}/fields", json=spec)
-            if made.status_code != 200:
-                raise SystemExit(f"the sandbox refused field {spec['name']!r} of {table}: {made.text}")
 
 
 def run(args: argparse.Namespace, pytest_args: list[str]) -> int:

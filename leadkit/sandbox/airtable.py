@@ -108,6 +108,8 @@ _COMPUTED_TYPES = {
 }
 #: Read through a link field: they need the linked table's records.
 _THROUGH_LINK_TYPES = {"count", "multipleLookupValues", "rollup"}
+#: Made only in Airtable's interface: the Web API's create-field refuses them (the sandbox makes them in process).
+_UI_ONLY_TYPES = {"autoNumber", "button", "count", "multipleLookupValues", "rollup"}
 #: How deep a lookup may read through links (a lookup of a lookup ...) before it gives up with #ERROR!.
 _MAX_LOOKUP_DEPTH = 3
 _DATE_TYPES = {"date", "dateTime", "createdTime", "lastModifiedTime"}
@@ -157,8 +159,11 @@ class FieldDef:
         out: dict[str, Any] = {"id": self.id, "name": self.name, "type": self.type}
         if self.description:
             out["description"] = self.description
-        if self.options:
-            out["options"] = self.options
+        options = dict(self.options)
+        if self.type == "rollup":
+            options.pop("formula", None)  # Airtable's metadata does not say how a rollup aggregates
+        if options:
+            out["options"] = options
         return out
 
 
@@ -282,10 +287,12 @@ class AirtableApp(ServiceApp):
 
         `token`, if given, is granted the new base (tokens that may use every base need nothing). In process only,
         the base may be given its ID (`base_id`) and each table and field an `"id"` in its spec, so that a suite
-        written against fixed IDs of a real base can run here; the HTTP meta API always makes new IDs.
+        written against fixed IDs of a real base can run here; the HTTP meta API always makes new IDs. Field types
+        that only Airtable's interface makes (autoNumber, button, count, lookup, rollup) are made here too; a
+        rollup's `options.formula` (default `ARRAYJOIN(values)`) says how it aggregates.
         """
         spec = {"name": name, "tables": tables_spec}
-        return str(self._create_base(spec, token, fixed_ids=True, base_id=base_id)["id"])
+        return str(self._create_base(spec, token, in_process=True, base_id=base_id)["id"])
 
     def grant(self, token: str, base_id: str) -> None:
         """Let `token` use `base_id` (adding the token if it is new); its user becomes a base collaborator."""
@@ -460,8 +467,8 @@ class AirtableApp(ServiceApp):
                 "inviteLinks": {"baseInviteLinks": [], "workspaceInviteLinks": []},
             }
 
-    def _fixed_id(self, spec: dict[str, Any], prefix: str, fixed_ids: bool) -> str:
-        wanted = spec.get("id") if fixed_ids else None
+    def _fixed_id(self, spec: dict[str, Any], prefix: str, in_process: bool) -> str:
+        wanted = spec.get("id") if in_process else None
         if wanted is None:
             return self.new_id(prefix)
         if not isinstance(wanted, str) or not wanted.startswith(prefix) or len(wanted) != 17:
@@ -469,7 +476,7 @@ class AirtableApp(ServiceApp):
         return wanted
 
     def _create_base(
-        self, spec: dict[str, Any], token: str | None, fixed_ids: bool = False, base_id: str | None = None
+        self, spec: dict[str, Any], token: str | None, in_process: bool = False, base_id: str | None = None
     ) -> dict[str, Any]:
         name = spec.get("name")
         tables = spec.get("tables")
@@ -482,14 +489,14 @@ class AirtableApp(ServiceApp):
             if base.id in self.bases:
                 raise _invalid_request(f"base {base.id} exists already")
             for tspec in tables:
-                self._create_table(base, tspec, fixed_ids)
+                self._create_table(base, tspec, in_process)
             self.bases[base.id] = base
             if token is not None:
                 self.state.tokens.grant(token, base.id)
                 base.collaborators[token] = base.created_time
             return {"id": base.id, "tables": [t.schema() for t in base.tables.values()]}
 
-    def _create_table(self, base: BaseData, spec: Any, fixed_ids: bool = False) -> TableData:
+    def _create_table(self, base: BaseData, spec: Any, in_process: bool = False) -> TableData:
         if not isinstance(spec, dict):
             raise _invalid_request("a table must be an object with 'name' and 'fields'")
         name, fields = spec.get("name"), spec.get("fields")
@@ -499,16 +506,16 @@ class AirtableApp(ServiceApp):
             raise _err(422, "DUPLICATE_TABLE_NAME", f"Table name {name!r} is already used in this base")
         if not isinstance(fields, list) or not fields:
             raise _invalid_request(f"table {name!r} needs at least one field in 'fields'")
-        tbl = TableData(self._fixed_id(spec, "tbl", fixed_ids), name, spec.get("description"), {})
+        tbl = TableData(self._fixed_id(spec, "tbl", in_process), name, spec.get("description"), {})
         self._base_of_table[tbl.id] = base
         for fspec in fields:
-            self._create_field(tbl, fspec, fixed_ids)
+            self._create_field(tbl, fspec, in_process)
         if tbl.fields[tbl.primary_field_id].type in _COMPUTED_TYPES - {"formula"}:
             raise _invalid_request(f"the primary field of table {name!r} cannot be of this type")
         base.tables[tbl.id] = tbl
         return tbl
 
-    def _create_field(self, tbl: TableData, spec: Any, fixed_ids: bool = False) -> FieldDef:
+    def _create_field(self, tbl: TableData, spec: Any, in_process: bool = False) -> FieldDef:
         if not isinstance(spec, dict):
             raise _invalid_request("a field must be an object with 'name' and 'type'")
         name, type_ = spec.get("name"), spec.get("type")
@@ -521,12 +528,19 @@ class AirtableApp(ServiceApp):
                 f"Field type {type_!r} of field {name!r} is not supported by the sandbox; "
                 f"accepted: {', '.join(FIELD_TYPES)}",
             )
+        if type_ in _UI_ONLY_TYPES and not in_process:
+            raise _err(
+                422,
+                "UNSUPPORTED_FIELD_TYPE_FOR_CREATE",
+                f"Field {name!r}: creating {type_} fields is not supported by the Web API; "
+                "they are made in Airtable's interface",
+            )
         if tbl.field(name) is not None:
             raise _err(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", f"Field name {name!r} is already used in this table")
         options = spec.get("options") or {}
         if not isinstance(options, dict):
             raise _invalid_request(f"'options' of field {name!r} must be an object")
-        fid = self._fixed_id(spec, "fld", fixed_ids)
+        fid = self._fixed_id(spec, "fld", in_process)
         fdef = FieldDef(fid, name, type_, self._field_options(tbl, name, type_, options))
         fdef.description = spec.get("description")
         tbl.fields[fdef.id] = fdef
@@ -554,6 +568,8 @@ class AirtableApp(ServiceApp):
         other.fields[twin.id] = twin
 
     def _linked_table(self, tbl: TableData, fdef: FieldDef) -> TableData:
+        if fdef.options.get("linkedTableId") == tbl.id:
+            return tbl  # a link to its own table (also while that table is being created)
         base = self._base_of_table[tbl.id]
         other = base.tables.get(fdef.options.get("linkedTableId", ""))
         if other is None:
@@ -593,15 +609,12 @@ class AirtableApp(ServiceApp):
                 "timeFormat": options.get("timeFormat", {"name": "24hour", "format": "HH:mm"}),
             }
         if type_ == "multipleRecordLinks":
-            base = self._base_of_table[tbl.id]
             linked = options.get("linkedTableId")
-            target = base.table(linked) if isinstance(linked, str) else None
-            if target is None and linked == tbl.name:
-                target = tbl
-            if target is None and isinstance(linked, str) and linked == tbl.id:
-                target = tbl
+            target = tbl if linked == tbl.id else self._base_of_table[tbl.id].tables.get(str(linked))
             if target is None:
-                raise _invalid_request(f"link field {name!r} needs 'options.linkedTableId', a table of this base")
+                raise _invalid_request(
+                    f"link field {name!r} needs 'options.linkedTableId', the ID of a table of this base"
+                )
             return {
                 "linkedTableId": target.id,
                 "isReversed": False,

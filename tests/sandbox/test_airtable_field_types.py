@@ -15,15 +15,20 @@ from leadkit.sandbox.server import Sandbox
 
 from .conftest import TOKEN
 
+COMPANIES, PEOPLE = "tblCompanies00001", "tblPeople00000001"
+
 
 @pytest.fixture
-def crm(sandbox: Sandbox, http: httpx.Client) -> dict[str, Any]:
-    """A base with People and Companies, People linking to Companies (and to itself), and what reads links."""
+def crm(sandbox: Sandbox) -> dict[str, Any]:
+    """A base with People and Companies, People linking to Companies (and to itself), and what reads links (made in
+    process: the Web API cannot create count, lookup, rollup or autoNumber fields)."""
+    link = "multipleRecordLinks"
     base = sandbox.airtable.create_base(
         "Initech-CRM",
         [
-            {"name": "Companies", "fields": [{"name": "Name", "type": "singleLineText"}]},
+            {"id": COMPANIES, "name": "Companies", "fields": [{"name": "Name", "type": "singleLineText"}]},
             {
+                "id": PEOPLE,
                 "name": "People",
                 "fields": [
                     {"name": "Name", "type": "singleLineText"},
@@ -38,35 +43,33 @@ def crm(sandbox: Sandbox, http: httpx.Client) -> dict[str, Any]:
                     {"name": "Took", "type": "duration"},
                     {"name": "By", "type": "createdBy"},
                     {"name": "Changed By", "type": "lastModifiedBy"},
+                    {"name": "Employer", "type": link, "options": {"linkedTableId": COMPANIES}},
+                    {"name": "Buddy", "type": link, "options": {"linkedTableId": PEOPLE}},
+                    {"name": "Buddies", "type": "count", "options": {"recordLinkFieldId": "Buddy"}},
+                    {
+                        "name": "Buddy Int",
+                        "type": "multipleLookupValues",
+                        "options": {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Int"},
+                    },
+                    {
+                        "name": "Buddy Broken",
+                        "type": "multipleLookupValues",
+                        "options": {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Broken"},
+                    },
+                    {
+                        "name": "Buddy Sum",
+                        "type": "rollup",
+                        "options": {
+                            "recordLinkFieldId": "Buddy",
+                            "fieldIdInLinkedTable": "Int",
+                            "formula": "SUM(values)",
+                        },
+                    },
                 ],
             },
         ],
     )
-    tables = {t["name"]: t["id"] for t in http.get(f"/v0/meta/bases/{base}/tables").json()["tables"]}
-    link = "multipleRecordLinks"
-    for spec in [
-        {"name": "Employer", "type": link, "options": {"linkedTableId": tables["Companies"]}},
-        {"name": "Buddy", "type": link, "options": {"linkedTableId": tables["People"]}},
-        {"name": "Buddies", "type": "count", "options": {"recordLinkFieldId": "Buddy"}},
-        {
-            "name": "Buddy Int",
-            "type": "multipleLookupValues",
-            "options": {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Int"},
-        },
-        {
-            "name": "Buddy Broken",
-            "type": "multipleLookupValues",
-            "options": {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Broken"},
-        },
-        {
-            "name": "Buddy Sum",
-            "type": "rollup",
-            "options": {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Int", "formula": "SUM(values)"},
-        },
-    ]:
-        made = http.post(f"/v0/meta/bases/{base}/tables/People/fields", json=spec)
-        assert made.status_code == 200, made.text
-    return {"base": base, "tables": tables}
+    return {"base": base}
 
 
 @pytest.fixture
@@ -201,3 +204,28 @@ def test_record_comments_come_in_pages_of_at_most_100(people: pyairtable.Table, 
     assert [c["text"] for c in second["comments"]] == ["note 0"] and second["offset"] is None
     assert http.get(url, params={"pageSize": 101}).status_code == 422
     assert len(people.comments(rec["id"])) == 3
+
+
+def test_web_api_creates_links_but_not_interface_only_fields(http: httpx.Client, crm: dict[str, Any]) -> None:
+    url = f"/v0/meta/bases/{crm['base']}/tables/{PEOPLE}/fields"
+    made = http.post(url, json={"name": "Past", "type": "multipleRecordLinks", "options": {"linkedTableId": COMPANIES}})
+    assert made.status_code == 200, made.text
+    twin = made.json()["options"]["inverseLinkFieldId"]
+    companies = http.get(f"/v0/meta/bases/{crm['base']}/tables").json()["tables"][0]
+    assert {f["id"]: f["name"] for f in companies["fields"]}[twin] == "People 2"  # "People" is Employer's twin
+    by_name = http.post(
+        url, json={"name": "X", "type": "multipleRecordLinks", "options": {"linkedTableId": "Companies"}}
+    )
+    assert by_name.status_code == 422  # a table ID, not a name
+    for type_, options in [
+        ("count", {"recordLinkFieldId": "Buddy"}),
+        ("multipleLookupValues", {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Int"}),
+        ("rollup", {"recordLinkFieldId": "Buddy", "fieldIdInLinkedTable": "Int"}),
+        ("autoNumber", {}),
+        ("button", {"label": "Go"}),
+    ]:
+        refused = http.post(url, json={"name": f"New {type_}", "type": type_, "options": options})
+        assert refused.status_code == 422 and refused.json()["error"]["type"] == "UNSUPPORTED_FIELD_TYPE_FOR_CREATE"
+    people = http.get(f"/v0/meta/bases/{crm['base']}/tables").json()["tables"][1]
+    rollup = next(f for f in people["fields"] if f["name"] == "Buddy Sum")
+    assert "formula" not in rollup["options"]  # Airtable's metadata does not say how a rollup aggregates
