@@ -276,11 +276,17 @@ def run(args: argparse.Namespace, pytest_args: list[str]) -> int:
         }
         cmd = [sys.executable, "-m", "pytest", "-p", "pyairtable_suite", "-p", "no:randomly", "-p", "no:cacheprovider"]
         cmd += ["-q", "-rs", "--rootdir", str(suite), "-c", os.devnull, str(suite), *pytest_args]
-        proc = subprocess.run(cmd, env=env, cwd=suite, capture_output=True, text=True)
-    sys.stdout.write(proc.stdout)
-    sys.stderr.write(proc.stderr)
+        lines: list[str] = []
+        with subprocess.Popen(
+            cmd, env=env, cwd=suite, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # shown as it comes, kept for the counts
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                lines.append(line.strip())
     counts = {k: 0 for k in ("passed", "failed", "skipped", "error", "errors")}
-    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    summary = next((line for line in reversed(lines) if line), "")
     for number, word in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary):
         counts[word] += int(number)
     failed = counts["failed"] + counts["error"] + counts["errors"]
