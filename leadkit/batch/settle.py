@@ -1,6 +1,10 @@
-"""Settling a client after its notebook ran: a record the notebook left Running becomes Failed with the reason."""
+"""Settling a client after its notebook ran: a record the notebook left Running becomes Failed with the reason;
+after a stopped batch, every record it left Running does (`settle_stopped`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
 
 from leadkit.batch.kernels import NotebookJob, NotebookResult
 from leadkit.classify import fingerprint
@@ -54,3 +58,50 @@ def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResu
         record, events, status=ClientRunStatus.FAILED, reason=reason, failure=failure, notebook=job.output_path
     )
     return ClientRunStatus.FAILED.value
+
+
+def settle_stopped(ws: Workspace, run_id: RunId, jobs: Mapping[str, NotebookJob], why: str) -> list[str]:
+    """After a stopped batch's kernels are gone (`leadkit.batch.kernels.stop_batch`): no ClientRun of the run is
+    left Running. Each Running one (its kernel was stopped before it could say so, or its notebook never started)
+    becomes Failed with the reason `why` (`interrupted (signal N)` for a signal: its outcome reads Interrupted),
+    once its actor runs are aborted and its Processing leads released; a record its kernel already ended keeps
+    its status. Every record handed out in `jobs` gets its executed notebook when one was written (the cells run
+    so far). Returns the client IDs settled here."""
+    from leadkit.harvest.orphans import release_orphans  # httpx only when a record is settled: the batch stays light
+
+    settled = []
+    for record in ws.store.list_client_runs(run_id=run_id.base):
+        job = jobs.get(record.client_id)
+        if job is None and record.status is not ClientRunStatus.RUNNING:
+            continue
+        if job is not None:
+            ws.store.write_left_save(run_id.base, record.client_id)  # what a killed kernel held back, if anything
+            record = ws.store.get_client_run(run_id.base, record.client_id) or record
+        notebook = job.output_path if job is not None and Path(job.output_path).is_file() else None
+        if record.status is not ClientRunStatus.RUNNING:
+            if notebook is not None and record.notebook != notebook:
+                ws.records.update(record, notebook=notebook)
+            continue
+        released = release_orphans(ws.store, ws.settings, record)
+        started = notebook is not None
+        message = f"{why}: the batch was stopped " + (
+            "while this client's notebook ran" if started else "before this client's notebook started"
+        )
+        events = [RunEvent(run_id.base, record.client_id, "notebook", EventKind.FAILED, message)]
+        if released.message():
+            events.append(RunEvent(run_id.base, record.client_id, "harvest", EventKind.INFO, released.message()))
+        error = NotebookError(message)
+        failure = Failure(
+            category=str(error.category),
+            fingerprint=fingerprint(str(error.category), why),
+            message=message,
+            hint=f"Nothing is wrong with the client: its batch was stopped. Resume with `leadkit batch --resume "
+            f"{run_id.base}`" + (" (the executed notebook shows the cells that ran)." if started else "."),
+            run_id=run_id.base,
+            client_id=record.client_id,
+            stage="notebook",
+            notebook=notebook,
+        )
+        ws.records.update(record, events, status=ClientRunStatus.FAILED, reason=why, failure=failure, notebook=notebook)
+        settled.append(record.client_id)
+    return settled
