@@ -223,9 +223,27 @@ _KERNELS = _Kernels()
 _ENGINE = "leadkit-prestarted"
 
 
+def kernelspec_metadata(km: Any, kernel_name: str) -> dict[str, str] | None:
+    """The notebook's `kernelspec` metadata for the kernel that runs it, as JupyterLab writes it (name, the
+    installed spec's display name and language); None when the spec cannot be read. An executed notebook whose
+    kernelspec differs from the installed one (leadkit's notebooks say "Python 3", ipykernel installs "Python 3
+    (ipykernel)") is marked modified by the Lab as soon as its kernel connects."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    try:
+        spec = km.kernel_spec
+    except (NoSuchKernel, OSError, ValueError):  # no readable spec of that name: the notebook keeps its own
+        return None
+    if spec is None:
+        return None
+    return {"display_name": str(spec.display_name), "language": str(spec.language), "name": kernel_name}
+
+
 def _register_engine() -> None:
     """A papermill engine that runs on a kernel started ahead (papermill passes `km` through to nbclient) and
-    closes the client's channels afterwards (papermill leaves them open when it does not own the kernel)."""
+    closes the client's channels afterwards (papermill leaves them open when it does not own the kernel). The
+    executed notebook carries the running kernel's `kernelspec` (`kernelspec_metadata`), so opening it in the
+    Lab changes nothing."""
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
 
@@ -246,6 +264,9 @@ def _register_engine() -> None:
             km: Any = None,
             **kwargs: Any,
         ) -> Any:
+            spec = kernelspec_metadata(km, kernel_name) if km is not None else None
+            if spec is not None:
+                nb_man.nb.metadata["kernelspec"] = spec
             client = PapermillNotebookClient(
                 nb_man,
                 km=km,
