@@ -9,7 +9,7 @@ from pathlib import Path
 from leadkit.batch.kernels import NotebookJob, NotebookResult
 from leadkit.classify import fingerprint
 from leadkit.errors import NotebookError
-from leadkit.models import ClientRunStatus, EventKind, Failure, RunEvent
+from leadkit.models import INTERRUPTED, ClientRunStatus, EventKind, Failure, RunEvent
 from leadkit.runids import RunId
 from leadkit.workspace import Workspace
 
@@ -65,7 +65,8 @@ def settle_stopped(ws: Workspace, run_id: RunId, jobs: Mapping[str, NotebookJob]
     left Running. Each Running one (its kernel was stopped before it could say so, or its notebook never started)
     becomes Failed with the reason `why` (`interrupted (signal N)` for a signal: its outcome reads Interrupted),
     once its actor runs are aborted and its Processing leads released; a record its kernel already ended keeps
-    its status. Every record handed out in `jobs` gets its executed notebook when one was written (the cells run
+    its status (one it ended as interrupted, when the batch stopped it, takes the reason `why`: the signal the
+    batch got, not the SIGTERM the batch sent its kernel). Every record handed out in `jobs` gets its executed notebook when one was written (the cells run
     so far). Returns the client IDs settled here."""
     from leadkit.harvest.orphans import release_orphans  # httpx only when a record is settled: the batch stays light
 
@@ -79,8 +80,10 @@ def settle_stopped(ws: Workspace, run_id: RunId, jobs: Mapping[str, NotebookJob]
             record = ws.store.get_client_run(run_id.base, record.client_id) or record
         notebook = job.output_path if job is not None and Path(job.output_path).is_file() else None
         if record.status is not ClientRunStatus.RUNNING:
-            if notebook is not None and record.notebook != notebook:
-                ws.records.update(record, notebook=notebook)
+            # its kernel ended it; one it ended as interrupted (by the batch's SIGTERM) gets the batch's reason
+            again = job is not None and record.outcome == INTERRUPTED and record.reason != why
+            if again or (notebook is not None and record.notebook != notebook):
+                ws.records.update(record, reason=why if again else None, notebook=notebook)
             continue
         released = release_orphans(ws.store, ws.settings, record)
         started = notebook is not None
