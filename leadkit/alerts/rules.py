@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from leadkit.alerts.engine import RESOLVED, AlertSettings, Notice, alert_settings, fresh, is_open, records_of, send
 from leadkit.classify import classified, fingerprint
 from leadkit.durations import format_duration
-from leadkit.history import DRY_RUN_SLACK
+from leadkit.history import DRY_RUN_SLACK, counts_as_failed
 from leadkit.models import Alert, AuthCheck, ClientRun, ClientRunStatus, Failure, Run, TriageStatus, utcnow
 from leadkit.store.base import RunFilter
 
@@ -88,11 +88,12 @@ class _Group:
 
 
 def failed_groups(records: Sequence[ClientRun]) -> list[_Group]:
-    """The clients whose final state in a run is Failed, grouped by the fingerprint of their failure (a client
-    that a retry inside the batch recovered is Completed, so it is in no group)."""
+    """The clients whose final outcome in a run counts as failed (`history.counts_as_failed`: Failed, Completed
+    with Errors, Interrupted; not Stale, which the sweep's own alert reports), grouped by the fingerprint of their
+    failure (a client that a retry inside the batch recovered is Completed, so it is in no group)."""
     groups: dict[str, _Group] = {}
     for record in records:
-        if record.status is not ClientRunStatus.FAILED:
+        if not counts_as_failed(record) or record.status is ClientRunStatus.STALE:
             continue
         failure = record.failure
         if failure is None:

@@ -8,6 +8,7 @@ import shlex
 
 import pytest
 
+from leadkit.alerts.rules import failed_groups
 from leadkit.classify import failure_from
 from leadkit.cli import run
 from leadkit.errors import ConfigError, NotebookError, UpstreamError
@@ -119,4 +120,8 @@ def test_each_report_counts_the_same_clients_as_failed(
     assert batch_exit_code(run_record, completed) == 0
     assert batch_exit_code(run_record, [r for r in records if r.client_id == "Globex"]) == 1
     assert batch_exit_code(run_record, [r for r in records if r.client_id == INTERRUPTED]) == 1
+
+    # the batch's failure alert groups the same clients (Stale ones have the sweep's own alert)
+    alerted = {c for group in failed_groups(records) for c in group.clients}
+    assert alerted == COUNTS_AS_FAILED - {"Umbrella-Corp"}
     assert batch_exit_code(run_record, completed, lost_lease=True) == 3
