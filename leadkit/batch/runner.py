@@ -36,7 +36,7 @@ from leadkit.batch.progress import Progress
 from leadkit.batch.settle import _settle, settle_stopped
 from leadkit.capacity import DEFAULT_RUNS, SLOTS_ENV, SlotSpec
 from leadkit.config import SECRET_SETTINGS, Settings
-from leadkit.errors import ConfigError, DataError
+from leadkit.errors import ConfigError, DataError, LeadkitError
 from leadkit.history import attempt_notebook, end_attempt, ended_attempt_counts, record_finish, status_event
 from leadkit.models import (
     Client,
@@ -523,7 +523,10 @@ def _run(
             except BaseException as exc:
                 signum = stop_signal(exc)
                 why = interrupted_reason(signum) if signum is not None else f"the batch stopped: {exc!r}"
-                settle_stopped(ws, run_id, handed_out, why)
+                try:
+                    settle_stopped(ws, run_id, handed_out, why)
+                except LeadkitError as error:  # the store failed too: the next batch's sweep settles them (Stale)
+                    log.error("the clients of the stopped batch could not all be settled: %s", error.message)
                 record_finish(
                     ws,
                     records.finish_run(run, failed_reason=f"{why}: the batch stopped before every client ran"),

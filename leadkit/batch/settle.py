@@ -64,10 +64,10 @@ def settle_stopped(ws: Workspace, run_id: RunId, jobs: Mapping[str, NotebookJob]
     """After a stopped batch's kernels are gone (`leadkit.batch.kernels.stop_batch`): no ClientRun of the run is
     left Running. Each Running one (its kernel was stopped before it could say so, or its notebook never started)
     becomes Failed with the reason `why` (`interrupted (signal N)` for a signal: its outcome reads Interrupted),
-    once its actor runs are aborted and its Processing leads released; a record its kernel already ended keeps
-    its status (one it ended as interrupted, when the batch stopped it, takes the reason `why`: the signal the
-    batch got, not the SIGTERM the batch sent its kernel). Every record handed out in `jobs` gets its executed notebook when one was written (the cells run
-    so far). Returns the client IDs settled here."""
+    once its actor runs are aborted and its Processing leads released. A record its kernel already ended keeps
+    its status; one it ended as interrupted takes the reason `why` (the signal the batch got, not the SIGTERM the
+    batch sent its kernel). Every record handed out in `jobs` gets its executed notebook when one was written
+    (the cells run so far). Returns the client IDs settled here."""
     from leadkit.harvest.orphans import release_orphans  # httpx only when a record is settled: the batch stays light
 
     settled = []
