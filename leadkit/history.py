@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from leadkit.models import ClientRun, ClientRunStatus, EventKind, Run, RunEvent, utcnow
+from leadkit.store.base import ClientRunCounts, RunFilter
 
 if TYPE_CHECKING:
     from leadkit.store.base import Store
@@ -29,6 +30,7 @@ __all__ = [
     "batch_exit_code",
     "clients_failed",
     "counts_as_failed",
+    "real_client_run_counts",
     "outcome",
     "RunStatusChange",
     "latest_failed",
@@ -211,8 +213,8 @@ def latest_attempt(store: Store, client_id: str) -> ClientRun | None:
 # ------------------------------------------------------------------------------------------------ one outcome
 #: The outcomes of a client's attempt that count as failed: `runs` counts them in `clients_failed`, `failures`
 #: calls them unresolved, `rerun --failed` re-runs them, `health` says so and a batch with one exits 1. A client
-#: that "Completed with Errors" (an upstream failure on some of its leads) counts as failed; "Interrupted" (a
-#: batch stopped by a signal) is listed for the stores that record it.
+#: that "Completed with Errors" (an upstream failure on some of its leads) counts as failed, and so does
+#: "Interrupted" (stopped by a signal: `ClientRun.outcome`).
 FAILED_OUTCOMES = frozenset({"Failed", "Stale", "Completed with Errors", "Interrupted"})
 #: The outcomes that count as done: nothing to re-run.
 DONE_OUTCOMES = frozenset({"Completed", "Skipped"})
@@ -220,8 +222,9 @@ DONE_OUTCOMES = frozenset({"Completed", "Skipped"})
 
 def outcome(record: ClientRun) -> str:
     """The one outcome of a record's current attempt: Completed, Completed with Errors, Failed, Stale, Skipped,
-    Interrupted (where recorded) or Running (not ended yet). Every report reads it here."""
-    return record.status.value
+    Interrupted (a Failed record stopped by a signal, see `ClientRun.outcome`) or Running (not ended yet). Every
+    report reads it here."""
+    return record.outcome
 
 
 def counts_as_failed(record: ClientRun) -> bool:
@@ -242,6 +245,37 @@ def batch_exit_code(run: Run, records: Sequence[ClientRun], *, lost_lease: bool 
     if any(counts_as_failed(r) for r in records) or run.status.value != "Completed":
         return 1
     return 0
+
+
+# ------------------------------------------------------------------------------------------------ dry runs
+#: How long before a ClientRun its run may have started (the longest batch): dry runs are looked up this far back.
+DRY_RUN_SLACK = timedelta(days=1)
+#: The mark `runs` and `show` put after a dry run's status.
+DRY_RUN_MARK = "dry run"
+
+
+def status_text(run: Run, status: str | None = None) -> str:
+    """A run's status as `runs` and `show` print it: `status` (default the run's own), marked "(dry run)" for a
+    `batch --dry-run`."""
+    shown = status or run.status.value
+    return f"{shown} ({DRY_RUN_MARK})" if run.dry_run else shown
+
+
+def real_client_run_counts(
+    store: Store, *, since: datetime | None = None, until: datetime | None = None
+) -> ClientRunCounts:
+    """ClientRuns started in [since, until) by status, as `Store.count_client_runs` counts them, minus those of
+    dry runs (`batch --dry-run` decides and sends nothing: its outcomes say nothing of the service). What a
+    success rate is computed from."""
+    counts = dict(store.count_client_runs(since=since, until=until).by_status)
+    window = RunFilter(since=since - DRY_RUN_SLACK if since is not None else None, until=until)
+    for run in store.list_runs(window, limit=10_000):
+        if not run.dry_run:
+            continue
+        for record in store.list_client_runs(run_id=run.run_id):
+            if (since is None or record.started_at >= since) and (until is None or record.started_at < until):
+                counts[record.status.value] = counts.get(record.status.value, 0) - 1
+    return ClientRunCounts({status: n for status, n in counts.items() if n > 0})
 
 
 # ------------------------------------------------------------------------------------------------ re-run what failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -39,6 +40,17 @@ class ClientRunStatus(StrEnum):
     @property
     def terminal(self) -> bool:
         return self is not ClientRunStatus.RUNNING
+
+
+#: The outcome of a client stopped by a signal (Ctrl-C, SIGTERM, its batch stopped): stored as Failed with a reason
+#: that says so (`interrupted (signal N)`, or the kernel's own `stage S interrupted (signal N ...)`), read as this.
+INTERRUPTED = "Interrupted"
+_INTERRUPTED_REASON = re.compile(r"(stage \S+ )?interrupted \((signal \d+|KeyboardInterrupt)")
+
+
+def interrupted_reason(signum: int) -> str:
+    """The reason recorded for a client its batch stopped on signal `signum`."""
+    return f"interrupted (signal {signum})"
 
 
 class Source(StrEnum):
@@ -220,6 +232,9 @@ class Run:
     clients_total: int = 0
     clients_failed: int = 0
     notes: str = ""
+    #: A `batch --dry-run`: it decided and recorded, sent nothing to Apify. Left out of success rates and of the
+    #: silence checks; a store written before the flag existed reads False.
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +244,7 @@ class Run:
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "clients_total": self.clients_total,
             "clients_failed": self.clients_failed,
+            "dry_run": self.dry_run,
         }
 
 
@@ -279,11 +295,20 @@ class ClientRun:
     def client_run_id(self) -> str:
         return f"{self.run_id}-{self.client_id}"
 
+    @property
+    def outcome(self) -> str:
+        """The attempt's one outcome: its status, except that a Failed record stopped by a signal (its reason
+        says `interrupted (signal N)`) is "Interrupted"."""
+        if self.status is ClientRunStatus.FAILED and _INTERRUPTED_REASON.match(self.reason or ""):
+            return INTERRUPTED
+        return self.status.value
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "client_id": self.client_id,
             "client_run_id": self.client_run_id,
             "status": str(self.status),
+            "outcome": self.outcome,
             "source": str(self.source),
             "metrics": dict(self.metrics),
             "notebook": self.notebook,

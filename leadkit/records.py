@@ -134,9 +134,10 @@ class RunRecordService:
         self.fresh_events: dict[tuple[str, str], list[RunEvent]] = {}
 
     # runs ------------------------------------------------------------------------------------
-    def start_run(self, *, stream: int = 1, run_id: RunId | None = None, notes: str = "") -> Run:
-        """Mint a base run ID and create its Run. Two runs minted in the same second do not share an ID: the
-        store refuses the second insert and the later one moves on to the next free second."""
+    def start_run(self, *, stream: int = 1, run_id: RunId | None = None, notes: str = "", dry_run: bool = False) -> Run:
+        """Mint a base run ID and create its Run (marked `dry_run` for a `batch --dry-run`). Two runs minted in
+        the same second do not share an ID: the store refuses the second insert and the later one moves on to the
+        next free second."""
         candidate = run_id.base_id if run_id is not None else RunId.new(now=self.now())
         for _ in range(120):
             run = Run(
@@ -145,6 +146,7 @@ class RunRecordService:
                 started_at=self.now(),
                 started_by=holder_name(),
                 notes=notes,
+                dry_run=dry_run,
             )
             if self.store.insert_run(run):
                 return run

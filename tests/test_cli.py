@@ -118,7 +118,8 @@ def test_runs_and_show_json(workspace: Workspace) -> None:
     code, out, _ = invoke("runs", "--json")
     runs = json.loads(out)
     assert code == 0 and runs[0]["run_id"] == run.run_id and runs[0]["status"] == "Completed"
-    assert set(runs[0]) == {"run_id", "status", "started_at", "ended_at", "clients_total", "clients_failed"}
+    assert set(runs[0]) == {"run_id", "status", "started_at", "ended_at", "clients_total", "clients_failed", "dry_run"}
+    assert runs[0]["dry_run"] is False
     code, out, _ = invoke("show", f"{run.run_id}-Acme-Co", "--json")
     assert [c["client_id"] for c in json.loads(out)["clients"]] == ["Acme-Co"]  # a client run ID: that client
     code, out, _ = invoke("show", run.run_id, "--json")

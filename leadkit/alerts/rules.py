@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from leadkit.alerts.engine import RESOLVED, AlertSettings, Notice, alert_settings, fresh, is_open, records_of, send
 from leadkit.classify import classified, fingerprint
 from leadkit.durations import format_duration
+from leadkit.history import DRY_RUN_SLACK, counts_as_failed
 from leadkit.models import Alert, AuthCheck, ClientRun, ClientRunStatus, Failure, Run, TriageStatus, utcnow
+from leadkit.store.base import RunFilter
 
 if TYPE_CHECKING:
     from leadkit.store.base import Store
@@ -86,11 +88,12 @@ class _Group:
 
 
 def failed_groups(records: Sequence[ClientRun]) -> list[_Group]:
-    """The clients whose final state in a run is Failed, grouped by the fingerprint of their failure (a client
-    that a retry inside the batch recovered is Completed, so it is in no group)."""
+    """The clients whose final outcome in a run counts as failed (`history.counts_as_failed`: Failed, Completed
+    with Errors, Interrupted; not Stale, which the sweep's own alert reports), grouped by the fingerprint of their
+    failure (a client that a retry inside the batch recovered is Completed, so it is in no group)."""
     groups: dict[str, _Group] = {}
     for record in records:
-        if record.status is not ClientRunStatus.FAILED:
+        if not counts_as_failed(record) or record.status is ClientRunStatus.STALE:
             continue
         failure = record.failure
         if failure is None:
@@ -348,7 +351,8 @@ def covered_streams(store: Store, run: Run, client_streams: dict[str, int]) -> s
 
 
 def find_silence(store: Store, stream: int, max_silence: timedelta, now: datetime | None = None) -> Silence | None:
-    """The stream's silence when no batch of it finished within `max_silence`, else None."""
+    """The stream's silence when no batch of it finished within `max_silence`, else None. A dry run
+    (`batch --dry-run`) is not a batch finishing: it is passed over."""
     from leadkit.batch import lease_name
 
     now = now or utcnow()
@@ -358,6 +362,8 @@ def find_silence(store: Store, stream: int, max_silence: timedelta, now: datetim
     while last_finished is None and offset < 2000:
         page = store.list_runs(limit=200, offset=offset)
         for run in page:
+            if run.dry_run:
+                continue
             if run.stream != stream and stream not in covered_streams(store, run, client_streams):
                 continue
             last_run = last_run or run
@@ -390,7 +396,8 @@ def find_silence(store: Store, stream: int, max_silence: timedelta, now: datetim
 
 def silent_clients(store: Store, silent_after: timedelta, now: datetime | None = None) -> list[Notice]:
     """Clients that may harvest, ran in the last `silent_after` and gathered no posts in it although they had some
-    before; not those whose recent runs failed with a failure that is already alerted."""
+    before; not those whose recent runs failed with a failure that is already alerted. The ClientRuns of dry
+    runs (`batch --dry-run`, which harvest nothing) are left out."""
     from leadkit.batch import may_harvest
 
     now = now or utcnow()
@@ -400,11 +407,14 @@ def silent_clients(store: Store, silent_after: timedelta, now: datetime | None =
     for alert in alerts.list_alerts(kind="batch_failed", since=now - OPEN_FOR, limit=500):
         if is_open(alerts, "batch_failed", alert.key) is not None:
             open_failed.update(alert.clients)
+    # a recent ClientRun's run started at most a batch's length before it (a day is ample); older dry runs
+    # gathered no posts, so they are never the "posts before" either
+    dry_runs = {r.run_id for r in store.list_runs(RunFilter(since=cutoff - DRY_RUN_SLACK), limit=5000) if r.dry_run}
     notices = []
     for client in store.list_clients():
         if not may_harvest(client):
             continue
-        runs = store.list_client_runs(client_id=client.client_id, limit=200)
+        runs = [r for r in store.list_client_runs(client_id=client.client_id, limit=200) if r.run_id not in dry_runs]
         recent = [r for r in runs if r.started_at >= cutoff]
         before = [r for r in runs if r.started_at < cutoff and r.metrics.get("posts_harvested", 0) > 0]
         if not recent or not before or any(r.metrics.get("posts_harvested", 0) > 0 for r in recent):

@@ -4,6 +4,11 @@ process (local) or as tasks on a dask.distributed cluster.
 A batch hands out jobs through `Dispatch`: asked for up to n, it returns the next ones (opening their ClientRuns
 just then, so no client is Running while it waits for a slot), or [] when none is left or the batch has stopped
 starting clients (it lost its lease). `Settle` is called once per finished job, in the calling thread.
+
+Stopped (a signal, or any error in the calling thread): the local executor starts no further notebook, stops the
+kernels (`stop_batch`), lets the notebooks whose kernels were stopped save what they ran (papermill writes the
+executed cells) for up to `SAVE_GRACE_S`, and raises; the batch then settles every job it handed out
+(`leadkit.batch.settle.settle_stopped`).
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from typing import Any
 from leadkit.batch.kernels import (
     NotebookJob,
     NotebookResult,
+    batch_starting,
     execute_notebook,
     execute_notebook_remote,
-    kill_all,
+    stop_batch,
     stop_leftovers,
 )
 from leadkit.config import scrub
@@ -26,9 +32,13 @@ from leadkit.errors import ConfigError
 Dispatch = Callable[[int], list[NotebookJob]]
 Settle = Callable[[NotebookJob, NotebookResult], None]
 
+#: How long a stopped batch waits, once its kernels are gone, for their notebooks to be saved with the cells that ran.
+SAVE_GRACE_S = 20.0
+
 
 def execute_local(dispatch: Dispatch, concurrency: int, settle: Settle) -> dict[str, NotebookResult]:
     results: dict[str, NotebookResult] = {}
+    batch_starting()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="leadkit-notebook")
     pending: dict[Future[NotebookResult], NotebookJob] = {}
     try:
@@ -47,8 +57,9 @@ def execute_local(dispatch: Dispatch, concurrency: int, settle: Settle) -> dict[
                 results[job.client_id] = result
                 settle(job, result)
     except BaseException:
-        kill_all()  # the notebooks' threads see their kernels die and end
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=False, cancel_futures=True)  # queued notebooks never start
+        stop_batch()  # the notebooks' threads see their kernels die, save what ran, and end
+        wait(pending, timeout=SAVE_GRACE_S)
         raise
     pool.shutdown(wait=True)
     stop_leftovers()

@@ -50,7 +50,7 @@ class NotebookResult:
     client_id: str
     ok: bool
     seconds: float
-    kind: str = ""  # "", "exception", "dead_kernel", "timeout", "error"
+    kind: str = ""  # "", "exception", "dead_kernel", "timeout", "error", "stopped" (never started: batch stopped)
     message: str = ""
     cell: int | None = None
     notebook_json: str | None = None  # the executed notebook, when it must travel back (dask)
@@ -82,6 +82,15 @@ STARTS_PER_CORE = 1
 START_GATE = threading.BoundedSemaphore(STARTS_PER_CORE * (os.cpu_count() or 2))
 _LIVE: set[Any] = set()  # every kernel manager with a kernel started and not yet stopped
 _LIVE_LOCK = threading.Lock()
+#: Set while a batch is stopping (`stop_batch`): no notebook starts any more; cleared when the next batch starts.
+_STOPPING = threading.Event()
+#: Why a notebook never ran: the batch was stopped before its kernel was ready.
+NOT_STARTED = "the batch was stopped before this notebook started"
+
+
+def batch_starting() -> None:
+    """A batch starts: notebooks may start again (after an earlier batch of this process was stopped)."""
+    _STOPPING.clear()
 
 
 def stop_leftovers() -> None:
@@ -100,6 +109,13 @@ def stop_leftovers() -> None:
 #: How long an interrupted batch gives its kernels to abort their actor runs and put their leads back after
 #: SIGTERM, before SIGKILL (an abort is one Apify request and one store write).
 STOP_GRACE_S = 15.0
+
+
+def stop_batch(grace_s: float = STOP_GRACE_S) -> None:
+    """The batch is stopping (a signal): no notebook starts from now on, and the live kernels are stopped
+    (`kill_all`)."""
+    _STOPPING.set()
+    kill_all(grace_s)
 
 
 def kill_all(grace_s: float = STOP_GRACE_S) -> None:
@@ -168,6 +184,8 @@ class _Kernels(threading.local):
 
     def prestart(self, job: NotebookJob) -> None:
         self.discard()
+        if _STOPPING.is_set():
+            return
         self.ready, self.key = self.start(job.env, job.cwd, job.start_timeout_s), self._key(job)
 
     def take(self, job: NotebookJob) -> Any:
@@ -205,9 +223,27 @@ _KERNELS = _Kernels()
 _ENGINE = "leadkit-prestarted"
 
 
+def kernelspec_metadata(km: Any, kernel_name: str) -> dict[str, str] | None:
+    """The notebook's `kernelspec` metadata for the kernel that runs it, as JupyterLab writes it (name, the
+    installed spec's display name and language); None when the spec cannot be read. An executed notebook whose
+    kernelspec differs from the installed one (leadkit's notebooks say "Python 3", ipykernel installs "Python 3
+    (ipykernel)") is marked modified by the Lab as soon as its kernel connects."""
+    from jupyter_client.kernelspec import NoSuchKernel
+
+    try:
+        spec = km.kernel_spec
+    except (NoSuchKernel, OSError, ValueError):  # no readable spec of that name: the notebook keeps its own
+        return None
+    if spec is None:
+        return None
+    return {"display_name": str(spec.display_name), "language": str(spec.language), "name": kernel_name}
+
+
 def _register_engine() -> None:
     """A papermill engine that runs on a kernel started ahead (papermill passes `km` through to nbclient) and
-    closes the client's channels afterwards (papermill leaves them open when it does not own the kernel)."""
+    closes the client's channels afterwards (papermill leaves them open when it does not own the kernel). The
+    executed notebook carries the running kernel's `kernelspec` (`kernelspec_metadata`), so opening it in the
+    Lab changes nothing."""
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
 
@@ -228,6 +264,9 @@ def _register_engine() -> None:
             km: Any = None,
             **kwargs: Any,
         ) -> Any:
+            spec = kernelspec_metadata(km, kernel_name) if km is not None else None
+            if spec is not None:
+                nb_man.nb.metadata["kernelspec"] = spec
             client = PapermillNotebookClient(
                 nb_man,
                 km=km,
@@ -268,7 +307,12 @@ def execute_notebook(job: NotebookJob) -> NotebookResult:
 
     _register_engine()
     started = time.monotonic()
+    if _STOPPING.is_set():
+        return NotebookResult(job.client_id, False, 0.0, "stopped", NOT_STARTED)
     km = _KERNELS.take(job)
+    if _STOPPING.is_set():  # stopped while this kernel started: `stop_batch` may have missed it
+        stop_kernel(km)
+        return NotebookResult(job.client_id, False, time.monotonic() - started, "stopped", NOT_STARTED)
     if job.prestart_next:
         _KERNELS.prestart(job)
     timed_out = threading.Event()

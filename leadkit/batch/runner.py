@@ -33,10 +33,10 @@ from leadkit.batch.executors import execute_dask, execute_local
 from leadkit.batch.kernels import NotebookJob, NotebookResult
 from leadkit.batch.lease import DEFAULT_TTL_S, StreamLeases
 from leadkit.batch.progress import Progress
-from leadkit.batch.settle import _settle
+from leadkit.batch.settle import _settle, settle_stopped
 from leadkit.capacity import DEFAULT_RUNS, SLOTS_ENV, SlotSpec
 from leadkit.config import SECRET_SETTINGS, Settings
-from leadkit.errors import ConfigError, DataError
+from leadkit.errors import ConfigError, DataError, LeadkitError
 from leadkit.history import attempt_notebook, end_attempt, ended_attempt_counts, record_finish, status_event
 from leadkit.models import (
     Client,
@@ -47,6 +47,7 @@ from leadkit.models import (
     RunEvent,
     RunStatus,
     Source,
+    interrupted_reason,
 )
 from leadkit.records import handoff, holder_name
 from leadkit.resources import notebooks_dir
@@ -210,19 +211,39 @@ def preflight(ws: Workspace, clients: Sequence[Client], stages: Sequence[str], d
 
 @contextmanager
 def _sigterm_exits() -> Iterator[None]:
-    """A scheduler's SIGTERM ends the batch like Ctrl-C: kernels are stopped and the leases released."""
+    """A scheduler's SIGTERM ends the batch like Ctrl-C (SIGINT, KeyboardInterrupt): kernels are stopped, every
+    client it started is settled (`settle_stopped`) and the leases released. Only the first signal stops the
+    batch; a second one while it settles is logged and ignored, so the settling is not cut short."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopping: list[int] = []
 
-    def on_term(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
+        if stopping:
+            log.warning("signal %d ignored: the batch is stopping (settling its clients)", signum)
+            return
+        stopping.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_signal(exc: BaseException) -> int | None:
+    """The signal that stopped the batch, from the exception it raised: SIGINT for KeyboardInterrupt, N for
+    SystemExit(128 + N); None for anything else."""
+    if isinstance(exc, KeyboardInterrupt):
+        return int(signal.SIGINT)
+    if isinstance(exc, SystemExit) and isinstance(exc.code, int) and exc.code > 128:
+        return exc.code - 128
+    return None
 
 
 def run_batch(
@@ -258,6 +279,13 @@ def run_batch(
     n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency()
     records = ws.records
     prior = records.get_run(RunId.parse(resume)) if resume else None
+    if prior is not None and dry_run and not prior.dry_run:
+        raise DataError(
+            f"run {prior.run_id} is not a dry run: --dry-run cannot resume it",
+            hint=f"Resume it as it was started: `leadkit batch --resume {prior.run_id}` (nothing was run).",
+        )
+    if prior is not None:
+        dry_run = prior.dry_run  # a dry run resumes dry, a real run real
     known = ws.store.list_clients()  # read once: the selection, the sweep and the jobs all use it
     if prior is not None:
         clients = _resume_selection(ws, prior, known)
@@ -277,7 +305,7 @@ def run_batch(
                 resumed = {r.client_id for r in ws.store.list_client_runs(run_id=run.run_id)}
             else:
                 notes = _SELECTION_PREFIX + ",".join(client_ids) if client_ids else ""
-                run = records.start_run(stream=streams[0], notes=notes)
+                run = records.start_run(stream=streams[0], notes=notes, dry_run=dry_run)
                 _crash_point("run")
                 todo = [c.client_id for c in clients]
                 resumed = set()
@@ -408,6 +436,7 @@ def _run(
     total = len(queue)
     attempts = ended_attempt_counts(ws, run_id.base) if resumed else {}
     lost: list[str] = []
+    handed_out: dict[str, NotebookJob] = {}  # every job dispatched, by client: a stopped batch settles them
 
     def dispatch(k: int) -> list[NotebookJob]:
         """Open the ClientRuns of the next `k` clients (one store call) and hand out their jobs; none once a
@@ -458,6 +487,7 @@ def _run(
                     attempt=attempt,
                 )
             )
+            handed_out[record.client_id] = jobs[-1]
         return jobs
 
     try:
@@ -491,9 +521,15 @@ def _run(
                 else:
                     results = execute_local(dispatch, concurrency, settle)
             except BaseException as exc:
+                signum = stop_signal(exc)
+                why = interrupted_reason(signum) if signum is not None else f"the batch stopped: {exc!r}"
+                try:
+                    settle_stopped(ws, run_id, handed_out, why)
+                except LeadkitError as error:  # the store failed too: the next batch's sweep settles them (Stale)
+                    log.error("the clients of the stopped batch could not all be settled: %s", error.message)
                 record_finish(
                     ws,
-                    records.finish_run(run, failed_reason=f"the batch stopped before every client ran: {exc!r}"),
+                    records.finish_run(run, failed_reason=f"{why}: the batch stopped before every client ran"),
                     resumed=was_resumed,
                 )
                 raise

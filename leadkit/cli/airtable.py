@@ -33,15 +33,30 @@ def _target(settings: Settings, base: str | None, kind: str) -> str:
     return validate_base_id(base, what="--base")
 
 
+def _meta_api(settings: Settings) -> Any:
+    """The API `provision` and `check` talk to the base with. Their requests are counted in the workspace's
+    tally only when LEADKIT_HOME is a workspace: they run before `leadkit init` in the README's order, and a
+    tally written into a folder that is not a workspace yet would make `init` refuse it."""
+    from pathlib import Path
+
+    from leadkit.store.airtable import make_api
+    from leadkit.store.airtable.usage import UsageLog
+    from leadkit.workspace import is_initialised
+
+    api = make_api(settings)
+    if not is_initialised(Path(settings.leadkit_home)):
+        api.usage = UsageLog(None)  # this process's counts only
+    return api
+
+
 @airtable_app.command("provision")
 def provision_cmd(base: BaseOpt = None, kind: KindOpt = "master", json_out: JsonOpt = False) -> None:
     """Create the tables and fields leadkit needs that the base lacks (through Airtable's meta API)."""
-    from leadkit.store.airtable import make_api
     from leadkit.store.provision import check_schema, provision
 
     settings = get_settings()
     base_id = _target(settings, base, kind)
-    api = make_api(settings)
+    api = _meta_api(settings)
     created = provision(api, base_id, kind)  # type: ignore[arg-type]
     remaining = check_schema(api, base_id, kind)  # type: ignore[arg-type]
     if json_out:
@@ -59,12 +74,11 @@ def provision_cmd(base: BaseOpt = None, kind: KindOpt = "master", json_out: Json
 @airtable_app.command("check")
 def check_cmd(base: BaseOpt = None, kind: KindOpt = "master", json_out: JsonOpt = False) -> None:
     """List missing tables, fields and select options, each with what to add (exit 2 when any)."""
-    from leadkit.store.airtable import make_api
     from leadkit.store.provision import check_schema
 
     settings = get_settings()
     base_id = _target(settings, base, kind)
-    problems = check_schema(make_api(settings), base_id, kind)  # type: ignore[arg-type]
+    problems = check_schema(_meta_api(settings), base_id, kind)  # type: ignore[arg-type]
     if json_out:
         _echo_json([p.to_dict() for p in problems])
     else:

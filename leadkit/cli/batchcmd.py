@@ -30,7 +30,7 @@ def _print_batch(result: Any) -> None:
         rows.append(
             {
                 "client": r.client_id,
-                "status": r.status.value,
+                "status": r.outcome,
                 "posts": int(r.metrics.get("posts_harvested", 0)),
                 "targets": targets_text(r.metrics),
                 "apify $": f"{r.metrics.get('apify_cost_usd', 0.0):.3f}",
@@ -136,15 +136,15 @@ def _print_interrupted(ws: Any, code: int, client_ids: list[str] | None, stream:
         say(f"\nbatch interrupted by {signame} before a run was recorded: nothing ran, nothing to resume")
         return
     records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
-    done = [r for r in records if r.status.value in DONE_OUTCOMES]
-    stopped = [r for r in records if r.status.value not in DONE_OUTCOMES]
+    done = [r for r in records if r.outcome in DONE_OUTCOMES]
+    stopped = [r for r in records if r.outcome not in DONE_OUTCOMES]
     say(f"\nbatch interrupted by {signame}: run {run.run_id} stopped ({run.status.value})")
     if stopped:
         say(f"stopped or failed before the end ({len(stopped)}):")
         for r in stopped:
             reason = r.failure.message if r.failure else r.reason or "its kernel was stopped before it said why"
             left = " (left Running: the next batch's sweep marks it Stale)" if r.status.value == "Running" else ""
-            say(f"  {r.client_id}: {r.status.value}: {reason.splitlines()[0] if reason else ''}{left}")
+            say(f"  {r.client_id}: {r.outcome}: {reason.splitlines()[0] if reason else ''}{left}")
     if done:
         say(f"finished before the stop ({len(done)}): {', '.join(r.client_id for r in done)}")
     try:

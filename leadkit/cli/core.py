@@ -77,12 +77,13 @@ def runs(
     json_out: JsonOpt = False,
 ) -> None:
     """The latest runs, newest first; `clients_failed` counts the clients whose outcome counts as failed (Failed,
-    Stale, Completed with Errors)."""
-    from leadkit.history import clients_failed
+    Stale, Completed with Errors, Interrupted). A `batch --dry-run` is marked "(dry run)" (`dry_run` in --json)."""
+    from leadkit.history import clients_failed, status_text
 
     ws = _workspace(read_only=True)
     items = []
-    for run in ws.store.list_runs(limit=limit):
+    listed = ws.store.list_runs(limit=limit)
+    for run in listed:
         item = run.to_dict()
         if run.status.value != "Completed":  # a Completed run has no client that counts as failed
             item["clients_failed"] = clients_failed(ws.store.list_client_runs(run_id=run.run_id))
@@ -90,7 +91,8 @@ def runs(
     if json_out:
         _echo_json(items)
     else:
-        _table(items, ["run_id", "status", "started_at", "ended_at", "clients_total", "clients_failed"])
+        rows = [{**item, "status": status_text(run)} for item, run in zip(items, listed, strict=True)]
+        _table(rows, ["run_id", "status", "started_at", "ended_at", "clients_total", "clients_failed"])
 
 
 def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
@@ -146,11 +148,12 @@ def show(
     if json_out:
         _echo_json(data)
         return
-    typer.echo(f"run {data['run_id']}: {data['status']} (started {data['started_at']}, ended {data['ended_at']})")
+    mark = " (dry run: nothing was sent to Apify)" if data["dry_run"] else ""
+    typer.echo(f"run {data['run_id']}: {data['status']}{mark} (started {data['started_at']}, ended {data['ended_at']})")
     rows = [
         {
             "client": c["client_id"],
-            "status": c["status"],
+            "status": c["outcome"],
             "source": c["source"],
             "posts": int(c["metrics"].get("posts_harvested", 0)),
             "targets": targets_text(c["metrics"]),
@@ -176,7 +179,7 @@ def _failure_text(client: dict[str, Any]) -> str:
 
     if client["failure"]:
         text = f"{client['failure']['category']}: {client['failure']['message']}"
-    elif client["status"] in FAILED_OUTCOMES:
+    elif client["outcome"] in FAILED_OUTCOMES:
         text = client.get("reason") or ""
     else:
         text = ""

@@ -108,7 +108,7 @@ def failures(
         typer.echo("latest attempts that failed without a failure group above:")
         for cid in others:
             f = failing[cid]
-            typer.echo(f"    {cid}: {f.record.status.value} in run {f.record.run_id}: {f.why or '(no reason kept)'}")
+            typer.echo(f"    {cid}: {f.record.outcome} in run {f.record.run_id}: {f.why or '(no reason kept)'}")
         typer.echo(f"    re-run: leadkit rerun --failed --client {' --client '.join(others)}")
 
 
@@ -135,7 +135,7 @@ def rerun(
         bool,
         typer.Option(
             "--failed",
-            help="Re-run the clients whose latest attempt counts as failed (Failed, Stale, Completed with Errors).",
+            help="Re-run the clients whose latest attempt counts as failed (Failed, Stale, Completed with Errors, Interrupted).",
         ),
     ] = False,
     since: SinceOpt = None,
@@ -229,7 +229,8 @@ def health(
     if data["leads_by_status"] is not None:
         typer.echo("leads: " + ", ".join(f"{k} {v}" for k, v in data["leads_by_status"].items()))
     typer.echo("last runs:")
-    _table(data["last_runs"], ["run_id", "status", "source", "started_at", "reason"])
+    shown = [{**r, "status": r.get("outcome", r["status"])} for r in data["last_runs"]]  # Interrupted, not Failed
+    _table(shown, ["run_id", "status", "source", "started_at", "reason"])
     if data["last_failure"]:
         f = data["last_failure"]
         typer.echo(f"last failure ({f['at']}, {f['category']}): {f['message']}")

@@ -91,6 +91,8 @@ def _table_problems(base_id: str, spec: TableSpec, table: dict[str, Any] | None)
     for field in spec.fields:
         existing = have.get(field.name)
         if existing is None:
+            if field.optional:  # read as blank, written only when set: a base without it still works
+                continue
             problems.append(SchemaProblem("missing_field", base_id, spec.name, field.name, fix=provision))
             continue
         kind = str(existing.get("type", ""))

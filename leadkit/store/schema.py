@@ -52,6 +52,9 @@ class FieldSpec:
     type: FieldType
     choices: tuple[str, ...] = ()
     precision: int = 0
+    #: A field added after bases were provisioned that leadkit reads as blank when it is missing and writes only
+    #: when set: the schema check does not ask for it (provision still adds it; a write that needs it says so).
+    optional: bool = False
 
     def meta_options(self) -> dict[str, Any] | None:
         """The `options` object the meta API wants when creating this field."""
@@ -197,6 +200,8 @@ class JobTracking:
     CLIENTS_TOTAL = "Clients Total"
     CLIENTS_FAILED = "Clients Failed"
     STARTED_BY = "Started By"
+    # leadkit's own: a `batch --dry-run` (checked), written only when checked, so a base without it takes real runs
+    DRY_RUN = "Dry Run"
 
 
 class RunEvents:
@@ -347,6 +352,7 @@ MASTER_TABLES: tuple[TableSpec, ...] = (
             _number(JobTracking.CLIENTS_TOTAL),
             _number(JobTracking.CLIENTS_FAILED),
             _text(JobTracking.STARTED_BY),
+            FieldSpec(JobTracking.DRY_RUN, FieldType.CHECKBOX, optional=True),
         ),
     ),
     TableSpec(

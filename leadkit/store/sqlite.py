@@ -113,6 +113,10 @@ MASTER_MIGRATIONS: list[str] = [
     """
     CREATE INDEX failures_client ON failures(client_id, at);
     """,
+    # a `batch --dry-run` is marked: left out of success rates and silence checks
+    """
+    ALTER TABLE runs ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 BASE_MIGRATIONS: list[str] = [
@@ -491,6 +495,7 @@ def _run_from_row(row: sqlite3.Row) -> Run:
         clients_total=row["clients_total"],
         clients_failed=row["clients_failed"],
         notes=row["notes"],
+        dry_run=bool(row["dry_run"]) if "dry_run" in row.keys() else False,  # an old file: not marked
     )
 
 
@@ -832,7 +837,8 @@ class SQLiteStore:
     def insert_run(self, run: Run) -> bool:
         with self.db.write() as conn:
             cur = conn.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO NOTHING",
+                "INSERT INTO runs (run_id, status, stream, started_at, ended_at, started_by, clients_total, "
+                "clients_failed, notes, dry_run) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO NOTHING",
                 (
                     run.run_id,
                     run.status.value,
@@ -843,6 +849,7 @@ class SQLiteStore:
                     run.clients_total,
                     run.clients_failed,
                     run.notes,
+                    int(run.dry_run),
                 ),
             )
             return cur.rowcount == 1

@@ -85,14 +85,16 @@ def test_sigint_prints_what_stopped_and_the_resume_command(live_env: tuple[Works
     assert match, err
     run_id = match.group(1)
     assert [r.run_id for r in ws.store.list_runs(limit=1)] == [run_id]
-    assert re.search(r"  Acme-Co: (Failed|Running): ", err), err  # the client that was running, with its reason
+    assert re.search(r"  Acme-Co: Interrupted: .*interrupted \(", err), err  # the client that ran, and why
+    assert "left Running" not in err
     assert "not started (1): Globex" in err
     assert actor_run in err, "the Apify run the stopped client had started is named"
     (record,) = ws.store.list_client_runs(run_id=run_id)
-    if record.status.value == "Failed":  # its kernel said why: `show` prints the reason in the failure column
-        shown = subprocess.run([LEADKIT, "show", run_id], env=env, capture_output=True, text=True, timeout=60)
-        line = next(x for x in shown.stdout.splitlines() if x.startswith("Acme-Co"))
-        assert "interrupted" in line, shown.stdout
+    assert record.outcome == "Interrupted" and record.notebook and Path(record.notebook).is_file(), record
+    assert record.reason == "interrupted (signal 2)"  # the batch's signal (its kernel was sent SIGTERM)
+    shown = subprocess.run([LEADKIT, "show", run_id], env=env, capture_output=True, text=True, timeout=60)
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("Acme-Co"))
+    assert "Interrupted" in line and "interrupted (" in line and record.notebook in line, shown.stdout
 
     sandbox.apify.run_duration_s = 0.05
     resumed = subprocess.run(

@@ -8,23 +8,26 @@ import shlex
 
 import pytest
 
+from leadkit.alerts.rules import failed_groups
 from leadkit.classify import failure_from
 from leadkit.cli import run
-from leadkit.errors import ConfigError, UpstreamError
+from leadkit.errors import ConfigError, NotebookError, UpstreamError
 from leadkit.history import batch_exit_code
-from leadkit.models import ClientRunStatus, Source
+from leadkit.models import ClientRunStatus, Source, interrupted_reason
 from leadkit.runids import RunId
 from leadkit.workspace import Workspace
 
-#: client -> the outcome its latest attempt ends with
+#: client -> the outcome its latest attempt ends with (Soylent: stored Failed, stopped by SIGTERM of its batch)
 OUTCOMES = {
     "Acme-Co": ClientRunStatus.COMPLETED,
     "Globex": ClientRunStatus.COMPLETED_WITH_ERRORS,
     "Initech": ClientRunStatus.FAILED,
     "Umbrella-Corp": ClientRunStatus.STALE,
     "Hooli": ClientRunStatus.SKIPPED,
+    "Soylent": ClientRunStatus.FAILED,
 }
-COUNTS_AS_FAILED = {"Globex", "Initech", "Umbrella-Corp"}
+INTERRUPTED = "Soylent"
+COUNTS_AS_FAILED = {"Globex", "Initech", "Umbrella-Corp", "Soylent"}
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -49,7 +52,12 @@ def outcomes(workspace: Workspace) -> str:
         elif cid == "Initech":
             exc = ConfigError("APIFY_TOKEN is not set")
             failure = failure_from(exc, run_id=batch.run_id, client_id=cid, stage="harvest")
+        elif cid == INTERRUPTED:  # what a stopped batch records (`leadkit.batch.settle.settle_stopped`)
+            exc = NotebookError("interrupted (signal 15): the batch was stopped while this client's notebook ran")
+            failure = failure_from(exc, run_id=batch.run_id, client_id=cid, stage="notebook")
         reason = "no heartbeat for 999 s" if status is ClientRunStatus.STALE else "done"
+        if cid == INTERRUPTED:
+            reason = interrupted_reason(15)
         records.update(opened[cid], status=status, reason=reason, failure=failure)
     records.finish_run(batch)
     return batch.run_id
@@ -86,6 +94,22 @@ def test_each_report_counts_the_same_clients_as_failed(
     assert "latest attempt: Completed with Errors" in out and "counts as failed" in out
     code, out, _ = cli(capsys, "health", "Hooli")
     assert "latest attempt: Skipped" in out and "counts as failed" not in out
+    code, out, _ = cli(capsys, "health", INTERRUPTED)
+    assert "latest attempt: Interrupted" in out and "counts as failed" in out
+    last_runs = out.split("last runs:", 1)[1]
+    assert "Interrupted" in last_runs and "Failed" not in last_runs.split("last failure", 1)[0]
+
+    code, out, _ = cli(capsys, "show", outcomes)
+    shown = {
+        line.split()[0]: line.split()[1]
+        for line in out.splitlines()[3:]
+        if line.split()[:1] and line.split()[0] in OUTCOMES
+    }
+    expected = {cid: s.value.split()[0] for cid, s in OUTCOMES.items()}
+    assert shown == {**expected, INTERRUPTED: "Interrupted"}, out
+    code, out, _ = cli(capsys, "show", outcomes, "--json")
+    outcomes_shown = {c["client_id"]: c["outcome"] for c in json.loads(out)["clients"]}
+    assert outcomes_shown == {**{c: s.value for c, s in OUTCOMES.items()}, INTERRUPTED: "Interrupted"}
 
     run_record = workspace.records.get_run(RunId.parse(outcomes))
     records = workspace.store.list_client_runs(run_id=outcomes)
@@ -95,4 +119,9 @@ def test_each_report_counts_the_same_clients_as_failed(
     run_record.status = type(run_record.status)("Completed")
     assert batch_exit_code(run_record, completed) == 0
     assert batch_exit_code(run_record, [r for r in records if r.client_id == "Globex"]) == 1
+    assert batch_exit_code(run_record, [r for r in records if r.client_id == INTERRUPTED]) == 1
+
+    # the batch's failure alert groups the same clients (Stale ones have the sweep's own alert)
+    alerted = {c for group in failed_groups(records) for c in group.clients}
+    assert alerted == COUNTS_AS_FAILED - {"Umbrella-Corp"}
     assert batch_exit_code(run_record, completed, lost_lease=True) == 3

@@ -188,7 +188,11 @@ def _client_of(record: Record) -> Client:
 
 
 def _run_fields(run: Run) -> Fields:
+    """A Run's fields; `Dry Run` only for a dry run (a base provisioned before the field existed takes real
+    runs, and a checkbox is never unchecked: a run is dry or not from its start)."""
+    dry: Fields = {JobTracking.DRY_RUN: True} if run.dry_run else {}
     return {
+        **dry,
         JobTracking.RUN_ID: run.run_id,
         JobTracking.STATUS: run.status.value,
         JobTracking.STREAM: run.stream,
@@ -218,6 +222,7 @@ def _run_of(record: Record) -> Run:
         clients_total=_int(f.get(JobTracking.CLIENTS_TOTAL)),
         clients_failed=_int(f.get(JobTracking.CLIENTS_FAILED)),
         notes=str(f.get(JobTracking.SYSTEM_NOTES, "")),
+        dry_run=f.get(JobTracking.DRY_RUN) is True,  # unchecked, or a base without the field: a real run
     )
 
 
