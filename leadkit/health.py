@@ -112,7 +112,7 @@ def next_step(
         return f"Run {last.run_id} is harvesting it now; wait for it to finish."
     if last is not None and last.status in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
         why = last_failure.hint if last_failure is not None else (last.reason or "see `leadkit failures`")
-        return f"Its last run ({last.run_id}) ended {last.status.value}: {why} Then `leadkit batch --resume {last.run_id}`."
+        return f"Its last run ({last.run_id}) ended {last.outcome}: {why} Then `leadkit batch --resume {last.run_id}`."
     assert verdict is not None
     if verdict.due:
         if last is None:

@@ -226,7 +226,7 @@ _ENGINE = "leadkit-prestarted"
 def kernelspec_metadata(km: Any, kernel_name: str) -> dict[str, str] | None:
     """The notebook's `kernelspec` metadata for the kernel that runs it, as JupyterLab writes it (name, the
     installed spec's display name and language); None when the spec cannot be read. An executed notebook whose
-    kernelspec differs from the installed one (leadkit's notebooks say "Python 3", ipykernel installs "Python 3
+    kernelspec differs from the installed one (a notebook saying "Python 3" where ipykernel installs "Python 3
     (ipykernel)") is marked modified by the Lab as soon as its kernel connects."""
     from jupyter_client.kernelspec import NoSuchKernel
 
