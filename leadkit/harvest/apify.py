@@ -516,6 +516,11 @@ class ApifyClient:
                 exc.details["usage_usd"] = aborted.usage_usd if aborted else None
                 exc.details["aborted"] = aborted is not None
                 exc.details.setdefault("notes", started.notes)
+            elif isinstance(exc, KeyboardInterrupt) and aborted is not None and aborted.succeeded:
+                # SIGTERM during the wait, and the run SUCCEEDED before the abort reached it: it was paid, so it is
+                # named (with its status) for the caller to keep it read-pending instead of dropping it
+                exc.apify_run_id = run.id  # type: ignore[attr-defined]
+                exc.apify_status = aborted.status  # type: ignore[attr-defined]
             raise
         details: dict[str, Any] = {
             "apify_run_id": run.id,

@@ -72,16 +72,24 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
         try:
             with ApifyClient.from_settings(settings) as apify:
                 budget = Deadline(LOOKUP_BUDGET_S)
-                runs = _runs_of(apify, named, record, set(urls), budget)
+                runs = _runs_of(apify, named, record, set(urls), budget, out.notes)
                 for run, targets in runs:
+                    if not run.finished:
+                        # The abort's answer says what the run is now: one that finished since it was looked up
+                        # (SUCCEEDED, paid) is kept to be read, not counted as aborted.
+                        try:
+                            run = apify.abort_run(run.id)
+                        except LeadkitError as exc:
+                            out.notes.append(f"could not abort Apify run {run.id}: {exc}")
+                            continue
+                        if not run.succeeded:
+                            out.aborted.append(run.id)
+                            continue
                     if run.succeeded:
                         hit = [urls[t] for t in targets if t in urls]
                         if hit:
                             out.read_pending.append(run.id)
                             covered.update({lead.lead_id: run.id for lead in hit})
-                    elif not run.finished:
-                        apify.abort_run(run.id)
-                        out.aborted.append(run.id)
         except LeadkitError as exc:
             out.notes.append(f"could not abort the dead process's Apify runs: {exc}")
             log.warning("ClientRun %s: could not abort its Apify runs: %s", record.client_run_id, exc)
@@ -118,14 +126,23 @@ def _key(url: str) -> str:
 
 
 def _runs_of(
-    apify: ApifyClient, named: list[str], record: ClientRun, targets: set[str], budget: Deadline
+    apify: ApifyClient, named: list[str], record: ClientRun, targets: set[str], budget: Deadline, notes: list[str]
 ) -> list[tuple[ApifyRun, list[str]]]:
     """The runs named in the record, and the actor's runs since the record opened whose INPUT names one of
-    `targets`, each with the (normalised) target URLs of its INPUT."""
+    `targets`, each with the (normalised) target URLs of its INPUT. A named run whose INPUT cannot be read is
+    kept with no targets (it is still aborted if it runs); one that cannot be read at all is noted in `notes`."""
     found: dict[str, tuple[ApifyRun, list[str]]] = {}
     for run_id in named:
-        run = apify.get_run(run_id, deadline=budget)
-        found[run.id] = (run, _targets(apify, run_id, None, budget))
+        try:
+            run = apify.get_run(run_id, deadline=budget)
+        except LeadkitError as exc:
+            notes.append(f"could not read Apify run {run_id}: {exc}")
+            continue
+        try:
+            found[run.id] = (run, _targets(apify, run_id, run.kv_store_id, budget))
+        except LeadkitError as exc:
+            notes.append(f"could not read the INPUT of Apify run {run_id}: {exc}")
+            found[run.id] = (run, [])
     if not targets:
         return list(found.values())
     lower = record.started_at - timedelta(seconds=apify.clock_skew_s)

@@ -135,6 +135,64 @@ def test_a_dead_process_s_unrecorded_run_is_found_by_its_input_and_aborted(
     assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
 
 
+def test_a_dead_process_s_run_that_succeeds_before_its_abort_is_kept_not_counted_aborted(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    """Seed 3 #7 of bench/chaos.py: the run was RUNNING when looked up, its INPUT was slow to read, and it had
+    SUCCEEDED by the time the abort reached it; the abort's answer decides. Seen to fail before the fix:
+    `aborted` named the run and its leads were released as 'interrupted', the paid run left unread."""
+    sandbox.apify.run_duration_s = 1.0
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    started = make_client().start_run(Harvester(make_client()).actor_input(leads))
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/records/INPUT", delay_s=1.5)
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert _final(sandbox, started.run.id) == "SUCCEEDED"
+    assert released.aborted == [] and released.read_pending == [started.run.id]
+    assert all(f"read-pending: Apify run {started.run.id}" in (x.last_error or "") for x in base.list_leads())
+
+
+def test_sigterm_while_waiting_for_a_run_that_succeeds_before_its_abort_keeps_it(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    """SIGTERM during the wait; the abort reaches the run after it SUCCEEDED: the leads keep it read-pending.
+    Seen to fail before the fix: the leads went back to Pending with the paid run unread."""
+    sandbox.apify.run_duration_s = 1.0
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/abort", delay_s=1.5)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_while_waiting() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not sandbox.apify.runs():
+            time.sleep(0.02)
+        time.sleep(0.2)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_while_waiting)
+    killer.start()
+    try:
+        with pytest.raises(Terminated):
+            Harvester(make_client(poll_wait_s=0)).run(client, base, "r1-Acme-Co")
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert run["status"] == "SUCCEEDED"
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+
+
 def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, sandbox: Sandbox) -> None:
     sandbox.apify.run_duration_s = 30
     sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=3.0)
