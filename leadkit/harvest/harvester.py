@@ -35,7 +35,7 @@ from leadkit.config import Settings
 from leadkit.deadline import Deadline
 from leadkit.durations import parse_duration
 from leadkit.errors import AuthError, ConfigError, DataError, DeadlineExceeded, LeadkitError, UpstreamError
-from leadkit.harvest.apify import ActorResult, ApifyClient, StartedRun
+from leadkit.harvest.apify import TERMINAL_STATUSES, ActorResult, ApifyClient, StartedRun
 from leadkit.harvest.posts import (
     group_by_profile,
     is_valid_profile_url,
@@ -551,7 +551,10 @@ class Harvester:
             )
         except LeadkitError as exc:
             unread = exc.details.get("apify_run_id") if exc.details.get("apify_status") == "SUCCEEDED" else None
-            self._back_to_pending(ids, leads, exc, read_pending=unread)
+            going = None
+            if exc.details.get("aborted") is False and exc.details.get("apify_status") not in TERMINAL_STATUSES:
+                going = exc.details.get("apify_run_id")  # its abort failed: it may go on and succeed
+            self._back_to_pending(ids, leads, exc, read_pending=unread, still_going=going)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)
             usage = exc.details.get("usage_usd")
             return BatchOutcome(
@@ -570,7 +573,8 @@ class Harvester:
             # A bug or an interrupt (the actor run was aborted on the way): the leads must not stay Processing.
             # Interrupted while reading a SUCCEEDED run: that run is kept (read-pending) to be read next time.
             unread = getattr(exc, "apify_run_id", None) if getattr(exc, "apify_status", None) == "SUCCEEDED" else None
-            self._back_to_pending(ids, leads, exc, read_pending=unread)
+            going = getattr(exc, "unaborted_run_id", None)
+            self._back_to_pending(ids, leads, exc, read_pending=unread, still_going=going)
             raise
         return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
 
@@ -691,10 +695,18 @@ class Harvester:
         )
 
     def _back_to_pending(
-        self, ids: list[str], leads: LeadBase, exc: BaseException, *, read_pending: str | None = None
+        self,
+        ids: list[str],
+        leads: LeadBase,
+        exc: BaseException,
+        *,
+        read_pending: str | None = None,
+        still_going: str | None = None,
     ) -> None:
         """The leads go back to Pending with the error. `read_pending`: the run that covered them SUCCEEDED (it
-        was paid) but its items could not be read: its ID is kept on the leads and the next attempt reads it."""
+        was paid) but its items could not be read: its ID is kept on the leads and the next attempt reads it.
+        `still_going`: their run was not finished and could not be aborted: it may still succeed, so its ID is
+        kept the same way and the next attempt reads it if it SUCCEEDED (waits for it, or aborts it, first)."""
         category = exc.category if isinstance(exc, LeadkitError) else type(exc).__name__
         message = f"{category}: {exc}"
         if read_pending:
@@ -702,8 +714,13 @@ class Harvester:
                 f"{READ_PENDING}: Apify run {read_pending} SUCCEEDED but its items could not be read ({message}); "
                 "they are read on the next attempt instead of buying the posts again"
             )
+        elif still_going:
+            message = (
+                f"{READ_PENDING}: Apify run {still_going} was not finished and could not be aborted ({message}); "
+                "the next attempt reads it if it SUCCEEDED instead of buying the posts again"
+            )
         found = getattr(exc, "apify_run_id", None)
-        if found and not isinstance(exc, LeadkitError):  # an interrupted start: the run it made was aborted
+        if found and not read_pending and not isinstance(exc, LeadkitError):  # an interrupted start: the run it made was aborted
             message += f" (Apify run {found}, started by the interrupted start call, was aborted)"
         message = message[:1000]
         leads.update_leads(

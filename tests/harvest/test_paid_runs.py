@@ -193,6 +193,27 @@ def test_sigterm_while_waiting_for_a_run_that_succeeds_before_its_abort_keeps_it
     assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
 
 
+def test_a_run_that_could_not_be_aborted_is_kept_and_read_when_it_succeeds(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    """Seed 5 #1 of bench/chaos.py: the budget ran out (or SIGTERM came) and the abort failed, so the run went on and
+    SUCCEEDED. Its ID stays on the leads; the next attempt waits for it and reads it instead of buying again.
+    Seen to fail before the fix: the leads went back to plain Pending and a second run was bought."""
+    sandbox.apify.run_duration_s = 2.5
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"/abort")
+    first = Harvester(make_client(), min_batch_budget_s=0.1).run(client, base, "r1-Acme-Co", deadline=Deadline(1.0))
+    (batch,) = first.batches
+    (run,) = sandbox.apify.runs()
+    assert isinstance(batch.error, DeadlineExceeded) and batch.apify_run_id == run["id"]
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+    sandbox.clear_faults()
+    second = Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the run left going was read, not bought again"
+    assert [b.apify_run_id for b in second.batches] == [run["id"]] and second.batches[0].error is None
+    assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
+
+
 def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, sandbox: Sandbox) -> None:
     sandbox.apify.run_duration_s = 30
     sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=3.0)
