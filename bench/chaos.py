@@ -132,6 +132,8 @@ class Outcome:
     violations: list[str] = field(default_factory=list)
     faults_hit: int = 0
     exits: list[int] = field(default_factory=list)
+    #: What a failing schedule left (events, runs, requests, leads), printed with its violations.
+    trace: list[str] = field(default_factory=list)
 
 
 def make_plan(seed: int, number: int, store: str) -> Plan:
@@ -242,6 +244,8 @@ class Chaos:
             time.sleep(0.2)  # an ABORTING run becomes ABORTED (the sandbox takes 0.1 s)
             sb.clear_faults()
             out.violations = check(sb, ws, canary, home, [master, *base_ids] if base_ids else None)
+            if out.violations:
+                out.trace = _trace(sb, ws)
         except Exception as exc:  # the bench's own failure is a violation too, named
             out.violations.append(f"bench: {type(exc).__name__}: {exc}")
         finally:
@@ -442,6 +446,26 @@ def check(sb: Sandbox, ws: Workspace, canary: str, home: Path, base_ids: list[st
     return bad
 
 
+def _trace(sb: Sandbox, ws: Workspace) -> list[str]:
+    """The store's events and leads and the sandbox's runs and requests, in order, to read a failing schedule by."""
+    lines = [
+        f"event {e.at:%H:%M:%S.%f} {e.client_id or '-'} {e.stage} {e.kind} {e.message[:300]}"
+        for e in ws.store.list_events()
+    ]
+    lines += [f"apify-run {r['id']} {r['status']} {r['startedAt']} {r['finishedAt']}" for r in sb.apify.runs()]
+    lines += [
+        f"request {time.strftime('%H:%M:%S', time.localtime(r['time']))}.{int(r['time'] % 1 * 1000):03d} "
+        f"{r['service']} {r['method']} {r['path'][:90]} {r['status']} {r['fault'] or ''}"
+        for r in sb.stats()["requests"]
+    ]
+    for client in ws.store.list_clients():
+        for lead in ws.store.lead_base(client).list_leads():
+            lines.append(
+                f"lead {client.client_id} {lead.profile_url} {lead.harvest_status} {(lead.last_error or '')[:200]}"
+            )
+    return lines
+
+
 def _held(run: Any, records: list[Any]) -> tuple[float, float]:
     """When a batch ran `run`, as the store recorded it: from the Run's start to its end (or, not ended, to the last
     start, heartbeat or end of its ClientRuns)."""
@@ -491,6 +515,9 @@ def run_schedules(
                     )
                     for v in out.violations:
                         print(f"  VIOLATION {v}", flush=True)
+                    if verbose:
+                        for line in out.trace:
+                            print(f"    {line}", flush=True)
         finally:
             chaos.close()
     return counts
