@@ -215,6 +215,19 @@ def _parent_death_signal(signum: int | None) -> int | None:
         return None
 
 
+def _hold_off_parent_poller() -> None:
+    """In an IPython kernel whose parent (the batch) is gone: ipykernel's parent poller ends the process
+    (`os._exit(1)`) within a second of seeing its parent change, which cuts short the abort of the actor run and
+    the release of the leads that `Terminated` is raised for. The poller is pointed at the present parent so it
+    waits; the interrupted stage ends the orphaned process itself once its cleanup is done (exit 143)."""
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    if kernelapp is None or not kernelapp.IPKernelApp.initialized():
+        return
+    poller = getattr(kernelapp.IPKernelApp.instance(), "poller", None)
+    if poller is not None and hasattr(poller, "parent_pid"):
+        poller.parent_pid = os.getppid()
+
+
 @contextmanager
 def terminate_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op). While it lasts, the
@@ -227,6 +240,8 @@ def terminate_on_sigterm() -> Iterator[None]:
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         orphaned = os.getppid() != parent
+        if orphaned:
+            _hold_off_parent_poller()
         raise Terminated(
             f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
         )
