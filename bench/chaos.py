@@ -2,13 +2,18 @@
 
     python bench/chaos.py --seed S --schedules N [--store sqlite|airtable|both] [--verbose]
 
-Each schedule (reproducible from the seed and its number) builds a small workspace (2-4 clients, a few leads
-each; on SQLite, or on the Airtable sandbox with a master base and one base per client), injects a seeded plan of
-Apify faults through the sandbox's `/__sandbox/faults` control API (lost or late start answers, 5xx before or after
-acting, capacity refusals, HTML pages, truncated JSON, failing polls, logs, dataset pages, INPUT reads and aborts,
-SUCCEEDED runs that skip targets) and, in some schedules, a process fault (SIGKILL of a kernel while its actor run
-works, SIGTERM of the batch, SIGKILL of the batch then `leadkit batch --resume`, a second batch racing the first on
-the same stream), runs `leadkit batch` for real (papermill kernels), then checks:
+Each schedule (reproducible from the seed and its number) builds a small workspace (1-2 clients, two where the
+process fault needs them, 2-4 leads each; on SQLite, or on the Airtable sandbox with a master base and one base per
+client), injects a seeded plan of faults through the sandbox's `/__sandbox/faults` control API: on Apify (lost or
+late start answers, 5xx before or after acting, capacity refusals, HTML pages, truncated JSON, failing polls, logs,
+dataset pages, INPUT reads and aborts, SUCCEEDED runs that skip targets) and, on Airtable schedules, on Airtable's
+reads, creates, upserts and updates (answer lost or late after the server acted, 5xx before or after acting, 429
+bursts, slow answers past the client's timeout); some schedules give the clients a spend cap that ends their run at
+its charge cap. In some schedules a process fault: SIGKILL of every kernel while its actor run works, SIGTERM of the
+batch, SIGKILL of the batch then `leadkit batch --resume` (in place, or in a new PID namespace under a new host name
+via `unshare -pf --mount-proc -u`, as a restarted container: the bench then writes the dead holder's lease heartbeat
+back by its TTL instead of waiting it out), a second batch racing the first on the same stream. It runs `leadkit
+batch` for real (papermill kernels), then checks:
 
     runs-named       every actor run the Apify sandbox started is named in a ClientRun's events
     runs-settled     none is READY/RUNNING once the batches exited; each is read, aborted, failed or read-pending
@@ -18,6 +23,9 @@ the same stream), runs `leadkit batch` for real (papermill kernels), then checks
     posts-kept       every lead with items in a read dataset is Done (or read-pending for that run)
     records          no Run or ClientRun is Running; no two ClientRuns for one run and client
     failures         every Failed or Stale ClientRun has a failure with a category and a hint
+    one-lease        no two Runs of one stream were running at once (from their start and end, and for one never
+                     ended, its records' last heartbeat): no two batches held the stream's lease together
+    alerted          every Failed or Stale ClientRun's client is named by an alert the store recorded
     secrets          the schedule's canary token appears in no file of the workspace and no Airtable record
 
 The last line is `schedules=N violations=V sqlite=A airtable=B faults_hit=F seed=S` (F: the faults the sandbox
