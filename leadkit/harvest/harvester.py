@@ -215,17 +215,26 @@ def _parent_death_signal(signum: int | None) -> int | None:
         return None
 
 
-def _hold_off_parent_poller() -> None:
-    """In an IPython kernel whose parent (the batch) is gone: ipykernel's parent poller ends the process
-    (`os._exit(1)`) within a second of seeing its parent change, which cuts short the abort of the actor run and
-    the release of the leads that `Terminated` is raised for. The poller is pointed at the present parent so it
-    waits; the interrupted stage ends the orphaned process itself once its cleanup is done (exit 143)."""
+def _hold_parent_poller() -> Callable[[], None] | None:
+    """In an IPython kernel: ipykernel's parent poller ends the process (`os._exit(1)`) within a second of seeing
+    its parent change, which would cut short the abort of the actor run, the release of the leads and the settling
+    of the record that `Terminated` is raised for when the batch dies (the kernel learns of it by SIGTERM, see
+    `terminate_on_sigterm`). While held, the poller sees no change of parent; returns what lets it go again (None
+    outside a kernel). An orphaned stage ends its process itself once its cleanup is done (exit 143)."""
     kernelapp = sys.modules.get("ipykernel.kernelapp")
     if kernelapp is None or not kernelapp.IPKernelApp.initialized():
-        return
+        return None
     poller = getattr(kernelapp.IPKernelApp.instance(), "poller", None)
-    if poller is not None and hasattr(poller, "parent_pid"):
-        poller.parent_pid = os.getppid()
+    if poller is None or "parent_pid" not in vars(poller):
+        return None
+    original = type(poller)
+    steady = property(lambda self: os.getppid(), lambda self, value: None)  # the present parent: never a change
+    poller.__class__ = type(f"Held{original.__name__}", (original,), {"parent_pid": steady})
+
+    def release() -> None:
+        poller.__class__ = original
+
+    return release
 
 
 @contextmanager
@@ -238,22 +247,27 @@ def terminate_on_sigterm() -> Iterator[None]:
         return
     parent = os.getppid()
 
+    told_orphaned: list[bool] = []
+
     def on_term(signum: int, frame: FrameType | None) -> None:
         orphaned = os.getppid() != parent
         if orphaned:
-            _hold_off_parent_poller()
+            told_orphaned.append(True)
         raise Terminated(
             f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
         )
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_death = _parent_death_signal(signal.SIGTERM)
+    release_poller = _hold_parent_poller()
     try:
         yield
     finally:
         if previous_death is not None:
             _parent_death_signal(previous_death)
         signal.signal(signal.SIGTERM, previous)
+        if release_poller is not None and not told_orphaned:  # orphaned: held until the stage ends the process
+            release_poller()
 
 
 @dataclass

@@ -250,7 +250,7 @@ def test_a_kernel_whose_batch_was_killed_finishes_its_cleanup_first(live: Live) 
     """kill -9 of the batch: the kernel gets SIGTERM (parent death) and aborts its run, releases its leads and
     settles its record before it ends, even when the abort takes longer than ipykernel's parent poller waits (it
     ends an orphaned kernel within a second). Found by bench/chaos.py (leads left Processing after a batch
-    SIGKILL); seen to fail without `_hold_off_parent_poller`: the kernel died mid-abort, the leads stayed
+    SIGKILL); seen to fail without `_hold_parent_poller`: the kernel died mid-abort, the leads stayed
     Processing and the record Running."""
     live.sandbox.apify.run_duration_s = 60
     live.sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/abort", delay_s=2.5)
