@@ -68,6 +68,7 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
     named = apify_run_ids([e.message for e in events if e.stage == "harvest"])
     urls = {_key(lead.profile_url): lead for lead in processing}
     covered: dict[str, str] = {}  # lead_id -> SUCCEEDED run that covered it
+    going: dict[str, str] = {}  # lead_id -> its run, still going: the abort failed, it may yet succeed
     if settings.apify_token is not None and (named or processing):
         try:
             with ApifyClient.from_settings(settings) as apify:
@@ -81,6 +82,7 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
                             run = apify.abort_run(run.id)
                         except LeadkitError as exc:
                             out.notes.append(f"could not abort Apify run {run.id}: {exc}")
+                            going.update({urls[t].lead_id: run.id for t in targets if t in urls})
                             continue
                         if not run.succeeded:
                             out.aborted.append(run.id)
@@ -97,12 +99,20 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
         updates: dict[str, dict[str, Any]] = {}
         for lead in processing:
             run_id = covered.get(lead.lead_id)
-            message = (
-                f"{READ_PENDING}: Apify run {run_id} SUCCEEDED but the process harvesting it died before reading "
-                "it; it is read on the next attempt"
-                if run_id
-                else "interrupted: the process harvesting this lead died; its actor run was aborted"
-            )
+            if run_id:
+                message = (
+                    f"{READ_PENDING}: Apify run {run_id} SUCCEEDED but the process harvesting it died before "
+                    "reading it; it is read on the next attempt"
+                )
+            elif lead.lead_id in going:
+                message = (
+                    f"{READ_PENDING}: Apify run {going[lead.lead_id]} was still going when the process harvesting "
+                    "it died and could not be aborted; the next attempt reads it if it SUCCEEDED"
+                )
+            elif out.aborted:
+                message = "interrupted: the process harvesting this lead died; its actor run was aborted"
+            else:
+                message = "interrupted: the process harvesting this lead died"
             updates[lead.lead_id] = {
                 "harvest_status": HarvestStatus.PENDING,
                 "last_error": message,
@@ -146,7 +156,12 @@ def _runs_of(
     if not targets:
         return list(found.values())
     lower = record.started_at - timedelta(seconds=apify.clock_skew_s)
-    for data in apify.list_runs(limit=100, deadline=budget):
+    try:
+        listed = apify.list_runs(limit=100, deadline=budget)
+    except LeadkitError as exc:  # the named runs are still dealt with
+        notes.append(f"could not list the actor's runs to find unnamed ones: {exc}")
+        return list(found.values())
+    for data in listed:
         if data["id"] in found:
             continue
         run = ApifyRun.from_api(data)

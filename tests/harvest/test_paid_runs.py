@@ -16,7 +16,7 @@ from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
 from leadkit.harvest.harvester import Harvester, Terminated
 from leadkit.harvest.orphans import release_orphans
-from leadkit.models import HarvestStatus, Source
+from leadkit.models import EventKind, HarvestStatus, RunEvent, Source
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.sandbox.server import Sandbox
@@ -212,6 +212,31 @@ def test_a_run_that_could_not_be_aborted_is_kept_and_read_when_it_succeeds(
     assert len(sandbox.apify.runs()) == 1, "the run left going was read, not bought again"
     assert [b.apify_run_id for b in second.batches] == [run["id"]] and second.batches[0].error is None
     assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
+
+
+def test_a_dead_process_s_named_run_is_aborted_even_when_the_runs_cannot_be_listed(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    """Seed 20261207 #11 of bench/chaos.py: the actor's list of runs answered 500 throughout; the run the record
+    names was left going and SUCCEEDED unread. Seen to fail before the fix: nothing was aborted (the failed listing
+    dropped the whole look-up) and the leads were told their run was aborted."""
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    started = make_client().start_run(Harvester(make_client()).actor_input(leads))
+    message = f"Apify run {started.run.id} started for 3 targets"
+    store.add_events([RunEvent(run.base, client.client_id, "harvest", EventKind.INFO, message)])
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"^/v2/acts/[^/]+/runs\?")
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert released.aborted == [started.run.id]
+    assert _final(sandbox, started.run.id) == "ABORTED"
+    assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
 
 
 def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, sandbox: Sandbox) -> None:
