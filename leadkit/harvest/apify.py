@@ -250,7 +250,11 @@ class ApifyClient:
             except UpstreamError as exc:
                 if not exc.details.get("sent", True):
                     raise
-                found = self._find_started(input, sent_at)
+                try:
+                    found = self._find_started(input, sent_at)
+                except KeyboardInterrupt as interrupt:  # SIGTERM during the look-up: the run may exist all the same
+                    self._abort_lost_start(input, sent_at, interrupt)
+                    raise
                 if found.run is not None:
                     notes.append(
                         f"the start call failed after it was sent ({exc}); adopted run {found.run.id}, "

@@ -269,6 +269,41 @@ def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, 
     assert _final(sandbox, str(run["id"])) == "ABORTED"
 
 
+def test_sigterm_while_a_lost_start_is_looked_up_aborts_the_run_it_made(
+    make_client: MakeClient, sandbox: Sandbox
+) -> None:
+    """Seed 20261207 #31 of bench/chaos.py: the start's answer was lost (502 after acting), and SIGTERM came while the
+    run it made was being looked up. Seen to fail before the fix: the run was neither aborted nor named."""
+    sandbox.apify.run_duration_s = 30
+    sandbox.add_fault(service="apify", mode="bad_gateway_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="target")
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"^/v2/actor-runs/[^/?]+$", delay_s=3.0)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_during_the_look_up() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(r["fault"] == "slow" for r in sandbox.stats()["requests"]):
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_during_the_look_up)
+    killer.start()
+    try:
+        with pytest.raises(Terminated) as info:
+            make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/lead-001/"], "maxPosts": 1})
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert getattr(info.value, "apify_run_id", None) == run["id"]
+    assert _final(sandbox, str(run["id"])) == "ABORTED"
+
+
 def test_sigterm_while_reading_a_succeeded_run_keeps_it_to_be_read(
     make_client: MakeClient, make_leads, sandbox: Sandbox
 ) -> None:
