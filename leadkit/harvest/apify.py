@@ -250,7 +250,11 @@ class ApifyClient:
             except UpstreamError as exc:
                 if not exc.details.get("sent", True):
                     raise
-                found = self._find_started(input, sent_at)
+                try:
+                    found = self._find_started(input, sent_at)
+                except KeyboardInterrupt as interrupt:  # SIGTERM during the look-up: the run may exist all the same
+                    self._abort_lost_start(input, sent_at, interrupt)
+                    raise
                 if found.run is not None:
                     notes.append(
                         f"the start call failed after it was sent ({exc}); adopted run {found.run.id}, "
@@ -516,6 +520,14 @@ class ApifyClient:
                 exc.details["usage_usd"] = aborted.usage_usd if aborted else None
                 exc.details["aborted"] = aborted is not None
                 exc.details.setdefault("notes", started.notes)
+            elif isinstance(exc, KeyboardInterrupt) and aborted is not None and aborted.succeeded:
+                # SIGTERM during the wait, and the run SUCCEEDED before the abort reached it: it was paid, so it is
+                # named (with its status) for the caller to keep it read-pending instead of dropping it
+                exc.apify_run_id = run.id  # type: ignore[attr-defined]
+                exc.apify_status = aborted.status  # type: ignore[attr-defined]
+            elif isinstance(exc, KeyboardInterrupt) and aborted is None and not run.finished:
+                # the abort failed: the run may go on and succeed; named for the caller to keep it
+                exc.unaborted_run_id = run.id  # type: ignore[attr-defined]
             raise
         details: dict[str, Any] = {
             "apify_run_id": run.id,
@@ -551,9 +563,17 @@ class ApifyClient:
             raise
 
     def read_run(self, run_id: str, *, deadline: Deadline | None = None) -> ActorResult:
-        """The items and log of a run that SUCCEEDED earlier and could not be read then (read-pending). A run
-        that did not succeed raises UpstreamError with its status; an unknown run raises as the API answers."""
+        """The items and log of a run that SUCCEEDED earlier and could not be read then (read-pending), or that an
+        earlier attempt could not abort (waited for first, aborted if the wait fails). A run that did not succeed
+        raises UpstreamError with its status; an unknown run raises as the API answers."""
         run = self.get_run(run_id, deadline=deadline)
+        if not run.finished:
+            # left going by an attempt that could not abort it: waited for (it is being paid for), aborted on failure
+            try:
+                run = self.wait(run.id, deadline=deadline)
+            except BaseException:
+                self._abort_quietly(run.id)
+                raise
         details: dict[str, Any] = {"apify_run_id": run.id, "apify_status": run.status, "usage_usd": run.usage_usd}
         if not run.succeeded or not run.dataset_id:
             raise UpstreamError(f"Apify run {run.id} is {run.status}; there is nothing of it to read", **details)

@@ -35,7 +35,7 @@ from leadkit.config import Settings
 from leadkit.deadline import Deadline
 from leadkit.durations import parse_duration
 from leadkit.errors import AuthError, ConfigError, DataError, DeadlineExceeded, LeadkitError, UpstreamError
-from leadkit.harvest.apify import ActorResult, ApifyClient, StartedRun
+from leadkit.harvest.apify import TERMINAL_STATUSES, ActorResult, ApifyClient, StartedRun
 from leadkit.harvest.posts import (
     group_by_profile,
     is_valid_profile_url,
@@ -215,6 +215,28 @@ def _parent_death_signal(signum: int | None) -> int | None:
         return None
 
 
+def _hold_parent_poller() -> Callable[[], None] | None:
+    """In an IPython kernel: ipykernel's parent poller ends the process (`os._exit(1)`) within a second of seeing
+    its parent change, which would cut short the abort of the actor run, the release of the leads and the settling
+    of the record that `Terminated` is raised for when the batch dies (the kernel learns of it by SIGTERM, see
+    `terminate_on_sigterm`). While held, the poller sees no change of parent; returns what lets it go again (None
+    outside a kernel). An orphaned stage ends its process itself once its cleanup is done (exit 143)."""
+    kernelapp = sys.modules.get("ipykernel.kernelapp")
+    if kernelapp is None or not kernelapp.IPKernelApp.initialized():
+        return None
+    poller = getattr(kernelapp.IPKernelApp.instance(), "poller", None)
+    if poller is None or "parent_pid" not in vars(poller):
+        return None
+    original = type(poller)
+    steady = property(lambda self: os.getppid(), lambda self, value: None)  # the present parent: never a change
+    poller.__class__ = type(f"Held{original.__name__}", (original,), {"parent_pid": steady})
+
+    def release() -> None:
+        poller.__class__ = original
+
+    return release
+
+
 @contextmanager
 def terminate_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op). While it lasts, the
@@ -225,20 +247,27 @@ def terminate_on_sigterm() -> Iterator[None]:
         return
     parent = os.getppid()
 
+    told_orphaned: list[bool] = []
+
     def on_term(signum: int, frame: FrameType | None) -> None:
         orphaned = os.getppid() != parent
+        if orphaned:
+            told_orphaned.append(True)
         raise Terminated(
             f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
         )
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_death = _parent_death_signal(signal.SIGTERM)
+    release_poller = _hold_parent_poller()
     try:
         yield
     finally:
         if previous_death is not None:
             _parent_death_signal(previous_death)
         signal.signal(signal.SIGTERM, previous)
+        if release_poller is not None and not told_orphaned:  # orphaned: held until the stage ends the process
+            release_poller()
 
 
 @dataclass
@@ -551,7 +580,10 @@ class Harvester:
             )
         except LeadkitError as exc:
             unread = exc.details.get("apify_run_id") if exc.details.get("apify_status") == "SUCCEEDED" else None
-            self._back_to_pending(ids, leads, exc, read_pending=unread)
+            going = None
+            if exc.details.get("aborted") is False and exc.details.get("apify_status") not in TERMINAL_STATUSES:
+                going = exc.details.get("apify_run_id")  # its abort failed: it may go on and succeed
+            self._back_to_pending(ids, leads, exc, read_pending=unread, still_going=going)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)
             usage = exc.details.get("usage_usd")
             return BatchOutcome(
@@ -570,7 +602,8 @@ class Harvester:
             # A bug or an interrupt (the actor run was aborted on the way): the leads must not stay Processing.
             # Interrupted while reading a SUCCEEDED run: that run is kept (read-pending) to be read next time.
             unread = getattr(exc, "apify_run_id", None) if getattr(exc, "apify_status", None) == "SUCCEEDED" else None
-            self._back_to_pending(ids, leads, exc, read_pending=unread)
+            going = getattr(exc, "unaborted_run_id", None)
+            self._back_to_pending(ids, leads, exc, read_pending=unread, still_going=going)
             raise
         return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
 
@@ -691,10 +724,18 @@ class Harvester:
         )
 
     def _back_to_pending(
-        self, ids: list[str], leads: LeadBase, exc: BaseException, *, read_pending: str | None = None
+        self,
+        ids: list[str],
+        leads: LeadBase,
+        exc: BaseException,
+        *,
+        read_pending: str | None = None,
+        still_going: str | None = None,
     ) -> None:
         """The leads go back to Pending with the error. `read_pending`: the run that covered them SUCCEEDED (it
-        was paid) but its items could not be read: its ID is kept on the leads and the next attempt reads it."""
+        was paid) but its items could not be read: its ID is kept on the leads and the next attempt reads it.
+        `still_going`: their run was not finished and could not be aborted: it may still succeed, so its ID is
+        kept the same way and the next attempt reads it if it SUCCEEDED (waits for it, or aborts it, first)."""
         category = exc.category if isinstance(exc, LeadkitError) else type(exc).__name__
         message = f"{category}: {exc}"
         if read_pending:
@@ -702,8 +743,15 @@ class Harvester:
                 f"{READ_PENDING}: Apify run {read_pending} SUCCEEDED but its items could not be read ({message}); "
                 "they are read on the next attempt instead of buying the posts again"
             )
+        elif still_going:
+            message = (
+                f"{READ_PENDING}: Apify run {still_going} was not finished and could not be aborted ({message}); "
+                "the next attempt reads it if it SUCCEEDED instead of buying the posts again"
+            )
         found = getattr(exc, "apify_run_id", None)
-        if found and not isinstance(exc, LeadkitError):  # an interrupted start: the run it made was aborted
+        if (
+            found and not read_pending and not isinstance(exc, LeadkitError)
+        ):  # an interrupted start: the run it made was aborted
             message += f" (Apify run {found}, started by the interrupted start call, was aborted)"
         message = message[:1000]
         leads.update_leads(

@@ -68,20 +68,30 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
     named = apify_run_ids([e.message for e in events if e.stage == "harvest"])
     urls = {_key(lead.profile_url): lead for lead in processing}
     covered: dict[str, str] = {}  # lead_id -> SUCCEEDED run that covered it
+    going: dict[str, str] = {}  # lead_id -> its run, still going: the abort failed, it may yet succeed
     if settings.apify_token is not None and (named or processing):
         try:
             with ApifyClient.from_settings(settings) as apify:
                 budget = Deadline(LOOKUP_BUDGET_S)
-                runs = _runs_of(apify, named, record, set(urls), budget)
+                runs = _runs_of(apify, named, record, set(urls), budget, out.notes)
                 for run, targets in runs:
+                    if not run.finished:
+                        # The abort's answer says what the run is now: one that finished since it was looked up
+                        # (SUCCEEDED, paid) is kept to be read, not counted as aborted.
+                        try:
+                            run = apify.abort_run(run.id)
+                        except LeadkitError as exc:
+                            out.notes.append(f"could not abort Apify run {run.id}: {exc}")
+                            going.update({urls[t].lead_id: run.id for t in targets if t in urls})
+                            continue
+                        if not run.succeeded:
+                            out.aborted.append(run.id)
+                            continue
                     if run.succeeded:
                         hit = [urls[t] for t in targets if t in urls]
                         if hit:
                             out.read_pending.append(run.id)
                             covered.update({lead.lead_id: run.id for lead in hit})
-                    elif not run.finished:
-                        apify.abort_run(run.id)
-                        out.aborted.append(run.id)
         except LeadkitError as exc:
             out.notes.append(f"could not abort the dead process's Apify runs: {exc}")
             log.warning("ClientRun %s: could not abort its Apify runs: %s", record.client_run_id, exc)
@@ -89,12 +99,20 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
         updates: dict[str, dict[str, Any]] = {}
         for lead in processing:
             run_id = covered.get(lead.lead_id)
-            message = (
-                f"{READ_PENDING}: Apify run {run_id} SUCCEEDED but the process harvesting it died before reading "
-                "it; it is read on the next attempt"
-                if run_id
-                else "interrupted: the process harvesting this lead died; its actor run was aborted"
-            )
+            if run_id:
+                message = (
+                    f"{READ_PENDING}: Apify run {run_id} SUCCEEDED but the process harvesting it died before "
+                    "reading it; it is read on the next attempt"
+                )
+            elif lead.lead_id in going:
+                message = (
+                    f"{READ_PENDING}: Apify run {going[lead.lead_id]} was still going when the process harvesting "
+                    "it died and could not be aborted; the next attempt reads it if it SUCCEEDED"
+                )
+            elif out.aborted:
+                message = "interrupted: the process harvesting this lead died; its actor run was aborted"
+            else:
+                message = "interrupted: the process harvesting this lead died"
             updates[lead.lead_id] = {
                 "harvest_status": HarvestStatus.PENDING,
                 "last_error": message,
@@ -118,18 +136,32 @@ def _key(url: str) -> str:
 
 
 def _runs_of(
-    apify: ApifyClient, named: list[str], record: ClientRun, targets: set[str], budget: Deadline
+    apify: ApifyClient, named: list[str], record: ClientRun, targets: set[str], budget: Deadline, notes: list[str]
 ) -> list[tuple[ApifyRun, list[str]]]:
     """The runs named in the record, and the actor's runs since the record opened whose INPUT names one of
-    `targets`, each with the (normalised) target URLs of its INPUT."""
+    `targets`, each with the (normalised) target URLs of its INPUT. A named run whose INPUT cannot be read is
+    kept with no targets (it is still aborted if it runs); one that cannot be read at all is noted in `notes`."""
     found: dict[str, tuple[ApifyRun, list[str]]] = {}
     for run_id in named:
-        run = apify.get_run(run_id, deadline=budget)
-        found[run.id] = (run, _targets(apify, run_id, None, budget))
+        try:
+            run = apify.get_run(run_id, deadline=budget)
+        except LeadkitError as exc:
+            notes.append(f"could not read Apify run {run_id}: {exc}")
+            continue
+        try:
+            found[run.id] = (run, _targets(apify, run_id, run.kv_store_id, budget))
+        except LeadkitError as exc:
+            notes.append(f"could not read the INPUT of Apify run {run_id}: {exc}")
+            found[run.id] = (run, [])
     if not targets:
         return list(found.values())
     lower = record.started_at - timedelta(seconds=apify.clock_skew_s)
-    for data in apify.list_runs(limit=100, deadline=budget):
+    try:
+        listed = apify.list_runs(limit=100, deadline=budget)
+    except LeadkitError as exc:  # the named runs are still dealt with
+        notes.append(f"could not list the actor's runs to find unnamed ones: {exc}")
+        return list(found.values())
+    for data in listed:
         if data["id"] in found:
             continue
         run = ApifyRun.from_api(data)

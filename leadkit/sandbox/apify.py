@@ -842,6 +842,7 @@ class ApifyApp(ServiceApp):
             return Response(200, body, "text/plain; charset=utf-8")
         if action == "abort":
             self._allow(req.method, "POST")
+            self._snapshot(run)  # a run whose time is up has finished: aborting it changes nothing, as on Apify
             with self._lock:
                 if not run.finished and run.aborted_at is None:
                     run.aborted_at = time.monotonic()

@@ -244,3 +244,34 @@ def test_a_killed_kernel_has_its_actor_run_aborted_and_its_leads_released(live: 
     (record,) = live.ws.store.list_client_runs(client_id="Acme-Co")
     assert record.status is ClientRunStatus.FAILED
     assert any("aborted Apify run " + run_id in e.message for e in live.ws.store.list_events(client_id="Acme-Co"))
+
+
+def test_a_kernel_whose_batch_was_killed_finishes_its_cleanup_first(live: Live) -> None:
+    """kill -9 of the batch: the kernel gets SIGTERM (parent death) and aborts its run, releases its leads and
+    settles its record before it ends, even when the abort takes longer than ipykernel's parent poller waits (it
+    ends an orphaned kernel within a second). Found by bench/chaos.py (leads left Processing after a batch
+    SIGKILL); seen to fail without `_hold_parent_poller`: the kernel died mid-abort, the leads stayed
+    Processing and the record Running."""
+    live.sandbox.apify.run_duration_s = 60
+    live.sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/abort", delay_s=2.5)
+    proc = subprocess.Popen(
+        [LEADKIT, "batch", "--workers", "1", "--clients", "Acme-Co", "--timeout", "120", "--json"],
+        env=live.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=live.ws.home,
+    )
+    try:
+        run_id = live.wait_for_running_run(timeout_s=60)
+        (kernel,) = _kernels(proc.pid)
+        proc.kill()
+        proc.communicate(timeout=30)
+        kernel.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert live.final_status(run_id) == "ABORTED"
+    leads = live.leads("Acme-Co")
+    assert not any(x.harvest_status is HarvestStatus.PROCESSING for x in leads), [x.harvest_status for x in leads]  # type: ignore[attr-defined]
+    (record,) = live.ws.store.list_client_runs(client_id="Acme-Co")
+    assert record.status is ClientRunStatus.FAILED, "the kernel settled its own record before it ended"

@@ -16,7 +16,7 @@ from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
 from leadkit.harvest.harvester import Harvester, Terminated
 from leadkit.harvest.orphans import release_orphans
-from leadkit.models import HarvestStatus, Source
+from leadkit.models import EventKind, HarvestStatus, RunEvent, Source
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.sandbox.server import Sandbox
@@ -135,6 +135,110 @@ def test_a_dead_process_s_unrecorded_run_is_found_by_its_input_and_aborted(
     assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
 
 
+def test_a_dead_process_s_run_that_succeeds_before_its_abort_is_kept_not_counted_aborted(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    """Seed 3 #7 of bench/chaos.py: the run was RUNNING when looked up, its INPUT was slow to read, and it had
+    SUCCEEDED by the time the abort reached it; the abort's answer decides. Seen to fail before the fix:
+    `aborted` named the run and its leads were released as 'interrupted', the paid run left unread."""
+    sandbox.apify.run_duration_s = 1.0
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    started = make_client().start_run(Harvester(make_client()).actor_input(leads))
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/records/INPUT", delay_s=1.5)
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert _final(sandbox, started.run.id) == "SUCCEEDED"
+    assert released.aborted == [] and released.read_pending == [started.run.id]
+    assert all(f"read-pending: Apify run {started.run.id}" in (x.last_error or "") for x in base.list_leads())
+
+
+def test_sigterm_while_waiting_for_a_run_that_succeeds_before_its_abort_keeps_it(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    """SIGTERM during the wait; the abort reaches the run after it SUCCEEDED: the leads keep it read-pending.
+    Seen to fail before the fix: the leads went back to Pending with the paid run unread."""
+    sandbox.apify.run_duration_s = 1.0
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/abort", delay_s=1.5)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_while_waiting() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not sandbox.apify.runs():
+            time.sleep(0.02)
+        time.sleep(0.2)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_while_waiting)
+    killer.start()
+    try:
+        with pytest.raises(Terminated):
+            Harvester(make_client(poll_wait_s=0)).run(client, base, "r1-Acme-Co")
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert run["status"] == "SUCCEEDED"
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+
+
+def test_a_run_that_could_not_be_aborted_is_kept_and_read_when_it_succeeds(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    """Seed 5 #1 of bench/chaos.py: the budget ran out (or SIGTERM came) and the abort failed, so the run went on and
+    SUCCEEDED. Its ID stays on the leads; the next attempt waits for it and reads it instead of buying again.
+    Seen to fail before the fix: the leads went back to plain Pending and a second run was bought."""
+    sandbox.apify.run_duration_s = 2.5
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"/abort")
+    first = Harvester(make_client(), min_batch_budget_s=0.1).run(client, base, "r1-Acme-Co", deadline=Deadline(1.0))
+    (batch,) = first.batches
+    (run,) = sandbox.apify.runs()
+    assert isinstance(batch.error, DeadlineExceeded) and batch.apify_run_id == run["id"]
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+    sandbox.clear_faults()
+    second = Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the run left going was read, not bought again"
+    assert [b.apify_run_id for b in second.batches] == [run["id"]] and second.batches[0].error is None
+    assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
+
+
+def test_a_dead_process_s_named_run_is_aborted_even_when_the_runs_cannot_be_listed(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    """Seed 20261207 #11 of bench/chaos.py: the actor's list of runs answered 500 throughout; the run the record
+    names was left going and SUCCEEDED unread. Seen to fail before the fix: nothing was aborted (the failed listing
+    dropped the whole look-up) and the leads were told their run was aborted."""
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    started = make_client().start_run(Harvester(make_client()).actor_input(leads))
+    message = f"Apify run {started.run.id} started for 3 targets"
+    store.add_events([RunEvent(run.base, client.client_id, "harvest", EventKind.INFO, message)])
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"^/v2/acts/[^/]+/runs\?")
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert released.aborted == [started.run.id]
+    assert _final(sandbox, started.run.id) == "ABORTED"
+    assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
+
+
 def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, sandbox: Sandbox) -> None:
     sandbox.apify.run_duration_s = 30
     sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=3.0)
@@ -153,6 +257,41 @@ def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, 
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     killer = threading.Thread(target=terminate_once_started)
+    killer.start()
+    try:
+        with pytest.raises(Terminated) as info:
+            make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/lead-001/"], "maxPosts": 1})
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert getattr(info.value, "apify_run_id", None) == run["id"]
+    assert _final(sandbox, str(run["id"])) == "ABORTED"
+
+
+def test_sigterm_while_a_lost_start_is_looked_up_aborts_the_run_it_made(
+    make_client: MakeClient, sandbox: Sandbox
+) -> None:
+    """Seed 20261207 #31 of bench/chaos.py: the start's answer was lost (502 after acting), and SIGTERM came while the
+    run it made was being looked up. Seen to fail before the fix: the run was neither aborted nor named."""
+    sandbox.apify.run_duration_s = 30
+    sandbox.add_fault(service="apify", mode="bad_gateway_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="target")
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"^/v2/actor-runs/[^/?]+$", delay_s=3.0)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_during_the_look_up() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(r["fault"] == "slow" for r in sandbox.stats()["requests"]):
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_during_the_look_up)
     killer.start()
     try:
         with pytest.raises(Terminated) as info:
