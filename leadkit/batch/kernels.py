@@ -13,6 +13,7 @@ Crash safety: every kernel dies with the batch (``PR_SET_PDEATHSIG``, set in the
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -64,13 +65,15 @@ except OSError:
     _LIBC = None
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Linux: the kernel sends this process SIGKILL when the thread that started it ends (with the batch);
-    used as a kernel's preexec_fn, so it imports nothing (the batch is multi-threaded)."""
+    used as a kernel's preexec_fn (bound to the batch's PID, `parent`), so it imports nothing (the batch is
+    multi-threaded). A batch that is itself PID 1 (a container's entrypoint, a fresh PID namespace) is a parent like
+    any other: only a parent other than the batch means it died before the prctl took effect."""
     if _LIBC is None:
         return
     _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() == 1:  # the parent died before the prctl took effect
+    if os.getppid() != parent:  # the batch died before the prctl took effect: the kernel was re-parented
         os._exit(1)
 
 
@@ -168,7 +171,11 @@ class _Kernels(threading.local):
                     k: v for k, v in os.environ.items() if k != "LEADKIT_ALERT_URLS"
                 }  # channel secrets stay out
                 run_sync(km.start_kernel)(
-                    env={**inherited, **env}, cwd=cwd, preexec_fn=_die_with_parent, stdout=out, stderr=out
+                    env={**inherited, **env},
+                    cwd=cwd,
+                    preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+                    stdout=out,
+                    stderr=out,
                 )
             with _LIVE_LOCK:
                 _LIVE.add(km)

@@ -527,11 +527,12 @@ def _run(
                     settle_stopped(ws, run_id, handed_out, why)
                 except LeadkitError as error:  # the store failed too: the next batch's sweep settles them (Stale)
                     log.error("the clients of the stopped batch could not all be settled: %s", error.message)
-                record_finish(
-                    ws,
-                    records.finish_run(run, failed_reason=f"{why}: the batch stopped before every client ran"),
-                    resumed=was_resumed,
-                )
+                run = records.finish_run(run, failed_reason=f"{why}: the batch stopped before every client ran")
+                record_finish(ws, run, resumed=was_resumed)
+                try:  # the stopped clients are failures like any other: the operator hears of them
+                    _alert(ws, run, swept, leases)
+                except Exception as error:  # noqa: BLE001 - the stop itself must go on; the alert is logged
+                    log.error("the alert for the stopped batch %s failed: %r", run.run_id, error)
                 raise
             finally:
                 bar.close()
@@ -544,12 +545,8 @@ def _run(
             log.info("batch %s finished: %s", run.run_id, run.status.value)
     finally:
         logging.getLogger("leadkit").removeHandler(handler)
-    final = ws.store.list_client_runs(run_id=run.run_id)
-    from leadkit.alerts import after_batch
-
-    notes = leases.takeover_notes
-    takeover = "; ".join(notes) if notes else None
-    after_batch(ws, run, final, swept=swept, takeover_note=takeover, lease=",".join(le.name for le in leases.leases))
+    final = _alert(ws, run, swept, leases)
+    takeover = "; ".join(leases.takeover_notes) or None
     return BatchResult(
         run,
         sorted(final, key=lambda r: r.client_id),
@@ -561,6 +558,19 @@ def _run(
         concurrency,
         apify_runs,
     )
+
+
+def _alert(ws: Workspace, run: Run, swept: Sequence[ClientRun], leases: StreamLeases) -> list[ClientRun]:
+    """The batch's alerts (failed clients, swept records, a lease taken over), from its records as the store has
+    them now; returns those records. Called once a batch ended, normally or stopped by a signal."""
+    from leadkit.alerts import after_batch
+
+    final = ws.store.list_client_runs(run_id=run.run_id)
+    takeover = "; ".join(leases.takeover_notes) or None
+    after_batch(
+        ws, run, final, swept=list(swept), takeover_note=takeover, lease=",".join(le.name for le in leases.leases)
+    )
+    return final
 
 
 def _record_lost_lease(ws: Workspace, run: Run, why: str, queue: Sequence[str]) -> None:

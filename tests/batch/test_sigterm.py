@@ -131,6 +131,9 @@ def test_sigterm_mid_batch_leaves_nothing_running_and_interrupted_clients_with_n
             printed = [o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
             assert any(f"cell ran for {cid}" in text for text in printed), printed
     assert f"resume with: leadkit batch --resume {run.run_id}" in err
+    # the stopped clients are failures the operator hears of: one batch alert names them (recorded, no channel)
+    alerted = {c for a in ws.store.list_alerts() if a.run_id == run.run_id for c in a.clients}
+    assert set(records) <= alerted, ws.store.list_alerts()
 
     def cli(*argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([LEADKIT, *argv], env=env, cwd=ws.home, capture_output=True, text=True, timeout=120)
