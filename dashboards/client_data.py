@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 import leadkit as lk
+from leadkit.health import workspace_health
 
 try:
     from dashboards.data import FAILED_STATUSES, fmt_time, frame, now_utc, text
@@ -177,13 +178,13 @@ def health_rows(ws: Any, now: datetime | None = None) -> pd.DataFrame:
     now = now or now_utc()
     refused = failed_credentials(ws)
     rows = []
-    for client in ws.store.list_clients():
-        info = lk.client_health(ws, client.client_id, now=now)
-        a = assess(info, refused, now, lk.latest_attempt(ws.store, client.client_id))
+    for info in workspace_health(ws, now=now):
+        cid = info["client_id"]
+        a = assess(info, refused, now, lk.latest_attempt(ws.store, cid))
         runs = info.get("last_runs") or []
         rows.append(
             {
-                "Client": client.client_id,
+                "Client": cid,
                 "Severity": a.severity,
                 "Why": a.why,
                 "Next step": a.next_step,
