@@ -31,6 +31,7 @@ try:
     from dashboards.client_page import ClientPanel, HealthPanel
     from dashboards.failures_page import FailuresPanel
     from dashboards.run_page import RunPanel
+    from dashboards.shared import sync_interval
     from dashboards.tables import WRAP_CSS, Table
     from dashboards.usage_view import UsageCard
     from dashboards.view import View
@@ -40,6 +41,7 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from client_page import ClientPanel, HealthPanel  # type: ignore[no-redef]
     from failures_page import FailuresPanel  # type: ignore[no-redef]
     from run_page import RunPanel  # type: ignore[no-redef]
+    from shared import sync_interval  # type: ignore[no-redef]
     from tables import WRAP_CSS, Table  # type: ignore[no-redef]
     from usage_view import UsageCard  # type: ignore[no-redef]
     from view import View  # type: ignore[no-redef]
@@ -429,7 +431,7 @@ class AuthView(View):
             self.run_checks.disabled = False
         bad = sum(1 for c in checks if not c.ok)
         self.status.object = f'<span class="lk-checked">checked {len(checks)} credentials, {bad} failing</span>'
-        self.refresh()
+        self.refresh(fresh=True)
 
     def read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         return data.auth_latest(self.ws)[AUTH_ORDER], data.auth_history(self.ws)[AUTH_ORDER]
@@ -490,6 +492,8 @@ class App:
     def __init__(self, ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
         self.ws = ws
         self.state = State()
+        #: Seconds a view's read is shared by every session before it is read again (`dashboards.shared`).
+        self.read_interval_s = sync_interval(ws.store, refresh_s if refresh_s > 0 else DEFAULT_REFRESH_S)
         #: Logged in through `leadkit dashboard --basic-auth`: the views may start work (a re-run).
         self.authenticated = bool(pn.state.user)
         browser = pn.state.browser_info

@@ -13,6 +13,10 @@ page, the open run); it is taken before the read and compared after it, so a res
 it was read is never shown: the view reads again. What is shown is therefore always a read made with the inputs
 the page has at the moment it is shown. A read that ends after the viewer left the view is dropped: the view
 reads again when it is shown again.
+
+Reads are shared by every session of the server (`dashboards.shared`): a read of the same view with the same
+inputs made by another tab within the interval is served from memory, and nothing is read again while the
+store says nothing changed.
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ from typing import Any
 import panel as pn
 
 import leadkit as lk
+
+try:
+    from dashboards.shared import shared_reads
+except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
+    from shared import shared_reads  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
 
@@ -73,6 +82,7 @@ class View:
         self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
         self._asked = 0  # refreshes asked for; a read is shown only when no newer one was asked for meanwhile
         self._reading = False  # a reload is running: a new request makes it go round again
+        self._fresh = False  # the next read must not be served from the shared cache (a viewer's own action)
 
     def inputs(self) -> Any:
         """What `read()` depends on besides the store (compared before and after a read). None: nothing."""
@@ -96,8 +106,10 @@ class View:
         """A reload of this view is running."""
         return self._reading
 
-    def refresh(self) -> None:
-        """Ask for a re-read (see `reload`); returns at once."""
+    def refresh(self, *, fresh: bool = False) -> None:
+        """Ask for a re-read (see `reload`); returns at once. `fresh`: read the store now, not the shared read
+        (after the viewer changed something, e.g. ran the auth checks)."""
+        self._fresh = self._fresh or fresh
         pn.state.execute(self.reload)
 
     async def reload(self) -> None:
@@ -111,7 +123,8 @@ class View:
         try:
             while True:
                 asked, inputs = self._asked, self.inputs()
-                change = partial(self._show_read, await self._read())
+                fresh, self._fresh = self._fresh, False
+                change = partial(self._show_read, await self._read(inputs, fresh))
                 if asked != self._asked or inputs != self.inputs():
                     continue  # overtaken while it read: read again with what the page holds now
                 try:
@@ -124,10 +137,17 @@ class View:
         finally:
             self._reading = False
 
-    async def _read(self) -> tuple[Any, str | None]:
+    def _shared_read(self, inputs: Any, fresh: bool) -> Any:
+        """`read()`, or the same read another session made within the interval (`dashboards.shared`)."""
+        interval = float(getattr(self.app, "read_interval_s", 0.0))
+        if interval <= 0:
+            return self.read()
+        return shared_reads(self.ws).read((type(self).__name__, inputs), interval, self.read, fresh=fresh)
+
+    async def _read(self, inputs: Any, fresh: bool) -> tuple[Any, str | None]:
         """(what `read()` returned, None) or (None, the error to show)."""
         try:
-            return await asyncio.to_thread(self.read), None
+            return await asyncio.to_thread(self._shared_read, inputs, fresh), None
         except lk.LeadkitError as exc:
             return None, f"{exc.message} ({exc.hint})"
         except Exception as exc:

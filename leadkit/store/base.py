@@ -365,3 +365,12 @@ class LeadSummaries(Protocol):
         """Every client's kept summary, by client ID, in one query (a client whose leads were not written since
         the store keeps summaries has none)."""
         ...
+
+
+@runtime_checkable
+class ChangeVersions(Protocol):
+    """A master store that can tell cheaply whether anything changed: `change_version()` returns a value equal
+    to the last one only when nothing was written since (by any process). A reader that cached what it read
+    then needs no read at all (the dashboard)."""
+
+    def change_version(self) -> Any: ...

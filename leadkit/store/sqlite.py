@@ -920,6 +920,12 @@ class SQLiteStore:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
+    def change_version(self) -> tuple[int, int]:
+        """A value that changes whenever the master file changes: SQLite's `data_version` (bumped by any other
+        connection's commit, another process's too) and this connection's own change count. One cheap query."""
+        version = int(self.db.query("PRAGMA data_version")[0][0])
+        return version, self.db.conn.total_changes
+
     def save_lead_summary(self, summary: LeadSummary) -> None:
         """Keep `summary` as its client's lead summary (what its base's writes call, after the leads were
         written). When it cannot be written the client's old summary is dropped if it can be (health then reads

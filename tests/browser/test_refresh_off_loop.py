@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from leadkit.dashboard_server import DashboardHandle, start_dashboard
+from leadkit.models import AuthCheck
 
 from .conftest import DemoData, watch_errors
 
@@ -58,7 +59,7 @@ def gated(demo: DemoData, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Das
 
 
 def test_a_slow_read_in_one_sessions_refresh_does_not_freeze_another_session(
-    page: Page, gated: tuple[DashboardHandle, Gate]
+    page: Page, gated: tuple[DashboardHandle, Gate], demo: DemoData
 ) -> None:
     handle, gate = gated
     errors = watch_errors(page)
@@ -66,6 +67,8 @@ def test_a_slow_read_in_one_sessions_refresh_does_not_freeze_another_session(
     expect(page.locator(".lk-auth-history .tabulator-row").first).to_be_visible(timeout=30_000)
 
     gate.armed.set()  # session A's next periodic refresh (every second) blocks in the auth-check read
+    # the store changes, so that refresh reads it (an unchanged store is served from the shared read)
+    demo.ws.store.add_auth_checks([AuthCheck("airtable", True, None, 200, 11.0, "The credential works.")])
     assert gate.entered.wait(15), "session A's periodic refresh never read the auth checks"
 
     other = page.context.new_page()
