@@ -160,6 +160,7 @@ class OverviewView(View):
             color=[STATUS_COLOURS[s] for s in statuses],
             source=self.source,
             legend_label=statuses,
+            line_color=None,  # a day with no run of a status is a zero-height bar: without an outline it draws nothing
         )
         self.chart.legend.location = "top_left"
         self.chart.xaxis.major_label_orientation = 0.8

@@ -154,7 +154,8 @@ class RunPanel:
         self.detail = None
         self.summary.object = f'<p class="lk-hint">{html.escape(note)}</p>'
         for table in (self.clients, self.attempts, self.history, self.failures, self.metrics, self.events):
-            table.update(pd.DataFrame([], columns=table.columns))
+            # no run is shown: say nothing about one (an unknown run's tables must not read "the run is running")
+            table.update(pd.DataFrame([], columns=table.columns), empty=" ")
         self.notebook_client.options = []
         self.notebook.object = ""
 

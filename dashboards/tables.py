@@ -45,9 +45,10 @@ NARROW: dict[str, int] = {
 TIME_WIDTH = 13
 UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-#: Headers and cells wrap (a URL breaks anywhere) instead of ending in an ellipsis.
+#: Headers wrap between words only (never "Categ|ory"); cells wrap (a URL breaks anywhere) instead of ending in an
+#: ellipsis.
 WRAP_CSS = """
-.tabulator-col-title { white-space: normal !important; overflow-wrap: break-word; }
+.tabulator-col-title { white-space: normal !important; overflow-wrap: normal; word-break: keep-all; hyphens: none; }
 .tabulator-row .tabulator-cell { white-space: normal !important; overflow-wrap: anywhere; text-overflow: clip !important; }
 """
 EMPTY_CSS = """
@@ -169,7 +170,7 @@ class Table:
         current = self.widget.value
         if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
             self.widget.value = shown
-        note = "" if len(df) else (empty or self.empty_text)
+        note = "" if len(df) else (empty or self.empty_text).strip()
         self.empty.object = f'<p class="lk-empty {self.css_class}-empty">{esc(note)}</p>' if note else ""
 
     def row(self, index: int) -> pd.Series:
