@@ -75,17 +75,23 @@ class SharedReads:
     def _version(self) -> Any:
         return self.store.change_version() if isinstance(self.store, ChangeVersions) else None
 
-    def read(self, key: Hashable, interval_s: float, fetch: Callable[[], Any], *, fresh: bool = False) -> Any:
+    def read(
+        self, key: Hashable, interval_s: float, fetch: Callable[[], Any], *, fresh: bool = False, first: bool = False
+    ) -> Any:
         """What `fetch()` returns for `key`, read at most once per `interval_s` and only when the store changed
-        (when it can tell); `fresh` reads now whatever the cache holds (a viewer's own action). Blocks while
-        another thread reads the same key, then serves that read. An error is raised, not cached."""
+        (when it can tell); `fresh` reads now whatever the cache holds (a viewer's own action); `first` (a page
+        just opened or reloaded) skips the interval on a store that can tell what changed, so a reload shows what
+        the store holds. Blocks while another thread reads the same key, then serves that read. An error is
+        raised, not cached."""
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             now = time.monotonic()
             with self._lock:
                 entry = self._entries.get(key)
-            if entry is not None and not fresh and now - entry.at < interval_s * FRESH_SHARE:
+            versioned = isinstance(self.store, ChangeVersions)
+            young = entry is not None and now - entry.at < interval_s * FRESH_SHARE
+            if entry is not None and not fresh and young and not (first and versioned):
                 return entry.value
             version = self._version()
             if entry is not None and not fresh and version is not None and version == entry.version:

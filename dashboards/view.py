@@ -83,6 +83,7 @@ class View:
         self._asked = 0  # refreshes asked for; a read is shown only when no newer one was asked for meanwhile
         self._reading = False  # a reload is running: a new request makes it go round again
         self._fresh = False  # the next read must not be served from the shared cache (a viewer's own action)
+        self._first = True  # no read of this view shown yet in this session (a page just opened)
 
     def inputs(self) -> Any:
         """What `read()` depends on besides the store (compared before and after a read). None: nothing."""
@@ -142,7 +143,8 @@ class View:
         interval = float(getattr(self.app, "read_interval_s", 0.0))
         if interval <= 0:
             return self.read()
-        return shared_reads(self.ws).read((type(self).__name__, inputs), interval, self.read, fresh=fresh)
+        first, self._first = self._first, False
+        return shared_reads(self.ws).read((type(self).__name__, inputs), interval, self.read, fresh=fresh, first=first)
 
     async def _read(self, inputs: Any, fresh: bool) -> tuple[Any, str | None]:
         """(what `read()` returned, None) or (None, the error to show)."""
