@@ -32,7 +32,7 @@ try:
     from dashboards.failures_page import FailuresPanel
     from dashboards.run_page import RunPanel
     from dashboards.shared import sync_interval
-    from dashboards.tables import WRAP_CSS, Table
+    from dashboards.tables import WRAP_CSS, Table, as_text
     from dashboards.usage_view import UsageCard
     from dashboards.view import View
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
@@ -42,7 +42,7 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from failures_page import FailuresPanel  # type: ignore[no-redef]
     from run_page import RunPanel  # type: ignore[no-redef]
     from shared import sync_interval  # type: ignore[no-redef]
-    from tables import WRAP_CSS, Table  # type: ignore[no-redef]
+    from tables import WRAP_CSS, Table, as_text  # type: ignore[no-redef]
     from usage_view import UsageCard  # type: ignore[no-redef]
     from view import View  # type: ignore[no-redef]
 
@@ -87,7 +87,7 @@ def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabula
     window, for a view that sets its own rows with `set_value` (the Alerts view)."""
     options.pop("wrap", None)
     return pn.widgets.Tabulator(
-        df,
+        as_text(df),
         show_index=False,
         disabled=True,
         selectable=False,
@@ -101,7 +101,9 @@ def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabula
 
 
 def set_value(widget: pn.widgets.Tabulator, df: pd.DataFrame) -> None:
-    """Replace a table's rows only when they changed, so a periodic refresh does not redraw a steady table."""
+    """Replace a table's rows (as text, see `tables.as_text`) only when they changed, so a periodic refresh does
+    not redraw a steady table."""
+    df = as_text(df)
     current = widget.value
     if not (isinstance(current, pd.DataFrame) and current.shape == df.shape and current.equals(df)):
         widget.value = df

@@ -56,6 +56,19 @@ EMPTY_CSS = """
 """
 
 
+def as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every cell as text (None and NaN as ""), in object columns. A table's column definitions follow
+    its data's types; giving it text only keeps them as built, so new rows never make the browser rebuild the
+    columns (Tabulator's `setColumns` throws "reading 'firstChild'" on a table it is still building)."""
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        return str(value)
+
+    return pd.DataFrame({c: [cell(v) for v in df[c]] for c in df.columns}, columns=df.columns, dtype=object)
+
+
 def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
@@ -119,7 +132,7 @@ class Table:
             "", css_classes=["lk-empty-note"], stylesheets=[EMPTY_CSS], sizing_mode="stretch_width"
         )
         self.widget = pn.widgets.Tabulator(
-            pd.DataFrame([], columns=self.columns),
+            as_text(pd.DataFrame([], columns=self.columns)),
             show_index=False,
             disabled=True,
             selectable=False,
@@ -160,7 +173,7 @@ class Table:
             self.columns = list(df.columns)
             self.widget.formatters = self._formatters(self.columns)
             self.widget.widths = self._widths(self.columns)
-        shown = with_local_times(df, self.tz())
+        shown = as_text(with_local_times(df, self.tz()))
         if self.links and len(shown):
             shown = shown.copy()
             for c, url in self.links.items():
