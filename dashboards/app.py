@@ -102,9 +102,13 @@ def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabula
 
 def set_value(widget: pn.widgets.Tabulator, df: pd.DataFrame) -> None:
     """Replace a table's rows (as text, see `tables.as_text`) only when they changed, so a periodic refresh does
-    not redraw a steady table."""
-    df = as_text(df)
+    not redraw a steady table. `df` must have the columns the table was made with (its column definitions are
+    fixed: see `tables.Table`); other columns raise ValueError naming both."""
     current = widget.value
+    made = list(current.columns) if isinstance(current, pd.DataFrame) else []
+    if list(df.columns) != made:
+        raise ValueError(f"table rows with columns {list(df.columns)}; this table shows {made}")
+    df = as_text(df)
     if not (isinstance(current, pd.DataFrame) and current.shape == df.shape and current.equals(df)):
         widget.value = df
 
@@ -169,7 +173,7 @@ class OverviewView(View):
         self.latest = Table(
             data.RUN_COLUMNS, "lk-latest-runs", empty="No runs yet: `leadkit batch` makes the first one.", tz=app.tz
         )
-        self.latest.widget.on_click(self._open)
+        self.latest.on_click(self._open)
         self.failing = Table(
             FAILING_ORDER,
             "lk-failing-clients",
@@ -254,7 +258,7 @@ class RunsView(View):
         self.next = pn.widgets.Button(label="Next ›", color="default", css_classes=["lk-next"])
         self.info = pn.pane.HTML("", css_classes=["lk-page-info"])
         self.table = Table(data.RUN_COLUMNS, "lk-runs-table", empty="No runs yet.", tz=app.tz, colour=run_colour)
-        self.table.widget.on_click(self._open)
+        self.table.on_click(self._open)
         self.status.param.watch(lambda e: self._set(status=e.new), "value")
         self.client.param.watch(lambda e: self._set(client=e.new), "value")
         self.since.param.watch(lambda e: self._set(since=e.new.isoformat() if e.new else ""), "value")

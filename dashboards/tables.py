@@ -107,7 +107,13 @@ def with_local_times(df: pd.DataFrame, tz: str | None) -> pd.DataFrame:
 
 
 class Table:
-    """A read-only table with its empty-state sentence above it (`layout` is what to show)."""
+    """A read-only table with its empty-state sentence above it (`layout` is what to show).
+
+    A widget's columns are fixed when it is made: every column's formatter and width is declared then, from the
+    columns given, and `update` only ever gives it rows with those same columns (its `value`). Changing a live
+    Tabulator's column definitions makes the browser call `setColumns`, which throws "reading 'firstChild'" on a
+    table it is still building or has taken off the page. A read that brings other columns (a run's metric
+    columns) gets a new widget, put in the old one's place in `layout`."""
 
     def __init__(
         self,
@@ -128,28 +134,43 @@ class Table:
         self.colour = colour
         self.extra_widths = widths or {}
         self.links = links or {}
+        self.options = options
+        self.clicks: list[Callable[[Any], None]] = []
         self.empty = pn.pane.HTML(
             "", css_classes=["lk-empty-note"], stylesheets=[EMPTY_CSS], sizing_mode="stretch_width"
         )
-        self.widget = pn.widgets.Tabulator(
-            as_text(pd.DataFrame([], columns=self.columns)),
+        self.widget = self._make(self.columns)
+        self.layout = pn.Column(self.empty, self.widget, sizing_mode="stretch_width")
+        self.raw = pd.DataFrame([], columns=self.columns)
+
+    def _make(self, columns: list[str], rows: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
+        """A new widget showing `rows` (text, with exactly `columns`; none: no rows) whose column definitions
+        (formatters, widths) are those of `columns`, for good."""
+        widget = pn.widgets.Tabulator(
+            as_text(pd.DataFrame([], columns=columns)) if rows is None else rows,
             show_index=False,
             disabled=True,
             selectable=False,
             layout="fit_columns",
-            formatters=self._formatters(self.columns),
-            widths=self._widths(self.columns),
-            css_classes=[css_class],
+            formatters=self._formatters(columns),
+            widths=self._widths(columns),
+            css_classes=[self.css_class],
             sizing_mode="stretch_width",
             stylesheets=[WRAP_CSS],
-            **options,
+            **self.options,
         )
-        if colour is not None:
-            styler = self.widget.style
+        if self.colour is not None:
+            styler = widget.style
             assert styler is not None
-            styler.apply(colour, axis=1)
-        self.layout = pn.Column(self.empty, self.widget, sizing_mode="stretch_width")
-        self.raw = pd.DataFrame([], columns=self.columns)
+            styler.apply(self.colour, axis=1)
+        for callback in self.clicks:
+            widget.on_click(callback)
+        return widget
+
+    def on_click(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback` with Tabulator's click event when a cell is clicked (on this widget and any made later)."""
+        self.clicks.append(callback)
+        self.widget.on_click(callback)
 
     def _formatters(self, columns: Sequence[str]) -> dict[str, Any]:
         html_columns = {c for c in columns if is_time_column(c) or c in self.links}
@@ -167,22 +188,25 @@ class Table:
         return {c: f"{max(3, int(w * scale))}%" for c, w in out.items()}
 
     def update(self, df: pd.DataFrame, *, empty: str | None = None) -> None:
-        """Show `df` (plain values; time columns get their local-time hover here); when it has no rows, say so."""
+        """Show `df` (plain values; time columns get their local-time hover here); when it has no rows, say so.
+        Rows with the widget's columns only change its `value`; other columns get a new widget (see the class)."""
         self.raw = df
-        if list(df.columns) != self.columns:
-            self.columns = list(df.columns)
-            self.widget.formatters = self._formatters(self.columns)
-            self.widget.widths = self._widths(self.columns)
         shown = as_text(with_local_times(df, self.tz()))
         if self.links and len(shown):
             shown = shown.copy()
             for c, url in self.links.items():
-                shown[c] = [
-                    f'<a class="lk-link" href="{esc(url.format(quote(str(v))))}">{esc(v)}</a>' for v in shown[c]
-                ]
-        current = self.widget.value
-        if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
-            self.widget.value = shown
+                if c in shown.columns:
+                    shown[c] = [
+                        f'<a class="lk-link" href="{esc(url.format(quote(str(v))))}">{esc(v)}</a>' for v in shown[c]
+                    ]
+        if list(df.columns) != self.columns:
+            self.columns = list(df.columns)
+            self.widget = self._make(self.columns, shown)  # made with its rows, then put on the page
+            self.layout[1] = self.widget
+        else:
+            current = self.widget.value
+            if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
+                self.widget.value = shown
         note = "" if len(df) else (empty or self.empty_text).strip()
         self.empty.object = f'<p class="lk-empty {self.css_class}-empty">{esc(note)}</p>' if note else ""
 
