@@ -545,16 +545,8 @@ class App:
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = VIEW_CLASSES[key](self)
-        if any(o is view.layout for o in self.main.objects):
-            view.refresh()
-            return
-        view.attach = True  # put on the page by `put_on_page` once its read is in its tables
         view.refresh()
-
-    def put_on_page(self, view: View) -> None:
-        """Show `view` (its read is in its models), unless the viewer picked another view meanwhile."""
-        if self.views.get(self.state.view) is view:
-            self.main.objects = [view.layout]
+        self.main.objects = [view.layout]
 
     def tz(self) -> str | None:
         """The viewer's IANA time zone, once the browser has said it."""

@@ -12,8 +12,7 @@ running one must go round again. `inputs()` names what a read depends on besides
 page, the open run); it is taken before the read and compared after it, so a result whose inputs changed while
 it was read is never shown: the view reads again. What is shown is therefore always a read made with the inputs
 the page has at the moment it is shown. A read that ends after the viewer left the view is dropped: the view
-reads again when it is shown again. A view the viewer picks is put on the page only once its first read is in
-its tables, in the same callback: a table the browser is still building drops rows given to it meanwhile.
+reads again when it is shown again.
 
 Reads are shared by every session of the server (`dashboards.shared`): a read of the same view with the same
 inputs made by another tab within the interval is served from memory, and nothing is read again while the
@@ -85,7 +84,6 @@ class View:
         self._reading = False  # a reload is running: a new request makes it go round again
         self._fresh = False  # the next read must not be served from the shared cache (a viewer's own action)
         self._first = True  # no read of this view shown yet in this session (a page just opened)
-        self.attach = False  # the view was picked: it is put on the page with its next read already in its tables
 
     def inputs(self) -> Any:
         """What `read()` depends on besides the store (compared before and after a read). None: nothing."""
@@ -164,18 +162,8 @@ class View:
         return main is None or any(o is self.layout for o in main.objects)
 
     def _show_read(self, result: tuple[Any, str | None]) -> None:
-        if self.attach:  # picked: fill its tables off the page, then put it on (the browser builds them filled)
-            self.attach = False
-            try:
-                self._show_result(result)
-            finally:
-                self.app.put_on_page(self)
-            return
         if not self.on_page():  # its models are off the page: changing them makes the browser's tables throw
             return
-        self._show_result(result)
-
-    def _show_result(self, result: tuple[Any, str | None]) -> None:
         got, error = result
         if error is not None:
             self.show_error(error)
