@@ -4,15 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench dashboard lab clean
+.PHONY: setup demo test wheel-test lint typecheck pytest chromium bench chaos dashboard lab clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(PY) -m pip install -q -U pip 2>&1 | grep -v -i "location.*is ignored" || true
-	@$(PY) -m pip install -q -e '.[dev,dask]' 2>&1 | grep -v -i "location.*is ignored" || true
-	@$(PY) -c "import leadkit, papermill, panel, pyairtable, playwright" || (echo "setup failed: see pip output above" >&2; exit 1)
+	@$(PY) -m pip install -q -U pip > $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log >&2; exit 1; }
+	@$(PY) -m pip install -q -e '.[dev,dask]' >> $(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log >&2; echo "setup failed: pip's output is above (and in $(VENV)/setup.log)" >&2; exit 1; }
+	@$(PY) -c "import leadkit, papermill, panel, pyairtable, playwright" || { echo "setup failed: a package does not import; pip's output is in $(VENV)/setup.log" >&2; exit 1; }
 	@touch $(STAMP)
 
 demo: setup
@@ -32,7 +32,7 @@ typecheck: setup
 	$(VENV)/bin/mypy leadkit
 
 pytest: setup chromium
-	$(VENV)/bin/pytest -q -p no:randomly -m "not wheel" tests --nbval-lax notebooks
+	$(VENV)/bin/pytest -q -p no:randomly -m "not wheel and not chaos" tests --nbval-lax notebooks
 
 # the wheel round trip: build, install into a fresh virtualenv, run the demo outside the source tree (minutes)
 wheel-test: setup
@@ -40,10 +40,15 @@ wheel-test: setup
 
 test: setup chromium lint typecheck pytest
 
+chaos: setup
+	$(VENV)/bin/pytest -q -p no:randomly -m chaos tests/chaos
+	$(PY) bench/chaos.py --schedules 200
+
 bench: setup chromium
 	$(PY) bench/batch.py
 	$(PY) bench/harvest_scale.py
 	$(PY) bench/airtable_requests.py
+	$(PY) bench/airtable_scale.py
 	$(PY) bench/dashboard.py
 
 dashboard: setup

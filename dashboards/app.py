@@ -70,6 +70,8 @@ FAILING_ORDER = ["Client", "Status", "Hint", "Error", "Category", "Run ID"]
 AUTH_ORDER = ["Credential", "Result", "Hint", "Category", "HTTP", "Latency (ms)", "Checked (UTC)", "OK"]
 #: The Runs filter value for "any client Failed or Stale, whatever the run's status".
 HAS_FAILURES = "has-failures"
+#: The key of `lk.alert_summary` for alerts recorded with no channel (shown as a red tile too).
+UNSENT_KEY = "Alerts sent nowhere (24h)"
 ROW_COLOURS = {"Failed": "#f8d7da", "Completed with Errors": "#fff3cd", "Completed": "#d9f2d9", "Running": "#dbe9f6"}
 
 
@@ -149,6 +151,8 @@ class OverviewView(View):
         from bokeh.plotting import figure
 
         self.numbers = pn.pane.HTML("", stylesheets=[KV_CSS], sizing_mode="stretch_width")
+        # Red when alerts were recorded with no channel to send them to: nobody was told.
+        self.unsent = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["lk-unsent-alerts"])
         statuses = list(STATUS_COLOURS)
         self.source = ColumnDataSource(data={"day": [], **{s: [] for s in statuses}})
         self.days = FactorRange(factors=[])
@@ -188,6 +192,7 @@ class OverviewView(View):
         self.layout[:] = [
             pn.pane.Markdown("## Overview"),
             self.message,
+            self.unsent,
             self.numbers,
             pn.pane.Bokeh(self.chart, sizing_mode="stretch_width"),
             pn.pane.Markdown("### Failing clients (their latest run failed)"),
@@ -222,6 +227,14 @@ class OverviewView(View):
 
     def show(self, got: dict[str, Any]) -> None:
         self.numbers.object = key_values(got["numbers"], "lk-numbers")
+        unsent = got["numbers"].get(UNSENT_KEY)
+        self.unsent.object = (
+            f"**Alerts sent nowhere in the last 24 h: {unsent}.** Nobody was told. Set `LEADKIT_ALERT_URLS` in the "
+            "workspace's `.env` (`leadkit doctor` checks it; `leadkit alerts test` sends a test message)."
+            if unsent
+            else ""
+        )
+        self.unsent.visible = bool(unsent)
         by_day = got["by_day"]
         self.days.factors = list(by_day["day"])
         self.source.data = {c: list(by_day[c]) for c in ["day", *STATUS_COLOURS]}

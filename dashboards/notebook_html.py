@@ -125,8 +125,9 @@ _SAFE_MIMETYPES = ("text/plain", "image/png", "image/jpeg", "application/json")
 
 
 def _clean_outputs(nb: Any) -> None:
-    """Keep only safe output types; clean HTML outputs down to `SAFE_TAGS` with class attributes only."""
-    import bleach
+    """Keep only safe output types; clean HTML outputs down to `SAFE_TAGS` with class attributes only (nh3:
+    any other tag is dropped, and the content of `script` and `style` with it)."""
+    import nh3
 
     for cell in nb.get("cells", []):
         for output in cell.get("outputs", []):
@@ -137,7 +138,7 @@ def _clean_outputs(nb: Any) -> None:
                 if mime in _MARKUP_MIMETYPES:
                     value = data[mime]
                     text = "".join(value) if isinstance(value, list) else str(value)
-                    data[mime] = bleach.clean(text, tags=SAFE_TAGS, attributes={"*": ["class"]})
+                    data[mime] = nh3.clean(text, tags=set(SAFE_TAGS), attributes={"*": {"class"}}, link_rel=None)
                 elif mime not in _SAFE_MIMETYPES:
                     del data[mime]
 

@@ -1,21 +1,28 @@
-"""Apify capacity shared by a whole batch: at most N actor runs in flight across every kernel (and every dask
-worker) that the batch started.
+"""Apify capacity shared by every batch of an account: at most N actor runs in flight across every kernel (and
+every dask worker) that spends the same Apify account.
 
-The batch decides N once (`APIFY_MAX_CONCURRENT_RUNS`, else the account's free capacity from
-`GET /v2/users/me/limits`, else `DEFAULT_RUNS`) and hands its kernels a limiter spec in `SLOTS_ENV`. A harvester
+The batch decides N (`APIFY_MAX_CONCURRENT_RUNS`, else the account's limit from `GET /v2/users/me/limits`
+(`account_run_limit`), else `DEFAULT_RUNS`) and hands its kernels a limiter spec in `SLOTS_ENV`. A harvester
 wraps each actor run in `apify_slot()`; outside a batch (no spec) the context manager does not wait.
 
-Local batches share N lock files under the workspace: a slot is an exclusive `flock` on one of them, so a kernel
-that dies frees its slot with its file descriptors, and no count can drift. On dask the slots are a
-`distributed.Semaphore` on the batch's scheduler, shared by every worker's kernels.
+The slots belong to the account (a hash of APIFY_API_URL and APIFY_TOKEN), not to the batch: local batches of
+every workspace of the user on the machine share N lock files in one folder per account (`account_slot_dir`), a
+slot being an exclusive `flock` on one of them, so a kernel that dies frees its slot with its file descriptors
+and no count can drift; batches with different N share the files, so together they never hold more than the
+largest N. On dask the slots are one `distributed.Semaphore` per account on the scheduler, shared by every
+batch's kernels on every worker. Without a token in the environment the slots are the batch's own (its folder,
+its semaphore name).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import random
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -58,20 +65,22 @@ class SlotSpec:
 
 
 @contextmanager
-def apify_slot(*, timeout_s: float | None = None) -> Iterator[None]:
-    """Hold one of the batch's Apify run slots for the duration of the block (wait for a free one first).
+def apify_slot(*, timeout_s: float | None = None, spec: SlotSpec | None = None) -> Iterator[None]:
+    """Hold one of the account's Apify run slots for the duration of the block (wait for a free one first), as
+    `spec` says (by default the batch's spec in the environment).
 
-    RateLimitError when none came free within `timeout_s`. Without a batch's spec in the environment: no wait."""
-    text = os.environ.get(SLOTS_ENV, "")
-    if not text:
-        yield
-        return
-    spec = SlotSpec.from_env(text)
+    RateLimitError when none came free within `timeout_s`. Without a spec: no wait."""
+    if spec is None:
+        text = os.environ.get(SLOTS_ENV, "")
+        if not text:
+            yield
+            return
+        spec = SlotSpec.from_env(text)
     if spec.kind == "dask":
         with _dask_slot(spec, timeout_s):
             yield
     else:
-        with file_slot(Path(spec.path), spec.limit, timeout_s=timeout_s):
+        with file_slot(account_slot_dir(spec), spec.limit, timeout_s=timeout_s):
             yield
 
 
@@ -108,7 +117,7 @@ def file_slot(folder: Path, limit: int, *, timeout_s: float | None = None) -> It
     """One of `limit` exclusive lock files in `folder`; yields the slot's number."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         for slot in random.sample(range(limit), limit):
@@ -129,16 +138,66 @@ def file_slot(folder: Path, limit: int, *, timeout_s: float | None = None) -> It
 
 
 _DASK: dict[str, Any] = {}
+_DASK_LOCK = threading.Lock()
+
+
+def scheduler_client(address: str) -> Any:
+    """This process's `distributed.Client` of the scheduler at `address` (made once, kept for the process)."""
+    from distributed import Client
+
+    with _DASK_LOCK:
+        client = _DASK.get(address)
+        if client is None:
+            client = _DASK[address] = Client(address, set_as_default=False, timeout=30)
+        return client
+
+
+def dask_scheduler_from_env() -> str:
+    """The scheduler address of the batch this process runs for (a kernel a dask worker started), or ""."""
+    text = os.environ.get(SLOTS_ENV, "")
+    if not text:
+        return ""
+    try:
+        spec = SlotSpec.from_env(text)
+    except DataError:
+        return ""
+    return spec.scheduler if spec.kind == "dask" else ""
+
+
+def account_key() -> str:
+    """Names the Apify account this process's runs are charged to: a hash of APIFY_API_URL and APIFY_TOKEN
+    from the environment ("" without a token)."""
+    token = os.environ.get("APIFY_TOKEN", "").strip()
+    if not token:
+        return ""
+    url = os.environ.get("APIFY_API_URL", "https://api.apify.com").rstrip("/")
+    return hashlib.sha256(f"{url}\n{token}".encode()).hexdigest()[:24]
+
+
+def account_slot_dir(spec: SlotSpec) -> Path:
+    """Where the file slots of the account live: one folder per user and account in the system's temporary
+    folder, so every batch of every workspace of this user on this machine that spends the same Apify account
+    shares them; the batch's own folder (`spec.path`) when the account is unknown (no token in the env)."""
+    key = account_key()
+    if not key:
+        return Path(spec.path)
+    return Path(tempfile.gettempdir()) / f"leadkit-apify-slots-{os.getuid()}" / key
+
+
+def account_semaphore_name(spec: SlotSpec) -> str:
+    """The dask semaphore of the account's slots (the batch's own name when the account is unknown)."""
+    key = account_key()
+    return f"leadkit-apify-account-{key}" if key else spec.name
 
 
 @contextmanager
 def _dask_slot(spec: SlotSpec, timeout_s: float | None) -> Iterator[None]:
-    from distributed import Client, Semaphore
+    from distributed import Semaphore
 
-    client = _DASK.get(spec.scheduler)
-    if client is None:
-        client = _DASK[spec.scheduler] = Client(spec.scheduler, set_as_default=False, timeout=30)
-    semaphore = Semaphore(max_leases=spec.limit, name=spec.name, scheduler_rpc=client.scheduler, loop=client.loop)
+    client = scheduler_client(spec.scheduler)
+    semaphore = Semaphore(
+        max_leases=spec.limit, name=account_semaphore_name(spec), scheduler_rpc=client.scheduler, loop=client.loop
+    )
     if not semaphore.acquire(timeout=timeout_s):
         raise _no_slot(spec.limit, timeout_s)
     try:
@@ -154,15 +213,14 @@ def _no_slot(limit: int, timeout_s: float | None) -> RateLimitError:
     )
 
 
-def account_free_runs(apify: Any) -> int | None:
-    """The account's free actor-run capacity, from `GET /v2/users/me/limits`: `limits.maxConcurrentActorJobs`
-    less `current.activeActorJobCount`; None when it cannot be read. `apify` is a `leadkit.harvest.ApifyClient`."""
+def account_run_limit(apify: Any) -> int | None:
+    """The account's cap on actor runs at once (`limits.maxConcurrentActorJobs` of `GET /v2/users/me/limits`),
+    which every batch of the account shares through its slots; None when it cannot be read. It does not
+    shrink when another batch is running: that batch holds slots of the same account, so the two together stay
+    within the cap."""
     try:
         body = apify.http.request_json("GET", "/v2/users/me/limits").data
-        data = body["data"]
-        limit = int(data["limits"]["maxConcurrentActorJobs"])
-        active = int(data["current"]["activeActorJobCount"])
+        return max(1, int(body["data"]["limits"]["maxConcurrentActorJobs"]))
     except (LeadkitError, KeyError, TypeError, ValueError) as exc:
         log.warning("could not read the Apify account's limits: %s", exc)
         return None
-    return max(0, limit - active)

@@ -16,6 +16,18 @@ from leadkit.models import Failure, utcnow
 
 _NORMALISERS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"https?://[^\s'\"]+"), "<url>"),
+    # an Apify run, dataset or key-value store ID, or any ID a message names as such (random base62 letters)
+    (
+        re.compile(
+            r"\b((?:Apify |actor )?(?:run|runs|dataset|datasets|key-value store|request|record|build)[ /:#]+)"
+            r"[A-Za-z0-9]{8,}\b",
+            re.IGNORECASE,
+        ),
+        r"\1<id>",
+    ),
+    # an Apify ID anywhere: 17 random base62 characters, mixed case (not a CamelCase word such as an error's name)
+    (re.compile(r"\b(?!(?:[A-Z][a-z]+)+\b)(?=[A-Za-z0-9]*[a-z])(?=[A-Za-z0-9]*[A-Z])[A-Za-z0-9]{17}\b"), "<id>"),
+    (re.compile(r"\b(?=[A-Za-z]*\d)(?=\d*[A-Za-z])[A-Za-z0-9]{10,}\b"), "<id>"),  # letters and digits mixed
     (re.compile(r"\b\d{6}-\d{6}(?:-[A-Za-z0-9_.-]+)?"), "<run>"),
     (re.compile(r"\bSR-\d{6}-\d{3}[\w-]*"), "<run>"),
     (re.compile(r"\b(?:rec|app|tbl|fld|usr)[A-Za-z0-9]{14}\b"), "<id>"),
@@ -26,7 +38,9 @@ _NORMALISERS: list[tuple[re.Pattern[str], str]] = [
 
 
 def fingerprint(category: str, message: str) -> str:
-    """The message with run IDs, record IDs, URLs, times and numbers normalised, prefixed by its category."""
+    """The message with what changes from one occurrence of the same problem to the next normalised (URLs, hosts'
+    ports, leadkit run IDs, Apify run, dataset and other random IDs, Airtable record IDs, times, hex and numbers),
+    prefixed by its category: one upstream problem over many runs is one fingerprint."""
     text = message.strip().splitlines()[0] if message.strip() else ""
     for pattern, replacement in _NORMALISERS:
         text = pattern.sub(replacement, text)

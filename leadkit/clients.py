@@ -20,12 +20,18 @@ from typing import Any
 from leadkit.errors import DataError
 from leadkit.models import Client
 
+if typing.TYPE_CHECKING:
+    from leadkit.store.base import Store
+
 __all__ = [
     "NEW_CLIENT_DEFAULTS",
     "ClientRow",
+    "FieldChange",
     "Setting",
     "apply_settings",
+    "save_clients",
     "client_settings",
+    "field_changes",
     "read_clients_csv",
     "setting_for_column",
 ]
@@ -213,6 +219,50 @@ def apply_settings(client_id: str, current: Client | None, changes: Mapping[str,
     if not changes.get("name"):
         raise DataError(f"client {client_id!r} does not exist yet: give its name (--name, or a name column)")
     return Client(client_id=client_id, **{**NEW_CLIENT_DEFAULTS, **changes})
+
+
+def save_clients(store: Store, clients: typing.Sequence[Client]) -> None:
+    """Write these clients (an import's added and updated ones): in requests of 10 on a store that batches
+    (Airtable), else one by one. Each write carries the client's every setting, so after a failure part way the
+    same import run again finishes it, creating nothing twice."""
+    many = getattr(store, "save_clients", None)
+    if many is not None:
+        many(list(clients))
+        return
+    for client in clients:
+        store.save_client(client)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One setting an import changes: its CSV column, the value before (None for a new client's settings) and
+    after, both as `clients --json` writes them (`post_access` yes/no, a blank setting None)."""
+
+    column: str
+    old: Any
+    new: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.column, "old": self.old, "new": self.new}
+
+
+def _as_written(client: Client) -> dict[str, Any]:
+    """Every setting of `client` by its CSV column, as `clients --json` writes it."""
+    shown = client.to_dict()
+    out = {}
+    for setting in client_settings():
+        out[setting.column] = shown.get(setting.field, getattr(client, setting.field))
+    return out
+
+
+def field_changes(before: Client | None, after: Client) -> list[FieldChange]:
+    """The settings that differ between `before` and `after`, in the order of `Client`'s fields; for a new client
+    (`before` None) every setting it gets, with old None."""
+    new = _as_written(after)
+    if before is None:
+        return [FieldChange(column, None, value) for column, value in new.items()]
+    old = _as_written(before)
+    return [FieldChange(column, old[column], new[column]) for column in new if old[column] != new[column]]
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """CSV files as people have them: UTF-8 with or without a BOM (cp1252, Excel's Western encoding, as a fallback),
-any common delimiter (sniffed), headers matched ignoring case, spaces and punctuation."""
+any common delimiter (sniffed), headers matched ignoring case, spaces and punctuation; a quoted field keeps its line
+breaks and any Unicode separator inside it."""
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +72,9 @@ def read_csv(path: Path, *, required: tuple[str, ...] = (), what: str = "CSV") -
         delimiter = csv.Sniffer().sniff(sample.split("\n", 1)[0] or sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
         delimiter = ","
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    # the csv module splits records itself: a quoted field keeps its line breaks, and a U+2028, U+2029, form
+    # feed or vertical tab inside a field stays in it (str.splitlines would cut the record there)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:

@@ -3,7 +3,9 @@
 `serve_dashboard` blocks until Ctrl-C (the `leadkit dashboard` command and the end of `leadkit demo`);
 `start_dashboard` serves on a background thread and returns a handle with `.url` and `.stop()` (tests, bench).
 With `basic_auth="user:password"` every page and the websocket need a login (Panel's basic auth: a login form and
-a signed cookie), so a request without credentials gets no data.
+a signed cookie), so a request without credentials gets no data; the form returns to the page asked for.
+`decide_login` takes the login from LEADKIT_DASHBOARD_AUTH (environment, ./.env, the workspace's .env) and refuses
+a non-loopback address without one.
 
 Panel is imported only here, when a dashboard is served: `import leadkit` stays cheap.
 """
@@ -52,6 +54,72 @@ def parse_basic_auth(value: str) -> dict[str, str]:
             "the value given is not in that form"
         )
     return {user.strip(): password}
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if address.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Login:
+    """The dashboard's login as decided from the options and the settings: `basic_auth` (None: no login) and the
+    warnings to print."""
+
+    basic_auth: str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def decide_login(address: str, option: str | None, *, no_login: bool, home: Path | str | None = None) -> Login:
+    """The login the dashboard asks for: `--basic-auth` (`option`) when given, else LEADKIT_DASHBOARD_AUTH from
+    the environment, ./.env or the workspace's .env (`home`). A login on the command line works, with a warning
+    (every user of the host sees it in `ps`). A non-loopback address without a login is refused (ConfigError,
+    exit 2) unless `no_login` insists."""
+    from leadkit.config import DashboardSettings, load
+
+    warnings = []
+    if option is not None:
+        parse_basic_auth(option)
+        warnings.append(
+            "warning: --basic-auth on the command line is visible to every user of this host (`ps`); put "
+            "LEADKIT_DASHBOARD_AUTH=USER:PASSWORD in the workspace's .env (mode 600) or the environment instead"
+        )
+        auth: str | None = option
+    else:
+        secret = load(DashboardSettings, home).leadkit_dashboard_auth
+        auth = secret.get_secret_value() if secret is not None and secret.get_secret_value() else None
+        if auth is not None:
+            try:
+                parse_basic_auth(auth)
+            except DataError:
+                raise DataError(
+                    "LEADKIT_DASHBOARD_AUTH must be USER:PASSWORD (a user name, a colon, then a non-empty password); "
+                    "the value set is not in that form (not shown)"
+                ) from None
+    if no_login:
+        if auth is not None:
+            warnings.append("warning: --no-login: serving without the login that LEADKIT_DASHBOARD_AUTH sets")
+        auth = None
+        if not is_loopback(address):
+            warnings.append(
+                f"warning: serving on {address} with no login (--no-login): anyone who can reach it sees client "
+                "names, run records and failures, and can change failure triage"
+            )
+    elif auth is None and not is_loopback(address):
+        raise ConfigError(
+            f"refusing to serve the dashboard on {address} without a login: anyone who can reach it would see "
+            "client names, run records and failures",
+            hint="Set LEADKIT_DASHBOARD_AUTH=USER:PASSWORD in the workspace's .env or the environment (and put a "
+            "TLS proxy in front of a shared dashboard), or pass --no-login to serve it open anyway.",
+        )
+    return Login(auth, warnings)
 
 
 def check_address(address: str, port: int) -> None:
@@ -200,7 +268,7 @@ def serve_dashboard(
     server = _make_server(ws, port=port, address=address, basic_auth=basic_auth, refresh_s=refresh_s)
     url = f"http://{address}:{server.port}/"
     if open_message:
-        login = " (log in with the --basic-auth user and password)" if basic_auth else ""
+        login = " (log in with the LEADKIT_DASHBOARD_AUTH user and password)" if basic_auth else ""
         print(f"dashboard: {url}{login}  (workspace {ws.home}; Ctrl-C to stop)", flush=True)
     server.start()
     if show:

@@ -141,21 +141,61 @@ def run_doctor(
     opened = ws_or_none is not None or store_problem is not None  # a read-only workspace still has a store
     if opened or all(c.ok for c in workspace) or settings.leadkit_store.startswith("airtable://"):
         report.checks.extend(check_store(ws_or_none, settings, store_problem))
-    report.checks.extend(check_alerts(ws_or_none))
+    report.checks.extend(check_alerts(ws_or_none, Path(settings.leadkit_home)))
     return report
 
 
-def check_alerts(ws: Workspace | None) -> list[DoctorCheck]:
-    """Each alert channel's last delivery; a failed one is retried with the next alert (see `leadkit alerts`)."""
+def check_alerts(ws: Workspace | None, home: Path | None = None) -> list[DoctorCheck]:
+    """The alert channels: each one's last delivery (a failed one is retried with the next alert, see `leadkit
+    alerts`); a channel Apprise cannot use is a failure; no channel at all, once the workspace has run a real
+    batch, or alerts recorded with no channel to send them, are warnings."""
     from leadkit.alerts.engine import alert_settings, channel_states
 
     try:
-        states = channel_states(ws.store if ws is not None else None, alert_settings())
+        states = channel_states(ws.store if ws is not None else None, alert_settings(ws.home if ws else home))
     except LeadkitError as exc:
         return [_from_error("alerts", exc)]
+    out = []
+    unsent = _unsent_alerts(ws)
     if not states:
-        return [_ok("alerts", "no channel in LEADKIT_ALERT_URLS: alerts are recorded, not sent")]
-    return [
+        real = _real_batches(ws)
+        hint = (
+            "Set LEADKIT_ALERT_URLS (in the environment or the workspace's .env) to one or more Apprise URLs, e.g. "
+            "mailto://user:pass@smtp.example.com?to=ops@example.com, then `leadkit alerts test`."
+        )
+        if unsent:
+            out.append(
+                _warn(
+                    "alerts",
+                    Category.CONFIG,
+                    f"{unsent} alert(s) of the last 7 days were recorded with no channel: nobody was told",
+                    hint,
+                )
+            )
+        elif real:
+            out.append(
+                _warn(
+                    "alerts",
+                    Category.CONFIG,
+                    f"no channel in LEADKIT_ALERT_URLS, and this workspace runs batches ({real}): a failure "
+                    "would be recorded, not sent",
+                    hint,
+                )
+            )
+        else:
+            out.append(_ok("alerts", "no channel in LEADKIT_ALERT_URLS: alerts are recorded, not sent"))
+        return out
+    if unsent:
+        out.append(
+            _warn(
+                "alerts:(no channel)",
+                Category.CONFIG,
+                f"{unsent} alert(s) of the last 7 days were recorded with no channel (sent while none was set)",
+                "They are in `leadkit alerts`; keep LEADKIT_ALERT_URLS set where batches run (the workspace's .env "
+                "is read from any folder).",
+            )
+        )
+    out.extend(
         _ok(
             f"alerts:{s.channel}",
             f"last delivery {s.last_at:%Y-%m-%d %H:%M} UTC arrived" if s.last_at else "no alert yet",
@@ -169,7 +209,40 @@ def check_alerts(ws: Workspace | None) -> list[DoctorCheck]:
             "Check the channel (`leadkit alerts test`): its host, port and credentials in LEADKIT_ALERT_URLS.",
         )
         for s in states
-    ]
+    )
+    return out
+
+
+def _unsent_alerts(ws: Workspace | None) -> int:
+    """Messages of the last 7 days recorded with no channel (not tests)."""
+    from datetime import timedelta
+
+    from leadkit.models import utcnow
+    from leadkit.store.base import AlertRecords
+
+    if ws is None or not isinstance(ws.store, AlertRecords):
+        return 0
+    try:
+        alerts = ws.store.list_alerts(since=utcnow() - timedelta(days=7), limit=1000)
+    except LeadkitError:
+        return 0
+    return len({a.message_id for a in alerts if not a.channel and a.kind != "test"})
+
+
+def _real_batches(ws: Workspace | None) -> str:
+    """'' when the workspace has run no batch for a client other than the demo's, else a few words on one."""
+    from leadkit.workspace import demo_client_ids
+
+    if ws is None:
+        return ""
+    demo = demo_client_ids(ws.home)
+    try:
+        for record in ws.store.list_client_runs(limit=200):
+            if record.client_id not in demo:
+                return f"run {record.run_id} ran {record.client_id}"
+    except LeadkitError:
+        return ""
+    return ""
 
 
 # ------------------------------------------------------------------------------------------------ dependencies
@@ -540,7 +613,42 @@ def check_workspace(ws: Workspace | None, settings: Settings) -> list[DoctorChec
                 "Executed notebooks and logs are written there: fix its permissions or point LEADKIT_HOME elsewhere.",
             )
         ]
-    return [_ok("workspace", f"{home} exists and is writable")]
+    return [_ok("workspace", f"{home} exists and is writable"), *check_private(home)]
+
+
+def check_private(home: Path) -> list[DoctorCheck]:
+    """The workspace's `.env` (tokens, alert channel URLs, the dashboard login) and the folder itself (client
+    data) are not readable by every user of the host; each one that is, is a warning with the chmod that fixes
+    it."""
+    import stat
+
+    out = []
+    env = home / ".env"
+    try:
+        env_mode = env.stat().st_mode if env.is_file() else None
+        home_mode = home.stat().st_mode
+    except OSError:
+        return []
+    if env_mode is not None and env_mode & (stat.S_IROTH | stat.S_IWOTH):
+        out.append(
+            _warn(
+                "workspace:.env",
+                Category.CONFIG,
+                f"{env} is readable by every user of this host (mode {stat.S_IMODE(env_mode):o}); it holds tokens",
+                f"chmod 600 {env}",
+            )
+        )
+    if home_mode & stat.S_IROTH:
+        out.append(
+            _warn(
+                "workspace:mode",
+                Category.CONFIG,
+                f"the workspace {home} is readable by every user of this host (mode {stat.S_IMODE(home_mode):o}); "
+                "it holds client names, leads and run records",
+                f"chmod 700 {home}  (or chmod 750 to share it with your group)",
+            )
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ store

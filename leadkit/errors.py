@@ -10,7 +10,8 @@ about it) and an *exit code* (what a scheduler sees)::
     ├── RateLimitError           rate_limit exit 1   429 that outlasted the wait
     ├── UpstreamError            upstream   exit 1   5xx, 408, timeouts, dropped connections
     │   └── DeadlineExceeded                       a client's time budget ran out
-    ├── MissingRecordError       missing_record exit 1
+    ├── NotFound                 missing_record exit 2   what was asked for (run, client, client run) is not there
+    │   └── MissingRecordError                     a record looked up in the store
     ├── SchemaError              schema     exit 2   unknown field, missing select option or table
     ├── DependencyError          dependency exit 2   a declared package that does not import
     ├── DataError                data       exit 2   bad input (also a ValueError)
@@ -55,7 +56,7 @@ HINTS: dict[Category, str] = {
     "`leadkit airtable provision` or add it by hand.",
     Category.DEPENDENCY: "A declared dependency does not import: run `make setup` (or "
     "`pip install -e .`) in the environment that runs leadkit.",
-    Category.DATA: "The input is not valid; the message names it and what would be accepted.",
+    Category.DATA: "Nothing was changed: correct that input and run the command again.",
     Category.BUG: "An unexpected error inside leadkit; the traceback is kept with the failure.",
 }
 
@@ -106,8 +107,15 @@ class DeadlineExceeded(UpstreamError):
     """The time budget of a client's run (derived from the notebook's timeout) ran out before the work ended."""
 
 
-class MissingRecordError(LeadkitError):
+class NotFound(LeadkitError):
+    """What was asked for (a run, a client, a client of a run) is not there: bad input, exit 2, nothing changed."""
+
     category = Category.MISSING_RECORD
+    exit_code = 2
+
+
+class MissingRecordError(NotFound):
+    """A record looked up in the store (by the ID a command was given) does not exist."""
 
 
 class SchemaError(LeadkitError):

@@ -23,8 +23,13 @@ if TYPE_CHECKING:
     from leadkit.workspace import Workspace
 
 __all__ = [
+    "FAILED_OUTCOMES",
     "Attempt",
     "FailedClient",
+    "batch_exit_code",
+    "clients_failed",
+    "counts_as_failed",
+    "outcome",
     "RunStatusChange",
     "latest_failed",
     "list_attempts",
@@ -203,6 +208,42 @@ def latest_attempt(store: Store, client_id: str) -> ClientRun | None:
     return max(contenders, key=lambda r: attempt_started_at(store, r))
 
 
+# ------------------------------------------------------------------------------------------------ one outcome
+#: The outcomes of a client's attempt that count as failed: `runs` counts them in `clients_failed`, `failures`
+#: calls them unresolved, `rerun --failed` re-runs them, `health` says so and a batch with one exits 1. A client
+#: that "Completed with Errors" (an upstream failure on some of its leads) counts as failed; "Interrupted" (a
+#: batch stopped by a signal) is listed for the stores that record it.
+FAILED_OUTCOMES = frozenset({"Failed", "Stale", "Completed with Errors", "Interrupted"})
+#: The outcomes that count as done: nothing to re-run.
+DONE_OUTCOMES = frozenset({"Completed", "Skipped"})
+
+
+def outcome(record: ClientRun) -> str:
+    """The one outcome of a record's current attempt: Completed, Completed with Errors, Failed, Stale, Skipped,
+    Interrupted (where recorded) or Running (not ended yet). Every report reads it here."""
+    return record.status.value
+
+
+def counts_as_failed(record: ClientRun) -> bool:
+    """Whether the record's current attempt counts as failed (see `FAILED_OUTCOMES`)."""
+    return outcome(record) in FAILED_OUTCOMES
+
+
+def clients_failed(records: Sequence[ClientRun]) -> int:
+    """How many of a run's records count as failed (what `leadkit runs` shows as `clients_failed`)."""
+    return sum(1 for r in records if counts_as_failed(r))
+
+
+def batch_exit_code(run: Run, records: Sequence[ClientRun], *, lost_lease: bool = False) -> int:
+    """The exit code of a batch over `records`: 3 when it lost its lease to another batch, 1 when any client
+    counts as failed or the run itself did not complete, else 0 (every client Completed or Skipped)."""
+    if lost_lease:
+        return 3
+    if any(counts_as_failed(r) for r in records) or run.status.value != "Completed":
+        return 1
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ re-run what failed
 @dataclass(frozen=True)
 class FailedClient:
@@ -221,7 +262,8 @@ def latest_failed(
     client_ids: Sequence[str] | None = None,
     category: str | None = None,
 ) -> list[FailedClient]:
-    """The clients whose latest attempt (`latest_attempt`, as it is now) is Failed or Stale, optionally only
+    """The clients whose latest attempt (`latest_attempt`, as it is now) counts as failed (`counts_as_failed`:
+    Failed, Stale, Completed with Errors, Interrupted), optionally only
     those named, of one failure category, or whose attempt started at or after `since`; by client ID. Unknown
     client IDs or categories are refused with the accepted values."""
     from leadkit.classify import classified
@@ -238,7 +280,7 @@ def latest_failed(
     out = []
     for cid in sorted(client_ids or known):
         record = latest_attempt(ws.store, cid)
-        if record is None or record.status not in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
+        if record is None or not counts_as_failed(record):
             continue
         failure = classified(record.failure) if record.failure is not None else None
         found = failure.category if failure is not None else ""

@@ -192,7 +192,7 @@ def classify_response(
         said += f" ({err_message})" if err_message else ""
     else:
         said = f"; the body is not JSON ({_describe_body(content_type, body)}). {HTML_NOTE}"
-    where = f"{service} answered {status} for {url}{said}"
+    where = f"{service} answered {status} for {url}{said}".rstrip(".")
 
     if status in (401, 403):
         return AuthError(f"{where}. The token was refused or lacks access.", **details)

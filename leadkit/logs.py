@@ -60,7 +60,7 @@ class JsonLinesHandler(logging.Handler):
                     "pid": record.process,
                 }
             )
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, (line + "\n").encode())
             finally:

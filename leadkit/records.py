@@ -334,8 +334,18 @@ class RunRecordService:
                     f"the batch running it ({dead.started_by}) is gone (heartbeat {int(age.total_seconds())} s "
                     "old): it stopped without finishing it"
                 )
+            # Compare before writing: the list may be old by now. A record that finished, or whose heartbeat
+            # moved since it was listed (its process is alive after all), is left alone.
+            current = self.store.get_client_run(record.run_id, record.client_id)
+            if (
+                current is None
+                or current.status is not ClientRunStatus.RUNNING
+                or current.heartbeat_at > record.heartbeat_at
+            ):
+                continue
             if self.store.write_left_save(record.run_id, record.client_id):  # the progress its process held back
-                record = self.store.get_client_run(record.run_id, record.client_id) or record
+                current = self.store.get_client_run(record.run_id, record.client_id) or current
+            record = current
             event = RunEvent(
                 run_id=record.run_id,
                 client_id=record.client_id,
@@ -349,8 +359,25 @@ class RunRecordService:
             record.reason = reason
             record.ended_at = now
             self.store.save_client_run(record, [event])
+            self._release(record)
             swept.append(record)
         return swept
+
+    def _release(self, record: ClientRun) -> None:
+        """A swept record's process died without settling it (a batch killed with its kernels): its actor runs
+        are aborted (or, SUCCEEDED, kept to be read) and its Processing leads released, as settling a dead kernel
+        does. Imported here: the harvest modules (httpx) stay off the kernels' import path of this module."""
+        from leadkit.config import get_settings
+        from leadkit.harvest.orphans import release_orphans
+
+        try:
+            released = release_orphans(self.store, get_settings(), record)
+            if released.message():
+                self.store.add_events(
+                    [RunEvent(record.run_id, record.client_id, "harvest", EventKind.INFO, released.message())]
+                )
+        except LeadkitError as exc:
+            log.warning("ClientRun %s: could not release what its process held: %s", record.client_run_id, exc)
 
     def starter_gone(self, run: Run) -> bool:
         """The process that started (or resumed) `run` is gone: on this host, no process with its PID that is
@@ -360,20 +387,43 @@ class RunRecordService:
             return False
         return not _started_it(int(pid), run.started_at)
 
+    def _elsewhere(self, run: Run) -> bool:
+        """`run` was started under another host name than this one's (another host, or this one renamed)."""
+        host, _, _ = run.started_by.rpartition(":")
+        return host != socket.gethostname()
+
     def sweep_runs(self, streams: Collection[int], *, keep: str | None = None) -> list[Run]:
         """Runs of `streams` left Running by a batch that is gone become Failed with the reason. Call it under
         those streams' leases, after `sweep`: a Run is the batch's when no ClientRun of it is Running any more
-        and the process that started it (`started_by`, host:pid) is not alive on this host (or is elsewhere).
-        `keep` is a run ID never swept (the caller's own)."""
+        and the process that started it (`started_by`, host:pid) is not alive on this host, or, started under
+        another host name, nothing of it (start, heartbeats) is newer than the stale TTL. The Run is read again
+        just before it is written. `keep` is a run ID never swept (the caller's own)."""
         from leadkit.store.base import RunFilter
 
         failed = []
+        now = self.now()
         for run in self.store.list_runs(RunFilter(status=RunStatus.RUNNING.value), limit=1000):
-            if run.stream not in streams or run.run_id == keep or not self.starter_gone(run):
+            if run.stream not in streams or run.run_id == keep:
+                continue
+            here = self.starter_gone(run)
+            if not here and not self._elsewhere(run):
                 continue
             records = self.store.list_client_runs(run_id=run.run_id)
             if any(r.status is ClientRunStatus.RUNNING for r in records):
                 continue
+            if not here:
+                # Started on another host (or this one under another name: a container or pod restart): nothing
+                # to look at but its records. Quiet for longer than the TTL is gone; under the lease, nobody else
+                # runs it.
+                last = max(
+                    [run.started_at, *(r.heartbeat_at for r in records), *(r.ended_at for r in records if r.ended_at)]
+                )
+                if now - last <= self.stale_after:
+                    continue
+            current = self.store.get_run(run.run_id)  # compare before writing: it may have finished meanwhile
+            if current is None or current.status is not RunStatus.RUNNING:
+                continue
+            run = current
             open_ = sum(1 for r in records if not r.status.done)
             reason = (
                 f"the batch that ran it ({run.started_by}) stopped without finishing it: {open_} of {len(records)} "

@@ -13,16 +13,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from leadkit import logs
+from leadkit import deadline_scope, logs
 from leadkit.classify import failure_from
 from leadkit.config import Settings
 from leadkit.deadline import Deadline
 from leadkit.durations import format_duration
-from leadkit.errors import DataError, LeadkitError
+from leadkit.errors import DataError, LeadkitError, NotebookError
 from leadkit.models import Client, ClientRun, ClientRunStatus, DuePolicy, EventKind, Failure, Lead, RunEvent, utcnow
 from leadkit.records import RunRecordService, from_handoff
 from leadkit.runids import RunId
 from leadkit.store.base import LeadBase, Store
+from leadkit.words import plural
 
 log = logging.getLogger("leadkit.workflow")
 
@@ -174,10 +175,13 @@ def harvest_stage(ctx: StageContext) -> StageResult:
 
     def on_batch(outcome: BatchOutcome) -> None:
         kind = EventKind.FAILED if outcome.error else EventKind.COMPLETED
-        status = outcome.apify_status or "-"
+        if outcome.apify_run_id:
+            apify_said = f"Apify run {outcome.apify_run_id} {outcome.apify_status or '(status unknown)'}"
+        else:
+            apify_said = "no Apify run started"
         message = (
-            f"{'refresh ' if outcome.refresh else ''}batch of {len(outcome.lead_ids)} leads: Apify run "
-            f"{outcome.apify_run_id or '-'} {status}, ${outcome.cost_usd:.3f}; targets: {outcome.with_posts} with "
+            f"{'refresh ' if outcome.refresh else ''}batch of {plural(len(outcome.lead_ids), 'lead')}: {apify_said}, "
+            f"${outcome.cost_usd:.3f}; targets: {outcome.with_posts} with "
             f"posts, {outcome.no_posts} empty, {outcome.not_covered} not covered"
         )
         if outcome.error:
@@ -202,8 +206,8 @@ def harvest_stage(ctx: StageContext) -> StageResult:
         apify.close()
     failures = [b.error for b in report.batches if b.error is not None]
     summary = (
-        f"{report.posts_harvested} new posts from {report.profiles_submitted} profiles in {len(report.batches)} "
-        f"batches, ${report.cost_usd:.3f} on Apify"
+        f"{plural(report.posts_harvested, 'new post')} from {plural(report.profiles_submitted, 'profile')} in "
+        f"{plural(len(report.batches), 'batch')}, ${report.cost_usd:.3f} on Apify"
     )
     if report.reason:
         summary += f"; stopped: {report.reason}"
@@ -256,10 +260,9 @@ def run_client(
     if unknown:
         raise DataError(f"unknown stage(s) {unknown}; known stages: {', '.join(STAGES)}")
     records = records or RunRecordService(store, stale_after_s=settings.leadkit_stale_after_s)
-    with logs.context(run_id=run_id.base, client_id=client_id):
-        return _run_client(
-            store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff, budget_for(timeout_s)
-        )
+    deadline = budget_for(timeout_s)
+    with logs.context(run_id=run_id.base, client_id=client_id), deadline_scope.within(deadline):
+        return _run_client(store, settings, records, run_id, client_id, stages, dry_run, notebook, handoff, deadline)
 
 
 def budget_for(timeout_s: float | None) -> Deadline:
@@ -306,8 +309,27 @@ def _run_client(
         try:
             result = STAGES[name](ctx)
         except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the stage has released what it held; say so, go on up
-            ctx.event(name, EventKind.FAILED, f"interrupted ({exc or type(exc).__name__}); leads put back to Pending")
-            ctx.flush(status=ClientRunStatus.FAILED, reason=f"stage {name} interrupted ({exc or type(exc).__name__})")
+            why = f"stage {name} interrupted ({exc or type(exc).__name__})"
+            message = f"interrupted ({exc or type(exc).__name__}); leads put back to Pending"
+            found = getattr(exc, "apify_run_id", None)  # a start in flight when it came: the run it made
+            if found and getattr(exc, "apify_status", None) == "SUCCEEDED":
+                message += f"; Apify run {found} SUCCEEDED and is kept (read-pending) to be read on the next attempt"
+            elif found:
+                message += f"; Apify run {found}, started by the interrupted start call, was aborted"
+            ctx.event(name, EventKind.FAILED, message)
+            interrupted = failure_from(
+                NotebookError(
+                    why,
+                    hint="The client's process was stopped (SIGTERM, Ctrl-C, or its batch was stopped); its actor "
+                    "run was aborted and its leads put back to Pending. Re-run with `leadkit batch --resume "
+                    f"{run_id.base}`.",
+                ),
+                run_id=run_id.base,
+                client_id=client.client_id,
+                stage=name,
+                notebook=notebook,
+            )
+            ctx.flush(status=ClientRunStatus.FAILED, reason=why, failure=interrupted)
             if getattr(exc, "orphaned", False):  # a kernel whose batch is gone: nobody else will end it
                 os._exit(143)
             raise

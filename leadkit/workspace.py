@@ -16,6 +16,7 @@ from pathlib import Path
 
 from leadkit.config import Settings, get_settings
 from leadkit.errors import ConfigError
+from leadkit.private import GROUP_DIR, PRIVATE_DIR, write_private
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.store import open_store
@@ -78,7 +79,9 @@ class Workspace:
                 f"{home_path.resolve()} holds files that are not a leadkit workspace; refusing to write there",
                 hint="Point LEADKIT_HOME at an empty or missing folder, or at an existing leadkit workspace.",
             )
-        home_path.mkdir(parents=True, exist_ok=True)
+        if not home_path.exists():
+            home_path.mkdir(parents=True, mode=PRIVATE_DIR)
+            home_path.chmod(PRIVATE_DIR)
         store = open_store(settings.leadkit_store, home_path, settings=settings)
         store.init()
         return cls(settings, store)
@@ -149,10 +152,11 @@ def is_initialised(home: Path) -> bool:
         return False
 
 
-def init_workspace(home: Path, store_url: str, settings: Settings) -> tuple[bool, list[str]]:
+def init_workspace(home: Path, store_url: str, settings: Settings, *, group: bool = False) -> tuple[bool, list[str]]:
     """Create an empty workspace at `home` with a commented `.env`: (created?, what was done). Refuses a folder
     holding other files; an existing workspace is left as it is. With an Airtable store the master base is only
-    checked (the caller runs the schema check); its URL goes into the `.env`."""
+    checked (the caller runs the schema check); its URL goes into the `.env`. The folder is made 0700 (0750 with
+    `group`) and the `.env` 0600."""
     from leadkit.config import env_template
     from leadkit.store.sqlite import is_workspace_or_empty
 
@@ -164,15 +168,18 @@ def init_workspace(home: Path, store_url: str, settings: Settings) -> tuple[bool
             hint="Point LEADKIT_HOME (or `leadkit init --home`) at an empty or missing folder.",
         )
     done = []
+    mode = GROUP_DIR if group else PRIVATE_DIR
     try:
-        home.mkdir(parents=True, exist_ok=True)
+        home.mkdir(parents=True, exist_ok=True, mode=mode)
+        home.chmod(mode)
         template = env_template()
         if store_url:
             template = template.replace("# LEADKIT_STORE=\n", f"LEADKIT_STORE={store_url}\n")
-        (home / ".env").write_text(template, encoding="utf-8")
+        write_private(home / ".env", template)
     except OSError as exc:
         raise ConfigError(f"cannot create the workspace {home}: {exc.strerror or exc}") from None
-    done.append(f"wrote {home / '.env'} (every setting, commented; fill in the tokens)")
+    done.append(f"made {home} mode {mode:o} ({'you and your group' if group else 'only you'} can read it)")
+    done.append(f"wrote {home / '.env'} mode 600 (every setting, commented; fill in the tokens)")
     if not store_url.startswith("airtable://"):
         ws = Workspace.create(home, settings=settings.model_copy(update={"leadkit_home": home, "leadkit_store": ""}))
         ws.close()

@@ -100,10 +100,11 @@ def test_leads_import_reports_bad_rows_and_does_not_duplicate(workspace: Workspa
 
 def test_leads_import_missing_columns_changes_nothing(workspace: Workspace, tmp_path: Path) -> None:
     csv_file = tmp_path / "leads.csv"
-    csv_file.write_text("url,name\nhttps://www.linkedin.com/in/jane-roe/,Jane\n")
+    csv_file.write_text("website,name\nhttps://www.linkedin.com/in/jane-roe/,Jane\n")
     before = len(workspace.store.lead_base(workspace.store.get_client("Globex")).list_leads())
     _, _, exc = invoke("leads", "import", "Globex", str(csv_file))
-    assert isinstance(exc, DataError) and "profile_url" in str(exc) and "company" in str(exc)
+    assert isinstance(exc, DataError) and "no profile URL column (found: website, name)" in str(exc)
+    assert "LinkedIn URL" in str(exc)
     assert len(workspace.store.lead_base(workspace.store.get_client("Globex")).list_leads()) == before
 
 
@@ -119,6 +120,8 @@ def test_runs_and_show_json(workspace: Workspace) -> None:
     assert code == 0 and runs[0]["run_id"] == run.run_id and runs[0]["status"] == "Completed"
     assert set(runs[0]) == {"run_id", "status", "started_at", "ended_at", "clients_total", "clients_failed"}
     code, out, _ = invoke("show", f"{run.run_id}-Acme-Co", "--json")
+    assert [c["client_id"] for c in json.loads(out)["clients"]] == ["Acme-Co"]  # a client run ID: that client
+    code, out, _ = invoke("show", run.run_id, "--json")
     shown = json.loads(out)
     assert shown["run_id"] == run.run_id
     assert [c["client_id"] for c in shown["clients"]] == ["Acme-Co", "Globex"]

@@ -112,3 +112,16 @@ def test_demo_refuses_a_workspace_with_real_clients_and_runs_again(demo_home: Pa
     assert again.returncode == 0, again.stderr[-2000:]
     runs = json.loads(run_cli(["runs", "--json"], demo_home, demo_home.parent).stdout)
     assert len(runs) == before + 1 and runs[0]["status"] == "Completed"
+
+
+def test_demo_on_airtable_says_its_sandbox_ends_with_it(tmp_path: Path) -> None:
+    home = tmp_path / "runs"
+    result = run_cli(
+        ["demo", "--backend", "airtable", "--clients", "2", "--no-incident", "--no-dashboard"], home, tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ends with the demo" in result.stdout and "leadkit sandbox --bases" in result.stdout
+    assert "provisioned master base" in result.stdout and "and 2 client bases" in result.stdout
+    assert result.stdout.rstrip().endswith("the sandbox has ended, and the workspace's Airtable store with it")
+    after = run_cli(["runs"], home, tmp_path)  # what the note said: the store went with the sandbox
+    assert after.returncode == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from leadkit.errors import DataError
-from leadkit.models import ClientRunStatus, EventKind, RunEvent, RunStatus, Source, utcnow
+from leadkit.models import ClientRun, ClientRunStatus, EventKind, Run, RunEvent, RunStatus, Source, utcnow
 from leadkit.records import RunRecordService, run_status
 from leadkit.runids import RunId
 from leadkit.store.sqlite import SQLiteStore
@@ -114,3 +115,53 @@ def test_finish_run_statuses(workspace: Workspace) -> None:
     assert finished.status is RunStatus.COMPLETED_WITH_ERRORS
     assert (finished.clients_total, finished.clients_failed) == (2, 1)
     assert workspace.store.get_run(run.run_id).status is RunStatus.COMPLETED_WITH_ERRORS  # type: ignore[union-attr]
+
+
+class _ListedEarlier:
+    """The workspace's store, except that its list of Running ClientRuns is the one read before `freeze` returned:
+    the sweep's read happened, then the world moved on before its write (a real interleaving, made repeatable)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._listed: list[ClientRun] = []
+
+    def freeze(self) -> None:
+        self._listed = self._store.list_client_runs(status=ClientRunStatus.RUNNING.value)
+
+    def list_client_runs(self, **kw: object) -> list[ClientRun]:
+        return (
+            [dataclasses.replace(r) for r in self._listed] if kw.get("status") else self._store.list_client_runs(**kw)
+        )  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+
+def test_the_sweep_compares_before_it_writes(workspace: Workspace) -> None:
+    clock = [utcnow() - timedelta(hours=1)]
+    old = RunRecordService(workspace.store, stale_after_s=900, now=lambda: clock[0])
+    run_id = RunId.parse(old.start_run().run_id)
+    alive, finished = old.open_many(run_id, ["Acme-Co", "Globex"], Source.BATCH)
+    store = _ListedEarlier(workspace.store)  # type: ignore[arg-type]
+    store.freeze()  # both look an hour old to the sweep ...
+    assert workspace.store.touch_client_run(alive, utcnow())  # ... then one's kernel beats
+    workspace.records.update(finished, status=ClientRunStatus.COMPLETED)  # and the other completes
+    swept = RunRecordService(store, stale_after_s=900).sweep()  # type: ignore[arg-type]
+    assert swept == []
+    assert workspace.store.get_client_run(run_id.base, "Acme-Co").status is ClientRunStatus.RUNNING  # type: ignore[union-attr]
+    assert workspace.store.get_client_run(run_id.base, "Globex").status is ClientRunStatus.COMPLETED  # type: ignore[union-attr]
+
+
+def test_a_gone_batch_s_run_under_another_host_name_is_swept_after_the_ttl(workspace: Workspace) -> None:
+    hour_ago = utcnow() - timedelta(hours=1)
+    old = Run(run_id="250101-000000", started_at=hour_ago, started_by="leadkit-7f9c6d-x2k4p:4242")
+    assert workspace.store.insert_run(old)
+    service = RunRecordService(workspace.store, stale_after_s=900, now=lambda: hour_ago)
+    (record,) = service.open_many(RunId.parse(old.run_id), ["Acme-Co"], Source.BATCH)
+    service.update(record, status=ClientRunStatus.FAILED, reason="killed with its pod")
+    recent = Run(run_id="250101-000001", started_at=utcnow(), started_by="leadkit-7f9c6d-x2k4p:4243")
+    assert workspace.store.insert_run(recent)  # another host's batch that may well be alive
+    failed = workspace.records.sweep_runs({1})
+    assert [r.run_id for r in failed] == [old.run_id]
+    assert workspace.store.get_run(old.run_id).status is RunStatus.FAILED  # type: ignore[union-attr]
+    assert workspace.store.get_run(recent.run_id).status is RunStatus.RUNNING  # type: ignore[union-attr]

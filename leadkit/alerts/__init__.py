@@ -29,11 +29,12 @@ def channel_states(ws: Workspace) -> list[ChannelState]:
     """Each configured channel's last delivery, last test and undelivered messages."""
     from leadkit.alerts.engine import channel_states as states
 
-    return states(ws.store, alert_settings())
+    return states(ws.store, alert_settings(ws.home))
 
 
 def alert_summary(ws: Workspace) -> dict[str, str]:
-    """The alert state in a few numbers for the overview: messages in the last day, channels failing."""
+    """The alert state in a few numbers for the overview: messages in the last day, channels failing, and
+    messages of the last day recorded with no channel (nobody was told)."""
     from datetime import timedelta
 
     recent = records_of(ws.store).list_alerts(since=utcnow() - timedelta(days=1), limit=1000)
@@ -43,10 +44,14 @@ def alert_summary(ws: Workspace) -> dict[str, str]:
     except LeadkitError as exc:
         return {"Alerts (24h)": str(len(sent)), "Alert channels": f"setting error: {exc.message}"}
     failing = [s.channel for s in states if not s.ok]
-    return {
+    unsent = {a.message_id for a in recent if not a.channel and a.kind != "test"}
+    summary = {
         "Alerts (24h)": str(len(sent)),
         "Alert channels": f"{len(states) - len(failing)} ok, {len(failing)} failing" if states else "none set",
     }
+    if unsent:
+        summary["Alerts sent nowhere (24h)"] = f"{len(unsent)} (no channel was set)"
+    return summary
 
 
 __all__ = [

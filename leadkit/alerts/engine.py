@@ -13,28 +13,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pathlib import Path
 
 from leadkit.alerts.channels import Channel, deliver, parse_channels
-from leadkit.durations import parse_duration
+from leadkit.config import ALERT_KINDS, AlertSettings, load
 from leadkit.errors import ConfigError
-from leadkit.models import Alert, utcnow
+from leadkit.models import Alert, Lease, utcnow
 from leadkit.store.base import AlertRecords, Store
 
 log = logging.getLogger("leadkit.alerts")
 
 #: Every kind of alert; each can be switched off in LEADKIT_ALERTS_OFF.
-KINDS = (
-    "batch_failed",
-    "credential_bad",
-    "stale_swept",
-    "lease_takeover",
-    "lease_lost",
-    "silence",
-    "silent_client",
-)
+KINDS = ALERT_KINDS
 #: The kind of a "Resolved:" note (it follows the switch of the kind it resolves).
 RESOLVED = "resolved"
 TEST = "test"
@@ -42,65 +32,16 @@ TEST = "test"
 RETRY_FOR = timedelta(days=1)
 
 
-class AlertSettings(BaseSettings):
-    """Alert settings from the environment (and `.env`), apart from the workspace's Settings so that no kernel
-    ever receives the channel URLs."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
-
-    leadkit_alert_urls: SecretStr | None = Field(
-        None, description="Apprise URLs, comma- or space-separated (mailto://..., slack://..., json://host:port/path)."
-    )
-    leadkit_alert_window: str = Field("6h", description="One alert per kind and fingerprint or client per window.")
-    leadkit_max_silence: str = Field("3h", description="`leadkit watch` alerts when no batch finished for this long.")
-    leadkit_silent_after: str = Field("72h", description="A client with no posts for this long, after some, alerts.")
-    leadkit_alerts_off: str = Field("", description=f"Kinds switched off, comma-separated: {', '.join(KINDS)}.")
-    leadkit_dashboard_url: str = Field("", description="The dashboard's address, linked from alerts.")
-
-    @field_validator("leadkit_alert_window", "leadkit_max_silence", "leadkit_silent_after")
-    @classmethod
-    def _duration(cls, value: str) -> str:
-        parse_duration(value)
-        return value
-
-    @field_validator("leadkit_alerts_off")
-    @classmethod
-    def _kinds(cls, value: str) -> str:
-        unknown = [k for k in value.replace(",", " ").split() if k not in KINDS]
-        if unknown:
-            raise ValueError(f"unknown alert kind(s) {', '.join(unknown)}; accepted: {', '.join(KINDS)}")
-        return value
-
-    @property
-    def window(self) -> timedelta:
-        return parse_duration(self.leadkit_alert_window)
-
-    @property
-    def max_silence(self) -> timedelta:
-        return parse_duration(self.leadkit_max_silence)
-
-    @property
-    def silent_after(self) -> timedelta:
-        return parse_duration(self.leadkit_silent_after)
-
-    @property
-    def off(self) -> set[str]:
-        return set(self.leadkit_alerts_off.replace(",", " ").split())
-
-    def channels(self) -> list[Channel]:
-        return parse_channels(self.leadkit_alert_urls.get_secret_value() if self.leadkit_alert_urls else "")
+def alert_settings(home: Path | str | None = None, **overrides: object) -> AlertSettings:
+    """Read the alert settings now from the environment, ./.env and the workspace's .env (`home`, default
+    LEADKIT_HOME); a bad value is a ConfigError naming the setting (never a channel URL)."""
+    return load(AlertSettings, home, **overrides)
 
 
-def alert_settings(**overrides: object) -> AlertSettings:
-    """Read the alert settings now; a bad value is a ConfigError naming the setting (never its value)."""
-    from pydantic import ValidationError
-
-    try:
-        return AlertSettings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        names = ", ".join(str(e["loc"][0]).upper() for e in exc.errors() if e.get("loc"))
-        reasons = "; ".join(e["msg"] for e in exc.errors() if e.get("loc") != ("leadkit_alert_urls",))
-        raise ConfigError(f"bad alert setting {names}: {reasons}") from None
+def channels_of(settings: AlertSettings) -> list[Channel]:
+    """The channels LEADKIT_ALERT_URLS names ([] when unset); ConfigError for one Apprise cannot use."""
+    urls = settings.leadkit_alert_urls
+    return parse_channels(urls.get_secret_value() if urls else "")
 
 
 def records_of(store: Store) -> AlertRecords:
@@ -134,8 +75,9 @@ def is_open(records: AlertRecords, kind: str, key: str, *, since: datetime | Non
 
 
 def fresh(records: AlertRecords, notices: Sequence[Notice], settings: AlertSettings) -> list[Notice]:
-    """The notices to send: kind switched on, and not alerted for (kind, key) within the window since the last
-    `Resolved:` note for that key."""
+    """The notices to send: kind switched on, not alerted for (kind, key) within the window since the last
+    `Resolved:` note for that key, and claimed in the store (`claim`): of two processes that find the same notice
+    at once, only one sends it."""
     now = utcnow()
     out = []
     for notice in notices:
@@ -146,8 +88,37 @@ def fresh(records: AlertRecords, notices: Sequence[Notice], settings: AlertSetti
             window = notice.window or settings.window
             if is_open(records, kind, notice.key, since=now - window) is not None:
                 continue
+            if isinstance(records, Store) and not claim(records, kind, notice.key, window, now=now):
+                continue
         out.append(notice)
     return out
+
+
+def claim_name(kind: str, key: str) -> str:
+    """The store lease that claims alerts of (kind, key): `alert:<kind>:<16 hex digits of the key's SHA-256>`."""
+    import hashlib
+
+    return f"alert:{kind}:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def claim(store: Store, kind: str, key: str, window: timedelta, *, now: datetime | None = None) -> bool:
+    """Claim the right to alert (kind, key) for `window`, through the store's compare-and-swap on a lease named
+    for them: True for the one caller whose swap lands. A claim older than the window, or followed by a
+    `Resolved:` note for the key, is taken over (with the same compare-and-swap)."""
+    import os
+    import socket
+
+    now = now or utcnow()
+    name = claim_name(kind, key)
+    for _ in range(3):
+        held = store.get_lease(name)
+        if held is not None and now - held.acquired_at < window:
+            if not store.list_alerts(kind=RESOLVED, key=key, since=held.acquired_at, limit=1):
+                return False
+        mine = Lease(name, socket.gethostname(), os.getpid(), uuid.uuid4().hex, now, now, window.total_seconds())
+        if store.swap_lease(name, held, mine):
+            return True
+    return False
 
 
 def send(
@@ -164,7 +135,7 @@ def send(
     body_lines.extend(footer)
     body = "\n".join(body_lines).strip() + "\n"
     message_id = uuid.uuid4().hex
-    channels = settings.channels()
+    channels = channels_of(settings)
     rows: list[Alert] = []
     if not channels:
         rows = [_row(n, subject, body, "", False, None, message_id) for n in notices]
@@ -239,7 +210,7 @@ def _retry_pending(records: AlertRecords, channel: Channel) -> list[Alert]:
 
 def test_channels(store: Store | None, settings: AlertSettings) -> list[Alert]:
     """Send a test message to each channel; record each delivery when a store is given. Returns the rows."""
-    channels = settings.channels()
+    channels = channels_of(settings)
     if not channels:
         raise ConfigError(
             "no alert channel is configured",
@@ -288,7 +259,7 @@ class ChannelState:
 
 def channel_states(store: Store | None, settings: AlertSettings) -> list[ChannelState]:
     """The state of every configured channel (and of channels recorded in the last day but no longer set)."""
-    states = {c.name: ChannelState(c.name) for c in settings.channels()}
+    states = {c.name: ChannelState(c.name) for c in channels_of(settings)}
     if store is None or not isinstance(store, AlertRecords):
         return list(states.values())
     for alert in store.list_alerts(since=utcnow() - RETRY_FOR, limit=1000):

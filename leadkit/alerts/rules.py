@@ -44,12 +44,30 @@ def safely(what: str, call: Callable[[], T], default: T) -> T:
 
 
 def _footer(run_id: str | None, settings: AlertSettings) -> list[str]:
+    """Where to look: the command that shows the run, and the dashboard's address when LEADKIT_DASHBOARD_URL
+    says it (a link the reader can open; without it, no line pretends to be one)."""
     lines = [""]
     if run_id:
         lines.append(f"Look: leadkit show {run_id}")
-    url = settings.leadkit_dashboard_url.rstrip("/")
-    lines.append(f"Dashboard: {url}" if url else "Dashboard: leadkit dashboard")
+    url = settings.leadkit_dashboard_url.strip().rstrip("/")
+    if url:
+        lines.append(f"Dashboard: {url}/")
     return lines
+
+
+def _first_line(text: str, most: int = 300) -> str:
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return line if len(line) <= most else line[: most - 1] + "…"
+
+
+def run_streams(store: Store, records: Sequence[ClientRun], default: int) -> list[int]:
+    """The streams of the clients a run covered (its records' clients), or [default] when none is known."""
+    streams = {c.stream for c in store.list_clients() if c.client_id in {r.client_id for r in records}}
+    return sorted(streams) or [default]
+
+
+def _streams_label(streams: Sequence[int]) -> str:
+    return f"stream {streams[0]}" if len(streams) == 1 else f"streams {', '.join(str(s) for s in streams)}"
 
 
 def _names(clients: Iterable[str], most: int = 8) -> str:
@@ -106,7 +124,7 @@ def batch_notices(store: Store, run: Run, records: Sequence[ClientRun]) -> list[
         label = "REGRESSION (was marked FIXED) " if regression else ""
         lines = [
             f"{label}[{f.category}] {len(group.clients)} client(s): {_names(group.clients)}",
-            f"  {f.fingerprint}",
+            f"  {_first_line(f.message) or f.fingerprint}",
             f"  hint: {f.hint}",
         ]
         if state is not None and state.note:
@@ -153,14 +171,15 @@ def after_batch(
     note), records swept Stale and a lease taken over. Never raises."""
 
     def run_rules() -> list[Alert]:
-        settings = alert_settings()
+        settings = alert_settings(ws.home)
         store = ws.store
         alerts = records_of(store)
         sent: list[Alert] = []
         failed = fresh(alerts, batch_notices(store, run, records), settings)
         if failed:
             n = sum(len(x.clients) for x in failed)
-            subject = f"leadkit: {n} of {len(records)} clients failed in run {run.run_id} (stream {run.stream})"
+            streams = _streams_label(run_streams(store, records, run.stream))
+            subject = f"leadkit: {n} of {len(records)} clients failed in run {run.run_id} ({streams})"
             sent += send(store, subject, failed, settings, footer=_footer(run.run_id, settings))
         if "batch_failed" not in settings.off:
             done = fresh(alerts, resolved_notices(store, run, records), settings)
@@ -182,7 +201,7 @@ def sweep_alerts(ws: Workspace, swept: Sequence[ClientRun], *, settings: AlertSe
     def run_rule() -> list[Alert]:
         if not swept:
             return []
-        conf = settings or alert_settings()
+        conf = settings or alert_settings(ws.home)
         notices = [
             Notice(
                 "stale_swept",
@@ -214,7 +233,7 @@ def lease_alert(
     """Alert a lease taken over (`lease_takeover`) or lost (`lease_lost`). Never raises."""
 
     def run_rule() -> list[Alert]:
-        conf = settings or alert_settings()
+        conf = settings or alert_settings(ws.home)
         what = "taken over" if kind == "lease_takeover" else "lost"
         notice = Notice(kind, lease or "lease", [f"  {detail}"], [], run_id)
         left = fresh(records_of(ws.store), [notice], conf)
@@ -318,6 +337,16 @@ def _holder_alive(lease: Any, now: datetime) -> bool:
     return fresh_beat
 
 
+def covered_streams(store: Store, run: Run, client_streams: dict[str, int]) -> set[int]:
+    """The streams a run covered: its own, and those of the clients it ran (a plain batch runs every stream's
+    clients under the run's one stream number)."""
+    streams = {run.stream}
+    streams.update(
+        client_streams[r.client_id] for r in store.list_client_runs(run_id=run.run_id) if r.client_id in client_streams
+    )
+    return streams
+
+
 def find_silence(store: Store, stream: int, max_silence: timedelta, now: datetime | None = None) -> Silence | None:
     """The stream's silence when no batch of it finished within `max_silence`, else None."""
     from leadkit.batch import lease_name
@@ -325,10 +354,11 @@ def find_silence(store: Store, stream: int, max_silence: timedelta, now: datetim
     now = now or utcnow()
     last_run = last_finished = None
     offset = 0
+    client_streams = {c.client_id: c.stream for c in store.list_clients()}
     while last_finished is None and offset < 2000:
         page = store.list_runs(limit=200, offset=offset)
         for run in page:
-            if run.stream != stream:
+            if run.stream != stream and stream not in covered_streams(store, run, client_streams):
                 continue
             last_run = last_run or run
             if run.ended_at is not None:
@@ -407,7 +437,7 @@ class WatchResult:
 def watch(ws: Workspace, *, streams: Sequence[int] | None = None, now: datetime | None = None) -> WatchResult:
     """Check every stream (those of the Active clients, or `streams`) for silence and every harvesting client for
     posts that stopped; alert what is found (deduped by the window). Raises only for bad settings."""
-    settings = alert_settings()
+    settings = alert_settings(ws.home)
     store = ws.store
     now = now or utcnow()
     chosen = sorted(set(streams or []) or {c.stream for c in store.list_clients() if c.active} or {1})

@@ -3,7 +3,11 @@
 A holder is a process: host, PID and the process's start time (psutil), so a PID that the system reused for
 another process (a container restart reuses low PIDs) is not the holder. A lease is taken over when its heartbeat
 is older than its TTL, and on this host also at once when its process is gone or is another process. Otherwise it
-is held: `LeaseHeld` (exit 3) always names a live holder with a fresh heartbeat.
+is held: `LeaseHeld` (exit 3) always names a live holder with a fresh heartbeat: which batch (host, process,
+run), since when it holds the lease and its last heartbeat. A turn-away is never silent for long: when the holder
+has kept the stream for longer than LEADKIT_LEASE_HELD_ALERT_AFTER (default 2h), so that every batch of the
+stream since has been turned away, an alert (kind `lease_held`) is recorded and the batch exits 2
+(`LeaseHeldTooLong`), which a scheduler counts as a failure.
 
 A batch takes the lease of every stream its clients belong to, in stream order (`StreamLeases`), so two batches
 that share a stream never both run and no two wait on each other. A batch whose heartbeat swap fails has lost
@@ -18,9 +22,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 
 import psutil
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from leadkit.durations import format_duration, parse_duration
 from leadkit.errors import LeaseHeld
 from leadkit.models import Lease, utcnow
 from leadkit.workspace import Workspace
@@ -30,6 +38,34 @@ log = logging.getLogger("leadkit.batch")
 DEFAULT_TTL_S = 120.0
 #: Two reads of one process's start time agree far better than this; a reused PID differs by much more.
 START_TIME_TOLERANCE_S = 0.5
+
+
+class LeaseSettings(BaseSettings):
+    """The lease's settings from the environment (and `.env`)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
+
+    leadkit_lease_held_alert_after: str = Field(
+        "2h",
+        description="How long one batch may hold a stream's lease, turning the stream's other batches away, "
+        "before a turned-away batch records an alert and exits 2 instead of 3.",
+    )
+
+    @field_validator("leadkit_lease_held_alert_after")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @property
+    def held_alert_after(self) -> timedelta:
+        return parse_duration(self.leadkit_lease_held_alert_after)
+
+
+class LeaseHeldTooLong(LeaseHeld):
+    """Turned away by a batch that has held the stream for longer than the alert threshold: exit 2."""
+
+    exit_code = 2
 
 
 def lease_name(stream: int) -> str:
@@ -105,15 +141,7 @@ class BatchLease:
             if held is not None:
                 note = self._takeover_note(held, host)
                 if note is None:
-                    age = (now - held.heartbeat_at).total_seconds()
-                    raise LeaseHeld(
-                        f"another batch of stream {self.stream} is running: held by {held.host} process "
-                        f"{held.pid} since {held.acquired_at.isoformat(timespec='seconds')}"
-                        + (f" (run {held.run_id})" if held.run_id else "")
-                        + f", heartbeat {age:.0f} s ago (TTL {held.ttl_s:g} s)",
-                        holder=f"{held.host}:{held.pid}",
-                        since=held.acquired_at.isoformat(timespec="seconds"),
-                    )
+                    raise self._turned_away(held)
             if store.swap_lease(self.name, held, mine):
                 self.current, self.takeover_note = mine, note
                 if note:
@@ -123,6 +151,47 @@ class BatchLease:
             raise LeaseHeld(f"could not take the lease {self.name}: it kept changing hands")
         self._thread = threading.Thread(target=self._beat, name=f"leadkit-lease-{self.stream}", daemon=True)
         self._thread.start()
+
+    def _turned_away(self, held: Lease) -> LeaseHeld:
+        """The error of a batch turned away by a live holder; past the threshold, an alert is recorded first."""
+        now = utcnow()
+        age = (now - held.heartbeat_at).total_seconds()
+        held_for = max(timedelta(0), now - held.acquired_at)
+        message = (
+            f"another batch of stream {self.stream} is running: held by {held.host} process "
+            f"{held.pid} since {held.acquired_at.isoformat(timespec='seconds')}"
+            + (f" (run {held.run_id})" if held.run_id else "")
+            + f", heartbeat {age:.0f} s ago (TTL {held.ttl_s:g} s); "
+            f"batches of this stream have been turned away for up to {format_duration(held_for)}"
+        )
+        details = {
+            "holder": f"{held.host}:{held.pid}",
+            "since": held.acquired_at.isoformat(timespec="seconds"),
+            "heartbeat_at": held.heartbeat_at.isoformat(timespec="seconds"),
+            "run_id": held.run_id or None,
+        }
+        threshold = LeaseSettings().held_alert_after
+        if held_for <= threshold:
+            return LeaseHeld(message, **details)
+        from leadkit.alerts.engine import Notice, alert_settings, fresh, records_of, send
+        from leadkit.alerts.rules import safely
+
+        def alert() -> None:
+            conf = alert_settings()
+            line = f"  batch {socket.gethostname()} process {os.getpid()} was turned away: {message}"
+            notice = Notice("lease_held", self.name, [line], [], held.run_id or None)
+            left = fresh(records_of(self.ws.store), [notice], conf)
+            subject = f"leadkit: stream {self.stream} held by one batch for {format_duration(held_for)}"
+            send(self.ws.store, subject, left, conf)
+
+        safely("lease held", alert, None)
+        log.error("%s (more than %s: alerted)", message, format_duration(threshold))
+        return LeaseHeldTooLong(
+            message + f", more than LEADKIT_LEASE_HELD_ALERT_AFTER={format_duration(threshold)}",
+            hint=f"Check that batch: if it is stuck, stop it (on {held.host}, process {held.pid}); the next batch "
+            "takes the lease over once its heartbeat is older than its TTL, or at once on the same host.",
+            **details,
+        )
 
     def set_run(self, run_id: str) -> None:
         """Name the run this batch runs on its lease. It goes out with the next heartbeat (within a third of

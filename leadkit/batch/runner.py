@@ -8,7 +8,7 @@ so ``--resume RUN_ID`` reopens the same records and runs only those that had not
 
 Concurrency: up to `--concurrency` clients at once (`LEADKIT_CONCURRENCY`; by default as many kernels as
 available memory holds at `KERNEL_MB` each, 8 to 32); their Apify runs share `APIFY_MAX_CONCURRENT_RUNS` slots
-(by default the account's free capacity, read once per batch) through `leadkit.capacity`. A ClientRun is opened
+(by default the account's cap on runs at once, read once per batch and shared with every batch of the account) through `leadkit.capacity`. A ClientRun is opened
 when its client gets a slot, so a client waiting in the queue is never Running (and never Stale).
 
 Test hook: ``LEADKIT_TEST_CRASH_AT=<point>`` (one of ``CRASH_POINTS``) makes the batch kill itself with SIGKILL at
@@ -67,17 +67,14 @@ KERNEL_MB = 300
 MIN_CONCURRENCY, MAX_CONCURRENCY = 8, 32
 
 
-def default_concurrency(settings: Settings | None = None) -> int:
-    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32. With the
-    Airtable store, whose base every kernel shares at `AIRTABLE_MAX_REQUESTS_PER_S`, no more clients than that
-    rate: more would only queue on the base (and bunch requests on a busy machine)."""
+def default_concurrency() -> int:
+    """As many kernels as available memory holds at about `KERNEL_MB` each, at least 8 and at most 32, whatever
+    the store. Clients beyond the Apify capacity wait for a slot (`leadkit.capacity`); with the Airtable store,
+    request pacing is a separate limit every kernel already shares, so it does not lower the concurrency."""
     import psutil
 
     fits = psutil.virtual_memory().available // (KERNEL_MB * 2**20)
-    n = int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
-    if settings is not None and settings.leadkit_store.startswith("airtable"):
-        n = min(n, max(1, int(settings.airtable_max_requests_per_s)))
-    return n
+    return int(min(MAX_CONCURRENCY, max(MIN_CONCURRENCY, fits)))
 
 
 def _crash_point(name: str) -> None:
@@ -190,10 +187,11 @@ def preflight(ws: Workspace, clients: Sequence[Client], stages: Sequence[str], d
 
     The store was reached when the clients were listed; Apify is checked (token set, `users/me` answers) only
     when the batch harvests and some selected client may be harvested. The runs are APIFY_MAX_CONCURRENT_RUNS
-    when set, else the account's free capacity (`users/me/limits`, at least 1), else `DEFAULT_RUNS`."""
+    when set, else the account's cap on runs at once (`users/me/limits`; every batch of the account shares it
+    through the account's slots), else `DEFAULT_RUNS`."""
     if "harvest" not in stages or dry_run or not any(may_harvest(c) for c in clients):
         return None
-    from leadkit.capacity import account_free_runs
+    from leadkit.capacity import account_run_limit
     from leadkit.harvest.apify import ApifyClient
 
     apify = ApifyClient.from_settings(ws.settings)
@@ -201,7 +199,7 @@ def preflight(ws: Workspace, clients: Sequence[Client], stages: Sequence[str], d
         apify.whoami()
         if ws.settings.apify_max_concurrent_runs:
             return ws.settings.apify_max_concurrent_runs
-        free = account_free_runs(apify)
+        free = account_run_limit(apify)
     finally:
         apify.close()
     if free is None:
@@ -257,7 +255,7 @@ def run_batch(
         )
     if not Path(notebook).is_file():
         raise DataError(f"notebook {notebook} does not exist; pass the path of a client workflow notebook")
-    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency(ws.settings)
+    n = concurrency or workers or ws.settings.leadkit_concurrency or default_concurrency()
     records = ws.records
     prior = records.get_run(RunId.parse(resume)) if resume else None
     known = ws.store.list_clients()  # read once: the selection, the sweep and the jobs all use it
@@ -483,7 +481,12 @@ def _run(
                 _crash_point("notebook")
 
             try:
-                if remote:
+                if remote and ws.settings.leadkit_store.startswith("airtable://"):
+                    from leadkit.store.airtable.remote import coordinate
+
+                    with coordinate(ws.home, scheduler or ""):
+                        results = execute_dask(dispatch, concurrency, settle, scheduler or "")
+                elif remote:
                     results = execute_dask(dispatch, concurrency, settle, scheduler or "")
                 else:
                     results = execute_local(dispatch, concurrency, settle)

@@ -12,7 +12,8 @@ from leadkit.workspace import Workspace
 
 def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResult) -> str:
     """After a notebook: a record the notebook left Running (cell raised, kernel died, timeout) becomes Failed
-    with the reason; the executed notebook is kept either way. Returns the ClientRun's status. A notebook that
+    with the reason, once the dead kernel's actor runs are aborted and its Processing leads released
+    (`release_orphans`); the executed notebook is kept either way. Returns the ClientRun's status. A notebook that
     ran to the end and published a final status completed its own record: nothing to read or write here."""
     if result.ok and result.status is not None and result.status != ClientRunStatus.RUNNING.value:
         return result.status
@@ -25,6 +26,13 @@ def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResu
             ws.records.update(record, notebook=job.output_path)
         return record.status.value
     reason = result.message if not result.ok else "the notebook ended without completing its ClientRun"
+    # The kernel is gone: its actor runs are aborted (or, SUCCEEDED, kept to be read) and its leads released.
+    from leadkit.harvest.orphans import release_orphans  # httpx only when a record is settled: the batch stays light
+
+    released = release_orphans(ws.store, ws.settings, record)
+    events = [RunEvent(run_id.base, job.client_id, "notebook", EventKind.FAILED, reason)]
+    if released.message():
+        events.append(RunEvent(run_id.base, job.client_id, "harvest", EventKind.INFO, released.message()))
     error = NotebookError(reason)
     failure = Failure(
         category=str(error.category),
@@ -42,8 +50,7 @@ def _settle(ws: Workspace, run_id: RunId, job: NotebookJob, result: NotebookResu
         notebook=job.output_path,
         cell=result.cell,
     )
-    event = RunEvent(run_id.base, job.client_id, "notebook", EventKind.FAILED, reason)
     ws.records.update(
-        record, [event], status=ClientRunStatus.FAILED, reason=reason, failure=failure, notebook=job.output_path
+        record, events, status=ClientRunStatus.FAILED, reason=reason, failure=failure, notebook=job.output_path
     )
     return ClientRunStatus.FAILED.value

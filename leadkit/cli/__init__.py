@@ -16,13 +16,12 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import import_module
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from leadkit.cli.app import app
-from leadkit.errors import LeadkitError
+from leadkit.errors import HINTS, Category, LeadkitError
 
 COMMAND_MODULES = ["core", "workspacecmd", "batchcmd", "airtable", "diagnose", "dashboard", "alertscmd"]
 
@@ -69,31 +68,33 @@ def _usage_error(exc: Any) -> int:
     return 2
 
 
-def crash_log_path() -> Path:
-    """Where the traceback of an unexpected error goes: a file in the temporary folder (the workspace may be the
-    very thing that is broken or read-only)."""
-    import tempfile
-    import time
-
-    stamp = time.strftime("%y%m%d-%H%M%S", time.gmtime())
-    return Path(tempfile.gettempdir()) / f"leadkit-error-{stamp}-{os.getpid()}.log"
-
-
 def _unexpected(exc: BaseException) -> int:
-    import traceback
-
     from leadkit.config import scrub
+    from leadkit.crashlog import write_crash_log
 
-    text = scrub("".join(traceback.format_exception(exc)))
-    where = crash_log_path()
     try:
-        where.write_text(f"leadkit {' '.join(sys.argv[1:])}\n{text}", encoding="utf-8")
+        where = write_crash_log(exc, sys.argv[1:])
         saved = f"the traceback is in {where}"
     except OSError as write_error:
         saved = f"the traceback could not be saved ({write_error.strerror or write_error})"
     message = scrub(str(exc)) or "(no message)"
     typer.echo(f"error: unexpected {type(exc).__name__}: {message.splitlines()[0]}; {saved}", err=True)
     return 1
+
+
+#: Command groups: their subcommand is part of the command's name.
+_GROUPS = {"clients", "leads", "airtable", "failures", "alerts"}
+
+
+def _hint(exc: LeadkitError, args: Sequence[str]) -> str:
+    """The error's hint; bad input with only the general hint gets the command whose `--help` lists what it
+    accepts (the message already names the input and what is accepted)."""
+    if exc.hint != HINTS[exc.category] or exc.category is not Category.DATA:
+        return exc.hint
+    words = [a for a in args[:2] if not a.startswith("-")]
+    command = " ".join(words[:2] if words and words[0] in _GROUPS else words[:1])
+    where = f"`leadkit {command} --help`" if command else "`leadkit --help`"
+    return f"{exc.hint.rstrip('.')}; {where} lists every argument and option with what it accepts."
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -107,7 +108,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         code = app(args=args, prog_name="leadkit", standalone_mode=False)
     except LeadkitError as exc:
         typer.echo(f"error: {exc.message}", err=True)
-        typer.echo(f"hint: {exc.hint}", err=True)
+        typer.echo(f"hint: {_hint(exc, args)}", err=True)
         return exc.exit_code
     except (typer.Exit, *click_exit) as exc:  # type: ignore[misc]
         return int(getattr(exc, "exit_code", 0) or 0)

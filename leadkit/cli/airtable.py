@@ -96,14 +96,30 @@ def usage_cmd(
             help="Count the master base's records against the plan's cap (costs one request per 100 records).",
         ),
     ] = True,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="A dask scheduler (tcp://HOST:8786) whose batches ran kernels on other hosts: their counts, kept "
+            "on the scheduler, are added to the workspace's tally first (each once).",
+        ),
+    ] = None,
 ) -> None:
-    """The month's Airtable budget: requests per client run (as the store counted them), the month's projection
-    against LEADKIT_AIRTABLE_PLAN's monthly calls, and records per base against the plan's cap."""
+    """The month's Airtable budget: requests per client run (as the store counted them, on every host), the
+    month's projection against LEADKIT_AIRTABLE_PLAN's monthly calls, and records per base against the plan's
+    cap."""
     from leadkit.store.airtable.usage import read_tally, usage_report
 
     settings = get_settings()
     store = _airtable_store(settings)
     try:
+        if scheduler:
+            try:
+                store.api.usage.collect_remote(scheduler)
+            except (OSError, TimeoutError) as exc:
+                raise ConfigError(
+                    f"--scheduler {scheduler}: cannot read the counts kept there ({type(exc).__name__}: {exc})",
+                    hint="Give the address of the running scheduler the batches used (tcp://HOST:8786).",
+                ) from None
         if records:
             counts = store.count_records()
             store.api.usage.records_counted(store.base_id, counts)

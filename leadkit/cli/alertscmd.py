@@ -10,8 +10,8 @@ from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, failur
 
 alerts_app = typer.Typer(
     help="Alerts: the history (what was alerted, to which channel, delivered or the error) and a channel test.\n\n"
-    "Channels are Apprise URLs in LEADKIT_ALERT_URLS (comma- or space-separated); a channel is shown as its "
-    "scheme and host only.",
+    "Channels are Apprise URLs in LEADKIT_ALERT_URLS (comma- or space-separated; the environment, ./.env or the "
+    "workspace's .env); a channel is shown by Apprise's privacy URL, or scheme, host and a fingerprint: never a token.",
     invoke_without_command=True,
     no_args_is_help=False,
 )

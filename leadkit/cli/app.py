@@ -45,6 +45,9 @@ def _root(
     ] = False,
 ) -> None:
     """leadkit: run records, post harvesting, auth checks and diagnosis for a multi-tenant lead pipeline."""
+    from leadkit.private import private_umask
+
+    private_umask()  # nothing a command writes (stores, notebooks, logs, crash logs) is readable by every user
 
 
 def _echo_json(data: Any) -> None:

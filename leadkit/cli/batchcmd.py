@@ -7,11 +7,23 @@ from typing import Annotated, Any
 
 import typer
 
-from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app
+from leadkit.cli.app import JsonOpt, _echo_json, _workspace, app
 from leadkit.cli.core import _show_dict, targets_text
+from leadkit.errors import LeadkitError
+from leadkit.words import table_lines
+
+#: The width the batch summary's "why" column wraps at (between words: nothing is cut).
+WHY_WIDTH = 70
 
 
 # ------------------------------------------------------------------------------------------------ batch
+def exit_code(result: Any) -> int:
+    """A finished batch's exit code, from its clients' outcomes (`leadkit.history.batch_exit_code`)."""
+    from leadkit.history import batch_exit_code
+
+    return batch_exit_code(result.run, result.records, lost_lease=bool(result.lost_lease))
+
+
 def _print_batch(result: Any) -> None:
     rows = []
     for r in result.records:
@@ -22,11 +34,12 @@ def _print_batch(result: Any) -> None:
                 "posts": int(r.metrics.get("posts_harvested", 0)),
                 "targets": targets_text(r.metrics),
                 "apify $": f"{r.metrics.get('apify_cost_usd', 0.0):.3f}",
-                "why": (r.failure.message if r.failure else r.reason or "")[:90],
+                "why": (r.failure.message if r.failure else r.reason or "").strip(),
             }
         )
     typer.echo("")
-    _table(rows, ["client", "status", "posts", "targets", "apify $", "why"])
+    for line in table_lines(rows, ["client", "status", "posts", "targets", "apify $", "why"], wrap={"why": WHY_WIDTH}):
+        typer.echo(line)
     typer.echo(f"\nrun {result.run.run_id}: {result.run.status.value}; notebooks and log.jsonl in {result.run_dir}")
     if result.lost_lease:
         typer.echo(f"{result.lost_lease}: no further client was started (exit 3)", err=True)
@@ -79,26 +92,84 @@ def batch(
         from leadkit.errors import DataError
 
         raise DataError(f"--workers {workers} and --concurrency {concurrency} disagree; --workers is its old name")
-    result = run_batch(
-        ws,
-        concurrency=concurrency or workers,
-        client_ids=ids,
-        stream=stream,
-        resume=resume,
-        stages=stage_list,
-        timeout_s=timeout,
-        start_timeout_s=start_timeout,
-        executor=executor,
-        scheduler=scheduler,
-        notebook=notebook or NOTEBOOK,
-        dry_run=dry_run,
-        progress=not json_out,
-    )
+    try:
+        result = run_batch(
+            ws,
+            concurrency=concurrency or workers,
+            client_ids=ids,
+            stream=stream,
+            resume=resume,
+            stages=stage_list,
+            timeout_s=timeout,
+            start_timeout_s=start_timeout,
+            executor=executor,
+            scheduler=scheduler,
+            notebook=notebook or NOTEBOOK,
+            dry_run=dry_run,
+            progress=not json_out,
+        )
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 130
+        _print_interrupted(ws, code, None if resume else ids, stream)
+        raise typer.Exit(code) from None
     if json_out:
         _echo_json(_show_dict(ws, result.run.run_id))
     else:
         _print_batch(result)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(exit_code(result))
+
+
+def _print_interrupted(ws: Any, code: int, client_ids: list[str] | None, stream: int | None) -> None:
+    """What an interrupted batch (Ctrl-C, SIGTERM) leaves, on stderr: the run it stopped, the clients that were
+    running (with why they stopped) and those it never started, the Apify runs those clients had started (their
+    kernels abort them as they stop), and the command that resumes the run. The run is the newest this process
+    started or resumed (`started_by` names host and PID); none when the signal came before one was recorded."""
+    from leadkit.harvest.harvester import apify_run_ids
+    from leadkit.history import DONE_OUTCOMES, attempt_started_at
+    from leadkit.records import holder_name
+
+    signame = {130: "SIGINT (Ctrl-C)", 143: "SIGTERM"}.get(code, f"signal {code - 128}" if code > 128 else "a stop")
+    say = lambda text: typer.echo(text, err=True)  # noqa: E731
+    me = holder_name()
+    run = next((r for r in ws.store.list_runs(limit=20) if r.started_by == me), None)
+    if run is None:
+        say(f"\nbatch interrupted by {signame} before a run was recorded: nothing ran, nothing to resume")
+        return
+    records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
+    done = [r for r in records if r.status.value in DONE_OUTCOMES]
+    stopped = [r for r in records if r.status.value not in DONE_OUTCOMES]
+    say(f"\nbatch interrupted by {signame}: run {run.run_id} stopped ({run.status.value})")
+    if stopped:
+        say(f"stopped or failed before the end ({len(stopped)}):")
+        for r in stopped:
+            reason = r.failure.message if r.failure else r.reason or "its kernel was stopped before it said why"
+            left = " (left Running: the next batch's sweep marks it Stale)" if r.status.value == "Running" else ""
+            say(f"  {r.client_id}: {r.status.value}: {reason.splitlines()[0] if reason else ''}{left}")
+    if done:
+        say(f"finished before the stop ({len(done)}): {', '.join(r.client_id for r in done)}")
+    try:
+        from leadkit.batch.runner import select_clients
+
+        selected = [c.client_id for c in select_clients(ws, client_ids, stream)]
+    except LeadkitError:
+        selected = []
+    recorded = {r.client_id for r in records}
+    never = [c for c in selected if c not in recorded]
+    if never:
+        say(f"not started ({len(never)}): {', '.join(never)}")
+    aborted = []
+    for r in stopped:
+        since = attempt_started_at(ws.store, r)
+        events = [e.message for e in ws.store.list_events(run_id=r.run_id, client_id=r.client_id) if e.at >= since]
+        aborted += [f"{rid} ({r.client_id})" for rid in apify_run_ids(events)]
+    if aborted:
+        say(
+            "Apify runs these clients had started (their kernels abort the unfinished ones as they stop; "
+            f"check in the Apify Console): {', '.join(aborted)}"
+        )
+    else:
+        say("Apify runs: none was started by the stopped clients")
+    say(f"resume with: leadkit batch --resume {run.run_id}")
 
 
 def _stages(text: str) -> list[str]:
@@ -130,7 +201,7 @@ def run(
         _echo_json(_show_dict(ws, result.run.run_id))
     else:
         _print_batch(result)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(exit_code(result))
 
 
 @app.command()

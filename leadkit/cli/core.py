@@ -11,7 +11,10 @@ from typing import Annotated, Any
 import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
+from leadkit.clients import save_clients
 from leadkit.errors import DataError
+from leadkit.ports import ensure_port_free
+from leadkit.words import plural
 
 
 # ------------------------------------------------------------------------------------------------ demo
@@ -73,9 +76,17 @@ def runs(
     limit: Annotated[int, typer.Option(help="How many runs, newest first.", min=1)] = 20,
     json_out: JsonOpt = False,
 ) -> None:
-    """The latest runs, newest first."""
+    """The latest runs, newest first; `clients_failed` counts the clients whose outcome counts as failed (Failed,
+    Stale, Completed with Errors)."""
+    from leadkit.history import clients_failed
+
     ws = _workspace(read_only=True)
-    items = [r.to_dict() for r in ws.store.list_runs(limit=limit)]
+    items = []
+    for run in ws.store.list_runs(limit=limit):
+        item = run.to_dict()
+        if run.status.value != "Completed":  # a Completed run has no client that counts as failed
+            item["clients_failed"] = clients_failed(ws.store.list_client_runs(run_id=run.run_id))
+        items.append(item)
     if json_out:
         _echo_json(items)
     else:
@@ -83,14 +94,22 @@ def runs(
 
 
 def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
+    from leadkit.errors import NotFound
     from leadkit.runids import RunId
 
-    run = ws.records.get_run(RunId.parse(run_id))
+    parsed = RunId.parse(run_id)
+    run = ws.records.get_run(parsed)
     out = run.to_dict()
     del out["clients_total"], out["clients_failed"]
-    out["clients"] = [
-        r.to_dict() for r in sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
-    ]
+    records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
+    if parsed.client_id is not None:
+        records = [r for r in records if r.client_id == parsed.client_id]
+        if not records:
+            raise NotFound(
+                f"run {run.run_id} has no client {parsed.client_id!r}",
+                hint=f"`leadkit show {run.run_id}` lists the clients of the run.",
+            )
+    out["clients"] = [r.to_dict() for r in records]
     from leadkit.harvest.harvester import apify_run_ids
 
     for client in out["clients"]:
@@ -112,10 +131,16 @@ def _add_history(ws: Any, run_id: str, out: dict[str, Any]) -> None:
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(help="A base run ID like 251128-093000 (any known format).")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="A run ID like 251128-093000 (any known format), or a client run ID like 251128-093000-Acme-Co "
+            "for that one client."
+        ),
+    ],
     json_out: JsonOpt = False,
 ) -> None:
-    """One run: its clients with status, metrics, notebook and failure."""
+    """One run (or one client of it): its clients with status, metrics, notebook and failure."""
     ws = _workspace(read_only=True)
     data = _show_dict(ws, run_id)
     if json_out:
@@ -130,7 +155,7 @@ def show(
             "posts": int(c["metrics"].get("posts_harvested", 0)),
             "targets": targets_text(c["metrics"]),
             "apify $": f"{c['metrics'].get('apify_cost_usd', 0.0):.3f}",
-            "failure": f"{c['failure']['category']}: {c['failure']['message']}"[:80] if c["failure"] else "",
+            "failure": _failure_text(c),
             "notebook": c["notebook"] or "",
         }
         for c in data["clients"]
@@ -142,6 +167,21 @@ def show(
             typer.echo(f"attempts of {c['client_id']}:")
             for a in c["attempts"]:
                 typer.echo(f"  {a['attempt']}. {a['status']}: {a['why'][:90]}  ({a['notebook'] or 'no notebook'})")
+
+
+def _failure_text(client: dict[str, Any]) -> str:
+    """The failure column of `show`: the failure's category and message, else, for an outcome that counts as
+    failed (a Stale or interrupted client has no failure record), its reason; at most 80 characters."""
+    from leadkit.history import FAILED_OUTCOMES
+
+    if client["failure"]:
+        text = f"{client['failure']['category']}: {client['failure']['message']}"
+    elif client["status"] in FAILED_OUTCOMES:
+        text = client.get("reason") or ""
+    else:
+        text = ""
+    first = text.splitlines()[0] if text else ""
+    return first if len(first) <= 80 else first[:79] + "…"
 
 
 def targets_text(metrics: dict[str, float]) -> str:
@@ -226,9 +266,31 @@ def _save_settings(client_id: str, given: dict[str, str | None], *, must_exist: 
         typer.echo(f"client {client_id}: nothing to change (give one or more options; `--help` lists them)")
         return
     client = apply_settings(client_id, current, changes)
+    after = _client_dict(client)
+    if current is None:
+        ws.store.save_client(client)
+        listed = ", ".join(_said(k, after[k]) for k in changes) or "the default settings"
+        typer.echo(f"added client {client_id}: {listed}")
+        return
+    before = _client_dict(current)
+    changed = [k for k in changes if before[k] != after[k]]
+    already = ", ".join(_said(k, after[k]) for k in changes if before[k] == after[k])
+    if not changed:
+        typer.echo(f"client {client_id}: already {already}; nothing changed")
+        return
     ws.store.save_client(client)
-    what = ", ".join(f"{k}={v}" for k, v in changes.items()) or "defaults"
-    typer.echo(f"{'updated' if current else 'added'} client {client_id}: {what}")
+    what = ", ".join(f"{_said(k, after[k])} (was {_value(before[k])})" for k in changed)
+    typer.echo(f"updated client {client_id}: {what}" + (f"; already {already}" if already else ""))
+
+
+def _value(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _said(field: str, value: Any) -> str:
+    """A setting as the CSV and `clients --json` write it: `status=Paused`, `post_access=no` (never a Python
+    True/False), `max_usd_per_day=none`."""
+    return f"{field}={_value(value)}"
 
 
 @clients_app.command("add")
@@ -313,7 +375,7 @@ def clients_import(
 ) -> None:
     """Add or update clients from a CSV, all or nothing: one bad row and nothing is changed (each bad row is
     reported with its column, value and what is accepted). A re-import updates what changed."""
-    from leadkit.clients import apply_settings, read_clients_csv
+    from leadkit.clients import apply_settings, field_changes, read_clients_csv
 
     rows, errors, note = read_clients_csv(file)
     if note:
@@ -334,14 +396,30 @@ def clients_import(
             typer.echo(f"{file}: {line}", err=True)
         raise DataError(f"{file}: {len(errors)} bad row(s); nothing was imported", hint="Fix the rows named above.")
     if not dry_run:
-        for _, client, outcome in planned:
-            if outcome != "same":
-                ws.store.save_client(client)
+        save_clients(ws.store, [client for _, client, outcome in planned if outcome != "same"])
     counts = {k: sum(1 for *_, o in planned if o == k) for k in ("added", "updated", "same")}
+    changes = [
+        (client.client_id, outcome, field_changes(existing.get(client.client_id), client))
+        for _, client, outcome in planned
+        if outcome != "same"
+    ]
     if json_out:
-        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned]})
+        listed = [
+            {"client_id": cid, "change": outcome, "fields": [f.to_dict() for f in fields]}
+            for cid, outcome, fields in changes
+        ]
+        _echo_json({**counts, "dry_run": dry_run, "clients": [c.client_id for _, c, _ in planned], "changes": listed})
         return
     verb = "would be " if dry_run else ""
+    if dry_run:
+        for cid, outcome, fields in changes:
+            if outcome == "added":
+                settings = ", ".join(_said(f.column, f.new) for f in fields)
+                typer.echo(f"  {cid}: would be added ({settings})")
+            else:
+                typer.echo(f"  {cid}: would be updated")
+                for f in fields:
+                    typer.echo(f"      {f.column}: {_value(f.old)} -> {_value(f.new)}")
     typer.echo(
         f"{file}: {counts['added']} client(s) {verb}added, {counts['updated']} {verb}updated, "
         f"{counts['same']} unchanged"
@@ -383,39 +461,60 @@ def profile_url_problem(url: str) -> str | None:
 
 @leads_app.command("import")
 def leads_import(
-    client_id: Annotated[str, typer.Argument(help="The client whose base gets the leads.")],
-    file: Annotated[Path, typer.Argument(help="CSV with columns profile_url, name, company.")],
+    first: Annotated[
+        str,
+        typer.Argument(
+            metavar="[CLIENT_ID] FILE",
+            help="The client whose base gets the leads, then the CSV; the client may be left out when the file has "
+            "a client_id column (one file, several clients).",
+        ),
+    ],
+    second: Annotated[Path | None, typer.Argument(metavar="", help="", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Import leads from a CSV (profile_url, name, company; UTF-8 or cp1252, any common delimiter). Only LinkedIn
-    profile URLs (linkedin.com/in/...) are leads: other rows are reported with the reason and skipped. A re-import
-    does not duplicate."""
-    from leadkit.csvfiles import read_csv
-    from leadkit.models import NewLead
+    """Import leads from a CSV (UTF-8 or cp1252, any common delimiter). Headers people have are read: the profile
+    URL as profile_url, LinkedIn URL or Profile URL (the only column needed); the name as name or First Name +
+    Last Name; the company as company or Company Name; a client_id column sends each row to its client. Only
+    LinkedIn profile URLs (linkedin.com/in/...) are leads: other rows are reported with the reason and skipped. A
+    file naming an unknown client is refused whole. A re-import does not duplicate."""
+    from leadkit.leadfiles import read_leads_csv
     from leadkit.runids import validate_client_id
 
-    validate_client_id(client_id)
-    table = read_csv(
-        file, required=("profile_url", "name", "company"), what="CSV with columns profile_url, name, company"
-    )
-    if table.note:
-        typer.echo(f"note: {table.note}", err=True)
-    good, bad = [], []
-    for number, row in table.rows:
-        url = row.get("profile_url", "")
-        problem = profile_url_problem(url)
-        if problem is None:
-            good.append(NewLead(url, row.get("name", ""), row.get("company", "")))
-        else:
-            bad.append({"line": number, "profile_url": url, "reason": problem})
+    client_id, file = (None, Path(first)) if second is None else (first, second)
+    if client_id is not None:
+        validate_client_id(client_id)
     ws = _workspace()
-    client = ws.store.get_client(client_id)
-    result = ws.store.lead_base(client).import_leads(good)
-    summary = {"created": result.created, "existing": result.existing, "skipped": bad, "encoding": table.encoding}
+    if client_id is not None:
+        ws.store.get_client(client_id)  # an unknown client is not found (exit 2) before the file is read
+    known = {c.client_id for c in ws.store.list_clients()}
+    parsed = read_leads_csv(file, client_id=client_id, known_clients=known, url_problem=profile_url_problem)
+    if parsed.note:
+        typer.echo(f"note: {parsed.note}", err=True)
+    per_client: dict[str, dict[str, int]] = {}
+    for cid, leads in sorted(parsed.leads.items()):
+        result = ws.store.lead_base(ws.store.get_client(cid)).import_leads(leads)
+        per_client[cid] = {"created": result.created, "existing": result.existing}
+    created = sum(c["created"] for c in per_client.values())
+    existing = sum(c["existing"] for c in per_client.values())
+    bad = parsed.skipped
+    summary = {
+        "created": created,
+        "existing": existing,
+        "skipped": bad,
+        "encoding": parsed.encoding,
+        "columns": parsed.columns,
+        "clients": per_client,
+    }
     if json_out:
         _echo_json(summary)
         return
-    typer.echo(f"{result.created} lead(s) created, {result.existing} already there, {len(bad)} skipped")
+    typer.echo(
+        f"{created} lead(s) created, {existing} already there, {len(bad)} skipped"
+        + (f" ({plural(len(per_client), 'client')})" if len(per_client) > 1 else "")
+    )
+    if len(per_client) > 1:
+        for cid, c in per_client.items():
+            typer.echo(f"  {cid}: {c['created']} created, {c['existing']} already there")
     for b in bad:
         typer.echo(f"  line {b['line']}: skipped {b['profile_url']!r}: {b['reason']}", err=True)
 
@@ -559,15 +658,57 @@ def sandbox(
         int,
         typer.Option(help="Apify runs in flight at once; more are refused (concurrent-runs-limit-exceeded).", min=1),
     ] = 32,
+    bases: Annotated[
+        int,
+        typer.Option(
+            help="For a try-out of the Airtable store: make a master base and this many client bases (as Airtable's "
+            "web app makes them, one placeholder table each) and print their IDs and the next commands.",
+            min=0,
+            max=100,
+        ),
+    ] = 0,
 ) -> None:
-    """Serve local Airtable- and Apify-compatible APIs with fault injection, in the foreground."""
-    from leadkit.sandbox.server import serve_forever
+    """Serve local Airtable- and Apify-compatible APIs with fault injection, in the foreground (Ctrl-C stops it;
+    its bases and runs live only as long as it does)."""
+    import threading
 
+    from leadkit.errors import ConfigError
+    from leadkit.sandbox.server import generate_token, serve_forever
+
+    for name, port in (("--airtable-port", airtable_port), ("--apify-port", apify_port)):
+        ensure_port_free(host, port, option=name, what="the sandbox")
+    tokens = list(token or [])
+    if bases and not tokens:
+        tokens = [generate_token()]
+    if bases:
+        url = f"http://{host}:{airtable_port}"
+        chosen = tokens[0].split("=", 1)[0]
+
+        def make_bases() -> None:
+            from leadkit.tryout import create_tryout_bases, wait_until_up
+
+            try:
+                wait_until_up(url)
+                made = create_tryout_bases(url, chosen, bases)
+            except ConfigError as exc:
+                typer.echo(f"error: the try-out bases were not made: {exc.message}", err=True)
+                return
+            lines = [
+                f"Try-out bases:    master {made.master}; clients {', '.join(made.clients) or '(none)'}",
+                "Next (README, 'Airtable, from an account to a first batch'):",
+                f"  export AIRTABLE_API_KEY={chosen} AIRTABLE_ENDPOINT_URL={url}",
+                f"  leadkit airtable provision --base {made.master}",
+                *(f"  leadkit airtable provision --kind client --base {b}" for b in made.clients),
+                f"  leadkit init --store airtable://{made.master}",
+            ]
+            typer.echo("\n".join(lines))
+
+        threading.Thread(target=make_bases, name="leadkit-tryout-bases", daemon=True).start()
     serve_forever(
         host,
         airtable_port,
         apify_port,
-        token or [],
+        tokens,
         rate_limit,
         penalty_s,
         actor_seconds=actor_seconds,

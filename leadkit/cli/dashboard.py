@@ -19,25 +19,31 @@ def dashboard(
         str | None,
         typer.Option(
             "--basic-auth",
-            envvar="LEADKIT_DASHBOARD_AUTH",
-            show_envvar=True,
-            help="USER:PASSWORD required to see any page (a login form). Prefer the environment variable, "
-            "which does not show in the process list.",
+            help="USER:PASSWORD required to see any page (a login form). Visible to every user of the host in the "
+            "process list: set LEADKIT_DASHBOARD_AUTH in the workspace's .env or the environment instead.",
         ),
     ] = None,
+    no_login: Annotated[
+        bool,
+        typer.Option(
+            "--no-login",
+            help="Serve without a login even on a non-loopback address (refused otherwise) or when "
+            "LEADKIT_DASHBOARD_AUTH is set.",
+        ),
+    ] = False,
     refresh: Annotated[float, typer.Option(help="Seconds between refreshes of the open view (0: never).", min=0)] = 30,
     show: Annotated[bool, typer.Option("--show", help="Open it in the default browser.")] = False,
 ) -> None:
-    """Serve the diagnostics dashboard for the workspace (LEADKIT_HOME) until Ctrl-C."""
-    from leadkit.dashboard_server import check_address, parse_basic_auth, serve_dashboard
+    """Serve the diagnostics dashboard for the workspace (LEADKIT_HOME) until Ctrl-C.
+
+    The login (USER:PASSWORD) comes from LEADKIT_DASHBOARD_AUTH in the environment, ./.env or the workspace's
+    .env. On an address other than loopback a login is required (or --no-login); put a TLS proxy in front of a
+    dashboard others reach, since the login travels in the clear otherwise."""
+    from leadkit.dashboard_server import check_address, decide_login, serve_dashboard
 
     check_address(address, port)
-    if basic_auth is not None:
-        parse_basic_auth(basic_auth)
-    if address not in ("127.0.0.1", "localhost", "::1") and basic_auth is None:
-        typer.echo(
-            f"warning: serving on {address} without --basic-auth: anyone who can reach it sees the records",
-            err=True,
-        )
+    login = decide_login(address, basic_auth, no_login=no_login)
+    for warning in login.warnings:
+        typer.echo(warning, err=True)
     ws = _workspace()
-    serve_dashboard(ws, port=port, address=address, basic_auth=basic_auth, show=show, refresh_s=refresh)
+    serve_dashboard(ws, port=port, address=address, basic_auth=login.basic_auth, show=show, refresh_s=refresh)

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from leadkit.config import Settings, get_settings
 from leadkit.demo import client_names, seed
 from leadkit.errors import DataError
+from leadkit.words import plural
 from leadkit.workspace import Workspace
 
 
@@ -89,6 +90,8 @@ def run_demo(
             settings, base_ids = _airtable_bases(sandbox, settings, clients)
         ws = Workspace.create(settings=settings)
         typer.echo(f"workspace: {ws.home} (store: {ws.store.url})")
+        if backend == "airtable":
+            typer.echo(SANDBOX_ENDS)
         if again:
             made = [ws.store.get_client(c) for c in sorted(known)]
             incident = False
@@ -122,7 +125,17 @@ def run_demo(
             from leadkit.dashboard_server import serve_dashboard
 
             serve_dashboard(ws, port=port, address="127.0.0.1", open_message=True)
+    if backend == "airtable":
+        typer.echo("\ndemo: the sandbox has ended, and the workspace's Airtable store with it")
     return 0
+
+
+#: Said by `demo --backend airtable`: its store lives in the demo's own sandbox.
+SANDBOX_ENDS = (
+    "note: this workspace's store is a master base in the demo's own Airtable sandbox, which lives in this process "
+    "and ends with the demo: afterwards `leadkit runs` finds no workspace there. For a try-out that lasts, start "
+    "`leadkit sandbox --bases 2` and follow the README's section 'Airtable, from an account to a first batch'."
+)
 
 
 def _report(ws: Workspace, result: Any, demo_ids: list[str]) -> None:
@@ -155,5 +168,5 @@ def _airtable_bases(sandbox: Any, settings: Settings, clients: int) -> tuple[Set
         base_id = sandbox.airtable.create_base(f"{name} leads", placeholder)
         provision(api, base_id, "client")
         base_ids.append(base_id)
-    typer.echo(f"sandbox: provisioned master base {master} and {len(base_ids)} client bases")
+    typer.echo(f"sandbox: provisioned master base {master} and {plural(len(base_ids), 'client base')}")
     return settings.model_copy(update={"leadkit_store": f"airtable://{master}"}), base_ids

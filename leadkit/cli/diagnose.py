@@ -9,6 +9,7 @@ import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, failures_app
 from leadkit.errors import LeadkitError
+from leadkit.history import FailedClient, latest_failed
 
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Only what happened in this last duration, e.g. 30m, 24h, 7d.")
@@ -84,31 +85,58 @@ def failures(
     ws = _workspace()
     try:
         groups = group_failures(ws, since=_since(since), unresolved_only=unresolved)
+        failing = {f.client_id: f for f in latest_failed(ws, since=_since(since))}
     finally:
         ws.close()
     if json_out:
         _echo_json([g.to_dict() for g in groups])
         return
-    if not groups:
+    if not groups and not failing:
         typer.echo("no failures" + (f" in the last {since}" if since else ""))
         return
+    listed: set[str] = set()
     for g in groups:
         state = ("resolved" if g.resolved else "UNRESOLVED") + ("" if g.status == "NEW" else f" {g.status}")
         typer.echo(f"[{g.category}] x{g.count} {state}  last {g.last_seen:%Y-%m-%d %H:%M:%S} UTC  {g.headline}")
         typer.echo(f"    clients: {', '.join(g.clients) or '-'}   first {g.first_seen:%Y-%m-%d %H:%M:%S} UTC")
         typer.echo(f"    hint: {g.hint}")
         if not g.resolved and g.clients:
-            typer.echo(
-                f"    re-run: leadkit rerun --failed --category {g.category} --client {' --client '.join(g.clients)}"
-            )
+            _print_rerun(g.category, g.clients, failing, listed)
         typer.echo(f"    fingerprint: {g.fingerprint}")
+    others = sorted(set(failing) - listed)
+    if others:
+        typer.echo("latest attempts that failed without a failure group above:")
+        for cid in others:
+            f = failing[cid]
+            typer.echo(f"    {cid}: {f.record.status.value} in run {f.record.run_id}: {f.why or '(no reason kept)'}")
+        typer.echo(f"    re-run: leadkit rerun --failed --client {' --client '.join(others)}")
+
+
+def _print_rerun(category: str, clients: list[str], failing: dict[str, FailedClient], listed: set[str]) -> None:
+    """The re-run command of an unresolved group: exactly the clients `rerun --failed` would take with it (their
+    latest attempt counts as failed, with this category); the others are named with their latest outcome."""
+    again = [c for c in clients if c in failing and failing[c].category == category]
+    listed.update(again)
+    if again:
+        typer.echo(f"    re-run: leadkit rerun --failed --category {category} --client {' --client '.join(again)}")
+    for cid in clients:
+        if cid in again:
+            continue
+        if cid in failing:
+            typer.echo(f"    {cid}: its latest attempt failed differently ({failing[cid].category}); see that failure")
+        else:
+            typer.echo(f"    {cid}: its latest attempt did not fail (nothing for `rerun --failed` to take)")
 
 
 # ------------------------------------------------------------------------------------------------ rerun
 @app.command()
 def rerun(
     failed: Annotated[
-        bool, typer.Option("--failed", help="Re-run the clients whose latest attempt failed (Failed or Stale).")
+        bool,
+        typer.Option(
+            "--failed",
+            help="Re-run the clients whose latest attempt counts as failed (Failed, Stale, Completed with Errors).",
+        ),
     ] = False,
     since: SinceOpt = None,
     client: Annotated[
@@ -133,7 +161,6 @@ def rerun(
     Exit 0 when none matched or all completed, 1 when some failed again (as `leadkit batch`).
     """
     from leadkit.diagnosis import failure_headline
-    from leadkit.history import latest_failed
 
     if not failed:
         raise LeadkitError(
@@ -162,7 +189,7 @@ def rerun(
         if dry_run:
             return
         from leadkit.batch import run_batch
-        from leadkit.cli.batchcmd import _print_batch
+        from leadkit.cli.batchcmd import _print_batch, exit_code
 
         result = run_batch(ws, workers=workers, client_ids=[f.client_id for f in chosen], progress=not json_out)
         if json_out:
@@ -173,7 +200,7 @@ def rerun(
             _print_batch(result)
     finally:
         ws.close()
-    raise SystemExit(result.exit_code)
+    raise SystemExit(exit_code(result))
 
 
 # ------------------------------------------------------------------------------------------------ health
@@ -184,10 +211,12 @@ def health(
 ) -> None:
     """Why this client is or is not being harvested: settings, leads waiting, last runs, last failure, next step."""
     from leadkit.health import client_health
+    from leadkit.history import counts_as_failed, latest_attempt, outcome
 
     ws = _workspace()
     try:
         data = client_health(ws, client_id)
+        latest = latest_attempt(ws.store, client_id)
     finally:
         ws.close()
     if json_out:
@@ -204,6 +233,13 @@ def health(
     if data["last_failure"]:
         f = data["last_failure"]
         typer.echo(f"last failure ({f['at']}, {f['category']}): {f['message']}")
+    if latest is not None:
+        failed = (
+            f"; counts as failed: `leadkit rerun --failed --client {client_id}` re-runs it"
+            if counts_as_failed(latest)
+            else ""
+        )
+        typer.echo(f"latest attempt: {outcome(latest)} (run {latest.run_id}){failed}")
     typer.echo(f"next step: {data['next_step']}")
 
 

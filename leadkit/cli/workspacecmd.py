@@ -24,23 +24,36 @@ def init(
     home: Annotated[
         Path | None, typer.Option(help="The workspace folder (default: LEADKIT_HOME, else ./runs).")
     ] = None,
+    group: Annotated[
+        bool,
+        typer.Option("--group", help="Let the folder's group read the workspace (mode 0750; default 0700: only you)."),
+    ] = False,
 ) -> None:
     """Create an empty workspace (no clients) with a commented .env to fill in, and print the next steps.
+
+    The folder is private to you (mode 0700; 0750 with --group) and its .env, which holds the tokens, is 0600.
 
     With --store airtable://<base id> the master base's schema is checked (AIRTABLE_API_KEY needed); fix what it
     lacks with `leadkit airtable provision`. A folder holding other files is refused."""
     from leadkit.config import get_settings
-    from leadkit.workspace import init_workspace
+    from leadkit.workspace import init_workspace, is_initialised
 
     settings = get_settings()
     target = Path(home if home is not None else settings.leadkit_home).resolve()
     if store and not (store.startswith("airtable://") or store.startswith("sqlite")):
         raise DataError(f"--store {store!r} is not accepted; use nothing (SQLite) or airtable://<master base id>")
-    created, done = init_workspace(target, store, settings)
+    problems: list[Any] | None = []
+    if store.startswith("airtable://") and not is_initialised(target):
+        # Checked before anything is written: a malformed or unreachable base leaves the folder as it was.
+        problems, created, done = _check_then_init(target, store, settings, group=group)
+    else:
+        created, done = init_workspace(target, store, settings, group=group)
     for line in done:
         typer.echo(line)
     if store.startswith("airtable://"):
-        code = _check_master(settings.model_copy(update={"leadkit_home": target, "leadkit_store": store}))
+        if not created or problems is None:  # the workspace's .env may hold the token now
+            problems = _master_problems(get_settings(leadkit_home=target, leadkit_store=store))
+        code = _report_master(store, problems)
         if code:
             raise typer.Exit(code)
     env = "" if home is None and Path(settings.leadkit_home).resolve() == target else f"LEADKIT_HOME={target} "
@@ -56,7 +69,35 @@ def init(
             typer.echo(f"  {number}. {step}")
 
 
-def _check_master(settings: Any) -> int:
+def _check_then_init(
+    target: Path, store: str, settings: Any, *, group: bool
+) -> tuple[list[Any] | None, bool, list[str]]:
+    """Check the master base with a scratch folder as the home (the request tally it keeps goes there, not into
+    `target`), then create the workspace and move the tally in: a refusal leaves `target` as it was. Without
+    AIRTABLE_API_KEY only the ID's form is checked (problems None: not checked yet)."""
+    import shutil
+    import tempfile
+
+    from leadkit.store.airtable import validate_base_id
+    from leadkit.store.airtable.usage import USAGE_FILE
+    from leadkit.workspace import init_workspace
+
+    if settings.airtable_api_key is None:  # nothing to check with yet: the token goes into the new .env
+        validate_base_id(store.removeprefix("airtable://").strip("/"), what="--store")
+        created, done = init_workspace(target, store, settings, group=group)
+        return None, created, done
+    with tempfile.TemporaryDirectory(prefix="leadkit-init-") as scratch:
+        problems = _master_problems(settings.model_copy(update={"leadkit_home": Path(scratch), "leadkit_store": store}))
+        created, done = init_workspace(target, store, settings, group=group)
+        tally = Path(scratch) / USAGE_FILE
+        if created and tally.is_file() and not (target / USAGE_FILE).exists():
+            shutil.copy2(tally, target / USAGE_FILE)
+    return problems, created, done
+
+
+def _master_problems(settings: Any) -> list[Any]:
+    """What the master base named by `settings.leadkit_store` lacks (empty: nothing). Raises (exit 2) when the ID
+    is malformed, no token is set, or the token cannot reach the base (the API's error names the base)."""
     from leadkit.store.airtable import make_api, validate_base_id
     from leadkit.store.provision import check_schema
 
@@ -64,10 +105,14 @@ def _check_master(settings: Any) -> int:
     if settings.airtable_api_key is None:
         raise ConfigError(
             "AIRTABLE_API_KEY is not set, so the master base cannot be checked",
-            hint="Set AIRTABLE_API_KEY (in the environment or the workspace's .env), then run `leadkit init "
-            f"--store airtable://{base}` again or `leadkit airtable check`.",
+            hint=f"Set AIRTABLE_API_KEY in {Path(settings.leadkit_home) / '.env'} (or the environment), then run "
+            f"`leadkit init --store airtable://{base}` again: it checks the base.",
         )
-    problems = check_schema(make_api(settings), base, "master")
+    return check_schema(make_api(settings), base, "master")  # an unreachable base: AuthError/NotFound (exit 2)
+
+
+def _report_master(store: str, problems: list[Any]) -> int:
+    base = store.removeprefix("airtable://").strip("/")
     if not problems:
         typer.echo(f"master base {base}: every table, field and select option leadkit writes is there")
         return 0
@@ -84,19 +129,20 @@ def backup(
     dest: Annotated[Path, typer.Argument(help="A new or empty folder for the copy.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Copy the SQLite store (master and every client base) consistently, even while batches run.
+    """Copy every database of the workspace consistently, even while batches run: the SQLite store (master and
+    every client base) and the Airtable archive (airtable-archive.sqlite) when there is one.
 
-    The copy is a workspace: `LEADKIT_HOME=DEST leadkit runs` reads it; to restore, stop batches and copy its
-    files back into the workspace (the README's Backups section)."""
-    from leadkit.backup import backup_workspace
+    The copy is a private workspace (0700): `LEADKIT_HOME=DEST leadkit runs` reads it; `leadkit restore DEST
+    --home NEW` copies it back into a new workspace folder (the README's Backups section). The .env is not copied."""
+    from leadkit.backup import backup_workspace, databases
 
     ws = _workspace(read_only=True)
     try:
-        if ws.store_url.startswith("airtable://"):
+        if ws.store_url.startswith("airtable://") and not databases(ws.home):
             raise ConfigError(
-                "the store is Airtable: leadkit backup copies SQLite stores",
-                hint="Airtable keeps snapshots of each base (base menu > Snapshots); `leadkit airtable archive`, if "
-                "available, copies old records locally.",
+                "the store is Airtable and the workspace holds no SQLite database (no archive) to back up",
+                hint="Airtable keeps snapshots of each base (base menu > Snapshots); `leadkit airtable archive` "
+                "moves old records into a local archive, which `leadkit backup` then copies.",
             )
         report = backup_workspace(ws.home, dest)
     finally:
@@ -108,6 +154,30 @@ def backup(
 
 
 # ------------------------------------------------------------------------------------------------ doctor
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="The folder `leadkit backup` wrote.")],
+    home: Annotated[
+        Path | None,
+        typer.Option(help="The workspace folder to restore into, missing or empty (default: LEADKIT_HOME)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy a backup's databases into a missing or empty workspace folder (never over a workspace), each as one
+    consistent file; the folder is made private (0700). Copy the .env back by hand (it holds the tokens)."""
+    from leadkit.backup import restore_workspace
+    from leadkit.config import get_settings
+
+    target = Path(home if home is not None else get_settings().leadkit_home)
+    report = restore_workspace(source, target)
+    if json_out:
+        _echo_json({"home": str(report.dest), "files": [str(f) for f in report.files], "bytes": report.bytes})
+        return
+    for path in report.files:
+        typer.echo(f"restored {path}")
+    typer.echo(f"{len(report.files)} database(s), {report.bytes} bytes into {report.dest}")
+
+
 @app.command()
 def doctor(json_out: JsonOpt = False) -> None:
     """Check dependencies (each imported for real), the notebook kernel, settings, the store and the workspace.
@@ -145,24 +215,40 @@ def _is_store_problem(exc: LeadkitError | None) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ lab
+#: Mode of the Lab's copies of leadkit's notebooks: read-only, so the Lab opens them read-only.
+READ_ONLY_FILE = 0o444
+
+
 def lab_root(ws: Any) -> Path:
-    """The Lab's root folder: the workspace, with `notebooks` in it pointing at leadkit's notebooks, so the file
-    browser reaches both the notebooks and the executed ones (`<run id>/<client id>.ipynb`)."""
+    """The Lab's root folder: the workspace, with `notebooks/` in it holding read-only copies (mode 0444) of
+    leadkit's notebooks, refreshed from the installed ones at each start, so the file browser reaches both the
+    notebooks and the executed ones (`<run id>/<client id>.ipynb`) and no save in the Lab reaches the installed
+    notebooks. Other files in `notebooks/` (an analyst's own copies) are left as they are."""
+    import shutil
+
     from leadkit.resources import notebooks_dir
 
-    link = ws.home / "notebooks"
-    target = notebooks_dir()
-    if link.is_symlink() and link.resolve() != target.resolve():
-        link.unlink()
-    if not link.exists():
-        try:
-            link.symlink_to(target, target_is_directory=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot link {link} to leadkit's notebooks ({target}): {exc.strerror or exc}",
-                hint="The Lab serves the workspace: make it writable, or open the notebooks in "
-                f"{target} with your own Jupyter.",
-            ) from None
+    folder = ws.home / "notebooks"
+    installed = notebooks_dir()
+    try:
+        if folder.is_symlink():  # what earlier versions made: a link into the installed notebooks
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+        for source in sorted(installed.glob("*.ipynb")):
+            copy = folder / source.name
+            if copy.is_file() and not copy.is_symlink() and copy.read_bytes() == source.read_bytes():
+                copy.chmod(READ_ONLY_FILE)
+                continue
+            if copy.is_symlink() or copy.exists():
+                copy.unlink()
+            shutil.copyfile(source, copy)
+            copy.chmod(READ_ONLY_FILE)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot copy leadkit's notebooks ({installed}) into {folder}: {exc.strerror or exc}",
+            hint="The Lab serves the workspace: make it writable, or open the notebooks in "
+            f"{installed} with your own Jupyter.",
+        ) from None
     return ws.home
 
 
@@ -202,15 +288,29 @@ def lab(
     ] = None,
     browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open a browser tab.")] = False,
 ) -> None:
-    """Start JupyterLab on loopback in the workspace: leadkit's notebooks in notebooks/, executed notebooks in
-    each run's folder, the workspace's settings in the kernels' environment. Prints the URL with its token."""
+    """Start JupyterLab on loopback in the workspace: read-only copies of leadkit's notebooks in notebooks/
+    (Save Notebook As... makes an editable one), executed notebooks in each run's folder, the workspace's
+    settings in the kernels' environment. Prints the URL with its token; a taken port is exit 2."""
+    from leadkit.ports import ensure_port_free
+
     ws = _workspace()
+    try:
+        ensure_port_free("127.0.0.1", port, option="--port", what="JupyterLab")
+    except ConfigError:
+        ws.close()
+        raise
     chosen = token or os.environ.get("JUPYTER_TOKEN") or secrets.token_urlsafe(24)
     try:
         argv, env = lab_command(ws, port=port, token=chosen, open_browser=browser)
     finally:
         ws.close()
-    typer.echo(f"JupyterLab for the workspace {ws.home} (notebooks/ holds leadkit's notebooks)")
+    typer.echo(f"JupyterLab for the workspace {ws.home}")
+    typer.echo(
+        "notebooks/ holds read-only copies of leadkit's notebooks (refreshed at each start; batches run the "
+        "installed ones); for an editable copy use File > Save Notebook As... in the Lab, or "
+        f"`cp {ws.home / 'notebooks' / 'client_health.ipynb'} {ws.home / 'my_client_health.ipynb'}` "
+        "and make it writable (chmod u+w)"
+    )
     typer.echo(f"open: {lab_url(port, chosen)}")
     sys.stdout.flush()
     os.execve(sys.executable, argv, env)

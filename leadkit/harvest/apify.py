@@ -42,6 +42,8 @@ CAPACITY_REFUSALS = frozenset({"actor-memory-limit-exceeded", "concurrent-runs-l
 
 #: The API never holds a request longer than this.
 MAX_WAIT_FOR_FINISH_S = 60
+#: The least time one call of a lost start's look-up gets.
+_LOOKUP_CALL_MIN_S = 2.0
 #: Headroom between the `waitForFinish` asked for and the read timeout of the request.
 _READ_TIMEOUT_MARGIN_S = 5
 
@@ -64,6 +66,7 @@ class ApifyRun:
     finished_at: datetime | None = None
     usage_usd: float | None = None
     max_total_charge_usd: float | None = None
+    kv_store_id: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -84,6 +87,7 @@ class ApifyRun:
             finished_at=_parse_time(data.get("finishedAt")),
             usage_usd=float(usage) if isinstance(usage, int | float) and not isinstance(usage, bool) else None,
             max_total_charge_usd=_float_or_none((data.get("options") or {}).get("maxTotalChargeUsd")),
+            kv_store_id=str(data["defaultKeyValueStoreId"]) if data.get("defaultKeyValueStoreId") else None,
         )
 
 
@@ -94,6 +98,16 @@ class StartedRun:
     run: ApifyRun
     notes: list[str] = field(default_factory=list)
     adopted: bool = False
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the look-up for a lost start found: its run, or runs that may be it (their INPUT unreadable)."""
+
+    run: ApifyRun | None
+    unsure: list[ApifyRun]
+    #: The actor's runs could be listed at least once (False: nothing is known, a start must not be re-sent).
+    listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -236,13 +250,16 @@ class ApifyClient:
             except UpstreamError as exc:
                 if not exc.details.get("sent", True):
                     raise
-                found = self._find_started(input, sent_at, deadline)
-                if found is not None:
+                found = self._find_started(input, sent_at)
+                if found.run is not None:
                     notes.append(
-                        f"the start call failed after it was sent ({exc}); adopted run {found.id}, which it had started"
+                        f"the start call failed after it was sent ({exc}); adopted run {found.run.id}, "
+                        "which it had started"
                     )
-                    self._known.add(found.id)
-                    return StartedRun(found, notes, adopted=True)
+                    self._known.add(found.run.id)
+                    return StartedRun(found.run, notes, adopted=True)
+                if found.unsure or not found.listed:
+                    raise self._unresolved(exc, found.unsure, notes) from None
                 lost += 1
                 if isinstance(exc, DeadlineExceeded) or lost >= self.http.retry.attempts:
                     notes.append(f"the start call failed after it was sent ({exc}) and no run had started")
@@ -253,6 +270,11 @@ class ApifyClient:
                 )
                 self._sleep(deadline.cap(self.http.retry.initial_s * 2**lost))
                 continue
+            except KeyboardInterrupt as exc:
+                # SIGTERM or Ctrl-C while the start was in flight: it may have started a run. Find it (on a
+                # budget of its own) and abort it, so nothing is left billing unread.
+                self._abort_lost_start(input, sent_at, exc)
+                raise
             except ConfigError as exc:
                 if exc.details.get("error_type") not in CAPACITY_REFUSALS:
                     raise
@@ -279,40 +301,116 @@ class ApifyClient:
                 notes.append(f"started run {run.id} after {refusals} capacity refusals")
             return StartedRun(run, notes)
 
-    def _find_started(self, input: dict[str, Any], sent_at: datetime, deadline: Deadline) -> ApifyRun | None:
+    def _unresolved(self, exc: UpstreamError, unsure: list[ApifyRun], notes: list[str]) -> UpstreamError:
+        """A lost start whose candidate runs could not be told apart from others (their INPUT unreadable):
+        nothing new is started; the candidates are aborted (they may be ours, and nobody would read them) and
+        named in the error, so the record holds them."""
+        if not unsure:
+            notes.append(f"the start call failed after it was sent ({exc}) and the actor's runs could not be listed")
+            return UpstreamError(
+                f"the start of {self.actor_id} failed after it was sent and Apify's list of runs could not be read "
+                "to find out whether it started one; no run was started again",
+                hint="Look for a run of the actor started just now in the Apify Console; the leads are Pending.",
+                notes=notes,
+            )
+        aborted = []
+        for run in unsure:
+            self._known.add(run.id)
+            if self._abort_quietly(run.id) is not None:
+                aborted.append(run.id)
+        ids = ", ".join(r.id for r in unsure)
+        notes.append(
+            f"the start call failed after it was sent ({exc}); candidate Apify run {ids} could not be checked "
+            f"(its INPUT could not be read), so nothing new was started and it was aborted"
+        )
+        return UpstreamError(
+            f"the start of {self.actor_id} failed after it was sent and could not be resolved: Apify run "
+            f"{unsure[0].id} may be the one it started (aborted: {'yes' if aborted else 'no'}); no run was started "
+            f"again",
+            hint="The leads are Pending and are tried again next run; the candidate run is named in the record.",
+            apify_run_id=unsure[0].id,
+            apify_status="ABORTED" if aborted else unsure[0].status,
+            candidate_run_ids=[r.id for r in unsure],
+            aborted=bool(aborted),
+            notes=notes,
+        )
+
+    def _abort_lost_start(self, input: dict[str, Any], sent_at: datetime, exc: BaseException) -> None:
+        """On an interrupt during a start: abort whatever run the start made, naming it on the exception."""
+        try:
+            found = self._find_started(input, sent_at)
+        except (LeadkitError, KeyboardInterrupt) as err:
+            log.warning("could not look up the run an interrupted start may have made: %s", err)
+            return
+        runs = [found.run] if found.run is not None else found.unsure
+        for run in runs:
+            self._known.add(run.id)
+            self._abort_quietly(run.id)
+            log.warning("aborted Apify run %s, started by a start call that was interrupted (%s)", run.id, exc)
+        if runs:
+            exc.apify_run_id = runs[0].id  # type: ignore[attr-defined]
+
+    def _find_started(self, input: dict[str, Any], sent_at: datetime) -> _Found:
         """The run a lost start call started: among the actor's newest runs, one that started after the call was
-        sent (less clock skew), that this client has not adopted yet, and whose INPUT is the one sent."""
+        sent (less clock skew), that this client has not adopted yet, and whose INPUT is the one sent.
+
+        The look-up has a budget of its own (`reconcile_s`), not the client's: a start whose answer came after
+        the client's budget ran out is exactly the one to look for. A candidate whose INPUT cannot be read within
+        that budget is returned as unsure: it may be ours."""
         lower = sent_at - timedelta(seconds=self.clock_skew_s)
-        give_up = self._clock() + self.reconcile_s
+        budget = Deadline(self.reconcile_s, clock=self._clock)
+        unsure: dict[str, ApifyRun] = {}
+        ever_listed = False
         while True:
+            # each call of the look-up gets at least a few seconds, even at the end of its budget
+            call = Deadline(max(budget.remaining(), _LOOKUP_CALL_MIN_S), clock=self._clock)
             try:
-                listed = self._data(
-                    self.http.request_json(
-                        "GET", self._actor_path("runs"), params={"desc": 1, "limit": 50}, deadline=deadline
-                    )
-                )
-            except DeadlineExceeded:
-                return None
-            for data in listed.get("items") or []:
-                if not isinstance(data, dict) or not data.get("id") or data["id"] in self._known:
+                listed = self.list_runs(deadline=call)
+                ever_listed = True
+            except UpstreamError:
+                listed = []
+            for data in listed:
+                if data["id"] in self._known:
                     continue
                 run = ApifyRun.from_api(data)
                 if run.started_at is None or run.started_at < lower:
                     continue
-                if self._input_of(data) == input:
-                    return self.get_run(run.id, deadline=deadline)
-            if self._clock() >= give_up or deadline.remaining() <= self.reconcile_interval_s:
-                return None
+                try:
+                    seen = self._input_of(data, call)
+                except (ConfigError, UpstreamError):
+                    unsure[run.id] = run
+                    continue
+                unsure.pop(run.id, None)
+                if seen == input:
+                    try:
+                        run = self.get_run(run.id, deadline=Deadline(self.reconcile_s, clock=self._clock))
+                    except UpstreamError:
+                        pass  # the listed state will do: the run is ours either way
+                    return _Found(run, [])
+            if budget.remaining() <= self.reconcile_interval_s:
+                return _Found(None, list(unsure.values()), listed=ever_listed)
             self._sleep(self.reconcile_interval_s)
 
-    def _input_of(self, run: dict[str, Any]) -> Any:
+    def _input_of(self, run: dict[str, Any], budget: Deadline) -> Any:
         store = run.get("defaultKeyValueStoreId")
         if not store:
             return None
-        try:
-            return self.http.request_json("GET", f"/v2/key-value-stores/{quote(str(store))}/records/INPUT").data
-        except (ConfigError, UpstreamError):
-            return None
+        return self.run_input(str(store), deadline=budget)
+
+    def run_input(self, store_id: str, *, deadline: Deadline | None = None) -> Any:
+        """The INPUT record of a run's default key-value store (what the run was started with)."""
+        return self.http.request_json(
+            "GET", f"/v2/key-value-stores/{quote(store_id)}/records/INPUT", deadline=deadline
+        ).data
+
+    def list_runs(self, *, limit: int = 50, deadline: Deadline | None = None) -> list[dict[str, Any]]:
+        """The actor's newest runs (newest first), as the API lists them."""
+        listed = self._data(
+            self.http.request_json(
+                "GET", self._actor_path("runs"), params={"desc": 1, "limit": limit}, deadline=deadline
+            )
+        )
+        return [item for item in listed.get("items") or [] if isinstance(item, dict) and item.get("id")]
 
     def get_run(self, run_id: str, *, wait_s: int = 0, deadline: Deadline | None = None) -> ApifyRun:
         params = {"waitForFinish": wait_s} if wait_s else None
@@ -433,14 +531,34 @@ class ApifyClient:
             )
         if not run.dataset_id:
             raise ConfigError(f"Apify run {run.id} SUCCEEDED but names no defaultDatasetId", **details)
+        items, log_text = self._read_outputs(run, run.dataset_id, details, deadline)
+        return ActorResult(run, items, log_text, started.notes, started.adopted)
+
+    def _read_outputs(
+        self, run: ApifyRun, dataset_id: str, details: dict[str, Any], deadline: Deadline | None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """A SUCCEEDED run's dataset items and log. A failed read raises with the run named in its details; SIGTERM
+        during the read (KeyboardInterrupt) names the run too, so the paid run is kept to be read later."""
         try:
-            items = self.dataset_items(run.dataset_id, deadline=deadline)
-            log_text = self.run_log(run.id, deadline=deadline)
+            return self.dataset_items(dataset_id, deadline=deadline), self.run_log(run.id, deadline=deadline)
         except LeadkitError as exc:
             for key, value in details.items():
                 exc.details.setdefault(key, value)
             raise
-        return ActorResult(run, items, log_text, started.notes, started.adopted)
+        except KeyboardInterrupt as exc:
+            exc.apify_run_id = run.id  # type: ignore[attr-defined]
+            exc.apify_status = run.status  # type: ignore[attr-defined]
+            raise
+
+    def read_run(self, run_id: str, *, deadline: Deadline | None = None) -> ActorResult:
+        """The items and log of a run that SUCCEEDED earlier and could not be read then (read-pending). A run
+        that did not succeed raises UpstreamError with its status; an unknown run raises as the API answers."""
+        run = self.get_run(run_id, deadline=deadline)
+        details: dict[str, Any] = {"apify_run_id": run.id, "apify_status": run.status, "usage_usd": run.usage_usd}
+        if not run.succeeded or not run.dataset_id:
+            raise UpstreamError(f"Apify run {run.id} is {run.status}; there is nothing of it to read", **details)
+        items, log_text = self._read_outputs(run, run.dataset_id, details, deadline)
+        return ActorResult(run, items, log_text, [f"read Apify run {run.id}, which SUCCEEDED on an earlier attempt"])
 
     def _abort_quietly(self, run_id: str) -> ApifyRun | None:
         """Abort a run on the way out of an error; the abort's own failure is logged, never raised over it."""

@@ -48,6 +48,7 @@ from leadkit.store.base import LeadBase
 
 __all__ = [
     "PROCESSING_STALE_AFTER",
+    "READ_PENDING",
     "BatchOutcome",
     "HarvestReport",
     "Harvester",
@@ -80,6 +81,9 @@ _EARLY_END = re.compile(
     re.IGNORECASE,
 )
 _RUN_ID_IN_MESSAGE = re.compile(r"Apify run ([A-Za-z0-9]{8,})")
+#: How a lead's `last_error` starts while the SUCCEEDED run that covered it waits to be read.
+READ_PENDING = "read-pending"
+_READ_PENDING_RUN = re.compile(r"^read-pending: Apify run ([A-Za-z0-9]{8,})")
 
 
 def due_policy(settings: Settings) -> DuePolicy:
@@ -376,6 +380,79 @@ class Harvester:
         if not due:
             report.reason = "no lead waiting for harvesting"
             return report
+        slot = KeptSlot()  # the batch's shared Apify capacity (leadkit.capacity): kept across this client's runs
+        try:
+            due = self._read_pending(due, leads, client_run_id, report, deadline, on_batch)
+            if not due:
+                report.reason = report.reason or "no lead waiting for harvesting"
+                return report
+            self._harvest_due(
+                client, leads, client_run_id, due, report, slot, done, spent_today_usd, deadline, on_batch, on_started
+            )
+        finally:
+            slot.release()
+        return report
+
+    def _read_pending(
+        self,
+        due: list[Lead],
+        leads: LeadBase,
+        client_run_id: str,
+        report: HarvestReport,
+        deadline: Deadline,
+        on_batch: Callable[[BatchOutcome], None] | None,
+    ) -> list[Lead]:
+        """Leads whose SUCCEEDED run could not be read on an earlier attempt are settled from that run (read
+        now), not bought again; a run still unreadable keeps them waiting for it. Returns the leads left due."""
+        pending: dict[str, list[Lead]] = {}
+        rest: list[Lead] = []
+        for lead in due:
+            match = (
+                _READ_PENDING_RUN.match(lead.last_error or "") if lead.harvest_status is HarvestStatus.PENDING else None
+            )
+            if match:
+                pending.setdefault(match.group(1), []).append(lead)
+            else:
+                rest.append(lead)
+        for run_id, batch in pending.items():
+            try:
+                result = self.apify.read_run(run_id, deadline=deadline)
+            except LeadkitError as exc:
+                if exc.details.get("apify_status") not in (None, "SUCCEEDED") or exc.details.get("status") == 404:
+                    rest += batch  # the run is gone or did not succeed: nothing to read, the leads are due again
+                    continue
+                log.warning("Apify run %s is still unreadable (%s); its %d leads wait for it", run_id, exc, len(batch))
+                outcome = BatchOutcome(
+                    lead_ids=[lead.lead_id for lead in batch],
+                    profiles_submitted=0,
+                    posts_harvested=0,
+                    cost_usd=0.0,
+                    apify_run_id=run_id,
+                    apify_status="SUCCEEDED",
+                    error=exc,
+                    notes=[f"Apify run {run_id} SUCCEEDED earlier and is still unreadable; its leads wait for it"],
+                )
+            else:
+                outcome = self._settle(batch, leads, client_run_id, result, None, False, paid=False)
+            report.batches.append(outcome)
+            if on_batch is not None:
+                on_batch(outcome)
+        return rest
+
+    def _harvest_due(
+        self,
+        client: Client,
+        leads: LeadBase,
+        client_run_id: str,
+        due: list[Lead],
+        report: HarvestReport,
+        slot: KeptSlot,
+        done: int,
+        spent: float,
+        deadline: Deadline,
+        on_batch: Callable[[BatchOutcome], None] | None,
+        on_started: Callable[[list[Lead], StartedRun], None] | None,
+    ) -> None:
         fresh = [lead for lead in due if lead.harvest_status is not HarvestStatus.DONE]
         refresh = sorted(
             (lead for lead in due if lead.harvest_status is HarvestStatus.DONE),
@@ -383,15 +460,9 @@ class Harvester:
         )
         batches = [fresh[i : i + client.batch_size] for i in range(0, len(fresh), client.batch_size)]
         batches += [refresh[i : i + client.batch_size] for i in range(0, len(refresh), client.batch_size)]
-        spent = spent_today_usd
-        slot = KeptSlot()  # the batch's shared Apify capacity (leadkit.capacity): kept across this client's runs
-        try:
-            self._run_batches(
-                client, leads, client_run_id, batches, report, slot, done, spent, deadline, on_batch, on_started
-            )
-        finally:
-            slot.release()
-        return report
+        self._run_batches(
+            client, leads, client_run_id, batches, report, slot, done, spent, deadline, on_batch, on_started
+        )
 
     def _run_batches(
         self,
@@ -479,7 +550,8 @@ class Harvester:
                 on_started=started,
             )
         except LeadkitError as exc:
-            self._back_to_pending(ids, leads, exc)
+            unread = exc.details.get("apify_run_id") if exc.details.get("apify_status") == "SUCCEEDED" else None
+            self._back_to_pending(ids, leads, exc, read_pending=unread)
             log.warning("harvest batch of %d leads failed (%s): %s", len(ids), exc.category, exc)
             usage = exc.details.get("usage_usd")
             return BatchOutcome(
@@ -496,7 +568,9 @@ class Harvester:
             )
         except BaseException as exc:
             # A bug or an interrupt (the actor run was aborted on the way): the leads must not stay Processing.
-            self._back_to_pending(ids, leads, exc)
+            # Interrupted while reading a SUCCEEDED run: that run is kept (read-pending) to be read next time.
+            unread = getattr(exc, "apify_run_id", None) if getattr(exc, "apify_status", None) == "SUCCEEDED" else None
+            self._back_to_pending(ids, leads, exc, read_pending=unread)
             raise
         return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
 
@@ -508,8 +582,11 @@ class Harvester:
         result: ActorResult,
         cap: float | None,
         is_refresh: bool,
+        *,
+        paid: bool = True,
     ) -> BatchOutcome:
-        """Give every lead of a SUCCEEDED run one outcome (posts, empty, not covered) and write them."""
+        """Give every lead of a SUCCEEDED run one outcome (posts, empty, not covered) and write them. `paid`
+        False: the run was paid for (and counted) on an earlier attempt, only read now."""
         run = result.run
         groups = group_by_profile(result.items)
         errors = target_errors(result.log)
@@ -602,7 +679,7 @@ class Harvester:
             lead_ids=[lead.lead_id for lead in batch],
             profiles_submitted=n,
             posts_harvested=harvested,
-            cost_usd=run.usage_usd or 0.0,
+            cost_usd=(run.usage_usd or 0.0) if paid else 0.0,
             apify_run_id=run.id,
             apify_status=run.status,
             error=error,
@@ -613,9 +690,22 @@ class Harvester:
             refresh=is_refresh,
         )
 
-    def _back_to_pending(self, ids: list[str], leads: LeadBase, exc: BaseException) -> None:
+    def _back_to_pending(
+        self, ids: list[str], leads: LeadBase, exc: BaseException, *, read_pending: str | None = None
+    ) -> None:
+        """The leads go back to Pending with the error. `read_pending`: the run that covered them SUCCEEDED (it
+        was paid) but its items could not be read: its ID is kept on the leads and the next attempt reads it."""
         category = exc.category if isinstance(exc, LeadkitError) else type(exc).__name__
-        message = f"{category}: {exc}"[:1000]
+        message = f"{category}: {exc}"
+        if read_pending:
+            message = (
+                f"{READ_PENDING}: Apify run {read_pending} SUCCEEDED but its items could not be read ({message}); "
+                "they are read on the next attempt instead of buying the posts again"
+            )
+        found = getattr(exc, "apify_run_id", None)
+        if found and not isinstance(exc, LeadkitError):  # an interrupted start: the run it made was aborted
+            message += f" (Apify run {found}, started by the interrupted start call, was aborted)"
+        message = message[:1000]
         leads.update_leads(
             {
                 lead_id: {

@@ -4,10 +4,17 @@ Records (list, listRecords, create, update, upsert, delete, single-record routes
 (whoami, bases, tables, fields), field types enforced on write (a text cell holds at most 100,000 characters),
 Airtable's error bodies, and the rate limits: 5 requests per second per base and 50 per second per token across
 its bases, each followed by a 30-second penalty.
+
+Concurrency is Airtable's, not kinder: requests are served at the same time, each one applied all or nothing, and
+nothing is atomic across requests. A write reads the table, plans its change, then applies it; another request may
+apply in between, so two upserts on the same merge values can both create a record (after which an upsert
+matching both fails with Airtable's 422). `hold_writes` makes the next writes plan before any applies, so a test
+can make that interleaving happen every time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
@@ -159,7 +166,8 @@ class BaseData:
 
 
 class AirtableApp(ServiceApp):
-    """The Airtable Web API over in-memory bases. Thread-safe (one lock)."""
+    """The Airtable Web API over in-memory bases. Requests run concurrently; a short lock guards only the
+    in-memory structures while a request reads its rows or applies its change (see the module docstring)."""
 
     service = "airtable"
 
@@ -177,8 +185,12 @@ class AirtableApp(ServiceApp):
         self.token_limiter = RateLimiter(
             (TOKEN_RATE_LIMIT if rate_limit > 0 else 0) if token_rate_limit is None else token_rate_limit, penalty_s
         )
+        #: Held only while a request copies rows or applies a planned change, never across the request.
         self._lock = threading.RLock()
+        self._id_lock = threading.Lock()
         self._rng = random.Random(seed)
+        self._hold: threading.Barrier | None = None
+        self._hold_left = 0
         self.bases: dict[str, BaseData] = {}
         # The rows of recent listings, by query, so a later page does not filter and sort the table again.
         self._listings: dict[tuple[Any, ...], list[RecordData]] = {}
@@ -186,7 +198,7 @@ class AirtableApp(ServiceApp):
     # ------------------------------------------------------------------ in-process helpers
 
     def new_id(self, prefix: str) -> str:
-        with self._lock:
+        with self._id_lock:
             return prefix + "".join(self._rng.choice(_ALNUM) for _ in range(14))
 
     def create_base(self, name: str, tables_spec: list[dict[str, Any]], token: str | None = None) -> str:
@@ -206,6 +218,27 @@ class AirtableApp(ServiceApp):
     def set_token_rate_limit(self, rate: float, penalty_s: float | None = None) -> None:
         """Requests per second per token across its bases (0: off); resets the windows."""
         self.token_limiter.configure(rate, self.token_limiter.penalty_s if penalty_s is None else penalty_s)
+
+    def hold_writes(self, parties: int, timeout_s: float = 10.0) -> None:
+        """Make the next `parties` record writes (creates, updates, upserts) each read the table and plan their
+        change, then wait until all of them have planned before any applies: the interleaving Airtable allows
+        when writes arrive together. A write that waits longer than `timeout_s` goes on alone."""
+        if parties < 2:
+            raise ValueError(f"hold_writes needs at least 2 parties, got {parties}")
+        with self._lock:
+            self._hold = threading.Barrier(parties, timeout=timeout_s)
+            self._hold_left = parties
+
+    def _wait_for_held_writes(self) -> None:
+        with self._lock:
+            barrier = self._hold
+            if barrier is None:
+                return
+            self._hold_left -= 1
+            if self._hold_left <= 0:
+                self._hold = None
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
 
     def records(self, base_id: str, table: str) -> list[dict[str, Any]]:
         """Every record of a table as the API would list it (for test assertions)."""
@@ -257,7 +290,7 @@ class AirtableApp(ServiceApp):
             raise _not_found_route()
         with self._lock:
             tbl = self._table(base_id, rest[0])
-            return self._records_route(req, tbl, rest[1:])
+        return self._records_route(req, tbl, rest[1:])
 
     # ------------------------------------------------------------------ auth, limits, lookups
 
@@ -441,8 +474,9 @@ class AirtableApp(ServiceApp):
                 resp = self._update(tbl, payload, destructive=method == "PUT", single=True)
                 return resp
             if method == "DELETE":
-                self._record(tbl, record_id)
-                del tbl.records[record_id]
+                with self._lock:
+                    self._record(tbl, record_id)
+                    del tbl.records[record_id]
                 return json_response(200, {"id": record_id, "deleted": True})
         raise _not_found_route()
 
@@ -494,9 +528,12 @@ class AirtableApp(ServiceApp):
         if params.get("fields") is not None:
             only = [self._known_field(tbl, name) for name in params["fields"]]
         query = (tbl.id, repr(params.get("filterByFormula")), repr(params.get("sort")), max_records)
-        if params.get("offset") and query in self._listings:  # a later page: the rows the first page found
-            return self._page(tbl, self._listings[query], params, page_size, by_id, only)
-        rows = list(tbl.records.values())
+        with self._lock:
+            earlier = self._listings.get(query) if params.get("offset") else None
+        if earlier is not None:  # a later page: the rows the first page found
+            return self._page(tbl, earlier, params, page_size, by_id, only)
+        with self._lock:
+            rows = list(tbl.records.values())
         cache: dict[str, dict[str, Any]] = {}
 
         def values_of(rec: RecordData) -> dict[str, Any]:
@@ -524,9 +561,10 @@ class AirtableApp(ServiceApp):
             rows.sort(key=sort_key, reverse=sort["direction"] == "desc")
         if max_records is not None:
             rows = rows[:max_records]
-        self._listings[query] = rows
-        while len(self._listings) > 64:
-            self._listings.pop(next(iter(self._listings)))
+        with self._lock:
+            self._listings[query] = rows
+            while len(self._listings) > 64:
+                self._listings.pop(next(iter(self._listings)))
         return self._page(tbl, rows, params, page_size, by_id, only)
 
     def _page(
@@ -560,13 +598,16 @@ class AirtableApp(ServiceApp):
         single = "records" not in body
         items = [{"fields": body.get("fields", {})}] if single else _record_items(body)
         prepared = [self._prepare(tbl, _item_fields(item), typecast) for item in items]
+        self._wait_for_held_writes()
         created = []
-        for values in prepared:
-            rec = RecordData(self.new_id("rec"), _now_iso(), values)
-            tbl.records[rec.id] = rec
-            created.append(self._record_json(tbl, rec, by_id))
-        self._commit_choices(tbl, prepared)
-        return json_response(200, created[0] if single else {"records": created})
+        with self._lock:
+            for values in prepared:
+                rec = RecordData(self.new_id("rec"), _now_iso(), values)
+                tbl.records[rec.id] = rec
+                created.append(rec)
+            self._commit_choices(tbl, prepared)
+        out = [self._record_json(tbl, rec, by_id) for rec in created]
+        return json_response(200, out[0] if single else {"records": out})
 
     def _update(self, tbl: TableData, body: dict[str, Any], destructive: bool, single: bool = False) -> Response:
         typecast = bool(body.get("typecast"))
@@ -577,7 +618,9 @@ class AirtableApp(ServiceApp):
         existing: dict[tuple[Any, ...], list[str]] = {}
         if upsert is not None:
             merge_on = self._merge_fields(tbl, upsert)
-            for rec in tbl.records.values():  # one pass per request, not one per record in it
+            with self._lock:
+                snapshot = list(tbl.records.values())
+            for rec in snapshot:  # one pass per request, not one per record in it
                 existing.setdefault(self._merge_key(merge_on, rec.values, None), []).append(rec.id)
         # Plan every change before applying any, so a failing request changes nothing.
         plan: list[tuple[str | None, dict[str, Any]]] = []
@@ -588,7 +631,8 @@ class AirtableApp(ServiceApp):
             if record_id is not None:
                 if not isinstance(record_id, str):
                     raise _err(422, "INVALID_RECORDS", f"records[{index}].id must be a record ID string")
-                self._record(tbl, record_id)
+                with self._lock:
+                    self._record(tbl, record_id)
             elif merge_on is None:
                 raise _err(422, "INVALID_RECORDS", f"records[{index}] needs an 'id' (or use performUpsert)")
             else:
@@ -611,19 +655,27 @@ class AirtableApp(ServiceApp):
                     )
                 record_id = found[0] if found else None
             plan.append((record_id, values))
-        created_ids, updated_ids, out = [], [], []
-        for record_id, values in plan:
-            if record_id is None:
-                rec = RecordData(self.new_id("rec"), _now_iso(), values)
-                tbl.records[rec.id] = rec
-                created_ids.append(rec.id)
-            else:
-                rec = tbl.records[record_id]
-                rec.values = values if destructive else {**rec.values, **values}
-                rec.values = {k: v for k, v in rec.values.items() if not _is_empty(v)}
-                updated_ids.append(rec.id)
-            out.append(self._record_json(tbl, rec, by_id))
-        self._commit_choices(tbl, [v for _, v in plan])
+        # The matches above were read before this point: another request may apply in between (not atomic
+        # across requests, as on Airtable); the change itself is applied all or nothing.
+        self._wait_for_held_writes()
+        created_ids, updated_ids, applied = [], [], []
+        with self._lock:
+            for record_id, _ in plan:
+                if record_id is not None:
+                    self._record(tbl, record_id)  # deleted meanwhile: the request fails, nothing changes
+            for record_id, values in plan:
+                if record_id is None:
+                    rec = RecordData(self.new_id("rec"), _now_iso(), values)
+                    tbl.records[rec.id] = rec
+                    created_ids.append(rec.id)
+                else:
+                    rec = tbl.records[record_id]
+                    merged = values if destructive else {**rec.values, **values}
+                    rec.values = {k: v for k, v in merged.items() if not _is_empty(v)}
+                    updated_ids.append(rec.id)
+                applied.append(rec)
+            self._commit_choices(tbl, [v for _, v in plan])
+        out = [self._record_json(tbl, rec, by_id) for rec in applied]
         if single:
             return json_response(200, out[0])
         result: dict[str, Any] = {"records": out}
@@ -691,10 +743,11 @@ class AirtableApp(ServiceApp):
                 "INVALID_RECORDS",
                 f"Give 1 to {MAX_RECORDS_PER_REQUEST} record IDs in records[] (got {len(ids)})",
             )
-        for record_id in ids:
-            self._record(tbl, record_id)
-        for record_id in ids:
-            tbl.records.pop(record_id, None)
+        with self._lock:
+            for record_id in ids:
+                self._record(tbl, record_id)
+            for record_id in ids:
+                tbl.records.pop(record_id, None)
         return json_response(200, {"records": [{"id": i, "deleted": True} for i in ids]})
 
 

@@ -76,6 +76,8 @@ ACTOR_PAGE_POSTS = 5
 #: Pay-per-event prices of the posts actor.
 PRICE_PER_POST_USD = 0.002
 PRICE_PER_EMPTY_TARGET_USD = 0.002
+#: When the actor's pay-per-event pricing took effect (Apify sends it with every run's `pricingInfo`).
+PRICING_SINCE = "2025-01-01T00:00:00.000Z"
 #: How far back a profile's posts go.
 POSTS_WINDOW = timedelta(days=30)
 POSTED_LIMITS: dict[str, timedelta | None] = {
@@ -383,9 +385,34 @@ class ApifyApp(ServiceApp):
     def _limits_object(self) -> dict[str, Any]:
         """`GET /v2/users/me/limits`: the account's caps and what it uses now."""
         active = self.active_runs()
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         return {
-            "limits": {"maxConcurrentActorJobs": self.max_runs, "maxActorMemoryGbytes": 32, "maxMonthlyUsageUsd": 100},
-            "current": {"activeActorJobCount": active, "actorMemoryGbytes": active, "monthlyUsageUsd": 0.0},
+            "monthlyUsageCycle": {"startAt": _iso(today.replace(day=1)), "endAt": _iso(today + timedelta(days=30))},
+            "limits": {
+                "maxConcurrentActorJobs": self.max_runs,
+                "maxActorMemoryGbytes": 32,
+                "maxMonthlyUsageUsd": 100,
+                "maxMonthlyActorComputeUnits": 1000,
+                "maxMonthlyExternalDataTransferGbytes": 7,
+                "maxMonthlyProxySerps": 50,
+                "maxMonthlyResidentialProxyGbytes": 0.5,
+                "maxActorCount": 100,
+                "maxActorTaskCount": 1000,
+                "maxTeamAccountSeatCount": 9,
+                "dataRetentionDays": 7,
+            },
+            "current": {
+                "activeActorJobCount": active,
+                "actorMemoryGbytes": active,
+                "monthlyUsageUsd": 0.0,
+                "monthlyActorComputeUnits": 0.0,
+                "monthlyExternalDataTransferGbytes": 0.0,
+                "monthlyProxySerps": 0,
+                "monthlyResidentialProxyGbytes": 0.0,
+                "actorCount": 1,
+                "actorTaskCount": 0,
+                "teamAccountSeatCount": 1,
+            },
         }
 
     @contextmanager
@@ -664,13 +691,25 @@ class ApifyApp(ServiceApp):
             "containerUrl": f"https://{run.id.lower()}.runs.apify.net",
             "pricingInfo": {
                 "pricingModel": "PAY_PER_EVENT",
+                "apifyMarginPercentage": 0.2,
+                "createdAt": PRICING_SINCE,
+                "startedAt": PRICING_SINCE,
                 "pricingPerEvent": {
                     "actorChargeEvents": {
-                        "post": {"eventPriceUsd": PRICE_PER_POST_USD, "eventTitle": "Post"},
-                        "no-result": {"eventPriceUsd": PRICE_PER_EMPTY_TARGET_USD, "eventTitle": "No result"},
+                        "post": {
+                            "eventPriceUsd": PRICE_PER_POST_USD,
+                            "eventTitle": "Post",
+                            "eventDescription": "One post scraped from a profile",
+                        },
+                        "no-result": {
+                            "eventPriceUsd": PRICE_PER_EMPTY_TARGET_USD,
+                            "eventTitle": "No result",
+                            "eventDescription": "A profile that returned no posts",
+                        },
                     }
                 },
             },
+            "consoleUrl": f"https://console.apify.com/view/runs/{run.id}",
             "chargedEventCounts": {"post": posts, "no-result": empty},
             "usageTotalUsd": run.usage_usd(now),
         }
@@ -689,6 +728,7 @@ class ApifyApp(ServiceApp):
             "cleanItemCount": sum(1 for i in items if i),
             "actId": run.act_id,
             "actRunId": run.id,
+            "consoleUrl": f"https://console.apify.com/storage/datasets/{run.dataset_id}",
         }
 
     def _dataset(self, dataset_id: str) -> _Run:

@@ -112,3 +112,16 @@ def webhook_server() -> Iterator[Webhook]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def channel(url: str) -> str:
+    """The name leadkit shows and records for a channel URL (Apprise's privacy URL, or a fingerprint)."""
+    from leadkit.alerts.channels import parse_channels
+
+    return parse_channels(url)[0].name
+
+
+def forget_alerts(store: Any) -> None:
+    """As if every alert's window had passed: the alert rows and their dedupe claims are gone (SQLite store)."""
+    store.db.conn.execute("DELETE FROM alerts")
+    store.db.conn.execute("DELETE FROM leases WHERE name LIKE 'alert:%'")

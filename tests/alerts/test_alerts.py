@@ -14,7 +14,7 @@ from leadkit.workspace import Workspace
 
 from . import cli, cli_json
 from .conftest import after
-from .receivers import Mailbox, Webhook, free_port
+from .receivers import Mailbox, Webhook, channel, forget_alerts, free_port
 
 
 def test_failure_alerts_once_per_window_then_one_resolved_note(
@@ -29,8 +29,8 @@ def test_failure_alerts_once_per_window_then_one_resolved_note(
     assert f"leadkit show {run1.run_id}" in text and "Acme-Co" not in text
     assert mailbox.messages[0]["Subject"] == title and mailbox.messages[0].get_content_type() == "text/plain"
     assert {(a.kind, a.channel, a.delivered) for a in sent} == {
-        ("batch_failed", f"mailto://127.0.0.1:{mailbox.port}", True),
-        ("batch_failed", f"json://127.0.0.1:{hook.port}", True),
+        ("batch_failed", channel(mailbox.url()), True),
+        ("batch_failed", channel(hook.url()), True),
     }
 
     after(alerting, {"Acme-Co": 4, "Globex": "config"})  # the same failure again, inside the window
@@ -82,13 +82,13 @@ def test_window_and_kinds_are_settings(alerting: Workspace, hook: Webhook, monke
     old = store.list_alerts(kind="batch_failed")
     for a in old:  # the window has passed for these
         a.at = a.at - timedelta(seconds=5)
-    store.db.conn.execute("DELETE FROM alerts")
+    forget_alerts(store)
     store.add_alerts(old)
     after(alerting, {"Globex": "config"})
     assert len(hook.posts) == 2
     monkeypatch.setenv("LEADKIT_ALERTS_OFF", "bogus")
     with pytest.raises(
-        Exception, match="LEADKIT_ALERTS_OFF: Value error, unknown alert kind.s. bogus; accepted: batch_failed"
+        Exception, match="LEADKIT_ALERTS_OFF=.bogus.: Value error, unknown alert kind.s. bogus; accepted: batch_failed"
     ):
         cli("alerts", "test")
 
@@ -178,8 +178,8 @@ def test_unreachable_channel_is_recorded_retried_and_shown_by_doctor(
     assert all(not a.delivered and a.error for a in sent)
     code, report = cli_json("doctor")
     failed = {c["name"]: c for c in report["checks"] if not c["ok"]}
-    assert f"alerts:json://127.0.0.1:{hook.port}" in failed
-    assert "1 message(s) wait for the next alert" in failed[f"alerts:json://127.0.0.1:{hook.port}"]["detail"]
+    assert f"alerts:{channel(hook.url())}" in failed
+    assert "1 message(s) wait for the next alert" in failed[f"alerts:{channel(hook.url())}"]["detail"]
 
     hook.failing = False
     after_auth_checks(workspace.store, [AuthCheck("apify", False, "auth", 401, 1.0, "new token")])
@@ -190,8 +190,8 @@ def test_unreachable_channel_is_recorded_retried_and_shown_by_doctor(
     )
     code, report = cli_json("doctor")
     names = {c["name"]: c["ok"] for c in report["checks"]}
-    assert names[f"alerts:json://127.0.0.1:{hook.port}"] is True
-    assert names["alerts:" + dead.rsplit("/", 1)[0]] is False
+    assert names[f"alerts:{channel(hook.url())}"] is True
+    assert names["alerts:" + channel(dead)] is False
 
 
 def test_alerts_test_reports_each_channel(
@@ -205,7 +205,7 @@ def test_alerts_test_reports_each_channel(
     monkeypatch.setenv("LEADKIT_ALERT_URLS", f"{hook.url()} {dead}/x")
     code, out = cli("alerts", "test")
     assert code == 2
-    assert f"ok    json://127.0.0.1:{hook.port}" in out and f"FAIL  {dead}" in out
+    assert f"ok    {channel(hook.url())}" in out and f"FAIL  {channel(dead + '/x')}" in out
     monkeypatch.delenv("LEADKIT_ALERT_URLS")
     with pytest.raises(Exception, match="no alert channel is configured"):
         cli("alerts", "test")

@@ -11,7 +11,7 @@ from leadkit.models import TriageStatus
 from leadkit.workspace import Workspace
 
 from .conftest import after
-from .receivers import Webhook, free_port
+from .receivers import Webhook, channel, free_port
 
 pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
@@ -36,8 +36,8 @@ def test_alerts_view_channels_history_and_triage(
         page.wait_for_function("() => window.Bokeh !== undefined && Bokeh.documents.length > 0")
         channels = page.locator(".lk-alert-channels .tabulator-row")
         expect(channels).to_have_count(2)
-        expect(channels.filter(has_text=dead)).to_contain_text("NO")
-        expect(channels.filter(has_text=f"json://127.0.0.1:{hook.port}")).to_contain_text("yes")
+        expect(channels.filter(has_text=channel(f"{dead}/alerts"))).to_contain_text("NO")
+        expect(channels.filter(has_text=channel(hook.url()))).to_contain_text("yes")
         history = page.locator(".lk-alert-history .tabulator-row")
         expect(history).to_have_count(2)
         expect(history.first).to_contain_text("Globex")
@@ -55,6 +55,29 @@ def test_alerts_view_channels_history_and_triage(
         page.goto(f"{handle.url}?view=overview")
         expect(page.locator(".lk-numbers")).to_contain_text("Alerts (24h)")
         expect(page.locator(".lk-numbers")).to_contain_text("1 ok, 1 failing")
+    finally:
+        handle.stop()
+    assert errors == []
+
+
+def test_alerts_recorded_with_no_channel_are_a_red_tile_on_the_overview(
+    page: Page, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LEADKIT_ALERT_URLS", raising=False)
+    handle = start_dashboard(workspace, port=0, refresh_s=0)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(f"{handle.url}?view=overview")
+        expect(page.locator(".lk-numbers")).to_contain_text("Alerts (24h)")
+        expect(page.locator(".lk-unsent-alerts")).to_be_hidden()  # nothing recorded yet: no tile
+        after(workspace, {"Globex": "config"})
+        assert [a.channel for a in workspace.store.list_alerts()] == [""]  # recorded, sent nowhere
+        page.goto(f"{handle.url}?view=overview")
+        tile = page.locator(".lk-unsent-alerts")
+        expect(tile).to_be_visible()
+        expect(tile).to_contain_text("Alerts sent nowhere in the last 24 h: 1")
+        expect(tile).to_contain_text("LEADKIT_ALERT_URLS")
     finally:
         handle.stop()
     assert errors == []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .receivers import smtp_server, webhook_server
+from .receivers import channel, smtp_server, webhook_server
 
 LEADKIT = [sys.executable, "-m", "leadkit.cli"]
 
@@ -63,5 +63,5 @@ def test_demo_incident_alerts_once_then_resolves(tmp_path: Path) -> None:
         assert again.stdout.strip() == "0" and len(hook.posts) == 3
 
         alerts = json.loads(run_cli(["alerts", "--json"], env, tmp_path).stdout)
-        assert {a["channel"] for a in alerts} == {f"json://127.0.0.1:{hook.port}", f"mailto://127.0.0.1:{box.port}"}
+        assert {a["channel"] for a in alerts} == {channel(hook.url("/hooks/demo")), channel(box.url())}
         assert all(a["delivered"] for a in alerts)

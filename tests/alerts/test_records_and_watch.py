@@ -33,7 +33,7 @@ from leadkit.workspace import Workspace
 
 from . import cli, cli_json
 from .conftest import after, batch
-from .receivers import Webhook, free_port
+from .receivers import Webhook, forget_alerts, free_port
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_watch_after_a_stuck_lease_and_a_stale_one(
     assert f"last run: {run.run_id}" in hook.posts[0]["message"]
 
     held = workspace.store.get_lease("batch-stream-1")
-    workspace.store.db.conn.execute("DELETE FROM alerts")
+    forget_alerts(workspace.store)
     dead = _lease(2**22 + 12345, age=timedelta(hours=2))
     assert workspace.store.swap_lease("batch-stream-1", held, dead)
     code, out = cli("watch")
@@ -206,4 +206,4 @@ def test_canary_secrets_in_alert_urls_reach_no_output_file_or_record(
         assert not [t for t in texts if canary in t], canary
     # Apprise's records stay with Apprise (pytest itself hooks non-propagating loggers, so look at the logger)
     assert logging.getLogger("apprise").propagate is False
-    assert f"json://127.0.0.1:{dead}" in outputs[1]  # the channel is shown by scheme and host
+    assert f"127.0.0.1:{dead}/~" in outputs[1]  # the channel is shown by scheme, host and a fingerprint

@@ -226,3 +226,43 @@ def test_the_run_id_goes_out_with_the_next_heartbeat_not_a_write_of_its_own(batc
         assert now.heartbeat_at > written.heartbeat_at and lease.lost is None
     finally:
         lease.release()
+
+
+def _long_hold(env: Env, *, held_h: float, stream: int = 1) -> Lease:
+    now = utcnow()
+    lease = Lease(
+        lease_name(stream), "worker-b.example", 4242, "261207-070000", now - timedelta(hours=held_h), now, 120
+    )
+    assert env.ws.store.swap_lease(lease.name, None, lease)
+    return lease
+
+
+def _lease_alerts(env: Env) -> list[object]:
+    from leadkit.alerts import records_of
+
+    return list(records_of(env.ws.store).list_alerts(kind="lease_held"))
+
+
+def test_a_batch_turned_away_names_the_holder_its_heartbeat_and_how_long(batch_env: Env) -> None:
+    held = _long_hold(batch_env, held_h=1)
+    out = batch_env.cli("batch", "--stages", "eligibility")
+    assert out.returncode == 3, out.stderr
+    assert f"held by worker-b.example process 4242 since {held.acquired_at.isoformat(timespec='seconds')}" in out.stderr
+    assert "(run 261207-070000)" in out.stderr and re.search(r"heartbeat \d+ s ago \(TTL 120 s\)", out.stderr)
+    assert "turned away for up to 1h" in out.stderr
+    assert _lease_alerts(batch_env) == []  # within the threshold: exit 3, no alert
+
+
+def test_a_stream_held_past_the_threshold_alerts_once_and_exits_2(batch_env: Env) -> None:
+    _long_hold(batch_env, held_h=3)
+    out = batch_env.cli("batch", "--stages", "eligibility")
+    assert out.returncode == 2, out.stderr
+    assert "LEADKIT_LEASE_HELD_ALERT_AFTER=2h" in out.stderr and "worker-b.example process 4242" in out.stderr
+    assert len(_lease_alerts(batch_env)) == 1
+    again = batch_env.cli("batch", "--stages", "eligibility")
+    assert again.returncode == 2
+    assert len(_lease_alerts(batch_env)) == 1  # one alert per problem per window, not one per turned-away batch
+    assert batch_env.ws.store.list_runs() == []
+    # the threshold is a setting
+    later = batch_env.cli("batch", "--stages", "eligibility", extra={"LEADKIT_LEASE_HELD_ALERT_AFTER": "4h"})
+    assert later.returncode == 3, later.stderr

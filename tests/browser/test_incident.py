@@ -122,9 +122,15 @@ def open_view(page: Page, board: DashboardHandle, query: str) -> None:
 
 
 def in_viewport(locator: Locator) -> dict[str, float]:
-    """The element's box, asserted to lie wholly inside the 1366x768 window (no scrolling needed)."""
-    expect(locator).to_be_visible()
-    box = locator.bounding_box()
+    """The element's box, asserted to lie wholly inside the 1366x768 window (no scrolling needed). Tabulator
+    redraws a row when the view's periodic read lands, so a row found visible can be replaced before its box is
+    asked for: the box of the row drawn now is taken (a few tries), never a missing one."""
+    box = None
+    for _ in range(5):
+        expect(locator).to_be_visible()
+        box = locator.bounding_box(timeout=2_000)
+        if box is not None:
+            break
     assert box is not None
     assert box["x"] >= 0 and box["y"] >= 0, box
     assert box["x"] + box["width"] <= WIDTH and box["y"] + box["height"] <= HEIGHT, box

@@ -116,11 +116,72 @@ def test_diagnose_run_notebook_with_parameters(workspace: Workspace, tmp_path: P
     assert "APIFY_TOKEN is not set" in text and "Acme-Co" in text
 
 
-@pytest.mark.parametrize("name", sorted(DIAGNOSIS_NOTEBOOKS))
-def test_notebook_defaults_touch_no_user_workspace(name: str) -> None:
+@pytest.mark.parametrize("name", sorted(DIAGNOSIS_NOTEBOOKS | {"client_history.ipynb"}))
+def test_notebook_defaults_choose_the_workspace_in_one_place(name: str) -> None:
     import nbformat
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1 and 'workspace = ""' in params[0].source
-    assert "Workspace.scratch" in "".join(c.source for c in nb.cells)
+    source = "".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "notebook_workspace(workspace, store_url" in source and "Workspace.scratch" not in source
+
+
+def _execute(name: str, out: Path, env: dict[str, str], parameters: dict[str, object], *, offline: bool = False) -> str:
+    """Execute a notebook under papermill in a child process with `env` (the kernel inherits it); `offline`: in a
+    network namespace of its own with only loopback up (no route anywhere else). The executed notebook's text."""
+    script = (
+        "import json, sys, papermill\n"
+        "papermill.execute_notebook(sys.argv[1], sys.argv[2], parameters=json.loads(sys.argv[3]), "
+        "kernel_name='python3', progress_bar=False, cwd=sys.argv[4])\n"
+    )
+    import json
+
+    argv = [sys.executable, "-c", script, str(NOTEBOOKS / name), str(out), json.dumps(parameters), str(out.parent)]
+    if offline:
+        argv = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out.read_text()
+
+
+def _env_without_workspace() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("LEADKIT_", "AIRTABLE_", "APIFY_"))}
+
+
+def test_client_health_uses_the_labs_workspace_by_default(workspace: Workspace, tmp_path: Path) -> None:
+    example_run(workspace)
+    env = {**_env_without_workspace(), "LEADKIT_HOME": str(workspace.home)}
+    text = _execute("client_health.ipynb", tmp_path / "health.ipynb", env, {"client_id": "Globex"})
+    assert f"workspace: {workspace.home} (the Lab's LEADKIT_HOME" in text
+    assert "throwaway" not in text.split("## Settings")[1]
+
+    env = {**_env_without_workspace(), "LEADKIT_HOME": str(tmp_path / "nothing-here")}
+    text = _execute("client_health.ipynb", tmp_path / "health-2.ipynb", env, {})
+    assert "workspace: a throwaway demo workspace with made-up data" in text
+    assert "holds no leadkit workspace" in text
+
+
+def test_client_history_draws_offline_with_bokehjs_inline(tmp_path: Path) -> None:
+    text = _execute("client_history.ipynb", tmp_path / "history.ipynb", _env_without_workspace(), {}, offline=True)
+    assert "workspace: a throwaway demo workspace" in text
+    assert "cdn.bokeh.org" not in text and "cdn.holoviz.org" not in text  # nothing to fetch
+    assert "Bokeh.set_log_level" in text or "Bokeh = " in text  # BokehJS itself is in the notebook
+    assert len(text) > 1_000_000
+
+
+def test_diagnose_run_links_open_in_the_lab(workspace: Workspace, tmp_path: Path) -> None:
+    from leadkit.runids import RunId
+
+    run_id = example_run(workspace)
+    record = workspace.store.get_client_run(run_id, "Globex")
+    assert record is not None
+    executed = workspace.run_dir(RunId.parse(run_id)) / "Globex.ipynb"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    executed.write_text("{}")
+    workspace.records.update(record, notebook=str(executed))
+    env = {**_env_without_workspace(), "LEADKIT_HOME": str(workspace.home)}
+    text = _execute("diagnose_run.ipynb", tmp_path / "diag.ipynb", env, {"run_id": run_id})
+    relative = os.path.relpath(executed, workspace.home / "notebooks")
+    assert relative.startswith("../") and f"]({relative})" in text
+    assert f"]({executed})" not in text

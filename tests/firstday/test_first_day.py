@@ -173,7 +173,7 @@ def test_set_add_pause_activate_remove(workspace: Workspace, capsys: pytest.Capt
     assert (client.daily_target, client.post_access, client.batch_size, client.stream) == (12, False, 4, 2)
     code, _, err = cli(capsys, "clients", "set", "Vandelay", "--batch-size", "0")
     assert code == 2 and "--batch-size '0' is not accepted; use a whole number from 1" in err
-    assert cli(capsys, "clients", "set", "Nobody", "--daily-target", "1")[0] == 1  # missing record
+    assert cli(capsys, "clients", "set", "Nobody", "--daily-target", "1")[0] == 2  # not found
     assert cli(capsys, "clients", "pause", "Vandelay")[0] == 0
     assert workspace.store.get_client("Vandelay").status == "Paused"
     assert cli(capsys, "clients", "activate", "Vandelay")[0] == 0

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 
 from leadkit.config import get_settings
@@ -120,6 +121,7 @@ def test_sigterm_while_harvesting_aborts_the_run_and_releases_the_leads(live: Li
     assert all("SIGTERM" in (x.last_error or "") for x in submitted)  # type: ignore[attr-defined]
     (record,) = live.ws.store.list_client_runs(client_id="Acme-Co")
     assert record.status is ClientRunStatus.FAILED and "interrupted" in (record.reason or "")
+    assert record.failure is not None and record.failure.category and "--resume" in record.failure.hint
     events = live.ws.store.list_events(client_id="Acme-Co")
     assert any(run_id in e.message and "started" in e.message for e in events), "the run ID was on record at once"
 
@@ -209,3 +211,36 @@ def test_kill_9_then_resume_with_the_harvest_stage(live: Live) -> None:
             + metrics.get("targets_empty", 0)
             + metrics.get("targets_not_covered", 0)
         ), client_id
+
+
+def _kernels(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+
+
+def test_a_killed_kernel_has_its_actor_run_aborted_and_its_leads_released(live: Live) -> None:
+    live.sandbox.apify.run_duration_s = 60
+    proc = subprocess.Popen(
+        [LEADKIT, "batch", "--workers", "1", "--clients", "Acme-Co", "--timeout", "120", "--json"],
+        env=live.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=live.ws.home,
+    )
+    try:
+        run_id = live.wait_for_running_run(timeout_s=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(
+            run_id in e.message for e in live.ws.store.list_events(client_id="Acme-Co")
+        ):
+            time.sleep(0.1)
+        (kernel,) = _kernels(proc.pid)
+        kernel.kill()  # the OOM killer, the watchdog or an operator: no chance to abort anything
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert live.final_status(run_id) == "ABORTED", "the dead kernel's actor run was aborted before the batch exited"
+    assert all(x.harvest_status is not HarvestStatus.PROCESSING for x in live.leads("Acme-Co"))  # type: ignore[attr-defined]
+    (record,) = live.ws.store.list_client_runs(client_id="Acme-Co")
+    assert record.status is ClientRunStatus.FAILED
+    assert any("aborted Apify run " + run_id in e.message for e in live.ws.store.list_events(client_id="Acme-Co"))

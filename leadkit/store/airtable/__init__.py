@@ -3,13 +3,17 @@
 Request policy (every call goes through `AirtableApi.request`):
 - requests are paced per base and per token (`RequestPacer`): every process on the machine books its requests
   in one small schedule file per (endpoint, base) and one per token, so together they stay under
-  AIRTABLE_MAX_REQUESTS_PER_S a base and AIRTABLE_TOKEN_MAX_REQUESTS_PER_S across bases; in a dask worker the
-  schedules are kept by the cluster's scheduler, shared by every worker on every host; meta API calls count
-  against the base they touch;
-- every request is counted in the workspace's tally (`usage`), the Airtable budget;
+  AIRTABLE_MAX_REQUESTS_PER_S a base and AIRTABLE_TOKEN_MAX_REQUESTS_PER_S across bases; on dask the
+  schedules are kept by the cluster's scheduler, shared by every worker and every kernel a worker started (found
+  from the batch's slot spec) on every host, and by the coordinator inside `remote.coordinate`; meta API calls
+  count against the base they touch;
+- every request is counted in the workspace's tally (`usage`), the Airtable budget; a kernel of a dask batch
+  counts on the scheduler, and the coordinator adds those counts to its tally (`remote.coordinate`);
+- a request draws on the client's time budget (`leadkit.deadline_scope`): a turn in the pace or a 429 penalty that
+  would outlast it fails at once with RateLimitError, leaving the budget's margin for writing the record;
 - every request has a (connect, read) timeout; 5xx and dropped connections are retried by urllib3;
 - a 429 (the backstop: another machine, or a pace set too high) waits out the penalty (Retry-After, else
-  `AIRTABLE_RATE_LIMIT_WAIT_S`) and tries again, instead of failing after pyairtable's 3 seconds of back-off;
+  `AIRTABLE_RATE_LIMIT_WAIT_S`) within the client's budget and tries again, instead of failing after pyairtable's 3 seconds of back-off;
   the penalty goes into the schedule, so the other processes wait it out instead of asking for more 429s;
 - errors come out as leadkit errors: 401/403 -> AuthError naming the base, 422 unknown field or select
   option -> SchemaError naming the table and field, HTML -> ConfigError, missing record -> MissingRecordError.

@@ -11,9 +11,10 @@ from pyairtable import Table
 from pyairtable.formulas import GTE, Field
 
 from leadkit.models import Alert, FailureTriage, TriageStatus
+from leadkit.store.airtable.api import create_once
 from leadkit.store.airtable.codecs import _created, _eq, _formula, _ms, _sortable_id, _ts, _without_blanks
 from leadkit.store.codecs import parse_ts
-from leadkit.store.schema import MAX_LONG_TEXT, MAX_RECORDS_PER_REQUEST, Alerts
+from leadkit.store.schema import MAX_LONG_TEXT, Alerts
 from leadkit.store.schema import FailureTriage as Triage
 
 
@@ -43,9 +44,8 @@ class AirtableAlerts:
             )
             for a in alerts
         ]
-        table = self._table(Alerts.TABLE)
-        for start in range(0, len(rows), MAX_RECORDS_PER_REQUEST):
-            table.batch_create(rows[start : start + MAX_RECORDS_PER_REQUEST])
+        # each row carries a unique Alert ID: a create whose answer was lost is looked up, never sent twice
+        create_once(self._table(Alerts.TABLE), rows, Alerts.ALERT_ID)
 
     def list_alerts(
         self,

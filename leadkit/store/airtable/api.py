@@ -16,9 +16,10 @@ import requests
 from pyairtable import Api, Table
 from pyairtable.api.retrying import retry_strategy
 from pyairtable.formulas import EQ, OR, Field, to_formula_str
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from leadkit import deadline_scope
 from leadkit.config import Settings
+from leadkit.deadline import Deadline
 from leadkit.errors import (
     AuthError,
     ConfigError,
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 #: How many times a 429 is waited out before the request fails with RateLimitError.
 RATE_LIMIT_ATTEMPTS = 8
 CONNECT_TIMEOUT_S = 5.0
+#: Once the client's budget has run out (its record is being written back), a request may still wait this long
+#: for its turn in the pace: less than the smallest margin the workflow keeps for the write-back (2 s).
+AFTER_DEADLINE_WAIT_S = 1.0
 #: The methods urllib3 may retry after a read error or a 5xx (updates and upserts are idempotent; creates are not).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
 PROVISION_HINT = "Run `leadkit airtable provision` (or add the field by hand in Airtable)."
@@ -228,30 +232,37 @@ class AirtableApi(Api):
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
     ) -> Any:
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            seconds = exc.wait_s if isinstance(exc, _RateLimited) else self.rate_limit_wait_s
-            self.rate_limit_waits += 1
-            log.warning("Airtable rate-limited %s %s; waiting %.1f s", method, urlsplit(url).path, seconds)
-            return seconds + random.uniform(0, min(1.0, seconds / 10))
-
-        retrying = Retrying(
-            retry=retry_if_exception_type(_RateLimited),
-            wait=wait,
-            stop=stop_after_attempt(self.rate_limit_attempts),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        try:
-            return retrying(self._request_once, method, url, fallback, options, params, json)
-        except _RateLimited as exc:
-            base, table = _where(exc.url)
-            raise RateLimitError(
-                f"Airtable kept answering 429 for {method} on table {table!r} of base {base} after "
-                f"{self.rate_limit_attempts} attempts",
-                url=urlsplit(exc.url).path,
-                status=429,
-            ) from None
+        """One Airtable request under leadkit's policy. A 429 is waited out (up to `rate_limit_attempts` tries)
+        only while the wait ends within the client's time budget (`leadkit.deadline_scope.current()`); a wait
+        that would outlast it fails at once with RateLimitError, leaving the budget's margin to the write-back."""
+        budget = deadline_scope.current()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._request_once(method, url, fallback, options, params, json, budget)
+            except _RateLimited as exc:
+                base, table = _where(exc.url)
+                seconds = exc.wait_s + random.uniform(0, min(1.0, exc.wait_s / 10))
+                if attempt >= self.rate_limit_attempts:
+                    raise RateLimitError(
+                        f"Airtable kept answering 429 for {method} on table {table!r} of base {base} after "
+                        f"{self.rate_limit_attempts} attempts",
+                        url=urlsplit(exc.url).path,
+                        status=429,
+                    ) from None
+                if budget is not None and seconds > budget.remaining():
+                    raise RateLimitError(
+                        f"Airtable answered 429 for {method} on table {table!r} of base {base}; its penalty "
+                        f"({exc.wait_s:.0f} s) outlasts the client's time budget ({budget.remaining():.1f} s left)",
+                        hint="Another process or host sent too many requests to this base; the client's record "
+                        "is written in the time kept for it.",
+                        url=urlsplit(exc.url).path,
+                        status=429,
+                    ) from None
+                self.rate_limit_waits += 1
+                log.warning("Airtable rate-limited %s %s; waiting %.1f s", method, urlsplit(url).path, seconds)
+                self._sleep(seconds)
 
     def _request_once(
         self,
@@ -261,11 +272,20 @@ class AirtableApi(Api):
         options: dict[str, Any] | None,
         params: dict[str, Any] | None,
         body: dict[str, Any] | None,
+        budget: Deadline | None = None,
     ) -> Any:
         path = urlsplit(url).path
         method = method.upper()
         base = _where(url)[0]
-        self.pacer.wait(str(self.endpoint_url), base)
+        most = None if budget is None else budget.remaining() + AFTER_DEADLINE_WAIT_S
+        if self.pacer.wait(str(self.endpoint_url), base, max_wait_s=most) is None:
+            raise RateLimitError(
+                f"Airtable {method} on base {base or '-'} would wait for its turn (the pace shared with the "
+                f"other processes, or a 429 penalty) past the client's time budget ({budget!r})",
+                hint="The base is busy (a penalty is on, or many clients share its pace); the client's record is "
+                "written in the time kept for it.",
+                url=path,
+            )
         self.usage.request(base)
         try:
             return super().request(method, url, fallback=fallback, options=options, params=params, json=body)

@@ -6,12 +6,14 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from pyairtable.formulas import AND, EQ, Field, Formula, to_formula_str
 
+from leadkit.errors import DataError
 from leadkit.models import (
     Client,
     ClientRun,
@@ -38,6 +40,58 @@ from leadkit.store.schema import (
 
 Fields = dict[str, Any]
 Record = Mapping[str, Any]
+
+# ---------------------------------------------------------------------------------------------------------
+# reading what people may have edited
+
+TIME_ACCEPTED = "an ISO 8601 time such as 2026-12-07T10:00:00.000Z"
+
+
+@contextmanager
+def reading(table: str, record: Record) -> Iterator[None]:
+    """Decode a record: a value leadkit cannot read (a hand-edited cell: blank where a value is needed, text
+    where a number or a known option is, broken JSON) comes out as a DataError naming the table and the
+    record, never as an assertion or a bare ValueError."""
+    try:
+        yield
+    except DataError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(
+            f"record {record.get('id', '?')} of table {table!r} cannot be read: {exc}",
+            hint=f"Open that record in Airtable and fix or clear the field named (times are {TIME_ACCEPTED}).",
+            table=table,
+            record_id=record.get("id"),
+        ) from None
+
+
+def _time_field(table: str, record: Record, field: str, *, required: bool = False) -> datetime | None:
+    """The time in `field`, None when blank (a DataError naming the record when `required`, or when it is not a
+    time)."""
+    value = record["fields"].get(field)
+    try:
+        parsed = parse_ts(value)
+    except ValueError:
+        parsed = None
+    if parsed is None and (required or (value not in (None, ""))):
+        what = "is blank" if value in (None, "") else f"holds {str(value)[:60]!r}, which is not a time"
+        raise DataError(
+            f"record {record.get('id', '?')} of table {table!r}: field {field!r} {what}; accepted: {TIME_ACCEPTED}",
+            hint="Open that record in Airtable and set the field (or delete the record if it was made by hand).",
+            table=table,
+            record_id=record.get("id"),
+            field=field,
+        )
+    return parsed
+
+
+def _required_time(table: str, record: Record, field: str) -> datetime:
+    """The time in `field`; a DataError naming the record when it is blank or not a time."""
+    parsed = _time_field(table, record, field, required=True)
+    if parsed is None:  # _time_field raised already; this keeps the type exact
+        raise DataError(f"record {record.get('id', '?')} of table {table!r}: field {field!r} is blank")
+    return parsed
+
 
 # ---------------------------------------------------------------------------------------------------------
 # values
@@ -112,6 +166,11 @@ def _client_fields(client: Client) -> Fields:
 
 
 def _client(record: Record) -> Client:
+    with reading(Clients.TABLE, record):
+        return _client_of(record)
+
+
+def _client_of(record: Record) -> Client:
     f = record["fields"]
     return Client(
         client_id=str(f.get(Clients.CLIENT_ID, "")),
@@ -138,18 +197,23 @@ def _run_fields(run: Run) -> Fields:
         JobTracking.STARTED_BY: run.started_by,
         JobTracking.CLIENTS_TOTAL: run.clients_total,
         JobTracking.CLIENTS_FAILED: run.clients_failed,
-        JobTracking.SYSTEM_NOTES: run.notes,
+        JobTracking.SYSTEM_NOTES: _clip(run.notes),
     }
 
 
 def _run(record: Record) -> Run:
+    with reading(JobTracking.TABLE, record):
+        return _run_of(record)
+
+
+def _run_of(record: Record) -> Run:
     f = record["fields"]
     return Run(
         run_id=str(f.get(JobTracking.RUN_ID, "")),
         status=RunStatus(f.get(JobTracking.STATUS) or RunStatus.RUNNING.value),
         stream=_int(f.get(JobTracking.STREAM), 1),
-        started_at=parse_ts(f.get(JobTracking.START_TIME)) or _created(record),
-        ended_at=parse_ts(f.get(JobTracking.END_TIME)),
+        started_at=_time_field(JobTracking.TABLE, record, JobTracking.START_TIME) or _created(record),
+        ended_at=_time_field(JobTracking.TABLE, record, JobTracking.END_TIME),
         started_by=str(f.get(JobTracking.STARTED_BY, "")),
         clients_total=_int(f.get(JobTracking.CLIENTS_TOTAL)),
         clients_failed=_int(f.get(JobTracking.CLIENTS_FAILED)),
@@ -231,6 +295,51 @@ def _clip(text: str | None, limit: int = MAX_LONG_TEXT) -> str | None:
     return text[:keep] + "\n" + CUT_MARKER.format(n=len(text) - keep)
 
 
+def _posts_json(posts: list[Any], limit: int = MAX_LONG_TEXT) -> str:
+    """A lead's posts as JSON that fits a cell. When all of them do not, the newest (by `postedAt`, then by
+    place: later entries came later) keep every field and each older one keeps only its `postUrl` (marked
+    `"trimmed": true`), so its dedupe key stays on the lead and the post is neither bought nor counted again;
+    entries are kept in their order. Only when the URLs alone pass the limit are the oldest left out."""
+    text = json.dumps(posts, separators=(",", ":"))
+    if len(text) <= limit:
+        return text
+
+    def stub(entry: Any) -> dict[str, Any] | None:
+        url = entry.get("postUrl") if isinstance(entry, dict) else None
+        return {"postUrl": url, "trimmed": True} if isinstance(url, str) and url else None
+
+    def age(index: int) -> tuple[str, int]:
+        entry = posts[index]
+        posted = entry.get("postedAt") if isinstance(entry, dict) else None
+        return (str(posted) if posted else "", index)
+
+    newest_first = sorted(range(len(posts)), key=age, reverse=True)
+    kept: dict[int, Any] = {}
+    sizes: dict[int, int] = {}
+    for i in newest_first:
+        small = stub(posts[i])
+        if small is not None:
+            kept[i] = small
+            sizes[i] = len(json.dumps(small, separators=(",", ":"))) + 1
+    total = 2 + sum(sizes.values())
+    for i in reversed(newest_first):  # oldest first: URLs left out only when they alone do not fit
+        if total <= limit:
+            break
+        if i in kept:
+            total -= sizes.pop(i)
+            del kept[i]
+    for i in newest_first:  # then the newest posts whole, while they fit
+        full = len(json.dumps(posts[i], separators=(",", ":"))) + 1
+        grow = full - sizes.get(i, 0)
+        if total + grow > limit:
+            break
+        kept[i], sizes[i] = posts[i], full
+        total += grow
+    text = json.dumps([kept[i] for i in sorted(kept)], separators=(",", ":"))
+    assert len(text) <= limit, f"posts JSON of {len(text)} characters after fitting"
+    return text
+
+
 def _newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:
     """The newest whole lines of a log that fit a cell, after a marker line saying how many were left out."""
     if len(text) <= limit:
@@ -273,13 +382,19 @@ def _failure_json(failure: Failure) -> str:
 
 
 def _client_run(record: Record) -> ClientRun:
+    with reading(ClientRunResults.TABLE, record):
+        return _client_run_of(record)
+
+
+def _client_run_of(record: Record) -> ClientRun:
     f = record["fields"]
+    t = ClientRunResults.TABLE
     client_id = str(f.get(ClientRunResults.CLIENT_ID, ""))
     run_id = f.get(ClientRunResults.BASE_RUN_ID) or str(f.get(ClientRunResults.RUN_ID, "")).removesuffix(
         f"-{client_id}"
     )
     failure = f.get(ClientRunResults.FAILURE_JSON)
-    started = parse_ts(f.get(ClientRunResults.START_TIME)) or _created(record)
+    started = _time_field(t, record, ClientRunResults.START_TIME) or _created(record)
     return ClientRun(
         run_id=str(run_id),
         client_id=client_id,
@@ -287,8 +402,8 @@ def _client_run(record: Record) -> ClientRun:
         client_name=str(f.get(ClientRunResults.CLIENT_NAME, "")),
         status=ClientRunStatus(f.get(ClientRunResults.STATUS) or ClientRunStatus.RUNNING.value),
         started_at=started,
-        ended_at=parse_ts(f.get(ClientRunResults.END_TIME)),
-        heartbeat_at=parse_ts(f.get(ClientRunResults.HEARTBEAT)) or started,
+        ended_at=_time_field(t, record, ClientRunResults.END_TIME),
+        heartbeat_at=_time_field(t, record, ClientRunResults.HEARTBEAT) or started,
         metrics=json.loads(f.get(ClientRunResults.METRICS_JSON) or "{}"),
         notebook=f.get(ClientRunResults.NOTEBOOK) or None,
         reason=f.get(ClientRunResults.SYSTEM_NOTES) or None,

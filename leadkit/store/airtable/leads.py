@@ -25,13 +25,17 @@ from leadkit.store.airtable.api import create_once
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
+    _clip,
     _created,
     _eq,
     _formula,
     _ms,
     _opt_int,
+    _posts_json,
+    _time_field,
     _ts,
     _without_blanks,
+    reading,
 )
 from leadkit.store.base import ImportResult
 from leadkit.store.codecs import parse_ts
@@ -67,11 +71,18 @@ def _lead_value(attribute: str, value: Any) -> Any:
     if attribute in ("last_check_at", "next_check_at"):
         return _ts(value)
     if attribute == "posts":
-        return json.dumps(value)
+        return _posts_json(list(value))
+    if attribute == "last_error":
+        return _clip(str(value))
     return value
 
 
 def _lead(record: Record) -> Lead:
+    with reading(Leads.TABLE, record):
+        return _lead_of(record)
+
+
+def _lead_of(record: Record) -> Lead:
     f = record["fields"]
     status = f.get(Leads.HARVEST_STATUS)
     name = " ".join(p for p in (f.get(Leads.FIRST_NAME, ""), f.get(Leads.LAST_NAME, "")) if p)
@@ -82,13 +93,13 @@ def _lead(record: Record) -> Lead:
         company=str(f.get(Leads.COMPANY, "")),
         harvest_status=HarvestStatus(status) if status else None,
         posts_found=_opt_int(f.get(Leads.POSTS_FOUND)),
-        last_check_at=parse_ts(f.get(Leads.LAST_CHECK_AT)),
+        last_check_at=_time_field(Leads.TABLE, record, Leads.LAST_CHECK_AT),
         last_error=f.get(Leads.HARVEST_ERROR) or None,
         posts_actioned=_opt_int(f.get(Leads.POSTS_ACTIONED)),
         harvest_run_id=f.get(Leads.HARVEST_RUN_ID) or None,
         posts=json.loads(f.get(Leads.POSTS_CONTENT) or "[]"),
         created_at=parse_ts(f.get(Leads.DATE_CREATED)) or _created(record),
-        next_check_at=parse_ts(f.get(Leads.NEXT_CHECK_AT)),
+        next_check_at=_time_field(Leads.TABLE, record, Leads.NEXT_CHECK_AT),
     )
 
 

@@ -1,5 +1,7 @@
 """Request pacing shared by every process on the machine (one schedule file per endpoint and base, and one per
-token across its bases), or by every worker of a dask cluster (one schedule kept by the scheduler)."""
+token across its bases), or by every process of a dask cluster (one schedule kept by the scheduler): the dask
+workers themselves and the notebook kernels they start, which find the scheduler in the batch's Apify slot spec
+(`leadkit.capacity.SLOTS_ENV`)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, overload
 
+from leadkit.capacity import dask_scheduler_from_env, scheduler_client
 from leadkit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -77,24 +80,49 @@ def _in_dask_worker() -> bool:
 
 
 @contextmanager
-def _dask_schedule(key: str) -> Iterator[_Schedule]:
-    """A schedule kept in the dask scheduler's metadata under a cluster-wide lock: one for every worker of
-    the cluster, on whatever host."""
-    from distributed import Lock, get_client
+def _dask_schedule(key: str, client: Any) -> Iterator[_Schedule]:
+    """A schedule kept in the dask scheduler's metadata under a cluster-wide lock: one for every process of
+    the cluster (workers and their kernels), on whatever host."""
+    from distributed import Lock
 
-    client = get_client()
     name = hashlib.sha256(key.encode()).hexdigest()[:32]
-    with Lock(f"leadkit-airtable-pace-{name}"):
+    with Lock(f"leadkit-airtable-pace-{name}", scheduler_rpc=client.scheduler, loop=client.loop):
         raw = client.get_metadata(["leadkit-airtable-pace", name], default="")
         schedule = _parse_schedule(str(raw).encode())
         yield schedule
         client.set_metadata(["leadkit-airtable-pace", name], json.dumps(schedule))
 
 
+#: The scheduler this whole process paces through while it coordinates a dask batch (`share_through`).
+_coordinating: list[str] = []
+#: Schedulers this process could not reach: it paces on the host's files instead (warned once).
+_unreachable: set[str] = set()
+
+
+@contextmanager
+def share_through(scheduler: str) -> Iterator[None]:
+    """While the block runs, every pacer of this process (made before or inside it) books its requests on
+    `scheduler`, with the kernels of the dask batch this process coordinates, instead of the host's files: the
+    coordinator's own requests (lease, ClientRun opens and settles) then count against the same pace."""
+    _coordinating.append(scheduler)
+    try:
+        yield
+    finally:
+        _coordinating.remove(scheduler)
+
+
+def _worker_client() -> Any:
+    from distributed import get_client
+
+    return get_client()
+
+
 class RequestPacer:
     """At most `rate` requests a second to each Airtable base and `token_rate` a second for the token across
     all bases, counted over every process that shares the pace folder (by default every process of this user
-    on this machine, whatever its working directory) or, in a dask worker, over every worker of the cluster.
+    on this machine, whatever its working directory) or, on dask, over every process of the cluster: in a dask
+    worker (`dask`) through the worker's client, in a kernel a dask worker started through a client of the
+    scheduler named by the batch's slot spec (`scheduler`), so N hosts together keep one pace.
 
     Each (endpoint, base) has a schedule file: the send times booked lately and the end of a 429 penalty, if
     one is on. A request takes the file's lock (`fcntl.flock`), books the first time at which no more than
@@ -116,6 +144,7 @@ class RequestPacer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         dask: bool | None = None,
+        scheduler: str | None = None,
     ) -> None:
         for name, value, allowed in (
             ("AIRTABLE_MAX_REQUESTS_PER_S", rate, "5 per base"),
@@ -132,6 +161,8 @@ class RequestPacer:
         self.token_burst, self.token_window_s = _window(token_rate or 1.0)
         self.token_key = TOKEN_KEY_PREFIX + token_key
         self.dask = _in_dask_worker() if dask is None else dask
+        #: The dask scheduler that keeps the schedules of a kernel a dask worker started ("" for none).
+        self.scheduler = "" if self.dask else (dask_scheduler_from_env() if scheduler is None else scheduler)
         self.directory = directory if directory is not None else default_pace_dir()
         self._clock = clock
         self._sleep = sleep
@@ -168,9 +199,15 @@ class RequestPacer:
         key = f"{endpoint.rstrip('/')}\n{base}".encode()
         return self.directory / hashlib.sha256(key).hexdigest()[:32]
 
-    def wait(self, endpoint: str, base: str) -> float:
+    @overload
+    def wait(self, endpoint: str, base: str) -> float: ...
+
+    @overload
+    def wait(self, endpoint: str, base: str, *, max_wait_s: float | None) -> float | None: ...
+
+    def wait(self, endpoint: str, base: str, *, max_wait_s: float | None = None) -> float | None:
         """Book the next free time for a request to `base` (and for the token) and sleep until it; the seconds
-        slept."""
+        slept. With `max_wait_s`, a turn further off than that is not booked: None, and no sleep."""
         with contextlib.ExitStack() as stack:
             token = stack.enter_context(self._schedule(endpoint, self.token_key)) if self.token_rate else None
             schedule = stack.enter_context(self._schedule(endpoint, base))
@@ -178,6 +215,9 @@ class RequestPacer:
             at = _earliest(schedule, now, self.burst, self.window_s)
             if token is not None:
                 at = max(at, _earliest(token, now, self.token_burst, self.token_window_s))
+            if max_wait_s is not None and at - now > max_wait_s:
+                return None
+            if token is not None:
                 _commit(token, at, now, self.token_burst, self.token_window_s)
             _commit(schedule, at, now, self.burst, self.window_s)
         delay = at - now
@@ -197,10 +237,26 @@ class RequestPacer:
 
     @contextmanager
     def _schedule(self, endpoint: str, base: str) -> Iterator[_Schedule]:
+        key = f"{endpoint.rstrip('/')}\n{base}"
         if self.dask:
-            with _dask_schedule(f"{endpoint.rstrip('/')}\n{base}") as schedule:
+            with _dask_schedule(key, _worker_client()) as schedule:
                 yield schedule
             return
+        scheduler = _coordinating[-1] if _coordinating else self.scheduler
+        if scheduler and scheduler not in _unreachable:
+            try:
+                client = scheduler_client(scheduler)
+            except (OSError, TimeoutError) as exc:
+                log.warning(
+                    "cannot reach the dask scheduler %s to share the Airtable pace (%s); pacing on this machine only",
+                    scheduler,
+                    type(exc).__name__,
+                )
+                _unreachable.add(scheduler)
+            else:
+                with _dask_schedule(key, client) as schedule:
+                    yield schedule
+                return
         if self._shared:
             try:
                 handle = self._open(self.path(endpoint, base))
@@ -221,7 +277,7 @@ class RequestPacer:
                     handle.write(json.dumps(schedule).encode())
                 return
         with self._local_lock:
-            yield self._local.setdefault(f"{endpoint.rstrip('/')}\n{base}", _empty_schedule())
+            yield self._local.setdefault(key, _empty_schedule())
 
     def _open(self, path: Path) -> Any:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

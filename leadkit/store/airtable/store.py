@@ -41,7 +41,7 @@ from leadkit.models import (
     RunEvent,
 )
 from leadkit.store.airtable.alerts import AirtableAlerts
-from leadkit.store.airtable.api import AirtableApi, claim, create_once, make_api, validate_base_id
+from leadkit.store.airtable.api import AirtableApi, create_once, make_api, validate_base_id
 from leadkit.store.airtable.archive import ARCHIVE_FILE, Archive
 from leadkit.store.airtable.codecs import (
     CLIENT_RUN_FIELDS,
@@ -64,18 +64,22 @@ from leadkit.store.airtable.codecs import (
     _ms,
     _newest_lines,
     _opt_int,
+    _required_time,
     _run,
     _run_fields,
     _sortable_id,
     _ts,
     _without_blanks,
+    reading,
 )
 from leadkit.store.airtable.leads import AirtableLeadBase
 from leadkit.store.airtable.lease import AirtableLeases
+from leadkit.store.airtable.writes import after_tie, create_marked, first_created, new_nonce, oldest
 from leadkit.store.base import ClientRunCounts, EventTotal, RunFilter
 from leadkit.store.codecs import failure_to_dict, parse_ts
 from leadkit.store.schema import (
     MAX_LONG_TEXT,
+    MAX_RECORDS_PER_REQUEST,
     RECORD_ID_RE,
     AuthChecks,
     ClientRunResults,
@@ -108,6 +112,9 @@ def _key_of(record: Record) -> tuple[str, str]:
     return str(f.get(ClientRunResults.RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, ""))
 
 
+#: Rounds of an open whose records other processes kept creating at the same time.
+OPEN_ATTEMPTS = 4
+
 #: How long a passed schema check of the master base is trusted (see `AirtableStore.init`).
 SCHEMA_CHECK_TTL_S = 600.0
 
@@ -128,6 +135,7 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         # Lease heads (holder, generation) this process last read or wrote, and the lease records it wrote.
         self._lease_heads: dict[str, tuple[Lease | None, int]] = {}
         self._lease_records: dict[str, list[str]] = {}
+        self._lease_unknown: dict[str, tuple[Lease | None, Lease | None]] = {}
         # Job Tracking record IDs by run ID, of the runs this process inserted or read: updating one needs no
         # read first.
         self._run_record_ids: dict[str, str] = {}
@@ -228,6 +236,30 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._table(Clients.TABLE).batch_upsert([{"fields": _client_fields(client)}], key_fields=[Clients.CLIENT_ID])
         return client
 
+    def save_clients(self, clients: Sequence[Client]) -> None:
+        """Create or update many clients, 10 a request: an upsert on Client ID carrying every setting, so a
+        request repeated after a lost answer (or the same import run again after a failure part way) writes the
+        same values and creates nothing twice. Every base ID is checked before anything is sent. A failure part
+        way says how many were written; running the same import again finishes it."""
+        for client in clients:
+            if client.base_id:
+                validate_base_id(client.base_id, what=f"Airtable Base ID of client {client.client_id!r}")
+        table = self._table(Clients.TABLE)
+        done = 0
+        for start in range(0, len(clients), MAX_RECORDS_PER_REQUEST):
+            chunk = clients[start : start + MAX_RECORDS_PER_REQUEST]
+            try:
+                table.batch_upsert([{"fields": _client_fields(c)} for c in chunk], key_fields=[Clients.CLIENT_ID])
+            except LeadkitError as exc:
+                exc.message = (
+                    f"{exc.message} (after {done} of {len(clients)} clients were written; "
+                    f"{', '.join(c.client_id for c in chunk)} may or may not be)"
+                )
+                exc.args = (exc.message,)
+                exc.hint = f"{exc.hint} Run the same import again: it writes each client's settings as given, once."
+                raise
+            done += len(chunk)
+
     def remove_client(self, client_id: str) -> None:
         """Delete the client's record in the Clients table; its own base (the agency's) is left alone."""
         table = self._table(Clients.TABLE)
@@ -257,12 +289,37 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
 
     # runs ----------------------------------------------------------------------------------------------
     def insert_run(self, run: Run) -> bool:
+        """Create the Run with one POST marked by its writer and start time (`Started By`, `Start Time`), then
+        read the run ID back: the run is this one's when its record is the first created with that ID; a later
+        duplicate (another batch took the ID at the same time) is removed and False returned. A create whose answer
+        was lost is resolved by that mark, never by sending it again: the Run is this batch's, or not there."""
         table = self._table(JobTracking.TABLE)
-        record, created = claim(table, {JobTracking.RUN_ID: run.run_id}, [JobTracking.RUN_ID])
-        if created:
-            table.update(record["id"], _run_fields(run))
-            self._run_record_ids[run.run_id] = record["id"]
-        return created
+        fields = _without_blanks(_run_fields(run))
+        mark = (fields.get(JobTracking.STARTED_BY), fields.get(JobTracking.START_TIME))
+
+        def read_back() -> list[Record]:
+            return [dict(r) for r in table.all(formula=_formula(_eq(JobTracking.RUN_ID, run.run_id)))]
+
+        def is_mine(record: Record, _: int) -> bool:
+            f = record["fields"]
+            return (f.get(JobTracking.STARTED_BY), f.get(JobTracking.START_TIME)) == mark
+
+        record = create_marked(table, [fields], read_back, is_mine)[0]
+        try:
+            same_id = read_back()
+        except LeadkitError:  # cannot tell whether another batch took the ID: the Run is removed, not left over
+            with contextlib.suppress(LeadkitError):
+                table.delete(record["id"])
+            raise
+        winner = first_created(same_id) if same_id else record
+        if winner is None or winner["id"] != record["id"]:
+            try:
+                table.delete(record["id"])
+            except MissingRecordError:
+                pass
+            return False
+        self._run_record_ids[run.run_id] = record["id"]
+        return True
 
     def _run_record(self, run_id: str) -> Record | None:
         record = self._table(JobTracking.TABLE).first(formula=_formula(_eq(JobTracking.RUN_ID, run_id)))
@@ -380,32 +437,129 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             if isinstance(self.api, AirtableApi):
                 self.api.usage.client_runs(self.base_id, len(created_ids))
             return out
-        result = table.batch_upsert(
-            [{"fields": _client_run_key(r.run_id, r.client_id)} for r in records], key_fields=key_fields
-        )
-        created_ids = set(result["createdRecords"])
-        by_key = {_key_of(r): r for r in result["records"]}
-        updates: list[dict[str, Any]] = []
+        out_by_key: dict[tuple[str, str], tuple[ClientRun, bool]] = {}
+        created_count = 0
         spill: list[RunEvent] = []
-        out = []
-        for rec in records:
-            stored = by_key[(f"{rec.run_id}-{rec.client_id}", rec.client_id)]
-            created = stored["id"] in created_ids
-            fields: Fields = _without_blanks(self._creation_fields(rec)) if created else {}
-            if opened is not None:
-                known = [] if created else _events_of(stored)
-                spill += self._put_events(known, [opened(rec, created)], fields)
-            if fields:
-                updates.append({"id": stored["id"], "fields": fields})
-                stored = {**stored, "fields": {**stored["fields"], **fields}}
-            self._remember(stored)
-            out.append((_client_run(stored), created))
-        if updates:
-            table.batch_update(updates)  # type: ignore[arg-type]
+        for start in range(0, len(records), MAX_RECORDS_PER_REQUEST):
+            chunk = records[start : start + MAX_RECORDS_PER_REQUEST]
+            for rec, opened_record, created in self._open_chunk(chunk, opened, spill):
+                out_by_key[(rec.run_id, rec.client_id)] = (_client_run(opened_record), created)
+                created_count += created
         if spill:
             self._add_table_events(spill)
         if isinstance(self.api, AirtableApi):
-            self.api.usage.client_runs(self.base_id, len(created_ids))
+            self.api.usage.client_runs(self.base_id, created_count)
+        return [out_by_key[(r.run_id, r.client_id)] for r in records]
+
+    def _read_client_runs(self, records: Sequence[ClientRun]) -> dict[tuple[str, str], list[Record]]:
+        """Every stored record of these (run, client) keys, duplicates included, in one request."""
+        found: dict[tuple[str, str], list[Record]] = {}
+        formula = to_formula_str(OR(*(_eq(ClientRunResults.RUN_ID, f"{r.run_id}-{r.client_id}") for r in records)))
+        for record in self._table(ClientRunResults.TABLE).all(formula=formula):
+            run_key, client_id = _key_of(record)
+            found.setdefault((run_key, client_id), []).append(dict(record))
+        return found
+
+    def _create_client_runs(
+        self, missing: Sequence[ClientRun], opened: Callable[[ClientRun, bool], RunEvent] | None
+    ) -> list[Record]:
+        """Create these ClientRuns (at most 10) with one POST, each marked by a nonce on its first event (by its
+        start time and heartbeat when it has no event); a lost answer is resolved by those marks."""
+        nonces = [new_nonce() for _ in missing]
+        rows: list[Fields] = []
+        for rec, nonce in zip(missing, nonces, strict=True):
+            row: Fields = {**_client_run_key(rec.run_id, rec.client_id), **self._creation_fields(rec)}
+            if opened is not None:
+                self._put_events([], [opened(rec, True)], row)
+            events = json.loads(row.get(ClientRunResults.EVENTS_JSON) or "[]")
+            if events:  # the mark rides on the first event (readers ignore the key)
+                events[0]["nonce"] = nonce
+                row[ClientRunResults.EVENTS_JSON] = json.dumps(events, separators=(",", ":"))
+            rows.append(_without_blanks(row))
+        time_fields = (ClientRunResults.START_TIME, ClientRunResults.HEARTBEAT)
+        marks = [tuple(row.get(f) for f in time_fields) for row in rows]
+
+        keys = [(f"{r.run_id}-{r.client_id}", r.client_id) for r in missing]
+
+        def is_mine(record: Record, index: int) -> bool:
+            if _key_of(record) != keys[index]:
+                return False
+            first_event = _events_of(record)[:1]
+            if first_event:
+                return bool(first_event[0].get("nonce") == nonces[index])
+            return tuple(record["fields"].get(f) for f in time_fields) == marks[index]
+
+        def read_back() -> list[Record]:
+            return [r for group in self._read_client_runs(missing).values() for r in group]
+
+        return create_marked(self._table(ClientRunResults.TABLE), rows, read_back, is_mine)
+
+    def _open_chunk(
+        self,
+        chunk: Sequence[ClientRun],
+        opened: Callable[[ClientRun, bool], RunEvent] | None,
+        spill: list[RunEvent],
+    ) -> list[tuple[ClientRun, Record, bool]]:
+        """Open up to 10 ClientRuns: read which exist; create the missing ones with one POST, each marked with a
+        nonce in its first event; read them back, keep each key's first-created record and remove a later
+        duplicate this open made (another process opened the same key at the same time); then append the
+        `opened` events to the records that existed. A create whose answer was lost is resolved by its nonces."""
+        table = self._table(ClientRunResults.TABLE)
+        result: dict[tuple[str, str], tuple[Record, bool]] = {}
+        todo = list(chunk)
+        for _attempt in range(OPEN_ATTEMPTS):
+            stored = self._read_client_runs(todo)
+            missing = [r for r in todo if (f"{r.run_id}-{r.client_id}", r.client_id) not in stored]
+            existing = [r for r in todo if (f"{r.run_id}-{r.client_id}", r.client_id) in stored]
+            for rec in existing:
+                first = oldest(stored[(f"{rec.run_id}-{rec.client_id}", rec.client_id)])
+                assert first is not None
+                result[(rec.run_id, rec.client_id)] = (first, False)
+            if not missing:
+                break
+            mine = self._create_client_runs(missing, opened)
+            after = self._read_client_runs(missing)
+            lost: list[str] = []
+            retry: list[ClientRun] = []
+            for rec, record in zip(missing, mine, strict=True):
+                group = after.get((f"{rec.run_id}-{rec.client_id}", rec.client_id), [record])
+                winner = first_created(group)
+                if winner is not None and winner["id"] == record["id"]:
+                    result[(rec.run_id, rec.client_id)] = (record, True)
+                    continue
+                lost.append(record["id"])
+                log.warning(
+                    "ClientRun %s-%s was opened by another process at the same time; this open's record is removed",
+                    rec.run_id,
+                    rec.client_id,
+                )
+                retry.append(rec)
+            if lost:
+                table.batch_delete(lost)
+            todo = retry
+            if todo:
+                after_tie()  # another process opened them too: let one of us go first next time
+            if not todo:
+                break
+        else:
+            raise DataError(
+                f"could not open the ClientRuns of {', '.join(r.client_id for r in todo)}: other processes kept "
+                f"opening them at the same time ({OPEN_ATTEMPTS} attempts)"
+            )
+        out: list[tuple[ClientRun, Record, bool]] = []
+        updates: list[dict[str, Any]] = []
+        for rec in chunk:
+            record, created = result[(rec.run_id, rec.client_id)]
+            if not created and opened is not None:
+                fields: Fields = {}
+                spill += self._put_events(_events_of(record), [opened(rec, False)], fields)
+                if fields:
+                    updates.append({"id": record["id"], "fields": fields})
+                    record = {**record, "fields": {**record["fields"], **fields}}
+            self._remember(record)
+            out.append((rec, record, created))
+        if updates:
+            table.batch_update(updates)  # type: ignore[arg-type]
         return out
 
     @staticmethod
@@ -553,6 +707,29 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             log.warning("a held ClientRun save failed (%s); it is written with the next save", exc.message)
 
     def _write_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
+        """Write the record with its events after those it has. A sweep's write (status Stale with a SWEPT event)
+        compares first: it reads the record and writes only if it is still Running with the heartbeat the sweep
+        judged (else a live process or another sweep got there first, and nothing is written); its SWEPT event
+        also goes to the Run Events table, which no later save of the record rewrites, so a process that saves
+        the record afterwards from what it knew cannot erase it."""
+        swept = [e for e in events if e.kind is EventKind.SWEPT]
+        if swept and record.status is ClientRunStatus.STALE:
+            stored = self._client_run_record(record.run_id, record.client_id)
+            f = stored["fields"] if stored is not None else {}
+            if (
+                stored is None
+                or f.get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value
+                or f.get(ClientRunResults.HEARTBEAT) != _ts(record.heartbeat_at)
+            ):
+                log.warning(
+                    "ClientRun %s-%s changed since the sweep read it (now %s, heartbeat %s): not swept",
+                    record.run_id,
+                    record.client_id,
+                    f.get(ClientRunResults.STATUS, "gone"),
+                    f.get(ClientRunResults.HEARTBEAT, "-"),
+                )
+                return
+            record = dataclasses.replace(record, record_id=stored["id"])
         record_id = record.record_id if record.record_id and RECORD_ID_RE.fullmatch(record.record_id) else None
         if record_id is None or record_id not in self._events:
             stored = self._client_run_record(record.run_id, record.client_id)
@@ -567,6 +744,7 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         self._table(ClientRunResults.TABLE).update(record_id, fields)
         if ClientRunResults.EVENTS_JSON in fields:
             self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
+        spill += [e for e in swept if e not in spill]
         if spill:
             self._add_table_events(spill)
 
@@ -833,19 +1011,19 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         run_events: list[Record] = [*self._table(RunEvents.TABLE).all(**table_options), *table_records]
         for record in run_events:
             f = record["fields"]
-            at = parse_ts(f.get(RunEvents.AT))
-            assert at is not None
-            events.append(
-                RunEvent(
-                    run_id=str(f.get(RunEvents.RUN_ID, "")),
-                    client_id=str(f.get(RunEvents.CLIENT_ID, "")),
-                    stage=str(f.get(RunEvents.STAGE, "")),
-                    kind=EventKind(str(f.get(RunEvents.KIND, EventKind.INFO.value))),
-                    message=str(f.get(RunEvents.MESSAGE, "")),
-                    metrics=json.loads(f.get(RunEvents.METRICS_JSON) or "{}"),
-                    at=at,
+            with reading(RunEvents.TABLE, record):
+                at = _required_time(RunEvents.TABLE, record, RunEvents.AT)
+                events.append(
+                    RunEvent(
+                        run_id=str(f.get(RunEvents.RUN_ID, "")),
+                        client_id=str(f.get(RunEvents.CLIENT_ID, "")),
+                        stage=str(f.get(RunEvents.STAGE, "")),
+                        kind=EventKind(str(f.get(RunEvents.KIND, EventKind.INFO.value))),
+                        message=str(f.get(RunEvents.MESSAGE, "")),
+                        metrics=json.loads(f.get(RunEvents.METRICS_JSON) or "{}"),
+                        at=at,
+                    )
                 )
-            )
         if since is not None:
             cutoff = _ms(since)
             events = [e for e in events if e.at >= cutoff]

@@ -4,16 +4,25 @@ Every `AirtableApi` request is added to a tally in the workspace (`<LEADKIT_HOME
 entry per month and base, updated under a file lock so every kernel of a batch adds to the same tally), and so
 is every ClientRun the store creates. `usage_report` turns the tally into requests per client run, the month's
 projection against the plan's monthly calls and, when counted, records per base against the plan's cap.
+
+A kernel of a dask batch (the batch's slot spec names a scheduler) may run on another host, whose disk the
+coordinator never reads: it keeps its counts on the scheduler instead (`DASK_USAGE_KEY`, one entry per process
+with everything it counted), and `collect_remote` adds what is new there to the workspace's tally, on the
+coordinator, as often as it is called (each process's counts are added once: the tally remembers how much of
+each it has taken).
 """
 
 from __future__ import annotations
 
 import calendar
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,11 +30,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from leadkit.capacity import dask_scheduler_from_env, scheduler_client
+
 log = logging.getLogger(__name__)
 
 USAGE_FILE = "airtable-usage.json"
 #: How many months the tally keeps.
 KEEP_MONTHS = 3
+#: Scheduler metadata under which the processes of a dask batch keep their counts, by workspace and process.
+DASK_USAGE_KEY = "leadkit-airtable-usage"
+
+
+def workspace_key(path: Path) -> str:
+    """Names a workspace's tally on a dask scheduler: a hash of the tally's path as the coordinator gave it."""
+    return hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -52,11 +70,15 @@ class UsageLog:
     """Adds requests and created ClientRuns to the workspace's tally; also keeps this process's own counts
     (`requests`, by base) for benchmarks and tests. Without a path (no workspace) only the process counts."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, scheduler: str | None = None) -> None:
         self.path = path
+        #: The dask scheduler that keeps this process's counts for the coordinator ("" for the workspace file).
+        self.scheduler = (dask_scheduler_from_env() if scheduler is None else scheduler) if path is not None else ""
         self.requests: dict[str, int] = {}
         self._lock = threading.Lock()
         self._warned = False
+        self._process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._remote: dict[str, Any] = {}
 
     def request(self, base: str) -> None:
         with self._lock:
@@ -81,6 +103,9 @@ class UsageLog:
             return sum(self.requests.values())
 
     def _add(self, what: str, base: str, n: int) -> None:
+        if self.scheduler and self.path is not None:
+            self._add_remote(what, base, n)
+            return
         with self._tally() as tally:
             if tally is not None:
                 months = tally.setdefault("months", {})
@@ -88,6 +113,62 @@ class UsageLog:
                 counts[base] = int(counts.get(base, 0)) + n
                 for old in sorted(months)[:-KEEP_MONTHS]:
                     del months[old]
+
+    def _add_remote(self, what: str, base: str, n: int) -> None:
+        """Count on the scheduler (this process's entry holds all it counted; one request, no lock)."""
+        assert self.path is not None
+        with self._lock:
+            counts = self._remote.setdefault(month_key(datetime.now(UTC)), {}).setdefault(what, {})
+            counts[base] = int(counts.get(base, 0)) + n
+            snapshot = json.dumps(self._remote, sort_keys=True)
+            try:
+                scheduler_client(self.scheduler).set_metadata(
+                    [DASK_USAGE_KEY, workspace_key(self.path), self._process], snapshot
+                )
+            except (OSError, TimeoutError) as exc:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "cannot count Airtable requests on the dask scheduler %s (%s)",
+                        self.scheduler,
+                        type(exc).__name__,
+                    )
+
+    def collect_remote(self, scheduler: str) -> int:
+        """Add to the workspace's tally what the processes of dask batches counted on `scheduler` since the last
+        collection; how many requests were new."""
+        if self.path is None:
+            return 0
+        client = scheduler_client(scheduler)
+        entries = client.get_metadata([DASK_USAGE_KEY, workspace_key(self.path)], default={})
+        added = 0
+        with self._tally() as tally:
+            if tally is None:
+                return 0
+            taken = tally.setdefault("collected", {})
+            months = tally.setdefault("months", {})
+            for process, text in sorted(dict(entries).items()):
+                try:
+                    counted = json.loads(text)
+                except (TypeError, ValueError):
+                    log.warning("the usage counts of %s on the scheduler cannot be read; skipped", process)
+                    continue
+                before = taken.get(process, {})
+                for month, kinds in counted.items():
+                    for what, bases in kinds.items():
+                        for base, n in bases.items():
+                            new = int(n) - int(before.get(month, {}).get(what, {}).get(base, 0))
+                            if new <= 0:
+                                continue
+                            counts = months.setdefault(month, {}).setdefault(what, {})
+                            counts[base] = int(counts.get(base, 0)) + new
+                            added += new if what == "requests" else 0
+                taken[process] = counted
+            for old in sorted(months)[:-KEEP_MONTHS]:
+                del months[old]
+            for process in [p for p, c in taken.items() if not set(c) & set(months)]:
+                del taken[process]
+        return added
 
     @contextmanager
     def _tally(self) -> Iterator[dict[str, Any] | None]:

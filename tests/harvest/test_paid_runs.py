@@ -1,0 +1,198 @@
+"""Every paid run accounted for (issue 22): a lost start found on a budget of its own, an unreadable INPUT that
+starts nothing new, a SUCCEEDED run whose items could not be read kept and read on the next attempt.
+
+What is checked is what the sandbox counted (runs started, their final status), not what the client believed."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from leadkit.config import get_settings
+from leadkit.deadline import Deadline
+from leadkit.errors import DeadlineExceeded, UpstreamError
+from leadkit.harvest.harvester import Harvester, Terminated
+from leadkit.harvest.orphans import release_orphans
+from leadkit.models import HarvestStatus, Source
+from leadkit.records import RunRecordService
+from leadkit.runids import RunId
+from leadkit.sandbox.server import Sandbox
+from leadkit.store.sqlite import SQLiteStore
+
+from .conftest import TOKEN, MakeClient
+
+MakeLeads = object  # the fixture's callable; typed loosely here
+
+
+def _final(sandbox: Sandbox, run_id: str, timeout_s: float = 5.0) -> str:
+    end = time.monotonic() + timeout_s
+    status = ""
+    while time.monotonic() < end:
+        status = next(r["status"] for r in sandbox.apify.runs() if r["id"] == run_id)
+        if status in ("SUCCEEDED", "ABORTED", "FAILED", "TIMED-OUT"):
+            return status
+        time.sleep(0.05)
+    return status
+
+
+def test_a_start_answered_after_the_budget_ran_out_is_found_and_aborted(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=2.0)
+    report = Harvester(make_client(), min_batch_budget_s=0.1).run(client, base, "r-Acme-Co", deadline=Deadline(1.0))
+    (batch,) = report.batches
+    assert isinstance(batch.error, DeadlineExceeded), batch.error
+    (run,) = sandbox.apify.runs()
+    assert batch.apify_run_id == run["id"], "the error names the run the lost start made"
+    assert _final(sandbox, str(run["id"])) == "ABORTED", "the paid run does not go on unread"
+    assert all(lead.harvest_status in (None, HarvestStatus.PENDING) for lead in base.list_leads())
+
+
+def test_an_unreadable_input_starts_nothing_new_and_aborts_the_candidate(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="drop_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="targetUrls")
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"/records/INPUT")
+    report = Harvester(make_client()).run(client, base, "r-Acme-Co")
+    (batch,) = report.batches
+    runs = sandbox.apify.runs()
+    assert len(runs) == 1, f"one start, one paid run: {len(runs)} started"
+    assert isinstance(batch.error, UpstreamError)
+    assert batch.apify_run_id == runs[0]["id"], "the candidate run is on record"
+    assert _final(sandbox, str(runs[0]["id"])) == "ABORTED"
+    assert all(lead.harvest_status is HarvestStatus.PENDING for lead in base.list_leads())
+
+
+def test_an_input_that_fails_once_is_read_again(make_client: MakeClient, make_leads, sandbox: Sandbox) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="drop_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="targetUrls")
+    sandbox.add_fault(service="apify", mode="server_500", times=3, path=r"/records/INPUT")
+    report = Harvester(make_client()).run(client, base, "r-Acme-Co")
+    (batch,) = report.batches
+    assert batch.error is None, batch.error
+    (run,) = sandbox.apify.runs()
+    assert batch.apify_run_id == run["id"] and any("adopted run" in n for n in batch.notes)
+
+
+def test_a_succeeded_run_whose_items_could_not_be_read_is_read_next_time_not_bought_again(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"^/v2/datasets/[^/]+/items")
+    first = Harvester(make_client()).run(client, base, "r1-Acme-Co")
+    (batch,) = first.batches
+    (run,) = sandbox.apify.runs()
+    assert batch.error is not None and batch.apify_run_id == run["id"] and run["status"] == "SUCCEEDED"
+    assert batch.cost_usd == run["usageTotalUsd"], "what was paid is counted"
+    for lead in base.list_leads():
+        assert lead.harvest_status is HarvestStatus.PENDING and str(run["id"]) in (lead.last_error or "")
+    sandbox.clear_faults()
+    second = Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the posts were not bought again"
+    (read,) = second.batches
+    assert read.error is None and read.apify_run_id == run["id"] and read.cost_usd == 0
+    assert all(lead.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for lead in base.list_leads())
+    assert read.with_posts + read.no_posts == 3
+
+
+def test_a_pending_read_that_still_fails_buys_nothing(make_client: MakeClient, make_leads, sandbox: Sandbox) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"^/v2/actor-runs/[^/]+/log")
+    Harvester(make_client()).run(client, base, "r1-Acme-Co")
+    again = Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1
+    assert [b.apify_run_id for b in again.batches] == [sandbox.apify.runs()[0]["id"]]
+    assert all((lead.last_error or "").startswith("read-pending") for lead in base.list_leads())
+
+
+def test_a_dead_process_s_unrecorded_run_is_found_by_its_input_and_aborted(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    # the process started a run for these leads and died before it could write the run's ID anywhere
+    started = make_client().start_run(Harvester(make_client()).actor_input(leads))
+    other = make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/someone-else/"], "maxPosts": 1})
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert released.aborted == [started.run.id]
+    assert _final(sandbox, started.run.id) == "ABORTED"
+    assert next(r for r in sandbox.apify.runs() if r["id"] == other.run.id)["status"] != "ABORTED", "not someone else's"
+    assert released.leads_released == 3
+    assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
+
+
+def test_sigterm_during_a_start_aborts_the_run_it_made(make_client: MakeClient, sandbox: Sandbox) -> None:
+    sandbox.apify.run_duration_s = 30
+    sandbox.add_fault(service="apify", mode="slow_after", times=1, path=r"^/v2/acts/[^/]+/runs", delay_s=3.0)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_once_started() -> None:  # the start has reached the server, its answer is still on the way
+        end = time.monotonic() + 20
+        while not sandbox.apify.runs() and time.monotonic() < end:
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_once_started)
+    killer.start()
+    try:
+        with pytest.raises(Terminated) as info:
+            make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/lead-001/"], "maxPosts": 1})
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert getattr(info.value, "apify_run_id", None) == run["id"]
+    assert _final(sandbox, str(run["id"])) == "ABORTED"
+
+
+def test_sigterm_while_reading_a_succeeded_run_keeps_it_to_be_read(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"^/v2/datasets/[^/]+/items", delay_s=3.0)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_while_reading() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(r["path"].endswith("/items") for r in sandbox.stats()["requests"]):
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Terminated("signal 15 (SIGTERM)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_while_reading)
+    killer.start()
+    try:
+        with pytest.raises(Terminated):
+            Harvester(make_client()).run(client, base, "r1-Acme-Co")
+    finally:
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+    Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the paid run was read, not bought again"
+    assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
