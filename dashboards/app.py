@@ -516,9 +516,16 @@ class App:
         self.read_interval_s = sync_interval(ws.store, refresh_s if refresh_s > 0 else DEFAULT_REFRESH_S)
         #: Logged in through `leadkit dashboard --basic-auth`: the views may start work (a re-run).
         self.authenticated = bool(pn.state.user)
-        browser = pn.state.browser_info
+        #: The browser's own report (time zone); None outside a served page.
+        self.browser = browser = pn.state.browser_info
+        doc = pn.state.curdoc
+        #: The browser has drawn the page (Panel's onload): a view is put on the page only after that, as a
+        #: change of its own, with its read in its tables (see `View`).
+        self.loaded = doc is None or doc.session_context is None
+        if not self.loaded:
+            pn.state.onload(self._page_loaded)
         if browser is not None:  # the viewer's time zone arrives after the page loads: show local times then
-            browser.param.watch(lambda _: self._tick(), "timezone")
+            browser.param.watch(lambda *_: self._time_zone_told(), ["timezone", "timezone_offset"])
         location = pn.state.location
         if location is not None:
             location.sync(
@@ -540,6 +547,8 @@ class App:
         )
         self.nav.param.watch(lambda e: setattr(self.state, "view", e.new), "value")
         self.main = pn.Column(sizing_mode="stretch_width", css_classes=["lk-main"])
+        #: Shown while a picked view reads (it goes on the page with its read: see `View`).
+        self.reading_note = pn.pane.HTML("", css_classes=["lk-reading"], sizing_mode="stretch_width")
         self.state.param.watch(lambda _: self._show(), "view")
         self._show()
         if refresh_s > 0:
@@ -558,22 +567,55 @@ class App:
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = VIEW_CLASSES[key](self)
+        if not any(o is view.layout for o in self.main.objects):
+            # off the page until its read is in its tables (`View`); the view left stops being refreshed
+            view.attach = True
+            label = next((name for name, k in VIEWS.items() if k == key), key)
+            self.reading_note.object = f'<p class="lk-reading-note">Reading {esc(label)}…</p>'
+            self.main.objects = [self.reading_note]
         view.refresh()
+
+    def ready(self) -> bool:
+        """The browser has drawn the page and said its time zone (always, outside a served page)."""
+        browser = self.browser
+        told = browser is None or browser.timezone is not None or browser.timezone_offset is not None
+        return self.loaded and told
+
+    def _page_loaded(self) -> None:
+        """The browser has drawn the page (Panel's onload): the view waiting for it goes on the page now."""
+        self.loaded = True
+        self._time_zone_told()
+
+    def put_on_page(self, view: View) -> bool:
+        """Show `view` (its read is in its models) unless the viewer picked another view meanwhile or the browser
+        is not ready for it (`ready`; then the page's load or the time zone's arrival reads again). True: it is on
+        the page, or will never be (another view was picked)."""
+        if self.views.get(self.state.view) is not view:
+            return True
+        if not self.ready():
+            return False
         self.main.objects = [view.layout]
+        return True
 
     def tz(self) -> str | None:
         """The viewer's IANA time zone, once the browser has said it."""
-        browser = pn.state.browser_info
+        browser = self.browser
         return browser.timezone if browser is not None and browser.timezone else None
 
     def open_run(self, run_id: str) -> None:
         self.state.param.update(run=run_id, view="run")
 
+    def _time_zone_told(self) -> None:
+        """The browser said its time zone: the shown view reads again (a running read goes round again), so its
+        times get their local hover and a view waiting for the time zone goes on the page (`put_on_page`)."""
+        view = self.views.get(self.state.view)
+        if view is not None:
+            view.refresh()
+
     def _tick(self) -> None:
-        """The periodic refresh, and the viewer's time zone arriving: asks the shown view to read again, unless a
-        read of it is running (that read is fresh, and its `show` uses the time zone known then). Returns at
-        once: Bokeh runs it holding the session's lock, which the read (in a worker thread) and its `show` (in a
-        callback of its own) must not wait for."""
+        """The periodic refresh: asks the shown view to read again, unless a read of it is running (that read is
+        fresh). Returns at once: Bokeh runs it holding the session's lock, which the read (in a worker thread) and
+        its `show` (in a callback of its own) must not wait for."""
         view = self.views.get(self.state.view)
         if view is not None and not view.reading:
             view.refresh()

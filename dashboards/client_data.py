@@ -1,5 +1,6 @@
 """What the operator views show first: client severity, the per-client page, a run's clients and events with
-their answers (status, reason, hint, next step, error) before the details, and metrics as named columns.
+their answers (status, reason, hint, next step, error) before the details, the known metrics as named columns
+and any other metric in words.
 
 Read through the leadkit public API and the store protocol; every value is returned as plain text or a number
 (times as UTC text), never as markup. Reads are bounded (capped lists, one window of days).
@@ -7,6 +8,7 @@ Read through the leadkit public API and the store protocol; every value is retur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,6 +66,13 @@ def metric_columns(rows: list[dict[str, float]]) -> list[str]:
     keys = {k for r in rows for k in r}
     known = [k for k in METRIC_NAMES if k in keys]
     return known + sorted(keys - set(known))
+
+
+def metrics_text(metrics: dict[str, float], *, skip: Sequence[str] = ()) -> str:
+    """`metrics` as one line of words ("Posts harvested 3 · Apify cost (USD) 0.12"), the known ones first,
+    leaving out the keys in `skip` (those with a column of their own)."""
+    keys = [k for k in metric_columns([metrics]) if k not in skip]
+    return " · ".join(f"{metric_name(k)} {metric_value(metrics[k])}" for k in keys)
 
 
 # ------------------------------------------------------------------------------------------------ failure text
@@ -292,7 +301,12 @@ def client_daily(ws: Any, client_id: str, *, now: datetime | None = None, days: 
 
 # ------------------------------------------------------------------------------------------------ run drill-down
 RUN_CLIENT_COLUMNS = ["Client", "Status", "Reason", "Hint", "Next step", "Error", "Category", "Attempts"]
-EVENT_COLUMNS = ["At (UTC)", "Client", "Stage", "Kind", "Message"]
+#: The events table's columns, fixed whatever the run's metrics: the message first, then the event's metrics as
+#: one line of words (a table's columns never change while it is on the page: see `tables.Table`).
+EVENT_COLUMNS = ["At (UTC)", "Client", "Stage", "Kind", "Message", "Metrics"]
+#: The metrics table's columns, fixed whatever the run: every known metric has its column, any other metric a
+#: client reported is in "Other metrics" as words.
+METRICS_COLUMNS = ["Client", *METRIC_NAMES.values(), "Other metrics", "Source", "Notebook"]
 
 
 @dataclass(frozen=True)
@@ -380,11 +394,11 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         }
         for r in records
     ]
-    keys = metric_columns([r.metrics for r in records])
     metrics = [
         {
             "Client": r.client_id,
-            **{metric_name(k): metric_value(r.metrics.get(k, 0)) for k in keys},
+            **{name: metric_value(r.metrics.get(k, 0)) for k, name in METRIC_NAMES.items()},
+            "Other metrics": metrics_text(r.metrics, skip=list(METRIC_NAMES)),
             "Source": str(r.source),
             "Notebook": r.notebook or "",
         }
@@ -418,7 +432,7 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         run,
         summary,
         frame(clients, RUN_CLIENT_COLUMNS),
-        frame(metrics, ["Client", *[metric_name(k) for k in keys], "Source", "Notebook"]),
+        frame(metrics, METRICS_COLUMNS),
         failed,
         notebooks,
         frame(attempt_rows, ["Client", "Attempt", "Outcome", "Why", "Started (UTC)", "Notebook"]),
@@ -428,8 +442,8 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
 
 
 def run_events(ws: Any, run_id: str, *, include_started: bool = False) -> tuple[pd.DataFrame, int]:
-    """The run's events, what happened only (no `started` rows unless asked), metrics as named columns; also how
-    many `started` rows were left out."""
+    """The run's events, what happened only (no `started` rows unless asked), each with its message first and its
+    metrics in words (`EVENT_COLUMNS`); also how many `started` rows were left out."""
     events = ws.store.list_events(run_id=run_id)
     hidden = 0
     shown = []
@@ -438,7 +452,6 @@ def run_events(ws: Any, run_id: str, *, include_started: bool = False) -> tuple[
             hidden += 1
             continue
         shown.append(e)
-    keys = metric_columns([e.metrics for e in shown])
     rows = [
         {
             "At (UTC)": fmt_time(e.at),
@@ -446,8 +459,8 @@ def run_events(ws: Any, run_id: str, *, include_started: bool = False) -> tuple[
             "Stage": e.stage,
             "Kind": str(e.kind),
             "Message": e.message,
-            **{metric_name(k): (metric_value(e.metrics[k]) if k in e.metrics else "") for k in keys},
+            "Metrics": metrics_text(e.metrics),
         }
         for e in shown
     ]
-    return frame(rows, [*EVENT_COLUMNS, *[metric_name(k) for k in keys]]), hidden
+    return frame(rows, EVENT_COLUMNS), hidden

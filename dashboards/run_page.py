@@ -101,7 +101,7 @@ class RunPanel:
             embed_content=False,
         )
         self.metrics = Table(
-            ["Client", "Source", "Notebook"],
+            cd.METRICS_COLUMNS,
             "lk-run-metrics",
             empty="No client records.",
             tz=tz,
@@ -111,7 +111,13 @@ class RunPanel:
         self.show_started = pn.widgets.Checkbox(label="Show 'started' events too", value=False)
         self.show_started.param.watch(lambda _: self.on_change(), "value")
         self.events = Table(
-            cd.EVENT_COLUMNS, "lk-run-events", empty="No events.", tz=tz, pagination="local", page_size=50
+            cd.EVENT_COLUMNS,
+            "lk-run-events",
+            empty="No events.",
+            tz=tz,
+            widths={"Message": 38, "Metrics": 22},
+            pagination="local",
+            page_size=50,
         )
         self.notebook_client = pn.widgets.Select(label="Executed notebook of", options=[], width=420)
         self.notebook_client.param.watch(self._notebook_picked, "value")

@@ -109,11 +109,12 @@ def with_local_times(df: pd.DataFrame, tz: str | None) -> pd.DataFrame:
 class Table:
     """A read-only table with its empty-state sentence above it (`layout` is what to show).
 
-    A widget's columns are fixed when it is made: every column's formatter and width is declared then, from the
-    columns given, and `update` only ever gives it rows with those same columns (its `value`). Changing a live
+    Its columns are declared when it is made, for good: every column's formatter and width is set then, and
+    `update` only ever gives its widget rows with those same columns (its `value`, as text). Changing a live
     Tabulator's column definitions makes the browser call `setColumns`, which throws "reading 'firstChild'" on a
-    table it is still building or has taken off the page. A read that brings other columns (a run's metric
-    columns) gets a new widget, put in the old one's place in `layout`."""
+    table it is still building; swapping the widget for another makes the browser look up the old one's models
+    ("reference ... isn't known"). So a table's widget is never replaced, and rows with other columns are refused
+    (ValueError naming both): a view whose columns vary (a run's metrics) declares them all up front."""
 
     def __init__(
         self,
@@ -135,7 +136,6 @@ class Table:
         self.extra_widths = widths or {}
         self.links = links or {}
         self.options = options
-        self.clicks: list[Callable[[Any], None]] = []
         self.empty = pn.pane.HTML(
             "", css_classes=["lk-empty-note"], stylesheets=[EMPTY_CSS], sizing_mode="stretch_width"
         )
@@ -143,11 +143,10 @@ class Table:
         self.layout = pn.Column(self.empty, self.widget, sizing_mode="stretch_width")
         self.raw = pd.DataFrame([], columns=self.columns)
 
-    def _make(self, columns: list[str], rows: pd.DataFrame | None = None) -> pn.widgets.Tabulator:
-        """A new widget showing `rows` (text, with exactly `columns`; none: no rows) whose column definitions
-        (formatters, widths) are those of `columns`, for good."""
+    def _make(self, columns: list[str]) -> pn.widgets.Tabulator:
+        """The widget, with no rows, whose column definitions (formatters, widths) are those of `columns`."""
         widget = pn.widgets.Tabulator(
-            as_text(pd.DataFrame([], columns=columns)) if rows is None else rows,
+            as_text(pd.DataFrame([], columns=columns)),
             show_index=False,
             disabled=True,
             selectable=False,
@@ -163,13 +162,10 @@ class Table:
             styler = widget.style
             assert styler is not None
             styler.apply(self.colour, axis=1)
-        for callback in self.clicks:
-            widget.on_click(callback)
         return widget
 
     def on_click(self, callback: Callable[[Any], None]) -> None:
-        """Call `callback` with Tabulator's click event when a cell is clicked (on this widget and any made later)."""
-        self.clicks.append(callback)
+        """Call `callback` with Tabulator's click event when a cell is clicked."""
         self.widget.on_click(callback)
 
     def _formatters(self, columns: Sequence[str]) -> dict[str, Any]:
@@ -189,7 +185,11 @@ class Table:
 
     def update(self, df: pd.DataFrame, *, empty: str | None = None) -> None:
         """Show `df` (plain values; time columns get their local-time hover here); when it has no rows, say so.
-        Rows with the widget's columns only change its `value`; other columns get a new widget (see the class)."""
+        `df` must have the table's columns, in order (see the class); other columns raise ValueError."""
+        if list(df.columns) != self.columns:
+            raise ValueError(
+                f"table {self.css_class} got rows with columns {list(df.columns)}; it shows {self.columns}"
+            )
         self.raw = df
         shown = as_text(with_local_times(df, self.tz()))
         if self.links and len(shown):
@@ -199,14 +199,9 @@ class Table:
                     shown[c] = [
                         f'<a class="lk-link" href="{esc(url.format(quote(str(v))))}">{esc(v)}</a>' for v in shown[c]
                     ]
-        if list(df.columns) != self.columns:
-            self.columns = list(df.columns)
-            self.widget = self._make(self.columns, shown)  # made with its rows, then put on the page
-            self.layout[1] = self.widget
-        else:
-            current = self.widget.value
-            if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
-                self.widget.value = shown
+        current = self.widget.value
+        if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
+            self.widget.value = shown
         note = "" if len(df) else (empty or self.empty_text).strip()
         self.empty.object = f'<p class="lk-empty {self.css_class}-empty">{esc(note)}</p>' if note else ""
 

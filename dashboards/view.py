@@ -14,6 +14,14 @@ it was read is never shown: the view reads again. What is shown is therefore alw
 the page has at the moment it is shown. A read that ends after the viewer left the view is dropped: the view
 reads again when it is shown again.
 
+A view goes on the page only with its first read already in its tables, in one callback (`attach`): the browser
+then builds each table from rows it already holds. Panel's Tabulator view ignores rows given to a table while
+Tabulator is still building it (its `setData` returns while `_building`, and nothing sends them again), so rows
+sent just after the table reached the page (a view switched to, a page just opened) were lost and the table stayed
+empty. Until the browser has said its time zone (it does so as the page is first drawn), the view waits off the
+page too: the time zone changes every time cell's hover text, and those new rows would reach tables still being
+built.
+
 Reads are shared by every session of the server (`dashboards.shared`): a read of the same view with the same
 inputs made by another tab within the interval is served from memory, and nothing is read again while the
 store says nothing changed.
@@ -84,6 +92,8 @@ class View:
         self._reading = False  # a reload is running: a new request makes it go round again
         self._fresh = False  # the next read must not be served from the shared cache (a viewer's own action)
         self._first = True  # no read of this view shown yet in this session (a page just opened)
+        #: The view was picked and is not on the page yet: it goes on with a read already in its tables.
+        self.attach = False
 
     def inputs(self) -> Any:
         """What `read()` depends on besides the store (compared before and after a read). None: nothing."""
@@ -162,8 +172,18 @@ class View:
         return main is None or any(o is self.layout for o in main.objects)
 
     def _show_read(self, result: tuple[Any, str | None]) -> None:
+        if self.attach:  # picked: fill its tables off the page, then put it on (the browser builds them filled)
+            try:
+                self._show_result(result)
+            finally:
+                if self.app.put_on_page(self):
+                    self.attach = False
+            return
         if not self.on_page():  # its models are off the page: changing them makes the browser's tables throw
             return
+        self._show_result(result)
+
+    def _show_result(self, result: tuple[Any, str | None]) -> None:
         got, error = result
         if error is not None:
             self.show_error(error)
