@@ -24,6 +24,7 @@ import panel as pn
 import param
 
 import leadkit as lk
+from leadkit.errors import MissingRecordError
 
 try:
     from dashboards import data
@@ -70,6 +71,8 @@ FAILING_ORDER = ["Client", "Status", "Hint", "Error", "Category", "Run ID"]
 AUTH_ORDER = ["Credential", "Result", "Hint", "Category", "HTTP", "Latency (ms)", "Checked (UTC)", "OK"]
 #: The Runs filter value for "any client Failed or Stale, whatever the run's status".
 HAS_FAILURES = "has-failures"
+#: What the drill-down's read returns for a run ID no run has.
+MISSING = object()
 #: The key of `lk.alert_summary` for alerts recorded with no channel (shown as a red tile too).
 UNSENT_KEY = "Alerts sent nowhere (24h)"
 ROW_COLOURS = {"Failed": "#f8d7da", "Completed with Errors": "#fff3cd", "Completed": "#d9f2d9", "Running": "#dbe9f6"}
@@ -362,23 +365,41 @@ class RunView(View):
         )
         self.run_input.param.watch(lambda e: setattr(self.state, "run", e.new.strip()), "value")
         self.panel = RunPanel(self.ws, app.tz, on_change=self.refresh)
-        self.state.param.watch(lambda _: self.refresh() if self.state.view == "run" else None, "run")
+        self.state.param.watch(self._run_picked, "run")
         self.layout[:] = [
             pn.Row(pn.pane.Markdown("## Run drill-down", margin=(0, 10)), self.run_input),
             self.message,
             self.panel.layout,
         ]
 
+    def _run_picked(self, _: Any) -> None:
+        """Another run was asked for: say it is being read (an Airtable read takes seconds), then read it."""
+        if self.state.view != "run":
+            return
+        if self.state.run:
+            self.panel.reading(self.state.run)
+        self.refresh()
+
     def inputs(self) -> tuple[str, tuple[str | None, bool, str | None]]:
         return self.state.run, self.panel.inputs()
 
     def read(self) -> Any:
-        return self.panel.read(self.state.run) if self.state.run else None
+        if not self.state.run:
+            return None
+        try:
+            return self.panel.read(self.state.run)
+        except MissingRecordError:  # said as a fact about the run, not as an error of the dashboard
+            return MISSING
 
     def show(self, got: Any) -> None:
         self.run_input.value = self.state.run
         if got is None:
             self.panel.clear("Pick a run in Runs (or the overview), or type its ID.")
+        elif got is MISSING:
+            self.panel.clear(
+                f"Run {self.state.run} does not exist in this workspace. Pick one in Runs, or list them with "
+                "`leadkit runs`; run IDs look like 251128-093000."
+            )
         else:
             self.panel.show(got)
 

@@ -76,6 +76,26 @@ def metrics_text(metrics: dict[str, float], *, skip: Sequence[str] = ()) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ failure text
+def reason_once(reason: str | None, failure: Any) -> str:
+    """A client's Reason as what its stage did, on one line: a failed client's reason quotes the failure's
+    message (the Error column shows its headline) and sometimes its hint (the Hint column): those are cut, so
+    each column says one thing and no upstream body or markup reaches the Reason. What is left empty becomes
+    "the <stage> stage failed"."""
+    text_ = (reason or "").strip()
+    if failure is None:
+        return text_.splitlines()[0].strip() if text_ else ""
+    for said in (failure.message or "", failure.hint or ""):
+        said = said.strip()
+        if said and said in text_:
+            text_ = text_.replace(said, "")
+    lines = text_.splitlines()
+    text_ = (lines[0] if lines else "").strip().rstrip(" :;,.-")
+    if not text_ or "<" in text_:
+        stage = failure.stage or "client"
+        return f"the {stage} stage failed"
+    return text_
+
+
 def headline(message: str) -> str:
     """A failure message as an operator reads it first: its first sentence, with the first text line of an HTML
     body it quotes (e.g. "404 Not Found"); the full message stays in the detail."""
@@ -93,12 +113,32 @@ class Assessment:
     next_step: str
 
 
+#: Credentials every client shares: a refusal of one is one banner above the clients, not a verdict on each.
+SHARED_CREDENTIALS = ("apify", "airtable")
+
+
 def failed_credentials(ws: Any) -> dict[str, Any]:
     """The latest failed check per credential name (from the newest 100 checks)."""
     latest: dict[str, Any] = {}
     for check in ws.store.list_auth_checks(limit=100):
         latest.setdefault(check.name, check)
     return {name: c for name, c in latest.items() if not c.ok}
+
+
+def credential_banner(refused: dict[str, Any]) -> str:
+    """One sentence per refused shared credential (which one, its answer, when it was checked, by which command,
+    and the fix), or "" when none is refused. The clients below keep their own reasons."""
+    lines = []
+    for name in SHARED_CREDENTIALS:
+        check = refused.get(name)
+        if check is None:
+            continue
+        answer = f"HTTP {check.status}" if check.status else (check.category or "refused")
+        lines.append(
+            f"The {name} credential failed ({answer}) when `leadkit auth-check` checked it at "
+            f"{fmt_time(check.checked_at)} UTC. {check.hint} Then check again: `leadkit auth-check`."
+        )
+    return "\n".join(lines)
 
 
 def _tomorrow(now: datetime) -> datetime:
@@ -132,7 +172,8 @@ def assess(info: dict[str, Any], refused: dict[str, Any], now: datetime, latest:
         return Assessment(NEEDS_ACTION, why, "after the fix", step)
     if last_status == "Running" and runs:
         return Assessment(WAITING, f"run {runs[0]['run_id']} is harvesting it now", "running now", info["next_step"])
-    bad = [c for name, c in refused.items() if name in ("apify", "airtable") or (cid in name)]
+    # a shared credential's refusal is the view's banner (`credential_banner`), not this client's verdict
+    bad = [c for name, c in refused.items() if name not in SHARED_CREDENTIALS and cid in name]
     base = settings.get("base_id")
     bad += [c for name, c in refused.items() if base and base in name and c not in bad]
     if harvests and bad:
@@ -252,7 +293,7 @@ def client_page(ws: Any, client_id: str, *, now: datetime | None = None, days: i
         {
             "Run ID": r.run_id,
             "Status": str(r.status),
-            "Reason": r.reason or "",
+            "Reason": reason_once(r.reason, r.failure),
             "Error": headline(r.failure.message) if r.failure else "",
             "Posts": metric_value(r.metrics.get("posts_harvested", 0)),
             "Started (UTC)": fmt_time(r.started_at),
@@ -385,7 +426,7 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         {
             "Client": r.client_id,
             "Status": str(r.status),
-            "Reason": r.reason or "",
+            "Reason": reason_once(r.reason, r.failure),
             "Hint": r.failure.hint if r.failure else "",
             "Next step": _next_step(r, run.run_id),
             "Error": headline(r.failure.message) if r.failure else "",

@@ -165,6 +165,10 @@ class RunPanel:
         self.notebook_client.options = []
         self.notebook.object = ""
 
+    def reading(self, run_id: str) -> None:
+        """Say that `run_id` is being read (its tables keep the run shown until the read is in)."""
+        self.summary.object = f'<p class="lk-hint lk-reading-run">Reading run {html.escape(run_id)}…</p>'
+
     def inputs(self) -> tuple[str | None, bool, str | None]:
         """What `read` depends on besides the run: the run shown now, the toggle, the notebook picked."""
         shown = self.detail.run.run_id if self.detail is not None else None

@@ -180,9 +180,10 @@ def test_drilldown_renders_the_executed_notebook(
     assert notebook.locator(".pwned").count() == 0
     frame_el.scroll_into_view_if_needed()
     shot(page, tmp_path, "run-notebook")
-    # an unknown run says so, as text
+    # an unknown run says it does not exist (and nothing about a running run), as text
     open_view(page, dashboard, "view=run&run=250101-000000")
-    expect(page.locator(".lk-error")).to_contain_text("no run '250101-000000'")
+    expect(page.locator(".lk-hint")).to_contain_text("Run 250101-000000 does not exist in this workspace")
+    expect(page.get_by_text("the run is running")).to_have_count(0)
 
 
 def test_failures_grouped_with_unresolved_filter(
