@@ -39,6 +39,7 @@ from typing import Any
 import panel as pn
 
 import leadkit as lk
+from leadkit.requesters import DASHBOARD, requests_for
 
 try:
     from dashboards.shared import shared_reads
@@ -149,12 +150,15 @@ class View:
             self._reading = False
 
     def _shared_read(self, inputs: Any, fresh: bool) -> Any:
-        """`read()`, or the same read another session made within the interval (`dashboards.shared`)."""
-        interval = float(getattr(self.app, "read_interval_s", 0.0))
-        if interval <= 0:
-            return self.read()
-        first, self._first = self._first, False
-        return shared_reads(self.ws).read((type(self).__name__, inputs), interval, self.read, fresh=fresh, first=first)
+        """`read()`, or the same read another session made within the interval (`dashboards.shared`). Its store
+        requests are counted as the dashboard's (`leadkit.requesters`)."""
+        with requests_for(DASHBOARD):
+            interval = float(getattr(self.app, "read_interval_s", 0.0))
+            if interval <= 0:
+                return self.read()
+            first, self._first = self._first, False
+            key = (type(self).__name__, inputs)
+            return shared_reads(self.ws).read(key, interval, self.read, fresh=fresh, first=first)
 
     async def _read(self, inputs: Any, fresh: bool) -> tuple[Any, str | None]:
         """(what `read()` returned, None) or (None, the error to show)."""
