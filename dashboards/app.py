@@ -540,7 +540,8 @@ class App:
         self.ws = ws
         self.state = State()
         #: Seconds a view's read is shared by every session before it is read again (`dashboards.shared`).
-        self.read_interval_s = sync_interval(ws.store, refresh_s if refresh_s > 0 else DEFAULT_REFRESH_S)
+        self.read_interval_s = refresh_s if refresh_s > 0 else DEFAULT_REFRESH_S
+        sync_interval(ws.store, self.read_interval_s)  # a bad LEADKIT_DASHBOARD_SYNC is said when the page opens
         #: Logged in through `leadkit dashboard --basic-auth`: the views may start work (a re-run).
         self.authenticated = bool(pn.state.user)
         #: The browser's own report (time zone); None outside a served page.

@@ -2,13 +2,15 @@
 open run), shared by every browser session it serves, so the store is read at most once per interval however
 many tabs are open.
 
-A cached read is reused while it is younger than the interval. Once older, a store that can tell cheaply whether
-anything changed (`ChangeVersions`: SQLite's data version, one query) is asked first, and the read is made again
-only when something did: an idle dashboard on SQLite reads nothing but that version, and a run that ends while
-tabs are open is shown by the next refresh. A store that cannot tell (Airtable) is read again once per interval:
-`LEADKIT_DASHBOARD_SYNC` seconds (default 900) on Airtable, where every read spends requests of the base's
-shared budget; the refresh interval elsewhere. Readers of the same key wait for the one read in flight instead
-of making their own.
+A cached read is reused while it is younger than the interval (the refresh interval). Once older, the store's
+change version is asked first, and the read is made again only when something changed: an idle dashboard reads
+nothing but that version, and a run that ends while tabs are open is shown by the next refresh.
+- SQLite (`ChangeVersions`): the database's data version, one query; it moves with a write by any process.
+- Airtable: no request at all. The version is the workspace's local change journal (the usage tally's count of
+  write requests this host's processes sent, `leadkit.store.airtable.usage.local_writes`) and the number of
+  `LEADKIT_DASHBOARD_SYNC` periods (default 900 s) passed: a write made on this host shows within one refresh,
+  one made elsewhere (another host, a hand edit in Airtable) within the sync interval.
+Readers of the same key wait for the one read in flight instead of making their own.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from leadkit.errors import ConfigError
+from leadkit.store.airtable.usage import local_writes
 from leadkit.store.base import ChangeVersions
 
 #: How many cached reads a server keeps (the least recently used go first).
@@ -34,10 +38,14 @@ AIRTABLE_SYNC_S = 900.0
 FRESH_SHARE = 0.9
 
 
+def is_airtable(store: Any) -> bool:
+    return str(getattr(store, "url", "")).startswith("airtable://")
+
+
 def sync_interval(store: Any, refresh_s: float) -> float:
-    """Seconds between reads of the same view: the refresh interval, or on a store that cannot tell what
-    changed and whose reads are paid in requests (Airtable) LEADKIT_DASHBOARD_SYNC (default 900 s)."""
-    if isinstance(store, ChangeVersions) or not str(getattr(store, "url", "")).startswith("airtable://"):
+    """Seconds between reads of an unchanged view made for changes made elsewhere: on a store whose reads are
+    paid in requests (Airtable) LEADKIT_DASHBOARD_SYNC (default 900 s), else the refresh interval."""
+    if isinstance(store, ChangeVersions) or not is_airtable(store):
         return refresh_s
     text = os.environ.get("LEADKIT_DASHBOARD_SYNC", "").strip()
     if not text:
@@ -62,10 +70,13 @@ class _Entry:
 
 
 class SharedReads:
-    """The cached reads of one workspace, shared by every session of the server (thread-safe)."""
+    """The cached reads of one workspace, shared by every session of the server (thread-safe). `home`: the
+    workspace's folder (an Airtable store's change journal is there); `sync_s`: its sync interval."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, home: Path | None = None, sync_s: float = AIRTABLE_SYNC_S) -> None:
         self.store = store
+        self.home = home
+        self.sync_s = sync_s
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._key_locks: dict[Hashable, threading.Lock] = {}
@@ -73,7 +84,11 @@ class SharedReads:
         self.reads: dict[Hashable, int] = {}
 
     def _version(self) -> Any:
-        return self.store.change_version() if isinstance(self.store, ChangeVersions) else None
+        if isinstance(self.store, ChangeVersions):
+            return self.store.change_version()
+        if self.home is not None and is_airtable(self.store):
+            return local_writes(self.home), int(time.time() // self.sync_s)
+        return None
 
     def read(
         self, key: Hashable, interval_s: float, fetch: Callable[[], Any], *, fresh: bool = False, first: bool = False
@@ -117,5 +132,6 @@ def shared_reads(ws: Any) -> SharedReads:
     with _SHARED_LOCK:
         shared = _SHARED.get(ws)
         if shared is None:
-            shared = _SHARED[ws] = SharedReads(ws.store)
+            home = Path(ws.home) if getattr(ws, "home", None) is not None else None
+            shared = _SHARED[ws] = SharedReads(ws.store, home, sync_interval(ws.store, 0.0))
         return shared

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,11 +39,9 @@ RUNS = 6
 CLIENTS = ["Acme-Co", "Globex"]
 
 
-@pytest.fixture
-def airtable_board(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Sandbox, Workspace, DashboardHandle]]:
-    monkeypatch.setenv("LEADKIT_DASHBOARD_SYNC", f"{SYNC_S:g}")
+@contextmanager
+def airtable_board(tmp_path: Path, *, running: bool = False) -> Iterator[tuple[Sandbox, Workspace, DashboardHandle]]:
+    """The workspace on a fresh sandbox, served; `running`: its newest run is still Running."""
     with Sandbox() as sandbox:
         placeholder = [{"name": "Notes", "fields": [{"name": "Name", "type": "singleLineText"}]}]
         master = sandbox.airtable.create_base("Master Clients", placeholder)
@@ -71,8 +70,10 @@ def airtable_board(
             clock["t"] = now - timedelta(hours=i)
             run = records.start_run()
             for record in records.open_many(RunId.parse(run.run_id), CLIENTS, "batch"):
-                records.update(record, status=ClientRunStatus.COMPLETED)
-            records.finish_run(run)
+                if not (running and i == 0):
+                    records.update(record, status=ClientRunStatus.COMPLETED)
+            if not (running and i == 0):
+                records.finish_run(run)
         handle = start_dashboard(ws, port=0, refresh_s=REFRESH_S)
         try:
             yield sandbox, ws, handle
@@ -94,10 +95,17 @@ def _dashboard_requests(ws: Workspace) -> int:
     return int(report["dashboard_requests"])
 
 
+@pytest.fixture
+def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Sandbox, Workspace, DashboardHandle]]:
+    monkeypatch.setenv("LEADKIT_DASHBOARD_SYNC", f"{SYNC_S:g}")
+    with airtable_board(tmp_path) as served:
+        yield served
+
+
 def test_three_tabs_make_no_more_airtable_requests_than_one(
-    browser: Browser, airtable_board: tuple[Sandbox, Workspace, DashboardHandle]
+    browser: Browser, board: tuple[Sandbox, Workspace, DashboardHandle]
 ) -> None:
-    sandbox, ws, handle = airtable_board
+    sandbox, ws, handle = board
     errors: list[list[str]] = []
     pages: list[Page] = []
 
@@ -131,3 +139,33 @@ def test_three_tabs_make_no_more_airtable_requests_than_one(
     ws.store.list_runs(limit=1)
     assert _dashboard_requests(ws) == before
     assert all(e == [] for e in errors), errors
+
+
+def test_a_run_that_ends_on_this_host_shows_within_one_refresh_while_tabs_are_open(
+    browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the default sync interval (900 s) a run finished on this host reaches two open tabs by the next
+    refresh: the write is in the workspace's change journal, so the shared read is made again at once."""
+    monkeypatch.delenv("LEADKIT_DASHBOARD_SYNC", raising=False)
+    with airtable_board(tmp_path, running=True) as (_, ws, handle):
+        errors: list[list[str]] = []
+        pages = [_open(browser, handle.url, errors), _open(browser, handle.url, errors)]
+        try:
+            newest = ws.store.list_runs(limit=1)[0]
+            for page in pages:
+                expect(page.locator(".lk-runs-table .tabulator-row").first).to_contain_text("Running")
+            records = RunRecordService(ws.store)
+            for record in ws.store.list_client_runs(run_id=newest.run_id):
+                records.update(record, status=ClientRunStatus.COMPLETED)
+            records.finish_run(newest)
+            ended = time.monotonic()
+            for page in pages:
+                first = page.locator(".lk-runs-table .tabulator-row").first
+                expect(first).to_contain_text("Completed", timeout=30_000)
+            waited = time.monotonic() - ended
+            print(f"the ended run showed in both tabs {waited:.1f} s after it ended (refresh {REFRESH_S:g} s)")
+            assert waited < 10 * REFRESH_S  # one refresh and one read, not the 900 s sync interval
+        finally:
+            for page in pages:
+                page.close()
+        assert all(e == [] for e in errors), errors

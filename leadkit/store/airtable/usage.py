@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 USAGE_FILE = "airtable-usage.json"
 #: How many months the tally keeps.
 KEEP_MONTHS = 3
+#: The tally's count of requests that may change records (POST, PATCH, PUT, DELETE; not a listRecords POST).
+WRITES = "writes"
 #: Scheduler metadata under which the processes of a dask batch keep their counts, by workspace and process.
 DASK_USAGE_KEY = "leadkit-airtable-usage"
 
@@ -87,13 +89,16 @@ class UsageLog:
         self._process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._remote: dict[str, Any] = {}
 
-    def request(self, base: str) -> None:
+    def request(self, base: str, *, write: bool = False) -> None:
+        """Count one request to `base`; `write`: it may change records (the workspace's local change journal:
+        `local_writes`)."""
         who = REQUESTER.get()
         with self._lock:
             self.requests[base] = self.requests.get(base, 0) + 1
             if who:
                 self.requested_for[who] = self.requested_for.get(who, 0) + 1
-        self._add("requests", base, 1, also=f"{who}_requests" if who else None)
+        also = [f"{who}_requests"] if who else []
+        self._add("requests", base, 1, also=[*also, WRITES] if write else also)
 
     def client_runs(self, base: str, created: int) -> None:
         if created:
@@ -112,9 +117,9 @@ class UsageLog:
         with self._lock:
             return sum(self.requests.values())
 
-    def _add(self, what: str, base: str, n: int, *, also: str | None = None) -> None:
-        """Add `n` to the month's `what` of `base` (and to its `also` count, in the same write)."""
-        kinds = [what] if also is None else [what, also]
+    def _add(self, what: str, base: str, n: int, *, also: list[str] | None = None) -> None:
+        """Add `n` to the month's `what` of `base` (and to its `also` counts, in the same write)."""
+        kinds = [what, *(also or [])]
         if self.scheduler and self.path is not None:
             for kind in kinds:
                 self._add_remote(kind, base, n)
@@ -213,6 +218,14 @@ def read_tally_bytes(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return tally if isinstance(tally, dict) else {}
+
+
+def local_writes(home: Path) -> int:
+    """How many requests that may change records this host's processes sent for the workspace (the months the
+    tally keeps): the dashboard's change journal. It grows with every write made here; a write made on another
+    host (or by hand in Airtable) does not move it: those are read once per LEADKIT_DASHBOARD_SYNC."""
+    months = read_tally(home).get("months", {})
+    return int(sum(int(n) for month in months.values() for n in month.get(WRITES, {}).values()))
 
 
 def read_tally(home: Path) -> dict[str, Any]:
