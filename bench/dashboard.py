@@ -16,6 +16,13 @@ The scale of a view is its large-workspace time over its small-workspace time.
 The line before the last has the Airtable figures; the last line ends with
 `view_scale_max=X slowest_view=NAME rss_mb=Y` (SQLite: X the largest scale of any view, Y the large dashboard
 server's peak resident memory, VmHWM). Goals: X <= 1.5, Y <= 800.
+
+One more line: `dashboard_requests_per_hour=R health_500_s=A health_1000_s=B`: R the Airtable requests per hour
+of an idle dashboard (refresh 30 s) with Overview, Runs and Client health open, on the 20-client Airtable
+workspace (counted by the sandbox at a 60 s sync interval, scaled to the default 900 s); A and B Client health's
+read on SQLite at 500 and 1,000 clients. Goals: R <= 30, B <= 1.
+Views are read once per view and filters for every tab (`dashboards.shared`): a page load within the refresh
+interval of an unchanged SQLite workspace is served from that shared read.
 """
 
 from __future__ import annotations
@@ -353,9 +360,67 @@ def build_airtable(sandbox: Any, home: Path, clients: int, runs: int) -> tuple[d
     return env, newest
 
 
+# ------------------------------------------------------------------------------------------------ idle costs
+#: The views a wall screen keeps open, one tab each.
+IDLE_TABS = [("overview", ".lk-latest-runs"), ("runs", ".lk-runs-table"), ("health", ".lk-health-table")]
+#: LEADKIT_DASHBOARD_SYNC while the idle dashboard is counted (short, so re-reads fall in the window), the
+#: default it is scaled to, and the window.
+IDLE_SYNC_S = 60.0
+DEFAULT_SYNC_S = 900.0
+IDLE_WINDOW_S = 180.0
+
+
+def idle_requests_per_hour(browser: Any, sandbox: Any, env: dict[str, str]) -> float:
+    """Airtable requests per hour of an idle dashboard (refresh every 30 s) with three tabs open, counted by the
+    sandbox over `IDLE_WINDOW_S` with LEADKIT_DASHBOARD_SYNC=`IDLE_SYNC_S`, scaled to the default sync interval
+    (every request of an idle dashboard is a re-read once per sync interval)."""
+    proc, url = start_server({**env, "LEADKIT_DASHBOARD_SYNC": f"{IDLE_SYNC_S:g}"}, refresh_s=30)
+    pages = []
+    try:
+        for view, table in IDLE_TABS:
+            page = browser.new_page()
+            page.goto(f"{url}?view={view}")
+            page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
+            pages.append(page)
+        sandbox.state.stats.reset()
+        time.sleep(IDLE_WINDOW_S)
+        counted = len(sandbox.stats()["requests"])
+    finally:
+        for page in pages:
+            page.close()
+        stop(proc)
+    per_hour = counted * 3600 / IDLE_WINDOW_S
+    print(
+        f"idle dashboard, 3 tabs: {counted} Airtable requests in {IDLE_WINDOW_S:.0f} s at "
+        f"LEADKIT_DASHBOARD_SYNC={IDLE_SYNC_S:g} ({per_hour:.0f}/h), scaled to the default {DEFAULT_SYNC_S:g} s",
+        flush=True,
+    )
+    return per_hour * IDLE_SYNC_S / DEFAULT_SYNC_S
+
+
+def health_seconds(home: Path) -> float:
+    """Client health's read (what the view shows) on a SQLite workspace: the median of 3 after a warm-up."""
+    from dashboards import client_data
+    from leadkit.config import get_settings
+    from leadkit.workspace import Workspace
+
+    settings = get_settings().model_copy(update={"leadkit_home": home, "leadkit_store": ""})
+    ws = Workspace.open(home, settings=settings)
+    try:
+        client_data.health_rows(ws)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            client_data.health_rows(ws)
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+    finally:
+        ws.close()
+
+
 # ------------------------------------------------------------------------------------------------ serving
-def start_server(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    cmd = [str(BIN / "leadkit"), "dashboard", "--port", "0", "--refresh", "0"]
+def start_server(env: dict[str, str], refresh_s: float = 0) -> tuple[subprocess.Popen[str], str]:
+    cmd = [str(BIN / "leadkit"), "dashboard", "--port", "0", "--refresh", f"{refresh_s:g}"]
     proc = subprocess.Popen(
         cmd, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -442,6 +507,9 @@ def main() -> None:
         print("building the workspaces", flush=True)
         big_run = build_sqlite(tmp / "large", 500, 200)
         small_run = build_sqlite(tmp / "small", 500, 1)
+        build_sqlite(tmp / "health-1000", 1000, 1)
+        health_500 = health_seconds(tmp / "large")
+        health_1000 = health_seconds(tmp / "health-1000")
         print(f"SQLite workspaces written in {time.perf_counter() - t0:.1f} s", flush=True)
         with Sandbox(rate_limit=0) as sandbox, sync_playwright() as pw, contextlib.ExitStack() as stack:
             t0 = time.perf_counter()
@@ -466,6 +534,7 @@ def main() -> None:
             rss = peak_rss_mb(procs["large"].pid)
             air_times = measure(browser, {k: servers[k] for k in ("air-large", "air-small")})
             air_rss = peak_rss_mb(procs["air-large"].pid)
+            idle_per_hour = idle_requests_per_hour(browser, sandbox, air_large_env)
         air_max, air_slowest = report(
             "Airtable (1,000 vs 20 ClientRuns)", air_times["air-small"], air_times["air-large"]
         )
@@ -479,6 +548,10 @@ def main() -> None:
         print(
             f"sqlite: clients=500 client_runs=100000 events=300000 failures=5000 view_scale_max={sql_max:.2f} "
             f"slowest_view={sql_slowest} rss_mb={rss:.0f}"
+        )
+        print(
+            f"dashboard_requests_per_hour={idle_per_hour:.0f} health_500_s={health_500:.2f} "
+            f"health_1000_s={health_1000:.2f}"
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

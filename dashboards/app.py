@@ -24,6 +24,8 @@ import panel as pn
 import param
 
 import leadkit as lk
+from leadkit.errors import MissingRecordError
+from leadkit.requesters import DASHBOARD, requests_for
 
 try:
     from dashboards import data
@@ -31,7 +33,8 @@ try:
     from dashboards.client_page import ClientPanel, HealthPanel
     from dashboards.failures_page import FailuresPanel
     from dashboards.run_page import RunPanel
-    from dashboards.tables import WRAP_CSS, Table
+    from dashboards.shared import sync_interval
+    from dashboards.tables import WRAP_CSS, Table, as_text
     from dashboards.usage_view import UsageCard
     from dashboards.view import View
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
@@ -40,7 +43,8 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from client_page import ClientPanel, HealthPanel  # type: ignore[no-redef]
     from failures_page import FailuresPanel  # type: ignore[no-redef]
     from run_page import RunPanel  # type: ignore[no-redef]
-    from tables import WRAP_CSS, Table  # type: ignore[no-redef]
+    from shared import sync_interval  # type: ignore[no-redef]
+    from tables import WRAP_CSS, Table, as_text  # type: ignore[no-redef]
     from usage_view import UsageCard  # type: ignore[no-redef]
     from view import View  # type: ignore[no-redef]
 
@@ -68,6 +72,8 @@ FAILING_ORDER = ["Client", "Status", "Hint", "Error", "Category", "Run ID"]
 AUTH_ORDER = ["Credential", "Result", "Hint", "Category", "HTTP", "Latency (ms)", "Checked (UTC)", "OK"]
 #: The Runs filter value for "any client Failed or Stale, whatever the run's status".
 HAS_FAILURES = "has-failures"
+#: What the drill-down's read returns for a run ID no run has.
+MISSING = object()
 #: The key of `lk.alert_summary` for alerts recorded with no channel (shown as a red tile too).
 UNSENT_KEY = "Alerts sent nowhere (24h)"
 ROW_COLOURS = {"Failed": "#f8d7da", "Completed with Errors": "#fff3cd", "Completed": "#d9f2d9", "Running": "#dbe9f6"}
@@ -87,7 +93,7 @@ def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabula
     window, for a view that sets its own rows with `set_value` (the Alerts view)."""
     options.pop("wrap", None)
     return pn.widgets.Tabulator(
-        df,
+        as_text(df),
         show_index=False,
         disabled=True,
         selectable=False,
@@ -101,8 +107,14 @@ def table(df: pd.DataFrame, css_class: str, **options: Any) -> pn.widgets.Tabula
 
 
 def set_value(widget: pn.widgets.Tabulator, df: pd.DataFrame) -> None:
-    """Replace a table's rows only when they changed, so a periodic refresh does not redraw a steady table."""
+    """Replace a table's rows (as text, see `tables.as_text`) only when they changed, so a periodic refresh does
+    not redraw a steady table. `df` must have the columns the table was made with (its column definitions are
+    fixed: see `tables.Table`); other columns raise ValueError naming both."""
     current = widget.value
+    made = list(current.columns) if isinstance(current, pd.DataFrame) else []
+    if list(df.columns) != made:
+        raise ValueError(f"table rows with columns {list(df.columns)}; this table shows {made}")
+    df = as_text(df)
     if not (isinstance(current, pd.DataFrame) and current.shape == df.shape and current.equals(df)):
         widget.value = df
 
@@ -162,13 +174,14 @@ class OverviewView(View):
             color=[STATUS_COLOURS[s] for s in statuses],
             source=self.source,
             legend_label=statuses,
+            line_color=None,  # a day with no run of a status is a zero-height bar: without an outline it draws nothing
         )
         self.chart.legend.location = "top_left"
         self.chart.xaxis.major_label_orientation = 0.8
         self.latest = Table(
             data.RUN_COLUMNS, "lk-latest-runs", empty="No runs yet: `leadkit batch` makes the first one.", tz=app.tz
         )
-        self.latest.widget.on_click(self._open)
+        self.latest.on_click(self._open)
         self.failing = Table(
             FAILING_ORDER,
             "lk-failing-clients",
@@ -262,7 +275,7 @@ class RunsView(View):
         self.next = pn.widgets.Button(label="Next ›", color="default", css_classes=["lk-next"])
         self.info = pn.pane.HTML("", css_classes=["lk-page-info"])
         self.table = Table(data.RUN_COLUMNS, "lk-runs-table", empty="No runs yet.", tz=app.tz, colour=run_colour)
-        self.table.widget.on_click(self._open)
+        self.table.on_click(self._open)
         self.status.param.watch(lambda e: self._set(status=e.new), "value")
         self.client.param.watch(lambda e: self._set(client=e.new), "value")
         self.since.param.watch(lambda e: self._set(since=e.new.isoformat() if e.new else ""), "value")
@@ -353,23 +366,41 @@ class RunView(View):
         )
         self.run_input.param.watch(lambda e: setattr(self.state, "run", e.new.strip()), "value")
         self.panel = RunPanel(self.ws, app.tz, on_change=self.refresh)
-        self.state.param.watch(lambda _: self.refresh() if self.state.view == "run" else None, "run")
+        self.state.param.watch(self._run_picked, "run")
         self.layout[:] = [
             pn.Row(pn.pane.Markdown("## Run drill-down", margin=(0, 10)), self.run_input),
             self.message,
             self.panel.layout,
         ]
 
+    def _run_picked(self, _: Any) -> None:
+        """Another run was asked for: say it is being read (an Airtable read takes seconds), then read it."""
+        if self.state.view != "run":
+            return
+        if self.state.run:
+            self.panel.reading(self.state.run)
+        self.refresh()
+
     def inputs(self) -> tuple[str, tuple[str | None, bool, str | None]]:
         return self.state.run, self.panel.inputs()
 
     def read(self) -> Any:
-        return self.panel.read(self.state.run) if self.state.run else None
+        if not self.state.run:
+            return None
+        try:
+            return self.panel.read(self.state.run)
+        except MissingRecordError:  # said as a fact about the run, not as an error of the dashboard
+            return MISSING
 
     def show(self, got: Any) -> None:
         self.run_input.value = self.state.run
         if got is None:
             self.panel.clear("Pick a run in Runs (or the overview), or type its ID.")
+        elif got is MISSING:
+            self.panel.clear(
+                f"Run {self.state.run} does not exist in this workspace. Pick one in Runs, or list them with "
+                "`leadkit runs`; run IDs look like 251128-093000."
+            )
         else:
             self.panel.show(got)
 
@@ -433,7 +464,7 @@ class AuthView(View):
         self.run_checks.disabled = True
         self.status.object = "<span>checking…</span>"
         try:
-            checks = await asyncio.to_thread(lk.run_auth_checks, self.ws)
+            checks = await asyncio.to_thread(self._check)
         except lk.LeadkitError as exc:
             self.status.object = ""
             self.show_error(f"the auth checks could not run: {exc.message} ({exc.hint})")
@@ -442,7 +473,12 @@ class AuthView(View):
             self.run_checks.disabled = False
         bad = sum(1 for c in checks if not c.ok)
         self.status.object = f'<span class="lk-checked">checked {len(checks)} credentials, {bad} failing</span>'
-        self.refresh()
+        self.refresh(fresh=True)
+
+    def _check(self) -> list[Any]:
+        """The auth checks, run from the dashboard (their store requests count as the dashboard's)."""
+        with requests_for(DASHBOARD):
+            return lk.run_auth_checks(self.ws)
 
     def read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         return data.auth_latest(self.ws)[AUTH_ORDER], data.auth_history(self.ws)[AUTH_ORDER]
@@ -503,11 +539,21 @@ class App:
     def __init__(self, ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
         self.ws = ws
         self.state = State()
+        #: Seconds a view's read is shared by every session before it is read again (`dashboards.shared`).
+        self.read_interval_s = refresh_s if refresh_s > 0 else DEFAULT_REFRESH_S
+        sync_interval(ws.store, self.read_interval_s)  # a bad LEADKIT_DASHBOARD_SYNC is said when the page opens
         #: Logged in through `leadkit dashboard --basic-auth`: the views may start work (a re-run).
         self.authenticated = bool(pn.state.user)
-        browser = pn.state.browser_info
+        #: The browser's own report (time zone); None outside a served page.
+        self.browser = browser = pn.state.browser_info
+        doc = pn.state.curdoc
+        #: The browser has drawn the page (Panel's onload): a view is put on the page only after that, as a
+        #: change of its own, with its read in its tables (see `View`).
+        self.loaded = doc is None or doc.session_context is None
+        if not self.loaded:
+            pn.state.onload(self._page_loaded)
         if browser is not None:  # the viewer's time zone arrives after the page loads: show local times then
-            browser.param.watch(lambda _: self._tick(), "timezone")
+            browser.param.watch(lambda *_: self._time_zone_told(), ["timezone", "timezone_offset"])
         location = pn.state.location
         if location is not None:
             location.sync(
@@ -529,6 +575,8 @@ class App:
         )
         self.nav.param.watch(lambda e: setattr(self.state, "view", e.new), "value")
         self.main = pn.Column(sizing_mode="stretch_width", css_classes=["lk-main"])
+        #: Shown while a picked view reads (it goes on the page with its read: see `View`).
+        self.reading_note = pn.pane.HTML("", css_classes=["lk-reading"], sizing_mode="stretch_width")
         self.state.param.watch(lambda _: self._show(), "view")
         self._show()
         if refresh_s > 0:
@@ -547,22 +595,55 @@ class App:
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = VIEW_CLASSES[key](self)
+        if not any(o is view.layout for o in self.main.objects):
+            # off the page until its read is in its tables (`View`); the view left stops being refreshed
+            view.attach = True
+            label = next((name for name, k in VIEWS.items() if k == key), key)
+            self.reading_note.object = f'<p class="lk-reading-note">Reading {esc(label)}…</p>'
+            self.main.objects = [self.reading_note]
         view.refresh()
+
+    def ready(self) -> bool:
+        """The browser has drawn the page and said its time zone (always, outside a served page)."""
+        browser = self.browser
+        told = browser is None or browser.timezone is not None or browser.timezone_offset is not None
+        return self.loaded and told
+
+    def _page_loaded(self) -> None:
+        """The browser has drawn the page (Panel's onload): the view waiting for it goes on the page now."""
+        self.loaded = True
+        self._time_zone_told()
+
+    def put_on_page(self, view: View) -> bool:
+        """Show `view` (its read is in its models) unless the viewer picked another view meanwhile or the browser
+        is not ready for it (`ready`; then the page's load or the time zone's arrival reads again). True: it is on
+        the page, or will never be (another view was picked)."""
+        if self.views.get(self.state.view) is not view:
+            return True
+        if not self.ready():
+            return False
         self.main.objects = [view.layout]
+        return True
 
     def tz(self) -> str | None:
         """The viewer's IANA time zone, once the browser has said it."""
-        browser = pn.state.browser_info
+        browser = self.browser
         return browser.timezone if browser is not None and browser.timezone else None
 
     def open_run(self, run_id: str) -> None:
         self.state.param.update(run=run_id, view="run")
 
+    def _time_zone_told(self) -> None:
+        """The browser said its time zone: the shown view reads again (a running read goes round again), so its
+        times get their local hover and a view waiting for the time zone goes on the page (`put_on_page`)."""
+        view = self.views.get(self.state.view)
+        if view is not None:
+            view.refresh()
+
     def _tick(self) -> None:
-        """The periodic refresh, and the viewer's time zone arriving: asks the shown view to read again, unless a
-        read of it is running (that read is fresh, and its `show` uses the time zone known then). Returns at
-        once: Bokeh runs it holding the session's lock, which the read (in a worker thread) and its `show` (in a
-        callback of its own) must not wait for."""
+        """The periodic refresh: asks the shown view to read again, unless a read of it is running (that read is
+        fresh). Returns at once: Bokeh runs it holding the session's lock, which the read (in a worker thread) and
+        its `show` (in a callback of its own) must not wait for."""
         view = self.views.get(self.state.view)
         if view is not None and not view.reading:
             view.refresh()

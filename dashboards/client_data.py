@@ -1,5 +1,6 @@
 """What the operator views show first: client severity, the per-client page, a run's clients and events with
-their answers (status, reason, hint, next step, error) before the details, and metrics as named columns.
+their answers (status, reason, hint, next step, error) before the details, the known metrics as named columns
+and any other metric in words.
 
 Read through the leadkit public API and the store protocol; every value is returned as plain text or a number
 (times as UTC text), never as markup. Reads are bounded (capped lists, one window of days).
@@ -7,6 +8,7 @@ Read through the leadkit public API and the store protocol; every value is retur
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 import leadkit as lk
+from leadkit.health import workspace_health
 
 try:
     from dashboards.data import FAILED_STATUSES, fmt_time, frame, now_utc, text
@@ -65,7 +68,34 @@ def metric_columns(rows: list[dict[str, float]]) -> list[str]:
     return known + sorted(keys - set(known))
 
 
+def metrics_text(metrics: dict[str, float], *, skip: Sequence[str] = ()) -> str:
+    """`metrics` as one line of words ("Posts harvested 3 · Apify cost (USD) 0.12"), the known ones first,
+    leaving out the keys in `skip` (those with a column of their own)."""
+    keys = [k for k in metric_columns([metrics]) if k not in skip]
+    return " · ".join(f"{metric_name(k)} {metric_value(metrics[k])}" for k in keys)
+
+
 # ------------------------------------------------------------------------------------------------ failure text
+def reason_once(reason: str | None, failure: Any) -> str:
+    """A client's Reason as what its stage did, on one line: a failed client's reason quotes the failure's
+    message (the Error column shows its headline) and sometimes its hint (the Hint column): those are cut, so
+    each column says one thing and no upstream body or markup reaches the Reason. What is left empty becomes
+    "the <stage> stage failed"."""
+    text_ = (reason or "").strip()
+    if failure is None:
+        return text_.splitlines()[0].strip() if text_ else ""
+    for said in (failure.message or "", failure.hint or ""):
+        said = said.strip()
+        if said and said in text_:
+            text_ = text_.replace(said, "")
+    lines = text_.splitlines()
+    text_ = (lines[0] if lines else "").strip().rstrip(" :;,.-")
+    if not text_ or "<" in text_:
+        stage = failure.stage or "client"
+        return f"the {stage} stage failed"
+    return text_
+
+
 def headline(message: str) -> str:
     """A failure message as an operator reads it first: its first sentence, with the first text line of an HTML
     body it quotes (e.g. "404 Not Found"); the full message stays in the detail."""
@@ -83,12 +113,32 @@ class Assessment:
     next_step: str
 
 
+#: Credentials every client shares: a refusal of one is one banner above the clients, not a verdict on each.
+SHARED_CREDENTIALS = ("apify", "airtable")
+
+
 def failed_credentials(ws: Any) -> dict[str, Any]:
     """The latest failed check per credential name (from the newest 100 checks)."""
     latest: dict[str, Any] = {}
     for check in ws.store.list_auth_checks(limit=100):
         latest.setdefault(check.name, check)
     return {name: c for name, c in latest.items() if not c.ok}
+
+
+def credential_banner(refused: dict[str, Any]) -> str:
+    """One sentence per refused shared credential (which one, its answer, when it was checked, by which command,
+    and the fix), or "" when none is refused. The clients below keep their own reasons."""
+    lines = []
+    for name in SHARED_CREDENTIALS:
+        check = refused.get(name)
+        if check is None:
+            continue
+        answer = f"HTTP {check.status}" if check.status else (check.category or "refused")
+        lines.append(
+            f"The {name} credential failed ({answer}) when `leadkit auth-check` checked it at "
+            f"{fmt_time(check.checked_at)} UTC. {check.hint} Then check again: `leadkit auth-check`."
+        )
+    return "\n".join(lines)
 
 
 def _tomorrow(now: datetime) -> datetime:
@@ -122,7 +172,8 @@ def assess(info: dict[str, Any], refused: dict[str, Any], now: datetime, latest:
         return Assessment(NEEDS_ACTION, why, "after the fix", step)
     if last_status == "Running" and runs:
         return Assessment(WAITING, f"run {runs[0]['run_id']} is harvesting it now", "running now", info["next_step"])
-    bad = [c for name, c in refused.items() if name in ("apify", "airtable") or (cid in name)]
+    # a shared credential's refusal is the view's banner (`credential_banner`), not this client's verdict
+    bad = [c for name, c in refused.items() if name not in SHARED_CREDENTIALS and cid in name]
     base = settings.get("base_id")
     bad += [c for name, c in refused.items() if base and base in name and c not in bad]
     if harvests and bad:
@@ -177,13 +228,13 @@ def health_rows(ws: Any, now: datetime | None = None) -> pd.DataFrame:
     now = now or now_utc()
     refused = failed_credentials(ws)
     rows = []
-    for client in ws.store.list_clients():
-        info = lk.client_health(ws, client.client_id, now=now)
-        a = assess(info, refused, now, lk.latest_attempt(ws.store, client.client_id))
+    for info in workspace_health(ws, now=now):
+        cid = info["client_id"]
+        a = assess(info, refused, now, lk.latest_attempt(ws.store, cid))
         runs = info.get("last_runs") or []
         rows.append(
             {
-                "Client": client.client_id,
+                "Client": cid,
                 "Severity": a.severity,
                 "Why": a.why,
                 "Next step": a.next_step,
@@ -242,7 +293,7 @@ def client_page(ws: Any, client_id: str, *, now: datetime | None = None, days: i
         {
             "Run ID": r.run_id,
             "Status": str(r.status),
-            "Reason": r.reason or "",
+            "Reason": reason_once(r.reason, r.failure),
             "Error": headline(r.failure.message) if r.failure else "",
             "Posts": metric_value(r.metrics.get("posts_harvested", 0)),
             "Started (UTC)": fmt_time(r.started_at),
@@ -291,7 +342,12 @@ def client_daily(ws: Any, client_id: str, *, now: datetime | None = None, days: 
 
 # ------------------------------------------------------------------------------------------------ run drill-down
 RUN_CLIENT_COLUMNS = ["Client", "Status", "Reason", "Hint", "Next step", "Error", "Category", "Attempts"]
-EVENT_COLUMNS = ["At (UTC)", "Client", "Stage", "Kind", "Message"]
+#: The events table's columns, fixed whatever the run's metrics: the message first, then the event's metrics as
+#: one line of words (a table's columns never change while it is on the page: see `tables.Table`).
+EVENT_COLUMNS = ["At (UTC)", "Client", "Stage", "Kind", "Message", "Metrics"]
+#: The metrics table's columns, fixed whatever the run: every known metric has its column, any other metric a
+#: client reported is in "Other metrics" as words.
+METRICS_COLUMNS = ["Client", *METRIC_NAMES.values(), "Other metrics", "Source", "Notebook"]
 
 
 @dataclass(frozen=True)
@@ -370,7 +426,7 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         {
             "Client": r.client_id,
             "Status": str(r.status),
-            "Reason": r.reason or "",
+            "Reason": reason_once(r.reason, r.failure),
             "Hint": r.failure.hint if r.failure else "",
             "Next step": _next_step(r, run.run_id),
             "Error": headline(r.failure.message) if r.failure else "",
@@ -379,11 +435,11 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         }
         for r in records
     ]
-    keys = metric_columns([r.metrics for r in records])
     metrics = [
         {
             "Client": r.client_id,
-            **{metric_name(k): metric_value(r.metrics.get(k, 0)) for k in keys},
+            **{name: metric_value(r.metrics.get(k, 0)) for k, name in METRIC_NAMES.items()},
+            "Other metrics": metrics_text(r.metrics, skip=list(METRIC_NAMES)),
             "Source": str(r.source),
             "Notebook": r.notebook or "",
         }
@@ -417,7 +473,7 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
         run,
         summary,
         frame(clients, RUN_CLIENT_COLUMNS),
-        frame(metrics, ["Client", *[metric_name(k) for k in keys], "Source", "Notebook"]),
+        frame(metrics, METRICS_COLUMNS),
         failed,
         notebooks,
         frame(attempt_rows, ["Client", "Attempt", "Outcome", "Why", "Started (UTC)", "Notebook"]),
@@ -427,8 +483,8 @@ def run_clients(ws: Any, run_text: str) -> RunClients:
 
 
 def run_events(ws: Any, run_id: str, *, include_started: bool = False) -> tuple[pd.DataFrame, int]:
-    """The run's events, what happened only (no `started` rows unless asked), metrics as named columns; also how
-    many `started` rows were left out."""
+    """The run's events, what happened only (no `started` rows unless asked), each with its message first and its
+    metrics in words (`EVENT_COLUMNS`); also how many `started` rows were left out."""
     events = ws.store.list_events(run_id=run_id)
     hidden = 0
     shown = []
@@ -437,7 +493,6 @@ def run_events(ws: Any, run_id: str, *, include_started: bool = False) -> tuple[
             hidden += 1
             continue
         shown.append(e)
-    keys = metric_columns([e.metrics for e in shown])
     rows = [
         {
             "At (UTC)": fmt_time(e.at),
@@ -445,8 +500,8 @@ def run_events(ws: Any, run_id: str, *, include_started: bool = False) -> tuple[
             "Stage": e.stage,
             "Kind": str(e.kind),
             "Message": e.message,
-            **{metric_name(k): (metric_value(e.metrics[k]) if k in e.metrics else "") for k in keys},
+            "Metrics": metrics_text(e.metrics),
         }
         for e in shown
     ]
-    return frame(rows, [*EVENT_COLUMNS, *[metric_name(k) for k in keys]]), hidden
+    return frame(rows, EVENT_COLUMNS), hidden

@@ -59,13 +59,19 @@ class HealthPanel:
             links={"Client": "?view=health&client={}"},
         )
         self.counts = pn.pane.HTML("", css_classes=["lk-health-counts"])
-        self.layout = pn.Column(self.counts, self.table.layout, sizing_mode="stretch_width")
+        # a shared credential that fails is said once, here, not as every client's verdict
+        self.banner = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["lk-credential-banner"])
+        self.layout = pn.Column(self.banner, self.counts, self.table.layout, sizing_mode="stretch_width")
 
-    def read(self) -> pd.DataFrame:
-        """Every client's health row (a worker thread may call this: it changes no model)."""
-        return cd.health_rows(self.ws)
+    def read(self) -> tuple[pd.DataFrame, str]:
+        """Every client's health row and the refused shared credentials' banner (a worker thread may call this:
+        it changes no model)."""
+        return cd.health_rows(self.ws), cd.credential_banner(cd.failed_credentials(self.ws))
 
-    def show(self, rows: pd.DataFrame) -> None:
+    def show(self, got: tuple[pd.DataFrame, str]) -> None:
+        rows, banner = got
+        self.banner.object = html.escape(banner).replace("\n", "<br>")
+        self.banner.visible = bool(banner)
         counts = rows["Severity"].value_counts()
         self.counts.object = (
             " · ".join(f"{severity_badge(s)} {int(counts.get(s, 0))}" for s in cd.SEVERITIES)
@@ -113,7 +119,8 @@ class ClientPanel:
             top="posts",
             width=0.4,
             source=self.source,
-            color="#4c78a8",
+            fill_color="#4c78a8",
+            line_color=None,  # an empty day is a zero-height bar: without an outline it draws nothing
             legend_label="posts harvested",
         )
         self.chart.vbar(
@@ -121,7 +128,8 @@ class ClientPanel:
             top="failures",
             width=0.4,
             source=self.source,
-            color="#e45756",
+            fill_color="#e45756",
+            line_color=None,
             legend_label="failures",
         )
         self.chart.y_range.start = 0

@@ -188,14 +188,18 @@ def failing_clients(ws: Any) -> pd.DataFrame:
 
 
 def stats_rows(ws: Any, now: datetime | None = None) -> pd.DataFrame:
-    """The record-keeping metrics of `leadkit stats` over the last `WINDOW_DAYS` days, one row per metric."""
+    """The record-keeping metrics of `leadkit stats` over the last `WINDOW_DAYS` days, one row per metric, named in
+    words ("Opens by source, batch", not `opens_by_source.batch`)."""
     stats = lk.record_stats(ws, since=(now or now_utc()) - timedelta(days=WINDOW_DAYS))
     rows: list[dict[str, Any]] = []
+
+    def words(key: Any) -> str:
+        return str(key).replace("_", " ")
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
             for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+                walk(f"{prefix}, {words(key)}" if prefix else words(key).capitalize(), sub)
         else:
             rows.append({"Metric": prefix, "Value": text(value)})
 

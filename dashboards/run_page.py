@@ -101,7 +101,7 @@ class RunPanel:
             embed_content=False,
         )
         self.metrics = Table(
-            ["Client", "Source", "Notebook"],
+            cd.METRICS_COLUMNS,
             "lk-run-metrics",
             empty="No client records.",
             tz=tz,
@@ -111,7 +111,13 @@ class RunPanel:
         self.show_started = pn.widgets.Checkbox(label="Show 'started' events too", value=False)
         self.show_started.param.watch(lambda _: self.on_change(), "value")
         self.events = Table(
-            cd.EVENT_COLUMNS, "lk-run-events", empty="No events.", tz=tz, pagination="local", page_size=50
+            cd.EVENT_COLUMNS,
+            "lk-run-events",
+            empty="No events.",
+            tz=tz,
+            widths={"Message": 38, "Metrics": 22},
+            pagination="local",
+            page_size=50,
         )
         self.notebook_client = pn.widgets.Select(label="Executed notebook of", options=[], width=420)
         self.notebook_client.param.watch(self._notebook_picked, "value")
@@ -154,9 +160,14 @@ class RunPanel:
         self.detail = None
         self.summary.object = f'<p class="lk-hint">{html.escape(note)}</p>'
         for table in (self.clients, self.attempts, self.history, self.failures, self.metrics, self.events):
-            table.update(pd.DataFrame([], columns=table.columns))
+            # no run is shown: say nothing about one (an unknown run's tables must not read "the run is running")
+            table.update(pd.DataFrame([], columns=table.columns), empty=" ")
         self.notebook_client.options = []
         self.notebook.object = ""
+
+    def reading(self, run_id: str) -> None:
+        """Say that `run_id` is being read (its tables keep the run shown until the read is in)."""
+        self.summary.object = f'<p class="lk-hint lk-reading-run">Reading run {html.escape(run_id)}…</p>'
 
     def inputs(self) -> tuple[str | None, bool, str | None]:
         """What `read` depends on besides the run: the run shown now, the toggle, the notebook picked."""

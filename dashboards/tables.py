@@ -45,14 +45,28 @@ NARROW: dict[str, int] = {
 TIME_WIDTH = 13
 UTC_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-#: Headers and cells wrap (a URL breaks anywhere) instead of ending in an ellipsis.
+#: Headers wrap between words only (never "Categ|ory"); cells wrap (a URL breaks anywhere) instead of ending in an
+#: ellipsis.
 WRAP_CSS = """
-.tabulator-col-title { white-space: normal !important; overflow-wrap: break-word; }
+.tabulator-col-title { white-space: normal !important; overflow-wrap: normal; word-break: keep-all; hyphens: none; }
 .tabulator-row .tabulator-cell { white-space: normal !important; overflow-wrap: anywhere; text-overflow: clip !important; }
 """
 EMPTY_CSS = """
 .lk-empty { color: #555; font-style: italic; margin: 2px 0 6px 0; }
 """
+
+
+def as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with every cell as text (None and NaN as ""), in object columns. A table's column definitions follow
+    its data's types; giving it text only keeps them as built, so new rows never make the browser rebuild the
+    columns (Tabulator's `setColumns` throws "reading 'firstChild'" on a table it is still building)."""
+
+    def cell(value: Any) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return ""
+        return str(value)
+
+    return pd.DataFrame({c: [cell(v) for v in df[c]] for c in df.columns}, columns=df.columns, dtype=object)
 
 
 def esc(value: Any) -> str:
@@ -93,7 +107,14 @@ def with_local_times(df: pd.DataFrame, tz: str | None) -> pd.DataFrame:
 
 
 class Table:
-    """A read-only table with its empty-state sentence above it (`layout` is what to show)."""
+    """A read-only table with its empty-state sentence above it (`layout` is what to show).
+
+    Its columns are declared when it is made, for good: every column's formatter and width is set then, and
+    `update` only ever gives its widget rows with those same columns (its `value`, as text). Changing a live
+    Tabulator's column definitions makes the browser call `setColumns`, which throws "reading 'firstChild'" on a
+    table it is still building; swapping the widget for another makes the browser look up the old one's models
+    ("reference ... isn't known"). So a table's widget is never replaced, and rows with other columns are refused
+    (ValueError naming both): a view whose columns vary (a run's metrics) declares them all up front."""
 
     def __init__(
         self,
@@ -114,28 +135,38 @@ class Table:
         self.colour = colour
         self.extra_widths = widths or {}
         self.links = links or {}
+        self.options = options
         self.empty = pn.pane.HTML(
             "", css_classes=["lk-empty-note"], stylesheets=[EMPTY_CSS], sizing_mode="stretch_width"
         )
-        self.widget = pn.widgets.Tabulator(
-            pd.DataFrame([], columns=self.columns),
+        self.widget = self._make(self.columns)
+        self.layout = pn.Column(self.empty, self.widget, sizing_mode="stretch_width")
+        self.raw = pd.DataFrame([], columns=self.columns)
+
+    def _make(self, columns: list[str]) -> pn.widgets.Tabulator:
+        """The widget, with no rows, whose column definitions (formatters, widths) are those of `columns`."""
+        widget = pn.widgets.Tabulator(
+            as_text(pd.DataFrame([], columns=columns)),
             show_index=False,
             disabled=True,
             selectable=False,
             layout="fit_columns",
-            formatters=self._formatters(self.columns),
-            widths=self._widths(self.columns),
-            css_classes=[css_class],
+            formatters=self._formatters(columns),
+            widths=self._widths(columns),
+            css_classes=[self.css_class],
             sizing_mode="stretch_width",
             stylesheets=[WRAP_CSS],
-            **options,
+            **self.options,
         )
-        if colour is not None:
-            styler = self.widget.style
+        if self.colour is not None:
+            styler = widget.style
             assert styler is not None
-            styler.apply(colour, axis=1)
-        self.layout = pn.Column(self.empty, self.widget, sizing_mode="stretch_width")
-        self.raw = pd.DataFrame([], columns=self.columns)
+            styler.apply(self.colour, axis=1)
+        return widget
+
+    def on_click(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback` with Tabulator's click event when a cell is clicked."""
+        self.widget.on_click(callback)
 
     def _formatters(self, columns: Sequence[str]) -> dict[str, Any]:
         html_columns = {c for c in columns if is_time_column(c) or c in self.links}
@@ -153,23 +184,25 @@ class Table:
         return {c: f"{max(3, int(w * scale))}%" for c, w in out.items()}
 
     def update(self, df: pd.DataFrame, *, empty: str | None = None) -> None:
-        """Show `df` (plain values; time columns get their local-time hover here); when it has no rows, say so."""
-        self.raw = df
+        """Show `df` (plain values; time columns get their local-time hover here); when it has no rows, say so.
+        `df` must have the table's columns, in order (see the class); other columns raise ValueError."""
         if list(df.columns) != self.columns:
-            self.columns = list(df.columns)
-            self.widget.formatters = self._formatters(self.columns)
-            self.widget.widths = self._widths(self.columns)
-        shown = with_local_times(df, self.tz())
+            raise ValueError(
+                f"table {self.css_class} got rows with columns {list(df.columns)}; it shows {self.columns}"
+            )
+        self.raw = df
+        shown = as_text(with_local_times(df, self.tz()))
         if self.links and len(shown):
             shown = shown.copy()
             for c, url in self.links.items():
-                shown[c] = [
-                    f'<a class="lk-link" href="{esc(url.format(quote(str(v))))}">{esc(v)}</a>' for v in shown[c]
-                ]
+                if c in shown.columns:
+                    shown[c] = [
+                        f'<a class="lk-link" href="{esc(url.format(quote(str(v))))}">{esc(v)}</a>' for v in shown[c]
+                    ]
         current = self.widget.value
         if not (isinstance(current, pd.DataFrame) and current.shape == shown.shape and current.equals(shown)):
             self.widget.value = shown
-        note = "" if len(df) else (empty or self.empty_text)
+        note = "" if len(df) else (empty or self.empty_text).strip()
         self.empty.object = f'<p class="lk-empty {self.css_class}-empty">{esc(note)}</p>' if note else ""
 
     def row(self, index: int) -> pd.Series:

@@ -37,7 +37,8 @@ def card_html(report: dict[str, Any] | None) -> str:
     per_run = report["master_requests_per_client_run"]
     lines = [
         f"<b>Airtable budget</b> · {html.escape(report['month'])} · plan {html.escape(report['plan'])}",
-        f"requests: {report['requests']:,} (master {report['master_requests']:,}) · "
+        f"requests: {report['requests']:,} (master {report['master_requests']:,}; the dashboard "
+        f"{report['dashboard_requests']:,}, batches and commands {report['other_requests']:,}) · "
         f"client runs: {report['client_runs']:,} · per client run: {per_run if per_run is not None else 'n/a'}",
         f'<span class="{"lk-usage-over" if over else ""}">projected this month: {projection}'
         + (f" ({100 * share:.0f}%)" if share is not None else "")

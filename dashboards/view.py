@@ -13,6 +13,18 @@ page, the open run); it is taken before the read and compared after it, so a res
 it was read is never shown: the view reads again. What is shown is therefore always a read made with the inputs
 the page has at the moment it is shown. A read that ends after the viewer left the view is dropped: the view
 reads again when it is shown again.
+
+A view goes on the page only with its first read already in its tables, in one callback (`attach`): the browser
+then builds each table from rows it already holds. Panel's Tabulator view ignores rows given to a table while
+Tabulator is still building it (its `setData` returns while `_building`, and nothing sends them again), so rows
+sent just after the table reached the page (a view switched to, a page just opened) were lost and the table stayed
+empty. Until the browser has said its time zone (it does so as the page is first drawn), the view waits off the
+page too: the time zone changes every time cell's hover text, and those new rows would reach tables still being
+built.
+
+Reads are shared by every session of the server (`dashboards.shared`): a read of the same view with the same
+inputs made by another tab within the interval is served from memory, and nothing is read again while the
+store says nothing changed.
 """
 
 from __future__ import annotations
@@ -27,6 +39,12 @@ from typing import Any
 import panel as pn
 
 import leadkit as lk
+from leadkit.requesters import DASHBOARD, requests_for
+
+try:
+    from dashboards.shared import shared_reads
+except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
+    from shared import shared_reads  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
 
@@ -73,6 +91,10 @@ class View:
         self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
         self._asked = 0  # refreshes asked for; a read is shown only when no newer one was asked for meanwhile
         self._reading = False  # a reload is running: a new request makes it go round again
+        self._fresh = False  # the next read must not be served from the shared cache (a viewer's own action)
+        self._first = True  # no read of this view shown yet in this session (a page just opened)
+        #: The view was picked and is not on the page yet: it goes on with a read already in its tables.
+        self.attach = False
 
     def inputs(self) -> Any:
         """What `read()` depends on besides the store (compared before and after a read). None: nothing."""
@@ -96,8 +118,10 @@ class View:
         """A reload of this view is running."""
         return self._reading
 
-    def refresh(self) -> None:
-        """Ask for a re-read (see `reload`); returns at once."""
+    def refresh(self, *, fresh: bool = False) -> None:
+        """Ask for a re-read (see `reload`); returns at once. `fresh`: read the store now, not the shared read
+        (after the viewer changed something, e.g. ran the auth checks)."""
+        self._fresh = self._fresh or fresh
         pn.state.execute(self.reload)
 
     async def reload(self) -> None:
@@ -111,7 +135,8 @@ class View:
         try:
             while True:
                 asked, inputs = self._asked, self.inputs()
-                change = partial(self._show_read, await self._read())
+                fresh, self._fresh = self._fresh, False
+                change = partial(self._show_read, await self._read(inputs, fresh))
                 if asked != self._asked or inputs != self.inputs():
                     continue  # overtaken while it read: read again with what the page holds now
                 try:
@@ -124,10 +149,21 @@ class View:
         finally:
             self._reading = False
 
-    async def _read(self) -> tuple[Any, str | None]:
+    def _shared_read(self, inputs: Any, fresh: bool) -> Any:
+        """`read()`, or the same read another session made within the interval (`dashboards.shared`). Its store
+        requests are counted as the dashboard's (`leadkit.requesters`)."""
+        with requests_for(DASHBOARD):
+            interval = float(getattr(self.app, "read_interval_s", 0.0))
+            if interval <= 0:
+                return self.read()
+            first, self._first = self._first, False
+            key = (type(self).__name__, inputs)
+            return shared_reads(self.ws).read(key, interval, self.read, fresh=fresh, first=first)
+
+    async def _read(self, inputs: Any, fresh: bool) -> tuple[Any, str | None]:
         """(what `read()` returned, None) or (None, the error to show)."""
         try:
-            return await asyncio.to_thread(self.read), None
+            return await asyncio.to_thread(self._shared_read, inputs, fresh), None
         except lk.LeadkitError as exc:
             return None, f"{exc.message} ({exc.hint})"
         except Exception as exc:
@@ -140,8 +176,18 @@ class View:
         return main is None or any(o is self.layout for o in main.objects)
 
     def _show_read(self, result: tuple[Any, str | None]) -> None:
+        if self.attach:  # picked: fill its tables off the page, then put it on (the browser builds them filled)
+            try:
+                self._show_result(result)
+            finally:
+                if self.app.put_on_page(self):
+                    self.attach = False
+            return
         if not self.on_page():  # its models are off the page: changing them makes the browser's tables throw
             return
+        self._show_result(result)
+
+    def _show_result(self, result: tuple[Any, str | None]) -> None:
         got, error = result
         if error is not None:
             self.show_error(error)

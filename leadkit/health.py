@@ -11,14 +11,15 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from leadkit.errors import LeadkitError
-from leadkit.models import Client, ClientRun, ClientRunStatus, Failure, Lead, utcnow
+from leadkit.models import Client, ClientRun, ClientRunStatus, DuePolicy, Failure, Lead, utcnow
 from leadkit.runids import validate_client_id
+from leadkit.store.base import LeadSummaries, LeadSummary
 
 if TYPE_CHECKING:
     from leadkit.workflow import Verdict
     from leadkit.workspace import Workspace
 
-__all__ = ["client_health"]
+__all__ = ["client_health", "workspace_health"]
 
 #: How many of the client's latest runs the verdict shows.
 LAST_RUNS = 5
@@ -58,6 +59,90 @@ def client_health(ws: Workspace, client_id: str, *, now: datetime | None = None)
         "lead_base_error": lead_error.to_dict() if lead_error is not None else None,
         "next_step": next_step(client, verdict, runs, last_failure, lead_error, ws.settings.leadkit_stale_after_s, now),
     }
+
+
+def workspace_health(ws: Workspace, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """`client_health` of every client (by client ID), read per workspace, not per client: the clients, their
+    newest ClientRuns and the kept lead summaries (`LeadSummaries`) are one query each; only a client with no
+    usable summary (a backend that keeps none, leads not written since summaries exist) has its leads read, and
+    only a client whose newest run failed has its failure read. `last_runs` holds the newest run only."""
+    from leadkit.harvest.harvester import due_policy
+
+    now = now or utcnow()
+    policy = due_policy(ws.settings)
+    store = ws.store
+    clients = store.list_clients()
+    summaries = store.lead_summaries() if isinstance(store, LeadSummaries) else {}
+    newest = store.latest_client_runs([c.client_id for c in clients])
+    out = []
+    for client in clients:
+        summary = summaries.get(client.client_id)
+        info = _from_summary(ws, client, summary, newest.get(client.client_id), policy, now) if summary else None
+        out.append(info if info is not None else client_health(ws, client.client_id, now=now))
+    return out
+
+
+def _from_summary(
+    ws: Workspace, client: Client, summary: LeadSummary, last: ClientRun | None, policy: DuePolicy, now: datetime
+) -> dict[str, Any] | None:
+    """`client_health` from the kept lead summary; None when the summary cannot answer for `now`."""
+    from leadkit.workflow import decide
+
+    leads = _CountedLeads(client.client_id, summary, policy)
+    try:
+        verdict = decide(client, leads, now, policy)  # type: ignore[arg-type]  # decide counts; it names no lead
+    except _CannotTell:
+        return None
+    runs = [last] if last is not None else []
+    failure = None
+    if last is not None and last.status in (ClientRunStatus.FAILED, ClientRunStatus.STALE):
+        failure = _last_failure(ws, client.client_id, runs)
+    due = summary.next_due(policy, now)
+    counts = {(status or BLANK): n for status, n in summary.by_status.items()}
+    settings = client.to_dict()
+    settings["max_batches"] = client.max_batches
+    settings["base_id"] = client.base_id
+    return {
+        "client_id": client.client_id,
+        "checked_at": now.isoformat(),
+        "client": settings,
+        "verdict": verdict.to_dict(),
+        "leads_by_status": dict(sorted(counts.items())),
+        "leads_total": summary.total,
+        "next_lead_due_at": due.isoformat() if due is not None else None,
+        "last_runs": [_run_dict(r) for r in runs],
+        "last_failure": _failure_dict(failure) if failure else None,
+        "lead_base_error": None,
+        "next_step": next_step(client, verdict, runs, failure, None, ws.settings.leadkit_stale_after_s, now),
+    }
+
+
+class _CannotTell(Exception):
+    """The lead summary cannot answer for this time: the client's leads are read instead."""
+
+
+class _CountedLeads:
+    """What `workflow.decide` asks of a lead base, answered from a `LeadSummary`: decide only counts the due
+    leads, so `due_leads` returns that many copies of one unnamed lead."""
+
+    _UNNAMED = Lead(lead_id="", profile_url="")
+
+    def __init__(self, client_id: str, summary: LeadSummary, policy: DuePolicy) -> None:
+        self.client_id = client_id
+        self.summary = summary
+        self.policy = policy
+
+    def due_leads(self, policy: DuePolicy, now: datetime, *, limit: int) -> list[Lead]:
+        waiting = self.summary.waiting(policy, now, limit)
+        if waiting is None:
+            raise _CannotTell
+        return [self._UNNAMED] * waiting
+
+    def posts_found_since(self, since: datetime) -> int:
+        posts = self.summary.posts_on(since.date())
+        if posts is None:
+            raise _CannotTell
+        return posts
 
 
 def _by_status(leads: list[Lead]) -> dict[str, int]:

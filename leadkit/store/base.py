@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from leadkit.models import (
@@ -283,3 +283,94 @@ class Store(AlertRecords, Protocol):
         """Compare-and-set: replace the lease `name` with `new` (None releases it) only if it is still
         `expected` (None: only if nobody holds it). True when the swap happened."""
         ...
+
+
+#: How many times of each kind a lead summary keeps (more than any batch takes of one client).
+SUMMARY_TIMES = 2000
+#: How many days of Posts Found (by last-check day) a lead summary keeps.
+SUMMARY_DAYS = 3
+
+
+@dataclass(frozen=True)
+class LeadSummary:
+    """What Client health needs of one client's leads, kept by the master store as the leads are written, so the
+    whole workspace's health is one query instead of a read of every client's leads. It holds no policy: the due
+    rule (`DuePolicy`) is applied when it is read.
+
+    Only harvestable leads (a LinkedIn profile URL, Posts Actioned blank or 0) count as due. `due_now`: those due
+    whatever the time (blank, Pending, or with no check time); `next_checks`: the Next Check times of Done and No
+    Posts leads that have one; `checked[status]`: the Last Check times of the Done, No Posts and Processing leads
+    due by the policy's period after it. Each list sorted, at most `SUMMARY_TIMES` (`lengths` says how many in
+    all). `posts_by_day`: Posts Found by the UTC day of each lead's last check (the last `SUMMARY_DAYS` days)."""
+
+    client_id: str
+    by_status: Mapping[str, int]  # "" for blank
+    due_now: int
+    next_checks: tuple[datetime, ...]
+    checked: Mapping[str, tuple[datetime, ...]]  # "Done" / "No Posts" / "Processing" -> last check times
+    lengths: Mapping[str, int]  # "next" and each status of `checked` -> how many in all
+    posts_by_day: Mapping[str, int]  # ISO date -> Posts Found
+    written_at: datetime
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_status.values())
+
+    def _due_lists(self, policy: DuePolicy) -> list[tuple[str, tuple[datetime, ...], Any]]:
+        """(list name, times, how to turn a time into its due time) for each kept list."""
+        period = {"Done": policy.refresh_after, "No Posts": policy.no_posts_recheck}
+        out: list[tuple[str, tuple[datetime, ...], Any]] = [("next", self.next_checks, lambda t: t)]
+        for status, times in self.checked.items():
+            if status == "Processing":  # due once the stale period has passed (strictly)
+                out.append((status, times, lambda t: t + policy.processing_stale_after + _TICK))
+            else:
+                out.append((status, times, lambda t, p=period[status]: t + p))
+        return out
+
+    def waiting(self, policy: DuePolicy, now: datetime, limit: int) -> int | None:
+        """How many leads are due at `now` (at most `limit`); None when the summary cannot tell (a kept list is
+        due to its end and had more)."""
+        due = self.due_now
+        unknown = False
+        for name, times, due_at in self._due_lists(policy):
+            n = sum(1 for t in times if due_at(t) <= now)
+            due += n
+            unknown = unknown or (n == len(times) and self.lengths.get(name, 0) > len(times))
+        if unknown and due < limit:
+            return None
+        return min(due, limit)
+
+    def next_due(self, policy: DuePolicy, now: datetime) -> datetime | None:
+        """`now` when a lead is due, else when the next one comes due; None when none ever will."""
+        firsts = [due_at(times[0]) for _, times, due_at in self._due_lists(policy) if times]
+        if self.due_now or any(t <= now for t in firsts):
+            return now
+        return min(firsts) if firsts else None
+
+    def posts_on(self, day: date) -> int | None:
+        """Posts Found of the leads last checked on UTC `day`; None when that day is outside the kept window."""
+        if day < self.written_at.date() - timedelta(days=SUMMARY_DAYS - 1):
+            return None
+        return int(self.posts_by_day.get(day.isoformat(), 0))
+
+
+_TICK = timedelta(microseconds=1)
+
+
+@runtime_checkable
+class LeadSummaries(Protocol):
+    """A master store that keeps a `LeadSummary` per client as its leads are written (SQLite)."""
+
+    def lead_summaries(self) -> dict[str, LeadSummary]:
+        """Every client's kept summary, by client ID, in one query (a client whose leads were not written since
+        the store keeps summaries has none)."""
+        ...
+
+
+@runtime_checkable
+class ChangeVersions(Protocol):
+    """A master store that can tell cheaply whether anything changed: `change_version()` returns a value equal
+    to the last one only when nothing was written since (by any process). A reader that cached what it read
+    then needs no read at all (the dashboard)."""
+
+    def change_version(self) -> Any: ...

@@ -8,13 +8,14 @@ notebook kernel write here). The schema carries a version (`PRAGMA user_version`
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,18 @@ from leadkit.models import (
     Source,
     TriageStatus,
 )
-from leadkit.store.base import ClientRunCounts, EventTotal, ImportResult, RunFilter
+from leadkit.store.base import (
+    SUMMARY_DAYS,
+    SUMMARY_TIMES,
+    ClientRunCounts,
+    EventTotal,
+    ImportResult,
+    LeadSummary,
+    RunFilter,
+)
 from leadkit.store.codecs import failure_from_json, failure_to_json, parse_ts, ts
+
+log = logging.getLogger("leadkit.store")
 
 MASTER_FILE = "leadkit.sqlite"
 BASES_DIR = "bases"
@@ -112,6 +123,10 @@ MASTER_MIGRATIONS: list[str] = [
     # a client's failures newest first without scanning all of them (health, the dashboard's client rows)
     """
     CREATE INDEX failures_client ON failures(client_id, at);
+    """,
+    # each client's lead summary (`LeadSummary`, JSON), written with its leads: Client health reads one table
+    """
+    CREATE TABLE lead_summaries (client_id TEXT PRIMARY KEY, summary TEXT NOT NULL, written_at TEXT NOT NULL);
     """,
     # a `batch --dry-run` is marked: left out of success rates and silence checks
     """
@@ -568,12 +583,100 @@ def _lease_from_row(row: sqlite3.Row) -> Lease:
     )
 
 
-class SQLiteLeadBase:
-    """One client's leads in `<home>/bases/<client id>.sqlite`."""
+def _summary_to_json(summary: LeadSummary) -> str:
+    return json.dumps(
+        {
+            "by_status": summary.by_status,
+            "due_now": summary.due_now,
+            "next": [ts(t) for t in summary.next_checks],
+            "checked": {k: [ts(t) for t in v] for k, v in summary.checked.items()},
+            "lengths": summary.lengths,
+            "posts_by_day": summary.posts_by_day,
+            "written_at": ts(summary.written_at),
+        }
+    )
 
-    def __init__(self, path: Path, client_id: str, pool: _Pool | None = None, *, read_only: bool = False) -> None:
+
+def _times(values: Sequence[str]) -> tuple[datetime, ...]:
+    return tuple(t for t in map(parse_ts, values) if t is not None)
+
+
+def _summary_from_json(client_id: str, text: str) -> LeadSummary:
+    raw = json.loads(text)
+    written = parse_ts(raw["written_at"])
+    assert written is not None
+    return LeadSummary(
+        client_id=client_id,
+        by_status=raw["by_status"],
+        due_now=int(raw["due_now"]),
+        next_checks=_times(raw["next"]),
+        checked={k: _times(v) for k, v in raw["checked"].items()},
+        lengths=raw["lengths"],
+        posts_by_day=raw["posts_by_day"],
+        written_at=written,
+    )
+
+
+class SQLiteLeadBase:
+    """One client's leads in `<home>/bases/<client id>.sqlite`. After each write its `LeadSummary` is handed to
+    `on_write` (the master store keeps it)."""
+
+    def __init__(
+        self,
+        path: Path,
+        client_id: str,
+        pool: _Pool | None = None,
+        *,
+        read_only: bool = False,
+        on_write: Callable[[LeadSummary], None] | None = None,
+    ) -> None:
         self.client_id = client_id
         self._db = _Db(path, BASE_MIGRATIONS, pool if pool is not None else _Pool(), read_only=read_only)
+        self._on_write = on_write
+
+    def summary(self, now: datetime | None = None) -> LeadSummary:
+        """The client's `LeadSummary` as its leads are now (one read of five columns of every lead)."""
+        from leadkit.harvest.posts import is_valid_profile_url
+
+        now = now or datetime.now(UTC)
+        first_day = now.astimezone(UTC).date() - timedelta(days=SUMMARY_DAYS - 1)
+        by_status: Counter[str] = Counter()
+        posts: Counter[str] = Counter()
+        due_now = 0
+        next_checks: list[datetime] = []
+        checked: dict[str, list[datetime]] = {"Done": [], "No Posts": [], "Processing": []}
+        rows = self._db.query(
+            "SELECT profile_url, harvest_status, posts_actioned, next_check_at, last_check_at, posts_found FROM leads"
+        )
+        for url, status, actioned, next_at, last_at, found in rows:
+            by_status[status or ""] += 1
+            last = parse_ts(last_at)
+            if last is not None and found and last.astimezone(UTC).date() >= first_day:
+                posts[last.astimezone(UTC).date().isoformat()] += int(found)
+            if actioned or not is_valid_profile_url(url):
+                continue
+            nxt = parse_ts(next_at)
+            if status in ("Done", "No Posts") and nxt is not None:
+                next_checks.append(nxt)
+            elif status in checked and last is not None:
+                checked[status].append(last)
+            else:  # blank, Pending, or never checked: due whatever the time
+                due_now += 1
+        lengths = {"next": len(next_checks), **{k: len(v) for k, v in checked.items()}}
+        return LeadSummary(
+            client_id=self.client_id,
+            by_status=dict(by_status),
+            due_now=due_now,
+            next_checks=tuple(sorted(next_checks)[:SUMMARY_TIMES]),
+            checked={k: tuple(sorted(v)[:SUMMARY_TIMES]) for k, v in checked.items()},
+            lengths=lengths,
+            posts_by_day=dict(posts),
+            written_at=now,
+        )
+
+    def _written(self) -> None:
+        if self._on_write is not None:
+            self._on_write(self.summary())
 
     def close(self) -> None:
         self._db.close()
@@ -688,6 +791,8 @@ class SQLiteLeadBase:
                     next_id += 1
                 else:
                     existing += 1
+        if created:
+            self._written()
         return ImportResult(created=created, existing=existing)
 
     _COLUMNS = {
@@ -727,6 +832,7 @@ class SQLiteLeadBase:
                     raise MissingRecordError(
                         f"lead {lead_id!r} not found in the base of client {self.client_id!r}; nothing was written"
                     )
+        self._written()
 
 
 class SQLiteStore:
@@ -819,6 +925,40 @@ class SQLiteStore:
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
+    def change_version(self) -> tuple[int, int]:
+        """A value that changes whenever the master file changes: SQLite's `data_version` (bumped by any other
+        connection's commit, another process's too) and this connection's own change count. One cheap query."""
+        version = int(self.db.query("PRAGMA data_version")[0][0])
+        return version, self.db.conn.total_changes
+
+    def save_lead_summary(self, summary: LeadSummary) -> None:
+        """Keep `summary` as its client's lead summary (what its base's writes call, after the leads were
+        written). When it cannot be written the client's old summary is dropped if it can be (health then reads
+        that client's base), and a warning logged: the leads are written, so the write is not reported failed."""
+        try:
+            with self.db.write() as conn:
+                conn.execute(
+                    "INSERT INTO lead_summaries (client_id, summary, written_at) VALUES (?, ?, ?) ON CONFLICT"
+                    "(client_id) DO UPDATE SET summary = excluded.summary, written_at = excluded.written_at",
+                    (summary.client_id, _summary_to_json(summary), ts(summary.written_at)),
+                )
+        except StoreUnusable as exc:
+            log.warning("the lead summary of %s could not be kept: %s", summary.client_id, exc.message)
+            try:
+                with self.db.write() as conn:
+                    conn.execute("DELETE FROM lead_summaries WHERE client_id = ?", (summary.client_id,))
+            except StoreUnusable:
+                log.warning("the old lead summary of %s could not be dropped either", summary.client_id)
+
+    def lead_summaries(self) -> dict[str, LeadSummary]:
+        """Every kept lead summary by client ID (one query; clients removed since are left out)."""
+        if not self.db.query("SELECT 1 FROM sqlite_master WHERE name = 'lead_summaries'"):
+            return {}  # a read-only store over a master made before the summaries existed
+        rows = self.db.query(
+            "SELECT s.client_id, s.summary FROM lead_summaries s JOIN clients c ON c.client_id = s.client_id"
+        )
+        return {r["client_id"]: _summary_from_json(r["client_id"], r["summary"]) for r in rows}
+
     def lead_base(self, client: Client) -> SQLiteLeadBase:
         from leadkit.runids import validate_client_id
 
@@ -829,7 +969,9 @@ class SQLiteStore:
             path = self.home / BASES_DIR / f"{client_id}.sqlite"
             if not self.read_only and not path.parent.is_dir() and _writable(path.parent):
                 path.parent.mkdir(exist_ok=True)
-            base = SQLiteLeadBase(path, client_id, self._pool, read_only=self.read_only)
+            base = SQLiteLeadBase(
+                path, client_id, self._pool, read_only=self.read_only, on_write=self.save_lead_summary
+            )
             self._bases[client_id] = base
         return base
 

@@ -4,7 +4,7 @@ triage of a failure group by a logged-in user, and the alert state on the overvi
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Error, Page, expect
 
 from leadkit.dashboard_server import start_dashboard
 from leadkit.models import TriageStatus
@@ -17,6 +17,22 @@ pytestmark = pytest.mark.browser
 expect.set_options(timeout=15_000)
 
 
+def watch_errors(page: Page) -> list[str]:
+    """Every console error and uncaught page error (with its stack) of `page`, unfiltered."""
+    errors: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            errors.append(f"console error: {msg.text}")
+
+    def on_page_error(exc: Error) -> None:
+        errors.append(f"page error: {exc.message}\n{exc.stack or ''}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_page_error)
+    return errors
+
+
 def test_alerts_view_channels_history_and_triage(
     page: Page, workspace: Workspace, hook: Webhook, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -24,8 +40,7 @@ def test_alerts_view_channels_history_and_triage(
     monkeypatch.setenv("LEADKIT_ALERT_URLS", f"{hook.url()} {dead}/alerts")
     after(workspace, {"Acme-Co": 2, "Globex": "config"})
     workspace.store.save_client(workspace.store.get_client("Initech"))
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = watch_errors(page)
     handle = start_dashboard(workspace, port=0, basic_auth="ops:correct-horse", refresh_s=0)
     try:
         page.goto(f"{handle.url}?view=alerts")
@@ -65,8 +80,7 @@ def test_alerts_recorded_with_no_channel_are_a_red_tile_on_the_overview(
 ) -> None:
     monkeypatch.delenv("LEADKIT_ALERT_URLS", raising=False)
     handle = start_dashboard(workspace, port=0, refresh_s=0)
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = watch_errors(page)
     try:
         page.goto(f"{handle.url}?view=overview")
         expect(page.locator(".lk-numbers")).to_contain_text("Alerts (24h)")

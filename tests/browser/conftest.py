@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from playwright.sync_api import ConsoleMessage, Error, Page
 from pydantic import SecretStr
 
 from leadkit.classify import failure_from
@@ -136,3 +137,20 @@ def dashboard(demo: DemoData) -> Iterator[DashboardHandle]:
     handle = start_dashboard(demo.ws, port=0, refresh_s=REFRESH_S)
     yield handle
     handle.stop()
+
+
+def watch_errors(page: Page) -> list[str]:
+    """The list every console error and uncaught page error (with its stack) of `page` is appended to, unfiltered:
+    a test asserts it is empty, as Panel's own UI tests do."""
+    errors: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error":
+            errors.append(f"console error: {msg.text}")
+
+    def on_page_error(exc: Error) -> None:
+        errors.append(f"page error: {exc.message}\n{exc.stack or ''}")
+
+    page.on("console", on_console)
+    page.on("pageerror", on_page_error)
+    return errors

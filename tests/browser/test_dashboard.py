@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import ConsoleMessage, Page, expect
+from playwright.sync_api import Page, expect
 
 from leadkit.dashboard_server import DashboardHandle, parse_basic_auth, start_dashboard
 from leadkit.errors import DataError
@@ -25,33 +25,17 @@ from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.store.base import RunFilter
 
-from .conftest import AUTH_HINT, CANARY_AIRTABLE, CANARY_APIFY, NOTEBOOK_MARKER, REFRESH_S, DemoData
+from .conftest import AUTH_HINT, CANARY_AIRTABLE, CANARY_APIFY, NOTEBOOK_MARKER, REFRESH_S, DemoData, watch_errors
 
 pytestmark = pytest.mark.browser
 PAGE = 25  # runs per page in the runs view
 expect.set_options(timeout=15_000)
 
 
-TABULATOR_BUILD_RACE = "Cannot read properties of null (reading 'firstChild')"
-
-
 @pytest.fixture(autouse=True)
 def console_errors(page: Page) -> Iterator[list[str]]:
-    """Every browser console error or uncaught page error fails the test."""
-    errors: list[str] = []
-
-    def on_console(msg: ConsoleMessage) -> None:
-        if msg.type == "error":
-            errors.append(msg.text)
-
-    page.on("console", on_console)
-    # Tabulator throws this when a table is given its rows while the browser is still building it (a view's first
-    # read is shown right after its layout reached the page); the table is built with the rows all the same, which
-    # the tests check. Any other page error still fails the test.
-    page.on(
-        "pageerror",
-        lambda exc: None if TABULATOR_BUILD_RACE in str(exc) else errors.append(f"page error: {exc}"),
-    )
+    """Every browser console error or uncaught page error fails the test (no error is filtered)."""
+    errors = watch_errors(page)
     yield errors
     assert errors == [], f"browser console errors: {errors}"
 
@@ -196,9 +180,10 @@ def test_drilldown_renders_the_executed_notebook(
     assert notebook.locator(".pwned").count() == 0
     frame_el.scroll_into_view_if_needed()
     shot(page, tmp_path, "run-notebook")
-    # an unknown run says so, as text
+    # an unknown run says it does not exist (and nothing about a running run), as text
     open_view(page, dashboard, "view=run&run=250101-000000")
-    expect(page.locator(".lk-error")).to_contain_text("no run '250101-000000'")
+    expect(page.locator(".lk-hint")).to_contain_text("Run 250101-000000 does not exist in this workspace")
+    expect(page.get_by_text("the run is running")).to_have_count(0)
 
 
 def test_failures_grouped_with_unresolved_filter(

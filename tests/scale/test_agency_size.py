@@ -195,8 +195,16 @@ def server(agency: Agency) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc.wait(10)
 
 
-def _open(browser: Any, url: str, table: str) -> Any:
+def _page(browser: Any, errors: list[str]) -> Any:
+    """A new page whose console errors and uncaught page errors (unfiltered) are appended to `errors`."""
     page = browser.new_page()
+    page.on("console", lambda msg: errors.append(f"console error: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc.message}\n{exc.stack or ''}"))
+    return page
+
+
+def _open(browser: Any, url: str, table: str, errors: list[str]) -> Any:
+    page = _page(browser, errors)
     page.goto(url)
     page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=180_000)
     return page
@@ -217,13 +225,14 @@ def test_every_view_shows_the_right_counts_under_1024_open_files(
     agency: Agency, server: tuple[subprocess.Popen[str], str], browser: Any
 ) -> None:
     proc, url = server
-    health = _open(browser, f"{url}?view=health", ".lk-health-table")
+    errors: list[str] = []  # any browser error on any page fails the test
+    health = _open(browser, f"{url}?view=health", ".lk-health-table", errors)
     first = health.locator(".lk-health-table .tabulator-row").first
     assert BROKEN in first.inner_text() and "leads cannot be read" in first.inner_text()
     assert f"{BROKEN}.sqlite is not a SQLite database" in first.inner_text()
     health.close()
 
-    overview = _open(browser, f"{url}?view=overview", ".lk-latest-runs")  # still answering after Client health
+    overview = _open(browser, f"{url}?view=overview", ".lk-latest-runs", errors)  # still answering after Client health
     numbers = _numbers(overview, ".lk-numbers", "Failing clients")
     assert "Runs, last 7 days" in numbers, numbers
     assert numbers["Runs, last 7 days"] == str(RUNS)
@@ -231,31 +240,32 @@ def test_every_view_shows_the_right_counts_under_1024_open_files(
     assert numbers["Failing clients"] == str(agency.failed_latest)
     overview.close()
 
-    runs = _open(browser, f"{url}?view=runs", ".lk-runs-table")
+    runs = _open(browser, f"{url}?view=runs", ".lk-runs-table", errors)
     assert runs.locator(".lk-total").inner_text() == f"{RUNS} runs"
     runs.close()
 
-    drill = _open(browser, f"{url}?view=run&run={agency.run_ids[-1]}", ".lk-run-clients")
+    drill = _open(browser, f"{url}?view=run&run={agency.run_ids[-1]}", ".lk-run-clients", errors)
     summary = _numbers(drill, ".lk-run-summary", "Clients")
     assert "Clients" in summary, summary
     assert summary["Clients"] == str(CLIENTS) and summary["Failed"] == str(agency.failed_latest)
     drill.close()
 
-    failures = _open(browser, f"{url}?view=failures", ".lk-failures-table")
+    failures = _open(browser, f"{url}?view=failures", ".lk-failures-table", errors)
     rows = failures.locator(".lk-failures-table .tabulator-row").all_inner_texts()
     assert len(rows) == RUNS and all(str(CLIENTS // 20) in row for row in rows)  # 50 failures in each group
     failures.close()
 
-    alerts = _open(browser, f"{url}?view=alerts", ".lk-alert-history")
+    alerts = _open(browser, f"{url}?view=alerts", ".lk-alert-history", errors)
     shown = alerts.locator(".lk-alert-history .tabulator-row").all_inner_texts()
     assert len(shown) == 25, len(shown)  # one page of the history, newest first
     assert f"{ids_newest_alert()} failed" in shown[0], shown[0]
     alerts.close()
 
-    auth = browser.new_page()
+    auth = _page(browser, errors)
     auth.goto(f"{url}?view=auth")
     auth.get_by_text("Latest result per credential").wait_for(timeout=60_000)
     auth.close()
+    assert errors == [], f"browser errors: {errors}"
     assert proc.poll() is None
     open_now = len(os.listdir(f"/proc/{proc.pid}/fd"))
     assert open_now < 300, open_now  # bounded: not one connection per client base

@@ -10,6 +10,10 @@ coordinator never reads: it keeps its counts on the scheduler instead (`DASK_USA
 with everything it counted), and `collect_remote` adds what is new there to the workspace's tally, on the
 coordinator, as often as it is called (each process's counts are added once: the tally remembers how much of
 each it has taken).
+
+Requests made for the dashboard (inside `leadkit.requesters.requests_for(DASHBOARD)`, as the dashboard's reads)
+are also counted under `dashboard_requests`, so `usage_report` shows the dashboard's own cost apart from the
+batches'.
 """
 
 from __future__ import annotations
@@ -31,12 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from leadkit.capacity import dask_scheduler_from_env, scheduler_client
+from leadkit.requesters import DASHBOARD, REQUESTER
 
 log = logging.getLogger(__name__)
 
 USAGE_FILE = "airtable-usage.json"
 #: How many months the tally keeps.
 KEEP_MONTHS = 3
+#: The tally's count of requests that may change records (POST, PATCH, PUT, DELETE; not a listRecords POST).
+WRITES = "writes"
 #: Scheduler metadata under which the processes of a dask batch keep their counts, by workspace and process.
 DASK_USAGE_KEY = "leadkit-airtable-usage"
 
@@ -75,15 +82,23 @@ class UsageLog:
         #: The dask scheduler that keeps this process's counts for the coordinator ("" for the workspace file).
         self.scheduler = (dask_scheduler_from_env() if scheduler is None else scheduler) if path is not None else ""
         self.requests: dict[str, int] = {}
+        #: This process's requests by requester (`requests_for`), e.g. {"dashboard": 12}.
+        self.requested_for: dict[str, int] = {}
         self._lock = threading.Lock()
         self._warned = False
         self._process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._remote: dict[str, Any] = {}
 
-    def request(self, base: str) -> None:
+    def request(self, base: str, *, write: bool = False) -> None:
+        """Count one request to `base`; `write`: it may change records (the workspace's local change journal:
+        `local_writes`)."""
+        who = REQUESTER.get()
         with self._lock:
             self.requests[base] = self.requests.get(base, 0) + 1
-        self._add("requests", base, 1)
+            if who:
+                self.requested_for[who] = self.requested_for.get(who, 0) + 1
+        also = [f"{who}_requests"] if who else []
+        self._add("requests", base, 1, also=[*also, WRITES] if write else also)
 
     def client_runs(self, base: str, created: int) -> None:
         if created:
@@ -102,15 +117,20 @@ class UsageLog:
         with self._lock:
             return sum(self.requests.values())
 
-    def _add(self, what: str, base: str, n: int) -> None:
+    def _add(self, what: str, base: str, n: int, *, also: list[str] | None = None) -> None:
+        """Add `n` to the month's `what` of `base` (and to its `also` counts, in the same write)."""
+        kinds = [what, *(also or [])]
         if self.scheduler and self.path is not None:
-            self._add_remote(what, base, n)
+            for kind in kinds:
+                self._add_remote(kind, base, n)
             return
         with self._tally() as tally:
             if tally is not None:
                 months = tally.setdefault("months", {})
-                counts = months.setdefault(month_key(datetime.now(UTC)), {}).setdefault(what, {})
-                counts[base] = int(counts.get(base, 0)) + n
+                month = months.setdefault(month_key(datetime.now(UTC)), {})
+                for kind in kinds:
+                    counts = month.setdefault(kind, {})
+                    counts[base] = int(counts.get(base, 0)) + n
                 for old in sorted(months)[:-KEEP_MONTHS]:
                     del months[old]
 
@@ -200,6 +220,14 @@ def read_tally_bytes(data: bytes) -> dict[str, Any]:
     return tally if isinstance(tally, dict) else {}
 
 
+def local_writes(home: Path) -> int:
+    """How many requests that may change records this host's processes sent for the workspace (the months the
+    tally keeps): the dashboard's change journal. It grows with every write made here; a write made on another
+    host (or by hand in Airtable) does not move it: those are read once per LEADKIT_DASHBOARD_SYNC."""
+    months = read_tally(home).get("months", {})
+    return int(sum(int(n) for month in months.values() for n in month.get(WRITES, {}).values()))
+
+
 def read_tally(home: Path) -> dict[str, Any]:
     """The workspace's tally ({} when there is none)."""
     try:
@@ -209,7 +237,8 @@ def read_tally(home: Path) -> dict[str, Any]:
 
 
 def usage_report(tally: dict[str, Any], *, master_base: str, plan: str, now: datetime | None = None) -> dict[str, Any]:
-    """The month's budget from a tally: requests (master base, client bases), client runs created, requests
+    """The month's budget from a tally: requests (master base, client bases; the dashboard's own apart from the
+    others), client runs created, requests
     per client run, the month's projection at this pace against the plan's monthly calls, and the last
     counted records per base against the plan's cap."""
     now = now or datetime.now(UTC)
@@ -217,6 +246,7 @@ def usage_report(tally: dict[str, Any], *, master_base: str, plan: str, now: dat
     month = tally.get("months", {}).get(month_key(now), {})
     requests: dict[str, int] = {str(k): int(v) for k, v in month.get("requests", {}).items()}
     runs = int(sum(int(v) for v in month.get("client_runs", {}).values()))
+    dashboard = int(sum(int(v) for v in month.get(f"{DASHBOARD}_requests", {}).values()))
     master = requests.get(master_base, 0)
     total = sum(requests.values())
     days = calendar.monthrange(now.year, now.month)[1]
@@ -241,6 +271,9 @@ def usage_report(tally: dict[str, Any], *, master_base: str, plan: str, now: dat
         "requests": total,
         "master_requests": master,
         "client_base_requests": total - master,
+        # the dashboard's own reads (every tab, every view), apart from what the batches and commands spent
+        "dashboard_requests": dashboard,
+        "other_requests": total - dashboard,
         "client_runs": runs,
         "master_requests_per_client_run": round(master / runs, 2) if runs else None,
         "requests_per_client_run": round(total / runs, 2) if runs else None,
