@@ -86,10 +86,15 @@ def run_filter(status: str = "", client_id: str = "", since: str = "", until: st
     )
 
 
+def run_status_text(run: Any) -> str:
+    """A run's status as every view shows it: a `batch --dry-run` is marked, as `leadkit runs` marks it."""
+    return f"{run.status} (dry run)" if run.dry_run else str(run.status)
+
+
 def _run_row(run: Any) -> dict[str, Any]:
     return {
         "Run ID": run.run_id,
-        "Status": str(run.status),
+        "Status": run_status_text(run),
         "Clients": int(run.clients_total),
         "Failures": int(run.clients_failed),
         "Started (UTC)": fmt_time(run.started_at),
@@ -130,13 +135,13 @@ def client_ids(ws: Any) -> list[str]:
 def overview_numbers(
     ws: Any, *, failing: pd.DataFrame, auth: pd.DataFrame, now: datetime | None = None
 ) -> dict[str, str]:
-    """Runs in the last 24 h and 7 days, the client success rate over every ClientRun of the 7 days (counted by
-    the store), and the counts of the failing clients and failing credentials already read (`failing_clients`,
+    """Runs in the last 24 h and 7 days, the client success rate over every ClientRun of the 7 days but those of
+    dry runs (counted by the store), and the counts of the failing clients and failing credentials already read (`failing_clients`,
     `auth_latest`)."""
     now = now or now_utc()
     day = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=1)))
     week = ws.store.count_runs(lk.RunFilter(since=now - timedelta(days=WINDOW_DAYS)))
-    counts = ws.store.count_client_runs(since=now - timedelta(days=WINDOW_DAYS))
+    counts = lk.real_client_run_counts(ws.store, since=now - timedelta(days=WINDOW_DAYS))  # dry runs left out
     rate = f"{100 * counts.success_rate:.0f}%" if counts.success_rate is not None else "n/a"
     auth_bad = int((auth["OK"] == "no").sum()) if len(auth) else 0
     auth_state = "not checked yet" if not len(auth) else ("all OK" if auth_bad == 0 else f"{auth_bad} failing")
@@ -173,7 +178,7 @@ def failing_clients(ws: Any) -> pd.DataFrame:
     latest = ws.store.latest_client_runs(clients)
     for client_id in clients:
         rec = latest.get(client_id)
-        if rec is not None and str(rec.status) in FAILED_STATUSES:
+        if rec is not None and lk.counts_as_failed(rec):
             rows.append(
                 {
                     "Client": client_id,
@@ -257,7 +262,7 @@ def run_detail(ws: Any, run_text: str) -> RunDetail:
     clients = [
         {
             "Client": r.client_id,
-            "Status": str(r.status),
+            "Status": r.outcome,
             "Source": str(r.source),
             "Metrics": fmt_metrics(r.metrics),
             "Category": r.failure.category if r.failure else "",
@@ -281,11 +286,11 @@ def run_detail(ws: Any, run_text: str) -> RunDetail:
     ]
     summary = {
         "Run ID": run.run_id,
-        "Status": str(run.status),
+        "Status": run_status_text(run),
         "Started (UTC)": fmt_time(run.started_at),
         "Ended (UTC)": fmt_time(run.ended_at) or "still running",
         "Clients": str(len(records)),
-        "Failed": str(sum(1 for r in records if str(r.status) in FAILED_STATUSES)),
+        "Failed": str(lk.clients_failed(records)),
     }
     notebooks = {r.client_id: r.notebook for r in records if r.notebook}
     return RunDetail(run, summary, frame(clients, RUN_CLIENT_COLUMNS), frame(events, EVENT_COLUMNS), notebooks)

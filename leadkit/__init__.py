@@ -25,6 +25,9 @@ _EXPORTS: dict[str, str] = {
     "run_status_label": "leadkit.history",
     "latest_failed": "leadkit.history",
     "latest_attempt": "leadkit.history",
+    "real_client_run_counts": "leadkit.history",
+    "counts_as_failed": "leadkit.history",
+    "clients_failed": "leadkit.history",
     "run_batch": "leadkit.batch",
     "RunFilter": "leadkit.store.base",
     "RunId": "leadkit.runids",
@@ -67,6 +70,9 @@ __all__ = [
     "run_status_label",
     "latest_failed",
     "latest_attempt",
+    "real_client_run_counts",
+    "counts_as_failed",
+    "clients_failed",
     "run_batch",
     "RunFilter",
     "Category",
@@ -101,7 +107,16 @@ if TYPE_CHECKING:
     from leadkit.diagnosis import client_history, failure_headline
     from leadkit.durations import parse_duration
     from leadkit.errors import Category, LeadkitError
-    from leadkit.history import latest_attempt, latest_failed, list_attempts, run_history, run_status_label
+    from leadkit.history import (
+        clients_failed,
+        counts_as_failed,
+        latest_attempt,
+        latest_failed,
+        list_attempts,
+        real_client_run_counts,
+        run_history,
+        run_status_label,
+    )
     from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
     from leadkit.notebook import client_report, start_notebook_logging
     from leadkit.records import RunRecordService

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from dashboards import data as dd
 from leadkit.alerts.rules import find_silence, silent_clients
 from leadkit.cli import run
 from leadkit.config import Settings
@@ -50,6 +51,13 @@ def test_a_dry_run_is_marked_in_runs_and_show(workspace: Workspace, capsys: pyte
         code, out = cli(capsys, "show", run_id)
         assert ("dry run" in out.splitlines()[0]) is flag, out.splitlines()[0]
     assert workspace.store.get_run(dry).dry_run and not workspace.store.get_run(real).dry_run  # type: ignore[union-attr]
+
+    # the dashboard says it too: its runs table and a run's page mark the dry run, and the success rate leaves it out
+    table = dd.runs_page(workspace, dd.run_filter(), 1).rows
+    shown = dict(zip(table["Run ID"], table["Status"], strict=True))
+    assert shown == {dry: "Completed (dry run)", real: "Completed"}
+    assert dd.run_detail(workspace, dry).summary["Status"] == "Completed (dry run)"
+    assert dd.run_detail(workspace, real).summary["Status"] == "Completed"
 
 
 def test_an_older_sqlite_store_reads_its_runs_as_real(workspace: Workspace) -> None:
