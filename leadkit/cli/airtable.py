@@ -158,6 +158,8 @@ def usage_lines(report: dict[str, Any]) -> list[str]:
         f"Airtable budget, {report['month']}, plan {report['plan']}",
         f"  requests this month: {report['requests']:,} (master base {report['master_requests']:,}, "
         f"client bases {report['client_base_requests']:,})",
+        f"  of which the dashboard: {report['dashboard_requests']:,}; batches and commands: "
+        f"{report['other_requests']:,}",
         f"  client runs this month: {report['client_runs']:,}; master requests per client run: "
         f"{per_run if per_run is not None else 'n/a'}",
         f"  projected this month at this pace: {report['projected_requests']:,}{share}",

@@ -53,6 +53,8 @@ def test_usage_and_archive_commands(sandbox: Sandbox, tmp_path: Path) -> None:
     assert records["base"] == base and records["records"] == 5 and records["cap"] == 1000  # 4 ClientRuns, 1 Run
     text = _leadkit(tmp_path, base, sandbox, "airtable", "usage", "--no-records")
     assert "master requests per client run" in text.stdout and "projected this month" in text.stdout
+    # no dashboard read anything here: every request was a command's
+    assert "of which the dashboard: 0; batches and commands: " in text.stdout, text.stdout
 
     dry = _leadkit(tmp_path, base, sandbox, "airtable", "archive", "--older-than", "90d", "--dry-run", "--json")
     assert json.loads(dry.stdout)[ClientRunResults.TABLE] == {"archived": 4, "deleted": 0}
