@@ -241,21 +241,37 @@ def _hold_parent_poller() -> Callable[[], None] | None:
 def terminate_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op). While it lasts, the
     death of the parent process (a batch stopped while this kernel harvests) also sends SIGTERM, not SIGKILL, so
-    the actor run is aborted and the leads released before the kernel goes."""
+    the actor run is aborted and the leads released before the kernel goes.
+
+    Only the first SIGTERM raises: a later one, while that cleanup runs (the abort, the write that puts the
+    leads back), is noted, never raised into it. A batch killed with SIGKILL sends two: the parent death
+    signal fires when the thread that started the kernel dies (the batch is still its parent then, so the
+    first looks like a plain SIGTERM) and again when the last thread of the batch has gone and the kernel is
+    re-parented. Raised into the cleanup, the second cut the write that released the leads (on Airtable, a
+    half-sent PATCH the server refused) while the ClientRun recorded them put back (found by bench/chaos.py,
+    seed 20261207 #51 and #39). A later signal that finds the parent gone marks the `Terminated` already
+    raised as orphaned, so the process still ends itself once the cleanup is done."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     parent = os.getppid()
 
     told_orphaned: list[bool] = []
+    raised: list[Terminated] = []
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         orphaned = os.getppid() != parent
         if orphaned:
             told_orphaned.append(True)
-        raise Terminated(
-            f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
+        if raised:  # the cleanup of the first is under way: it must not be cut short
+            raised[0].orphaned = raised[0].orphaned or orphaned
+            return
+        raised.append(
+            Terminated(
+                f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
+            )
         )
+        raise raised[0]
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_death = _parent_death_signal(signal.SIGTERM)
