@@ -569,17 +569,21 @@ class Harvester:
         ids = [lead.lead_id for lead in batch]
         is_refresh = all(lead.harvest_status is HarvestStatus.DONE for lead in batch)
         since = min((lead.last_check_at for lead in batch if lead.last_check_at), default=None) if is_refresh else None
-        leads.update_leads(
-            {
-                lead_id: {
-                    "harvest_status": HarvestStatus.PROCESSING,
-                    "last_check_at": self.now(),
-                    "posts_found": None,
-                    "harvest_run_id": client_run_id,
+        try:
+            leads.update_leads(
+                {
+                    lead_id: {
+                        "harvest_status": HarvestStatus.PROCESSING,
+                        "last_check_at": self.now(),
+                        "posts_found": None,
+                        "harvest_run_id": client_run_id,
+                    }
+                    for lead_id in ids
                 }
-                for lead_id in ids
-            }
-        )
+            )
+        except KeyboardInterrupt as exc:  # the claim may have reached the store before the answer: undone
+            self._back_to_pending(ids, leads, exc)
+            raise
 
         def started(run: StartedRun) -> None:
             if on_started is not None:
@@ -621,7 +625,16 @@ class Harvester:
             going = getattr(exc, "unaborted_run_id", None)
             self._back_to_pending(ids, leads, exc, read_pending=unread, still_going=going)
             raise
-        return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
+        try:
+            return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
+        except KeyboardInterrupt as exc:
+            # Interrupted while writing the outcome of a SUCCEEDED (paid) run: the leads wait for that run
+            # (read-pending) instead of staying Processing; the caller's record names the run as kept.
+            if getattr(exc, "apify_run_id", None) is None:
+                exc.apify_run_id = result.run.id  # type: ignore[attr-defined]
+                exc.apify_status = result.run.status  # type: ignore[attr-defined]
+            self._back_to_pending(ids, leads, exc, read_pending=result.run.id)
+            raise
 
     def _settle(
         self,
