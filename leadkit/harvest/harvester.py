@@ -17,6 +17,7 @@ No Posts leads are re-checked after `no_posts_recheck` (`DuePolicy`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -250,7 +251,9 @@ def terminate_on_sigterm() -> Iterator[None]:
     re-parented. Raised into the cleanup, the second cut the write that released the leads (on Airtable, a
     half-sent PATCH the server refused) while the ClientRun recorded them put back (found by bench/chaos.py,
     seed 20261207 #51 and #39). A later signal that finds the parent gone marks the `Terminated` already
-    raised as orphaned, so the process still ends itself once the cleanup is done."""
+    raised as orphaned, so the process still ends itself once the cleanup is done. After a `Terminated`, the
+    handler is not restored when the context ends: the caller still writes the record of the interruption, and
+    a SIGTERM then is noted too (`_late_term`), with the parent death signal kept and ipykernel's poller held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -279,11 +282,34 @@ def terminate_on_sigterm() -> Iterator[None]:
     try:
         yield
     finally:
-        if previous_death is not None:
-            _parent_death_signal(previous_death)
-        signal.signal(signal.SIGTERM, previous)
-        if release_poller is not None and not told_orphaned:  # orphaned: held until the stage ends the process
-            release_poller()
+        if raised:
+            # The caller still writes the record of the interruption: a later SIGTERM (the second parent death
+            # signal, which can come after this cleanup) must not cut that write either, nor may the poller or
+            # a parent-death SIGKILL. Such a signal is noted and the process ends LATE_EXIT_S after it at most.
+            signal.signal(signal.SIGTERM, functools.partial(_late_term, raised[0], parent))
+        else:
+            if previous_death is not None:
+                _parent_death_signal(previous_death)
+            signal.signal(signal.SIGTERM, previous)
+            if release_poller is not None and not told_orphaned:  # orphaned: held until the stage ends it
+                release_poller()
+
+
+#: How long a process whose harvest was interrupted lives on after a later SIGTERM, for its caller to write the
+#: record of the interruption (a caller that finds it orphaned ends it sooner).
+LATE_EXIT_S = 10.0
+
+
+def _late_term(raised: Terminated, parent: int, signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM after the harvest was interrupted and cleaned up: marks it orphaned when the parent is gone and
+    ends the process LATE_EXIT_S later (exit 143), unless it has ended by then; never raised into the caller."""
+    if os.getppid() != parent:
+        raised.orphaned = True
+    if not getattr(raised, "ending", False):
+        raised.ending = True  # type: ignore[attr-defined]
+        timer = threading.Timer(LATE_EXIT_S, os._exit, args=(143,))
+        timer.daemon = True
+        timer.start()
 
 
 @dataclass
