@@ -347,12 +347,20 @@ class ApifyClient:
             log.warning("could not look up the run an interrupted start may have made: %s", err)
             return
         runs = [found.run] if found.run is not None else found.unsure
+        ended: list[ApifyRun | None] = []
         for run in runs:
             self._known.add(run.id)
-            self._abort_quietly(run.id)
+            ended.append(self._abort_quietly(run.id))
             log.warning("aborted Apify run %s, started by a start call that was interrupted (%s)", run.id, exc)
         if runs:
             exc.apify_run_id = runs[0].id  # type: ignore[attr-defined]
+            # The abort's answer says what the run is now: one that SUCCEEDED before the abort reached it was
+            # paid, so it is named with its status for the caller to keep it read-pending (not "aborted"); one
+            # whose abort failed may go on and succeed, so it is named for the caller to keep it too.
+            if ended[0] is not None and ended[0].succeeded:
+                exc.apify_status = ended[0].status  # type: ignore[attr-defined]
+            elif ended[0] is None and not runs[0].finished:
+                exc.unaborted_run_id = runs[0].id  # type: ignore[attr-defined]
 
     def _find_started(self, input: dict[str, Any], sent_at: datetime) -> _Found:
         """The run a lost start call started: among the actor's newest runs, one that started after the call was

@@ -17,6 +17,7 @@ No Posts leads are re-checked after `no_posts_recheck` (`DuePolicy`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -241,21 +242,39 @@ def _hold_parent_poller() -> Callable[[], None] | None:
 def terminate_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into `Terminated` for the duration (main thread only; elsewhere a no-op). While it lasts, the
     death of the parent process (a batch stopped while this kernel harvests) also sends SIGTERM, not SIGKILL, so
-    the actor run is aborted and the leads released before the kernel goes."""
+    the actor run is aborted and the leads released before the kernel goes.
+
+    Only the first SIGTERM raises: a later one, while that cleanup runs (the abort, the write that puts the
+    leads back), is noted, never raised into it. A batch killed with SIGKILL sends two: the parent death
+    signal fires when the thread that started the kernel dies (the batch is still its parent then, so the
+    first looks like a plain SIGTERM) and again when the last thread of the batch has gone and the kernel is
+    re-parented. Raised into the cleanup, the second cut the write that released the leads (on Airtable, a
+    half-sent PATCH the server refused) while the ClientRun recorded them put back (found by bench/chaos.py,
+    seed 20261207 #51 and #39). A later signal that finds the parent gone marks the `Terminated` already
+    raised as orphaned, so the process still ends itself once the cleanup is done. After a `Terminated`, the
+    handler is not restored when the context ends: the caller still writes the record of the interruption, and
+    a SIGTERM then is noted too (`_late_term`), with the parent death signal kept and ipykernel's poller held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     parent = os.getppid()
 
     told_orphaned: list[bool] = []
+    raised: list[Terminated] = []
 
     def on_term(signum: int, frame: FrameType | None) -> None:
         orphaned = os.getppid() != parent
         if orphaned:
             told_orphaned.append(True)
-        raise Terminated(
-            f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
+        if raised:  # the cleanup of the first is under way: it must not be cut short
+            raised[0].orphaned = raised[0].orphaned or orphaned
+            return
+        raised.append(
+            Terminated(
+                f"signal {signum} (SIGTERM{', the parent process is gone' if orphaned else ''})", orphaned=orphaned
+            )
         )
+        raise raised[0]
 
     previous = signal.signal(signal.SIGTERM, on_term)
     previous_death = _parent_death_signal(signal.SIGTERM)
@@ -263,11 +282,34 @@ def terminate_on_sigterm() -> Iterator[None]:
     try:
         yield
     finally:
-        if previous_death is not None:
-            _parent_death_signal(previous_death)
-        signal.signal(signal.SIGTERM, previous)
-        if release_poller is not None and not told_orphaned:  # orphaned: held until the stage ends the process
-            release_poller()
+        if raised:
+            # The caller still writes the record of the interruption: a later SIGTERM (the second parent death
+            # signal, which can come after this cleanup) must not cut that write either, nor may the poller or
+            # a parent-death SIGKILL. Such a signal is noted and the process ends LATE_EXIT_S after it at most.
+            signal.signal(signal.SIGTERM, functools.partial(_late_term, raised[0], parent))
+        else:
+            if previous_death is not None:
+                _parent_death_signal(previous_death)
+            signal.signal(signal.SIGTERM, previous)
+            if release_poller is not None and not told_orphaned:  # orphaned: held until the stage ends it
+                release_poller()
+
+
+#: How long a process whose harvest was interrupted lives on after a later SIGTERM, for its caller to write the
+#: record of the interruption (a caller that finds it orphaned ends it sooner).
+LATE_EXIT_S = 10.0
+
+
+def _late_term(raised: Terminated, parent: int, signum: int, frame: FrameType | None) -> None:
+    """A SIGTERM after the harvest was interrupted and cleaned up: marks it orphaned when the parent is gone and
+    ends the process LATE_EXIT_S later (exit 143), unless it has ended by then; never raised into the caller."""
+    if os.getppid() != parent:
+        raised.orphaned = True
+    if not getattr(raised, "ending", False):
+        raised.ending = True  # type: ignore[attr-defined]
+        timer = threading.Timer(LATE_EXIT_S, os._exit, args=(143,))
+        timer.daemon = True
+        timer.start()
 
 
 @dataclass
@@ -553,17 +595,21 @@ class Harvester:
         ids = [lead.lead_id for lead in batch]
         is_refresh = all(lead.harvest_status is HarvestStatus.DONE for lead in batch)
         since = min((lead.last_check_at for lead in batch if lead.last_check_at), default=None) if is_refresh else None
-        leads.update_leads(
-            {
-                lead_id: {
-                    "harvest_status": HarvestStatus.PROCESSING,
-                    "last_check_at": self.now(),
-                    "posts_found": None,
-                    "harvest_run_id": client_run_id,
+        try:
+            leads.update_leads(
+                {
+                    lead_id: {
+                        "harvest_status": HarvestStatus.PROCESSING,
+                        "last_check_at": self.now(),
+                        "posts_found": None,
+                        "harvest_run_id": client_run_id,
+                    }
+                    for lead_id in ids
                 }
-                for lead_id in ids
-            }
-        )
+            )
+        except KeyboardInterrupt as exc:  # the claim may have reached the store before the answer: undone
+            self._back_to_pending(ids, leads, exc)
+            raise
 
         def started(run: StartedRun) -> None:
             if on_started is not None:
@@ -605,7 +651,16 @@ class Harvester:
             going = getattr(exc, "unaborted_run_id", None)
             self._back_to_pending(ids, leads, exc, read_pending=unread, still_going=going)
             raise
-        return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
+        try:
+            return self._settle(batch, leads, client_run_id, result, cap, is_refresh)
+        except KeyboardInterrupt as exc:
+            # Interrupted while writing the outcome of a SUCCEEDED (paid) run: the leads wait for that run
+            # (read-pending) instead of staying Processing; the caller's record names the run as kept.
+            if getattr(exc, "apify_run_id", None) is None:
+                exc.apify_run_id = result.run.id  # type: ignore[attr-defined]
+                exc.apify_status = result.run.status  # type: ignore[attr-defined]
+            self._back_to_pending(ids, leads, exc, read_pending=result.run.id)
+            raise
 
     def _settle(
         self,
