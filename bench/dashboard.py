@@ -217,7 +217,8 @@ def build_sqlite(home: Path, clients: int, runs: int) -> str:
                         )
                     )
             conn.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (run_id, status, stream, started_at, ended_at, started_by, clients_total, clients_failed, "
+                "notes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     "Completed with Errors" if failed else "Completed",

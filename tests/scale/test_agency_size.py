@@ -104,7 +104,8 @@ def build(home: Path) -> Agency:
             run_id = at.strftime("%y%m%d-%H%M%S")
             run_ids.append(run_id)
             conn.execute(
-                "INSERT INTO runs VALUES (?, 'Completed with Errors', 1, ?, ?, 'test', ?, 50, '')",
+                "INSERT INTO runs (run_id, status, stream, started_at, ended_at, started_by, clients_total, clients_failed, "
+                "notes) VALUES (?, 'Completed with Errors', 1, ?, ?, 'test', ?, 50, '')",
                 (run_id, ts(at), ts(at + timedelta(minutes=5)), CLIENTS),
             )
             rows, events, failures = [], [], []
