@@ -37,6 +37,8 @@ REFRESH_S = 1.0
 WINDOW_S = 12.0
 RUNS = 6
 CLIENTS = ["Acme-Co", "Globex"]
+#: The requests of one read of the runs view (its page and its count) that a window's edge may split.
+EDGE = 2
 
 
 @contextmanager
@@ -132,8 +134,11 @@ def test_three_tabs_make_no_more_airtable_requests_than_one(
     assert one > 0  # the open view did read Airtable again within the window (every SYNC_S)
     # without the shared reads, three tabs send three times as many requests
     assert three <= one * 1.5 + 2, (one, three)
-    # every request of the idle dashboard is tallied as the dashboard's (the server counts what reached it)
-    assert (one_tallied, three_tallied) == (one, three)
+    # every request of the idle dashboard is tallied as the dashboard's (the server counts what reached it); the
+    # tally counts a request as it is sent and the sandbox as it arrives, so a read in flight at a window's edge
+    # (EDGE requests at most) may fall on either side of it
+    for tallied, counted in ((one_tallied, one), (three_tallied, three)):
+        assert counted - EDGE <= tallied <= counted + EDGE, (tallied, counted)
     # a request made outside the dashboard (a command's read) is not the dashboard's
     before = _dashboard_requests(ws)
     ws.store.list_runs(limit=1)
