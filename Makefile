@@ -27,6 +27,7 @@ chromium:
 lint: setup
 	$(VENV)/bin/ruff check leadkit tests bench dashboards
 	$(VENV)/bin/ruff format --check leadkit tests bench dashboards
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
 	$(VENV)/bin/mypy leadkit

@@ -21,6 +21,7 @@ from leadkit.durations import format_duration
 from leadkit.history import DRY_RUN_SLACK, counts_as_failed
 from leadkit.models import Alert, AuthCheck, ClientRun, ClientRunStatus, Failure, Run, TriageStatus, utcnow
 from leadkit.store.base import RunFilter
+from leadkit.streams import lease_name, may_harvest
 
 if TYPE_CHECKING:
     from leadkit.store.base import Store
@@ -353,8 +354,6 @@ def covered_streams(store: Store, run: Run, client_streams: dict[str, int]) -> s
 def find_silence(store: Store, stream: int, max_silence: timedelta, now: datetime | None = None) -> Silence | None:
     """The stream's silence when no batch of it finished within `max_silence`, else None. A dry run
     (`batch --dry-run`) is not a batch finishing: it is passed over."""
-    from leadkit.batch import lease_name
-
     now = now or utcnow()
     last_run = last_finished = None
     offset = 0
@@ -398,8 +397,6 @@ def silent_clients(store: Store, silent_after: timedelta, now: datetime | None =
     """Clients that may harvest, ran in the last `silent_after` and gathered no posts in it although they had some
     before; not those whose recent runs failed with a failure that is already alerted. The ClientRuns of dry
     runs (`batch --dry-run`, which harvest nothing) are left out."""
-    from leadkit.batch import may_harvest
-
     now = now or utcnow()
     cutoff = now - silent_after
     alerts = records_of(store)

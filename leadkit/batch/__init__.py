@@ -8,7 +8,7 @@ the batch itself). The Apify slots the kernels share are ``leadkit.capacity``.
 """
 
 from leadkit.batch.kernels import KERNEL_NAME, KERNELS_LOG, NotebookJob, NotebookResult, execute_notebook
-from leadkit.batch.lease import BatchLease, StreamLeases, lease_name
+from leadkit.batch.lease import BatchLease, StreamLeases
 from leadkit.batch.progress import Progress
 from leadkit.batch.pruning import PRUNABLE_SUFFIXES, PruneReport, prune
 from leadkit.batch.runner import (
@@ -20,12 +20,12 @@ from leadkit.batch.runner import (
     SweepReport,
     default_concurrency,
     kernel_env,
-    may_harvest,
     preflight,
     run_batch,
     select_clients,
     sweep_streams,
 )
+from leadkit.streams import lease_name, may_harvest
 
 __all__ = [
     "CRASH_ENV",

@@ -28,9 +28,12 @@ import psutil
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from leadkit.alerts.engine import Notice, alert_settings, fresh, records_of, send
+from leadkit.alerts.rules import lease_lost, safely
 from leadkit.durations import format_duration, parse_duration
 from leadkit.errors import LeaseHeld
 from leadkit.models import Lease, utcnow
+from leadkit.streams import lease_name
 from leadkit.workspace import Workspace
 
 log = logging.getLogger("leadkit.batch")
@@ -66,10 +69,6 @@ class LeaseHeldTooLong(LeaseHeld):
     """Turned away by a batch that has held the stream for longer than the alert threshold: exit 2."""
 
     exit_code = 2
-
-
-def lease_name(stream: int) -> str:
-    return f"batch-stream-{stream}"
 
 
 def process_started(pid: int) -> float | None:
@@ -173,8 +172,6 @@ class BatchLease:
         threshold = LeaseSettings().held_alert_after
         if held_for <= threshold:
             return LeaseHeld(message, **details)
-        from leadkit.alerts.engine import Notice, alert_settings, fresh, records_of, send
-        from leadkit.alerts.rules import safely
 
         def alert() -> None:
             conf = alert_settings()
@@ -232,8 +229,6 @@ class BatchLease:
                 return
 
     def _lose(self, why: str, *, now: str = "unknown") -> None:
-        from leadkit.alerts import lease_lost
-
         self.lost = f"the batch lost the lease of stream {self.stream}: {why}"
         mine, self.current = self.current, None
         log.error(self.lost)

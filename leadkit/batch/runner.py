@@ -52,6 +52,7 @@ from leadkit.models import (
 from leadkit.records import handoff, holder_name
 from leadkit.resources import notebooks_dir
 from leadkit.runids import RunId
+from leadkit.streams import may_harvest
 from leadkit.workflow import DEFAULT_STAGES
 from leadkit.workspace import Workspace
 
@@ -175,11 +176,6 @@ def select_clients(
             hint="Check --stream and the clients' Status (`leadkit clients`); nothing was run or recorded.",
         )
     return chosen
-
-
-def may_harvest(client: Client) -> bool:
-    """Post harvesting is possible for this client (whether it is due today is the notebook's decision)."""
-    return client.active and client.service_level >= 2 and client.post_access
 
 
 def preflight(ws: Workspace, clients: Sequence[Client], stages: Sequence[str], dry_run: bool) -> int | None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _workspace, app
-from leadkit.cli.core import _show_dict, targets_text
+from leadkit.cli.rundata import run_dict, targets_text
 from leadkit.errors import LeadkitError
 from leadkit.words import table_lines
 
@@ -113,7 +113,7 @@ def batch(
         _print_interrupted(ws, code, None if resume else ids, stream)
         raise typer.Exit(code) from None
     if json_out:
-        _echo_json(_show_dict(ws, result.run.run_id))
+        _echo_json(run_dict(ws, result.run.run_id))
     else:
         _print_batch(result)
     raise typer.Exit(exit_code(result))
@@ -198,7 +198,7 @@ def run(
     ws.store.get_client(client_id)
     result = run_batch(ws, client_ids=[client_id], dry_run=dry_run, progress=not json_out)
     if json_out:
-        _echo_json(_show_dict(ws, result.run.run_id))
+        _echo_json(run_dict(ws, result.run.run_id))
     else:
         _print_batch(result)
     raise typer.Exit(exit_code(result))

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from leadkit.cli.app import JsonOpt, _echo_json, _table, _workspace, app, clients_app, leads_app
+from leadkit.cli.rundata import failure_text, run_dict, targets_text
 from leadkit.clients import save_clients
 from leadkit.errors import DataError
 from leadkit.ports import ensure_port_free
@@ -95,42 +96,6 @@ def runs(
         _table(rows, ["run_id", "status", "started_at", "ended_at", "clients_total", "clients_failed"])
 
 
-def _show_dict(ws: Any, run_id: str) -> dict[str, Any]:
-    from leadkit.errors import NotFound
-    from leadkit.runids import RunId
-
-    parsed = RunId.parse(run_id)
-    run = ws.records.get_run(parsed)
-    out = run.to_dict()
-    del out["clients_total"], out["clients_failed"]
-    records = sorted(ws.store.list_client_runs(run_id=run.run_id), key=lambda r: r.client_id)
-    if parsed.client_id is not None:
-        records = [r for r in records if r.client_id == parsed.client_id]
-        if not records:
-            raise NotFound(
-                f"run {run.run_id} has no client {parsed.client_id!r}",
-                hint=f"`leadkit show {run.run_id}` lists the clients of the run.",
-            )
-    out["clients"] = [r.to_dict() for r in records]
-    from leadkit.harvest.harvester import apify_run_ids
-
-    for client in out["clients"]:
-        events = ws.store.list_events(run_id=run.run_id, client_id=client["client_id"])
-        client["apify_run_ids"] = apify_run_ids([e.message for e in events if e.stage == "harvest"])
-    _add_history(ws, run.run_id, out)
-    return out
-
-
-def _add_history(ws: Any, run_id: str, out: dict[str, Any]) -> None:
-    """The run's status history and each client's attempts (see `leadkit.history`)."""
-    from leadkit.history import list_attempts, run_history
-
-    out["status_history"] = [{"at": c.at.isoformat(), "status": c.status} for c in run_history(ws, run_id)]
-    records = {r.client_id: r for r in ws.store.list_client_runs(run_id=run_id)}
-    for client in out["clients"]:
-        client["attempts"] = [a.to_dict() for a in list_attempts(ws, records[client["client_id"]])]
-
-
 @app.command()
 def show(
     run_id: Annotated[
@@ -144,7 +109,7 @@ def show(
 ) -> None:
     """One run (or one client of it): its clients with status, metrics, notebook and failure."""
     ws = _workspace(read_only=True)
-    data = _show_dict(ws, run_id)
+    data = run_dict(ws, run_id)
     if json_out:
         _echo_json(data)
         return
@@ -158,7 +123,7 @@ def show(
             "posts": int(c["metrics"].get("posts_harvested", 0)),
             "targets": targets_text(c["metrics"]),
             "apify $": f"{c['metrics'].get('apify_cost_usd', 0.0):.3f}",
-            "failure": _failure_text(c),
+            "failure": failure_text(c),
             "notebook": c["notebook"] or "",
         }
         for c in data["clients"]
@@ -170,30 +135,6 @@ def show(
             typer.echo(f"attempts of {c['client_id']}:")
             for a in c["attempts"]:
                 typer.echo(f"  {a['attempt']}. {a['status']}: {a['why'][:90]}  ({a['notebook'] or 'no notebook'})")
-
-
-def _failure_text(client: dict[str, Any]) -> str:
-    """The failure column of `show`: the failure's category and message, else, for an outcome that counts as
-    failed (a Stale or interrupted client has no failure record), its reason; at most 80 characters."""
-    from leadkit.history import FAILED_OUTCOMES
-
-    if client["failure"]:
-        text = f"{client['failure']['category']}: {client['failure']['message']}"
-    elif client["outcome"] in FAILED_OUTCOMES:
-        text = client.get("reason") or ""
-    else:
-        text = ""
-    first = text.splitlines()[0] if text else ""
-    return first if len(first) <= 80 else first[:79] + "…"
-
-
-def targets_text(metrics: dict[str, float]) -> str:
-    """A client run's harvest targets as `submitted: with posts/empty/not covered` (blank when none)."""
-    submitted = int(metrics.get("targets_submitted", 0))
-    if not submitted:
-        return ""
-    parts = (int(metrics.get(k, 0)) for k in ("targets_with_posts", "targets_empty", "targets_not_covered"))
-    return f"{submitted}: " + "/".join(map(str, parts))
 
 
 # ------------------------------------------------------------------------------------------------ clients
@@ -445,7 +386,7 @@ def profile_url_problem(url: str) -> str | None:
     """Why `url` is not accepted as a lead (None: it is a linkedin.com/in/<handle> profile URL)."""
     import re
 
-    from leadkit.harvest.posts import normalize_profile_url
+    from leadkit.linkedin_urls import normalize_profile_url
 
     if not url.strip():
         return "the profile_url is empty"

@@ -193,9 +193,9 @@ def rerun(
 
         result = run_batch(ws, workers=workers, client_ids=[f.client_id for f in chosen], progress=not json_out)
         if json_out:
-            from leadkit.cli.core import _show_dict
+            from leadkit.cli.rundata import run_dict
 
-            _echo_json(_show_dict(ws, result.run.run_id))
+            _echo_json(run_dict(ws, result.run.run_id))
         else:
             _print_batch(result)
     finally:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pyairtable import Api
 
 from leadkit.errors import ConfigError
+from leadkit.store.airtable.api import validate_base_id
 from leadkit.store.schema import BaseKind, FieldType, TableSpec, tables_for
 
 ProblemKind = Literal["missing_table", "missing_field", "missing_option", "wrong_type"]
@@ -62,8 +63,6 @@ class SchemaProblem:
 
 
 def _validated(base_id: str) -> str:
-    from leadkit.store.airtable import validate_base_id
-
     return validate_base_id(base_id, what="base")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from leadkit.errors import ConfigError, DataError, MissingRecordError, StoreUnusable
+from leadkit.linkedin_urls import is_valid_profile_url, normalize_profile_url
 from leadkit.models import (
     Alert,
     AuthCheck,
@@ -636,7 +637,6 @@ class SQLiteLeadBase:
 
     def summary(self, now: datetime | None = None) -> LeadSummary:
         """The client's `LeadSummary` as its leads are now (one read of five columns of every lead)."""
-        from leadkit.harvest.posts import is_valid_profile_url
 
         now = now or datetime.now(UTC)
         first_day = now.astimezone(UTC).date() - timedelta(days=SUMMARY_DAYS - 1)
@@ -703,7 +703,6 @@ class SQLiteLeadBase:
         """Leads due for harvesting (`DuePolicy`), never checked or Pending first (newest first), then re-checks
         (longest due first); at most `limit`, read `limit` rows at a time (a lead whose URL is not a LinkedIn
         profile is passed over)."""
-        from leadkit.harvest.posts import is_valid_profile_url
 
         if limit <= 0:
             return []
@@ -773,7 +772,6 @@ class SQLiteLeadBase:
         return self._lead(rows[0])
 
     def import_leads(self, leads: Sequence[NewLead]) -> ImportResult:
-        from leadkit.harvest.posts import normalize_profile_url
 
         created = existing = 0
         now = datetime.now(UTC)

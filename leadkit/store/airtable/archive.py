@@ -19,21 +19,29 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from pyairtable import Api
 from pyairtable.formulas import LT, Field, to_formula_str
 
 from leadkit.errors import DataError
 from leadkit.store.airtable.codecs import _ms, _ts
 from leadkit.store.schema import Alerts, AuthChecks, ClientRunResults, RunEvents
 
-if TYPE_CHECKING:
-    from leadkit.store.airtable.store import AirtableStore
-
 ARCHIVE_FILE = "airtable-archive.sqlite"
 PAGE = 100
 
 Record = dict[str, Any]
+
+
+class MasterBase(Protocol):
+    """What archiving needs of the master store: its pyairtable Api and base (an AirtableStore is one)."""
+
+    @property
+    def api(self) -> Api: ...
+
+    @property
+    def base_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,7 @@ def _field(record: Mapping[str, Any], name: str | None) -> str | None:
 
 
 def archive_old(
-    store: AirtableStore,
+    store: MasterBase,
     archive: Archive,
     older_than: timedelta,
     *,

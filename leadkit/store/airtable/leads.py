@@ -15,6 +15,7 @@ from leadkit.errors import (
     DataError,
     MissingRecordError,
 )
+from leadkit.linkedin_urls import is_valid_profile_url, normalize_profile_url
 from leadkit.models import (
     DuePolicy,
     HarvestStatus,
@@ -130,7 +131,6 @@ class AirtableLeadBase:
     def due_leads(self, policy: DuePolicy, now: datetime, *, limit: int) -> list[Lead]:
         """Leads due under `policy`, filtered by Airtable: blank or Pending first (newest first), then the
         re-checks that are due (longest due first), at most `limit` in two list calls."""
-        from leadkit.harvest.posts import is_valid_profile_url
 
         if limit <= 0:
             return []
@@ -199,7 +199,6 @@ class AirtableLeadBase:
             raise missing from None
 
     def import_leads(self, leads: Sequence[NewLead]) -> ImportResult:
-        from leadkit.harvest.posts import normalize_profile_url
 
         known = {
             normalize_profile_url(url)
