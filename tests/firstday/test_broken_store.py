@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from leadkit.cli import run
-from leadkit.store import sqlite as sqlite_store
+from leadkit.store.sqlite import files as sqlite_store
 from leadkit.workspace import Workspace
 
 COMMANDS = {
