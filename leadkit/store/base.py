@@ -3,9 +3,12 @@ leases) and one lead base per client. Every backend implements it and passes the
 
 Rules every backend keeps:
 - a ClientRun is keyed by (run_id, client_id) as separate values; `open_client_runs` creates the
-  missing ones and returns existing ones unchanged, so opening twice never makes two records;
+  missing ones and leaves existing ones as they were but for the opening event it appends, so opening twice
+  never makes two records;
 - a client's leads are only ever read or written through that client's own `LeadBase`;
-- list methods page in the backend (limit/offset), never by loading every row.
+- list methods take a limit and an offset: SQLite pages in its query; Airtable, which has no offset, reads the
+  first offset + limit records of the sorted view (`max_records`), so a page costs the rows before it, never the
+  whole table while a limit is given. A list without a limit (where the protocol allows one) reads every match.
 """
 
 from __future__ import annotations
