@@ -25,12 +25,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is missing and could not be installed" >&2; exit 1; }
 
 lint: setup
-	$(VENV)/bin/ruff check leadkit tests bench dashboards
-	$(VENV)/bin/ruff format --check leadkit tests bench dashboards
+	$(VENV)/bin/ruff check leadkit leadkit_sandbox tests bench dashboards
+	$(VENV)/bin/ruff format --check leadkit leadkit_sandbox tests bench dashboards
 	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: setup
-	$(VENV)/bin/mypy leadkit
+	$(VENV)/bin/mypy leadkit leadkit_sandbox
 
 pytest: setup chromium
 	$(VENV)/bin/pytest -q -p no:randomly -m "not wheel and not chaos" tests --nbval-lax notebooks

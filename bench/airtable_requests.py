@@ -35,10 +35,10 @@ from pydantic import SecretStr
 
 from leadkit.config import Settings
 from leadkit.models import Client, NewLead
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore, make_api
 from leadkit.store.provision import provision
 from leadkit.store.schema import MAX_RECORDS_PER_REQUEST
+from leadkit_sandbox.server import Sandbox
 
 LEADS_PER_BATCH = 5
 #: Each Apify run lasts this long (a client run of two batches takes a few seconds: its progress saves are held

@@ -37,11 +37,11 @@ from pydantic import SecretStr
 
 from leadkit.config import Settings
 from leadkit.models import Client, NewLead
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore, make_api
 from leadkit.store.airtable.remote import coordinate
 from leadkit.store.airtable.usage import USAGE_FILE, read_tally
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, TableSpec
+from leadkit_sandbox.server import Sandbox
 
 LEADS = 5
 AIRTABLE_RATE = 5  # Airtable: requests a second per base

@@ -59,9 +59,9 @@ from leadkit.demo import seed as seed_clients
 from leadkit.harvest.harvester import READ_PENDING
 from leadkit.harvest.posts import normalize_profile_url
 from leadkit.models import ClientRunStatus, HarvestStatus, RunStatus
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 LEADKIT = str(Path(sys.executable).parent / "leadkit")
 START = r"^/v2/acts/[^/]+/runs(\?|$)"

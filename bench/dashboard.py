@@ -498,7 +498,7 @@ def report(label: str, small: dict[str, float], large: dict[str, float]) -> tupl
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
-    from leadkit.sandbox.server import Sandbox
+    from leadkit_sandbox.server import Sandbox
 
     if not os.path.exists(CHROMIUM):
         raise SystemExit(f"{CHROMIUM} is missing: run `make chromium`")

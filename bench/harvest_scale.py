@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from leadkit.config import get_settings  # noqa: E402
 from leadkit.models import Client, NewLead  # noqa: E402
-from leadkit.sandbox.server import Sandbox  # noqa: E402
 from leadkit.workspace import Workspace  # noqa: E402
+from leadkit_sandbox.server import Sandbox  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BATCH_SIZE = 5

@@ -260,7 +260,7 @@ def build_base(sandbox: Any) -> None:
 
 
 def run(args: argparse.Namespace, pytest_args: list[str]) -> int:
-    from leadkit.sandbox.server import Sandbox
+    from leadkit_sandbox.server import Sandbox
 
     version = importlib.metadata.version("pyairtable")
     suite, origin = fetch_suite(version, args.source)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from leadkit.cli import app
 from leadkit.errors import ConfigError
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("leadkit", "dashboards")
+PACKAGES = ("leadkit", "dashboards", "leadkit_sandbox")
 
 
 def modules() -> dict[str, Path]:

@@ -23,8 +23,8 @@ from leadkit.batch import run_batch
 from leadkit.cli import app
 from leadkit.config import get_settings
 from leadkit.demo import seed
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 runner = CliRunner()
 

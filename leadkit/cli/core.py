@@ -617,7 +617,7 @@ def sandbox(
     import threading
 
     from leadkit.errors import ConfigError
-    from leadkit.sandbox.server import generate_token, serve_forever
+    from leadkit_sandbox.server import generate_token, serve_forever
 
     for name, port in (("--airtable-port", airtable_port), ("--apify-port", apify_port)):
         ensure_port_free(host, port, option=name, what="the sandbox")

@@ -76,7 +76,7 @@ def run_demo(
     with ExitStack() as stack:
         sandbox: Any = None
         if backend == "airtable" or not os.environ.get("APIFY_API_URL"):
-            from leadkit.sandbox.server import Sandbox
+            from leadkit_sandbox.server import Sandbox
 
             sandbox = stack.enter_context(Sandbox(rate_limit=5, penalty_s=30))
             typer.echo(f"sandbox: Airtable API at {sandbox.airtable_url}, Apify API at {sandbox.apify_url}")

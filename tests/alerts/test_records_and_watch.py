@@ -28,8 +28,8 @@ from leadkit.models import (
     utcnow,
 )
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from . import cli, cli_json
 from .conftest import after, batch

@@ -14,8 +14,8 @@ from leadkit.batch import run_batch
 from leadkit.config import get_settings
 from leadkit.errors import ConfigError
 from leadkit.models import ClientRunStatus, RunStatus
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import Env, add_harvest_clients
 

@@ -19,8 +19,8 @@ import pytest
 from leadkit.batch import sweep_streams
 from leadkit.config import get_settings
 from leadkit.models import ClientRunStatus, RunStatus
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import LEADKIT, Env, add_harvest_clients, runs_by_client
 

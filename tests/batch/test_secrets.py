@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from leadkit.config import SECRET_SETTINGS
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import Env
 

@@ -18,9 +18,9 @@ import pytest
 from leadkit.config import get_settings
 from leadkit.demo import seed
 from leadkit.models import ClientRunStatus, RunStatus
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import LEADKIT, Env
 

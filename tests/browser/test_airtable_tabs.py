@@ -23,11 +23,11 @@ from leadkit.dashboard_server import DashboardHandle, start_dashboard
 from leadkit.models import Client, ClientRunStatus
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import make_api
 from leadkit.store.airtable.usage import read_tally, usage_report
 from leadkit.store.provision import provision
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import watch_errors
 

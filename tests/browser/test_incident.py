@@ -27,9 +27,9 @@ from leadkit.dashboard_server import DashboardHandle, start_dashboard
 from leadkit.demo import seed
 from leadkit.models import Source
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
 from leadkit.workflow import run_client
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 pytestmark = pytest.mark.browser
 WIDTH, HEIGHT = 1366, 768

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from leadkit.config import Settings
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, TableSpec
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokDiagnosisTests00000000000001"
 

@@ -8,8 +8,8 @@ import pytest
 
 from leadkit.checks import check_credentials, run_auth_checks
 from leadkit.models import Client
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from . import TOKEN, cli_json, client_base, master_base, sandbox_env, sandbox_settings, set_env
 

@@ -9,8 +9,8 @@ import pytest
 
 from leadkit.config import get_settings
 from leadkit.doctor import check_requirement, declared_requirements, run_doctor
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from . import TOKEN, client_base, master_base, sandbox_settings
 

@@ -13,8 +13,8 @@ from leadkit.errors import RateLimitError, SchemaError
 from leadkit.http import NO_RETRY, HttpClient
 from leadkit.models import Client, ClientRunStatus, Source, utcnow
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from . import TOKEN, cli_json, sandbox_env, sandbox_settings, set_env
 

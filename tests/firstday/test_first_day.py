@@ -254,7 +254,7 @@ def test_a_first_batch_of_a_fresh_workspace_against_the_sandbox(tmp_path: Path) 
     import subprocess
     import sys
 
-    from leadkit.sandbox.server import Sandbox
+    from leadkit_sandbox.server import Sandbox
 
     home = tmp_path / "agency"
     (tmp_path / "clients.csv").write_text("client_id,name,daily_target,batch_size\nAcme-Co,Acme,10,5\n")

@@ -21,9 +21,9 @@ from leadkit.errors import SchemaError
 from leadkit.history import real_client_run_counts
 from leadkit.models import ClientRunStatus, EventKind, Run, RunEvent, RunStatus, Source, utcnow
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.schema import MASTER_TABLES, JobTracking
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

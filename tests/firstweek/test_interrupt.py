@@ -17,8 +17,8 @@ import pytest
 
 from leadkit.config import get_settings
 from leadkit.demo import seed
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokFirstWeekInterrupt0000000001"
 LEADKIT = str(Path(sys.executable).parent / "leadkit")

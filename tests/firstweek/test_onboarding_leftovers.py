@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 
 def leadkit(*argv: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 from .test_onboarding_leftovers import airtable_env, leadkit, sandbox, tree
 

@@ -13,9 +13,9 @@ import pytest
 from leadkit.harvest.apify import ApifyClient
 from leadkit.http import HttpClient, RetryPolicy, Timeouts
 from leadkit.models import Client, NewLead
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import LeadBase
 from leadkit.store.sqlite import SQLiteStore
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokHarvestTests000000000000001"
 FAST_RETRY = RetryPolicy(attempts=3, initial_s=0.01, max_s=0.02, jitter_s=0.01, max_rate_limit_wait_s=1.0)

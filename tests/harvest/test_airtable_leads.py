@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from leadkit.config import Settings
 from leadkit.harvest.harvester import select_leads
 from leadkit.models import Client, DuePolicy, EventKind, HarvestStatus, NewLead, RunEvent
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, RunEvents, TableSpec
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import profile_url
 

@@ -13,8 +13,8 @@ from leadkit.config import Settings
 from leadkit.errors import AuthError, ConfigError, UpstreamError
 from leadkit.harvest.apify import ApifyClient
 from leadkit.http import HttpClient, Timeouts
-from leadkit.sandbox.apify import posts_for_profile
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.apify import posts_for_profile
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN, MakeClient, profile_url
 

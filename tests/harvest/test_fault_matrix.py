@@ -17,10 +17,10 @@ from leadkit.errors import Category
 from leadkit.harvest.harvester import Harvester
 from leadkit.http import RetryPolicy, Timeouts
 from leadkit.models import Client, HarvestStatus
-from leadkit.sandbox.apify import posts_for_profile
-from leadkit.sandbox.core import FAULT_MODES
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import LeadBase
+from leadkit_sandbox.apify import posts_for_profile
+from leadkit_sandbox.core import FAULT_MODES
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import MakeClient
 

@@ -13,9 +13,9 @@ from leadkit.harvest.harvester import BatchOutcome, Harvester, posts_today, sele
 from leadkit.harvest.posts import normalize_profile_url
 from leadkit.http import NO_RETRY
 from leadkit.models import Client, ClientRunStatus, DuePolicy, HarvestStatus, Lead
-from leadkit.sandbox.apify import posts_for_profile
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import LeadBase
+from leadkit_sandbox.apify import posts_for_profile
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import MakeClient
 

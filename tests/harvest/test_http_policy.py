@@ -10,7 +10,7 @@ import pytest
 from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
 from leadkit.http import HttpClient, RetryPolicy, Timeouts
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN
 

@@ -23,8 +23,8 @@ import pytest
 from leadkit.config import get_settings
 from leadkit.demo import seed
 from leadkit.models import ClientRunStatus, HarvestStatus
-from leadkit.sandbox.server import Sandbox
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN
 

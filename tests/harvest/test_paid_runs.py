@@ -19,8 +19,8 @@ from leadkit.harvest.orphans import release_orphans
 from leadkit.models import EventKind, HarvestStatus, RunEvent, Source
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.sqlite import SQLiteStore
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN, MakeClient
 

@@ -16,7 +16,7 @@ from leadkit.harvest.posts import (
     post_key,
 )
 from leadkit.models import Post
-from leadkit.sandbox.apify import posts_for_profile
+from leadkit_sandbox.apify import posts_for_profile
 
 
 def item(**over: Any) -> dict[str, Any]:

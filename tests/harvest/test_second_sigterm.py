@@ -28,9 +28,9 @@ from pydantic import SecretStr
 
 from leadkit.config import Settings
 from leadkit.models import Client, HarvestStatus, NewLead
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, Leads, TableSpec
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN, profile_url
 

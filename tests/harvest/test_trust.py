@@ -18,9 +18,9 @@ from leadkit.harvest.harvester import BatchOutcome, Harvester, target_errors
 from leadkit.harvest.posts import post_key
 from leadkit.http import RetryPolicy, Timeouts
 from leadkit.models import Client, DuePolicy, HarvestStatus, NewLead, Post
-from leadkit.sandbox.apify import posts_for_profile
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import LeadBase
+from leadkit_sandbox.apify import posts_for_profile
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import MakeClient, profile_url
 

@@ -9,7 +9,7 @@ import httpx
 import pyairtable
 import pytest
 
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokSandboxTests0000000000000001"
 LIMITED_TOKEN = "tokLimitedToOneBase00000000002"

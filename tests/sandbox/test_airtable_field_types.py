@@ -10,8 +10,8 @@ import pyairtable
 import pytest
 from requests import HTTPError
 
-from leadkit.sandbox.airtable import user_of
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.airtable import user_of
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN
 

@@ -15,7 +15,7 @@ import pytest
 from pyairtable import formulas as F
 from requests import HTTPError
 
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 
 def error_of(exc: HTTPError) -> dict:
@@ -400,7 +400,7 @@ def test_rate_limit_off(sandbox: Sandbox, http: httpx.Client, base_id: str) -> N
 
 
 def test_serve_forever_prints_urls_and_a_generated_token() -> None:
-    code = "from leadkit.sandbox.server import serve_forever; serve_forever(airtable_port=0, apify_port=0)"
+    code = "from leadkit_sandbox.server import serve_forever; serve_forever(airtable_port=0, apify_port=0)"
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

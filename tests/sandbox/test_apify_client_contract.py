@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from apify_client import ApifyClient
 
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN
 

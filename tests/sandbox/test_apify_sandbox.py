@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from leadkit.sandbox.apify import POSTS_ACTOR, posts_for_profile
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.apify import POSTS_ACTOR, posts_for_profile
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import TOKEN
 

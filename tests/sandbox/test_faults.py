@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from leadkit.sandbox.core import (
+from leadkit_sandbox.core import (
     FAULT_MODES,
     FaultRegistry,
     ServiceApp,
@@ -18,9 +18,9 @@ from leadkit.sandbox.core import (
     serve_app,
     stop_server,
 )
-from leadkit.sandbox.core import Request as SandboxRequest
-from leadkit.sandbox.core import Response as SandboxResponse
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.core import Request as SandboxRequest
+from leadkit_sandbox.core import Response as SandboxResponse
+from leadkit_sandbox.server import Sandbox
 
 JSON_ERROR_MODES = {
     "json_401": (401, "AUTHENTICATION_REQUIRED"),

@@ -11,7 +11,7 @@ import pytest
 from pyairtable import formulas as F
 from requests import HTTPError
 
-from leadkit.sandbox.formula import EvalContext, FormulaError, compile_formula, evaluate, is_truthy, matches
+from leadkit_sandbox.formula import EvalContext, FormulaError, compile_formula, evaluate, is_truthy, matches
 
 NOW = datetime(2025, 9, 25, 20, 18, 45, tzinfo=UTC)
 FIELDS: dict[str, Any] = {

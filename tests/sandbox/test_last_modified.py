@@ -10,8 +10,8 @@ import httpx
 import pyairtable
 import pytest
 
-from leadkit.sandbox.formula import EvalContext, FormulaError, compile_formula, evaluate
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.formula import EvalContext, FormulaError, compile_formula, evaluate
+from leadkit_sandbox.server import Sandbox
 
 T1 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 T2 = datetime(2026, 1, 2, 9, 0, tzinfo=UTC)

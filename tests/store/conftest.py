@@ -16,9 +16,9 @@ from pydantic import SecretStr
 
 from leadkit.config import Settings
 from leadkit.models import Client
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import Store
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, TableSpec
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokStoreTests000000000000000001"
 

@@ -10,9 +10,9 @@ import requests
 
 from leadkit.harvest.posts import merge_posts, post_key
 from leadkit.models import Client, DuePolicy, HarvestStatus, NewLead, Post, Run
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, JobTracking, Leads
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

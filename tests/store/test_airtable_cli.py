@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from leadkit.models import ClientRun, ClientRunStatus, Run, RunStatus, Source
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import MASTER_TABLES, ClientRunResults
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

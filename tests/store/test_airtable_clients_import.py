@@ -8,9 +8,9 @@ import pytest
 from leadkit.clients import save_clients
 from leadkit.errors import UpstreamError
 from leadkit.models import Client
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import MASTER_TABLES, Clients
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

@@ -11,9 +11,9 @@ import requests
 
 from leadkit.errors import DataError
 from leadkit.models import Alert, ClientRun, EventKind, Lease, RunEvent, Source
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import MASTER_TABLES, Alerts, ClientRunResults, Leases, RunEvents
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

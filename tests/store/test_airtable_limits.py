@@ -12,11 +12,11 @@ import pytest
 
 from leadkit.errors import AuthError
 from leadkit.models import AuthCheck, ClientRun, ClientRunStatus, EventKind, RunEvent, Source
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.airtable.archive import ARCHIVE_FILE, Archive, archive_old
 from leadkit.store.airtable.usage import read_tally, usage_report
 from leadkit.store.schema import MASTER_TABLES, MAX_LONG_TEXT, AuthChecks, ClientRunResults, RunEvents
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

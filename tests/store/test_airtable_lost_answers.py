@@ -13,10 +13,10 @@ import pytest
 
 from leadkit.models import ClientRun, ClientRunStatus, Lease, Run, Source
 from leadkit.records import RunRecordService
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.airtable.api import claim
 from leadkit.store.schema import MASTER_TABLES, ClientRunResults, JobTracking, Leases
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

@@ -16,9 +16,9 @@ import pytest
 
 from leadkit.errors import ConfigError, MissingRecordError, RateLimitError
 from leadkit.models import Run, RunStatus
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import PACE_MARGIN_S, AirtableApi, AirtableStore, RequestPacer, default_pace_dir
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, JobTracking, Leads
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

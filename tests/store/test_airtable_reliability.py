@@ -13,11 +13,11 @@ from pydantic import SecretStr
 from leadkit.config import Settings
 from leadkit.errors import AuthError, ConfigError, MissingRecordError, SchemaError, UpstreamError
 from leadkit.models import Client, ClientRun, ClientRunStatus, EventKind, Lease, NewLead, RunEvent, Source
-from leadkit.sandbox.server import Sandbox
 from leadkit.store import open_store
 from leadkit.store.airtable import AirtableStore, make_api
 from leadkit.store.provision import check_schema, provision
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, ClientRunResults, Leads, TableSpec
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

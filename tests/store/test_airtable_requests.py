@@ -13,9 +13,9 @@ import textwrap
 from pathlib import Path
 
 from leadkit.models import ClientRun, ClientRunStatus, EventKind, RunEvent
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import MASTER_TABLES, ClientRunResults
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 from .test_contract import at, client_run

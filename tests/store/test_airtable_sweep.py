@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from leadkit.models import ClientRun, ClientRunStatus, EventKind, RunEvent, Source
 from leadkit.records import RunRecordService
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import AirtableStore
 from leadkit.store.schema import MASTER_TABLES, ClientRunResults
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import airtable_settings, tables_spec
 

@@ -12,8 +12,8 @@ import pytest
 from leadkit import deadline_scope
 from leadkit.deadline import Deadline
 from leadkit.errors import RateLimitError
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable.api import AirtableApi
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokPacingDeadline00000000000001"
 EMPTY_TABLE = [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from leadkit.capacity import SLOTS_ENV, SlotSpec
-from leadkit.sandbox.server import Sandbox
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokPacingHosts0000000000000000001"
 EMPTY_TABLE = [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]

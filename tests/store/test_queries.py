@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 from leadkit.models import ClientRunStatus, EventKind, Failure, HarvestStatus, NewLead, RunEvent
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.base import Store
 from leadkit.store.schema import MASTER_TABLES
+from leadkit_sandbox.server import Sandbox
 
 from .conftest import StoreKit, airtable_settings, tables_spec
 from .test_contract import at, client_run

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from leadkit.capacity import SLOTS_ENV, SlotSpec
-from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable.usage import USAGE_FILE, read_tally
+from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokUsageHosts00000000000000000001"
 EMPTY_TABLE = [{"name": "Table 1", "fields": [{"name": "Name", "type": "singleLineText"}]}]

@@ -49,7 +49,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from leadkit.harvest.posts import normalize_profile_url
-from leadkit.sandbox.core import ApiError, Request, Response, ServiceApp, SharedState, json_response
+from leadkit_sandbox.core import ApiError, Request, Response, ServiceApp, SharedState, json_response
 
 __all__ = [
     "ACTOR_PAGE_POSTS",

@@ -9,13 +9,13 @@ from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from leadkit.sandbox.airtable import AirtableApp
-from leadkit.sandbox.core import ServiceApp, SharedState, serve_app, stop_server
+from leadkit_sandbox.airtable import AirtableApp
+from leadkit_sandbox.core import ServiceApp, SharedState, serve_app, stop_server
 
 
 def _load_apify(state: SharedState) -> ServiceApp | None:
     try:
-        from leadkit.sandbox.apify import ApifyApp
+        from leadkit_sandbox.apify import ApifyApp
     except ImportError:
         return None
     app: ServiceApp = ApifyApp(state)
@@ -149,7 +149,7 @@ def serve_forever(
     if sandbox.apify_url:
         print(f"Apify sandbox:    {sandbox.apify_url}  (API under /v2)")
     else:
-        print("Apify sandbox:    not available (leadkit.sandbox.apify does not import)")
+        print("Apify sandbox:    not available (leadkit_sandbox.apify does not import)")
     print(f"Rate limit:       {limit}")
     generated = not tokens
     for token in sandbox.tokens:

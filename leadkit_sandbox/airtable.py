@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from leadkit.sandbox.core import (
+from leadkit_sandbox.core import (
     ApiError,
     RateLimiter,
     Request,
@@ -41,7 +41,7 @@ from leadkit.sandbox.core import (
     SharedState,
     json_response,
 )
-from leadkit.sandbox.formula import (
+from leadkit_sandbox.formula import (
     CELL_ERROR,
     EvalContext,
     FormulaError,
