@@ -1,6 +1,9 @@
 """leadkit: run records, post harvesting, auth checks and diagnosis for a multi-tenant lead pipeline.
 
-The public API is small and imported lazily, so `import leadkit` stays cheap in every notebook kernel.
+This is the public API: the notebooks and the dashboard use these names and nothing else of leadkit's
+(`tests/test_public_api.py` pins the list and checks both). `Workspace` (an opened workspace: `ws.store`, a `Store`,
+and `ws.records`) and the `Store` and `LeadBase` protocols are documented types: what they offer is public too.
+Names are imported lazily, so `import leadkit` stays cheap in every notebook kernel.
 """
 
 from __future__ import annotations
@@ -11,15 +14,27 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "publish_result": "leadkit.notebook",
+    "Workspace": "leadkit.workspace",
     "open_workspace": "leadkit.workspace",
-    "run_doctor": "leadkit.doctor",
+    "Store": "leadkit.store.base",
+    "LeadBase": "leadkit.store.base",
+    "ChangeVersions": "leadkit.store.base",
+    "RunFilter": "leadkit.store.base",
+    "RunId": "leadkit.runids",
+    "RunStatus": "leadkit.models",
+    "Source": "leadkit.models",
+    "LeadkitError": "leadkit.errors",
+    "ConfigError": "leadkit.errors",
+    "MissingRecordError": "leadkit.errors",
+    "get_settings": "leadkit.config",
+    "run_client": "leadkit.workflow",
+    "publish_result": "leadkit.notebook",
+    "start_notebook_logging": "leadkit.notebook",
+    "client_report": "leadkit.notebook",
+    "notebook_workspace": "leadkit.labworkspace",
+    "lab_link": "leadkit.labworkspace",
+    "run_batch": "leadkit.batch",
     "run_auth_checks": "leadkit.checks",
-    "client_health": "leadkit.health",
-    "record_stats": "leadkit.diagnosis",
-    "group_failures": "leadkit.diagnosis",
-    "failure_headline": "leadkit.diagnosis",
-    "client_history": "leadkit.diagnosis",
     "list_attempts": "leadkit.history",
     "run_history": "leadkit.history",
     "run_status_label": "leadkit.history",
@@ -28,85 +43,92 @@ _EXPORTS: dict[str, str] = {
     "real_client_run_counts": "leadkit.history",
     "counts_as_failed": "leadkit.history",
     "clients_failed": "leadkit.history",
-    "run_batch": "leadkit.batch",
-    "RunFilter": "leadkit.store.base",
-    "RunId": "leadkit.runids",
-    "validate_client_id": "leadkit.runids",
-    "parse_duration": "leadkit.durations",
-    "Settings": "leadkit.config",
-    "get_settings": "leadkit.config",
-    "Workspace": "leadkit.workspace",
-    "RunRecordService": "leadkit.records",
-    "run_client": "leadkit.workflow",
-    "decide": "leadkit.workflow",
-    "Verdict": "leadkit.workflow",
-    "Source": "leadkit.models",
-    "Client": "leadkit.models",
-    "ClientRun": "leadkit.models",
-    "ClientRunStatus": "leadkit.models",
-    "RunStatus": "leadkit.models",
-    "LeadkitError": "leadkit.errors",
-    "Category": "leadkit.errors",
-    "start_notebook_logging": "leadkit.notebook",
-    "client_report": "leadkit.notebook",
+    "client_health": "leadkit.health",
+    "workspace_health": "leadkit.health",
+    "record_stats": "leadkit.diagnosis",
+    "group_failures": "leadkit.diagnosis",
+    "failure_headline": "leadkit.diagnosis",
+    "client_history": "leadkit.diagnosis",
+    "describe_run": "leadkit.diagnosis",
+    "example_run": "leadkit.diagnosis",
+    "example_history": "leadkit.diagnosis",
     "list_alerts": "leadkit.alerts",
     "channel_states": "leadkit.alerts",
     "alert_summary": "leadkit.alerts",
     "set_triage": "leadkit.alerts",
+    "DASHBOARD": "leadkit.requesters",
+    "requests_for": "leadkit.requesters",
+    "local_writes": "leadkit.store.airtable.usage",
+    "read_tally": "leadkit.store.airtable.usage",
+    "usage_report": "leadkit.store.airtable.usage",
 }
 
 __all__ = [
-    "publish_result",
-    "open_workspace",
-    "run_doctor",
-    "run_auth_checks",
+    "alert_summary",
+    "ChangeVersions",
+    "channel_states",
     "client_health",
-    "record_stats",
-    "group_failures",
-    "failure_headline",
     "client_history",
+    "client_report",
+    "clients_failed",
+    "ConfigError",
+    "counts_as_failed",
+    "DASHBOARD",
+    "describe_run",
+    "example_history",
+    "example_run",
+    "failure_headline",
+    "get_settings",
+    "group_failures",
+    "lab_link",
+    "latest_attempt",
+    "latest_failed",
+    "LeadBase",
+    "LeadkitError",
+    "list_alerts",
     "list_attempts",
+    "local_writes",
+    "MissingRecordError",
+    "notebook_workspace",
+    "open_workspace",
+    "publish_result",
+    "read_tally",
+    "real_client_run_counts",
+    "record_stats",
+    "requests_for",
+    "run_auth_checks",
+    "run_batch",
+    "run_client",
     "run_history",
     "run_status_label",
-    "latest_failed",
-    "latest_attempt",
-    "real_client_run_counts",
-    "counts_as_failed",
-    "clients_failed",
-    "run_batch",
     "RunFilter",
-    "Category",
-    "Client",
-    "ClientRun",
-    "ClientRunStatus",
-    "LeadkitError",
     "RunId",
-    "RunRecordService",
     "RunStatus",
-    "Settings",
-    "Source",
-    "Verdict",
-    "Workspace",
-    "client_report",
-    "decide",
-    "get_settings",
-    "parse_duration",
-    "run_client",
-    "start_notebook_logging",
-    "validate_client_id",
-    "list_alerts",
-    "channel_states",
-    "alert_summary",
     "set_triage",
+    "Source",
+    "start_notebook_logging",
+    "Store",
+    "usage_report",
+    "Workspace",
+    "workspace_health",
 ]
 
 if TYPE_CHECKING:
     from leadkit.alerts import alert_summary, channel_states, list_alerts, set_triage
     from leadkit.batch import run_batch
-    from leadkit.config import Settings, get_settings
-    from leadkit.diagnosis import client_history, failure_headline
-    from leadkit.durations import parse_duration
-    from leadkit.errors import Category, LeadkitError
+    from leadkit.checks import run_auth_checks
+    from leadkit.config import get_settings
+    from leadkit.diagnosis import (
+        client_history,
+        describe_run,
+        example_history,
+        example_run,
+        failure_headline,
+        group_failures,
+        record_stats,
+    )
+    from leadkit.errors import ConfigError, LeadkitError, MissingRecordError
+    from leadkit.health import client_health, workspace_health
     from leadkit.history import (
         clients_failed,
         counts_as_failed,
@@ -117,12 +139,15 @@ if TYPE_CHECKING:
         run_history,
         run_status_label,
     )
-    from leadkit.models import Client, ClientRun, ClientRunStatus, RunStatus, Source
-    from leadkit.notebook import client_report, start_notebook_logging
-    from leadkit.records import RunRecordService
-    from leadkit.runids import RunId, validate_client_id
-    from leadkit.workflow import Verdict, decide, run_client
-    from leadkit.workspace import Workspace
+    from leadkit.labworkspace import lab_link, notebook_workspace
+    from leadkit.models import RunStatus, Source
+    from leadkit.notebook import client_report, publish_result, start_notebook_logging
+    from leadkit.requesters import DASHBOARD, requests_for
+    from leadkit.runids import RunId
+    from leadkit.store.airtable.usage import local_writes, read_tally, usage_report
+    from leadkit.store.base import ChangeVersions, LeadBase, RunFilter, Store
+    from leadkit.workflow import run_client
+    from leadkit.workspace import Workspace, open_workspace
 
 
 def __getattr__(name: str) -> Any:
