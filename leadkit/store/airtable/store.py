@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import json
 import logging
-import os
 import threading
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from pyairtable import Api, Table
-from pyairtable.formulas import GTE, LT, OR, Field, Formula, to_formula_str
+from pyairtable.formulas import GTE, LT, OR, Field, to_formula_str
 
 from leadkit.config import Settings
 from leadkit.errors import (
@@ -30,18 +26,16 @@ from leadkit.errors import (
     SchemaError,
 )
 from leadkit.models import (
-    AuthCheck,
     Client,
     ClientRun,
     ClientRunStatus,
     EventKind,
-    Failure,
     Lease,
     Run,
     RunEvent,
 )
 from leadkit.store.airtable.alerts import AirtableAlerts
-from leadkit.store.airtable.api import AirtableApi, create_once, make_api, validate_base_id
+from leadkit.store.airtable.api import AirtableApi, make_api, validate_base_id
 from leadkit.store.airtable.archive import ARCHIVE_FILE, Archive
 from leadkit.store.airtable.codecs import (
     CLIENT_RUN_FIELDS,
@@ -52,58 +46,32 @@ from leadkit.store.airtable.codecs import (
     _client_run,
     _client_run_fields,
     _client_run_key,
-    _clip,
-    _created,
     _eq,
     _event_dict,
-    _event_from_dict,
-    _event_key,
-    _event_line,
     _events_of,
     _formula,
     _ms,
-    _newest_lines,
-    _opt_int,
-    _required_time,
     _run,
     _run_fields,
-    _sortable_id,
     _ts,
     _without_blanks,
-    reading,
 )
+from leadkit.store.airtable.events import AirtableEvents
+from leadkit.store.airtable.heldsaves import HeldSaves
 from leadkit.store.airtable.leads import AirtableLeadBase
 from leadkit.store.airtable.lease import AirtableLeases
+from leadkit.store.airtable.reports import AirtableReports
 from leadkit.store.airtable.writes import after_tie, create_marked, first_created, new_nonce, oldest
-from leadkit.store.base import ClientRunCounts, EventTotal, RunFilter
-from leadkit.store.codecs import failure_to_dict, parse_ts
+from leadkit.store.base import ClientRunCounts, RunFilter
 from leadkit.store.schema import (
-    MAX_LONG_TEXT,
     MAX_RECORDS_PER_REQUEST,
     RECORD_ID_RE,
-    AuthChecks,
     ClientRunResults,
     Clients,
-    Failures,
     JobTracking,
-    RunEvents,
 )
 
 log = logging.getLogger(__name__)
-
-#: Where a held progress save waits, under the workspace (LEADKIT_HOME): one file per ClientRun, gone once written.
-HELD_DIR = "held-saves"
-#: Stores that held a save at some point: written at exit.
-_HOLDING: weakref.WeakSet[AirtableStore] = weakref.WeakSet()
-
-
-@atexit.register
-def _write_every_held_save() -> None:
-    for store in list(_HOLDING):
-        try:
-            store.write_held()
-        except LeadkitError as exc:
-            log.warning("a held ClientRun save could not be written at exit: %s", exc.message)
 
 
 def _key_of(record: Record) -> tuple[str, str]:
@@ -119,7 +87,7 @@ OPEN_ATTEMPTS = 4
 SCHEMA_CHECK_TTL_S = 600.0
 
 
-class AirtableStore(AirtableLeases, AirtableAlerts):
+class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, AirtableAlerts):
     """The store protocol on the Master Clients base `master_base_id`."""
 
     def __init__(self, master_base_id: str, settings: Settings, *, api: Api | None = None) -> None:
@@ -609,102 +577,11 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
                     self._held_timer = threading.Timer(self.save_coalesce_s, self._write_held_quietly)
                     self._held_timer.daemon = True
                     self._held_timer.start()
-                _HOLDING.add(self)
+                self._write_at_exit()
                 return
             self._write_client_run(record, events)
             if held is not None:
                 self._unspool(key)
-
-    def _spool_path(self, run_id: str, client_id: str) -> Path:
-        name = f"{quote(run_id, safe='')}--{quote(client_id, safe='')}.json"
-        return Path(self.settings.leadkit_home) / HELD_DIR / self.base_id / name
-
-    def _spool(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
-        """Keep a held save in the workspace until it is written (a file replaced whole, never half-written).
-        A workspace folder that does not exist is not created for it: the save is then held in memory only."""
-        path = self._spool_path(record.run_id, record.client_id)
-        data = {
-            "record_id": record.record_id,
-            "fields": _client_run_fields(record),
-            "events": [_event_dict(e) for e in events],
-        }
-        if not Path(self.settings.leadkit_home).is_dir():
-            log.debug(
-                "no workspace folder: the held save of %s-%s is kept in memory only", record.run_id, record.client_id
-            )
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(data, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:  # the save is still held in memory and written by the timer
-            log.warning("cannot keep the held save of %s-%s in %s: %s", record.run_id, record.client_id, path, exc)
-
-    def _unspool(self, key: tuple[str, str]) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self._spool_path(*key).unlink()
-
-    def write_left_save(self, run_id: str, client_id: str) -> bool:
-        """Write the progress save that a process killed before writing it left in the workspace for this
-        ClientRun (see `save_client_run`), when the record is still Running; events it already wrote are not
-        added twice. True when something was written. Call it only for a record whose writer is gone."""
-        key = (run_id, client_id)
-        if key in self._held:
-            self.write_held()
-        path = self._spool_path(run_id, client_id)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError) as exc:
-            log.warning("the held save in %s cannot be read (%s); it is left there", path, exc)
-            return False
-        stored = self._client_run_record(run_id, client_id)
-        if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
-            path.unlink(missing_ok=True)  # nothing to add to: the record ended (its end has everything)
-            return False
-        known = self._events.get(stored["id"], [])
-        fresh = [e for e in data.get("events") or [] if e not in known]
-        fields: Fields = dict(data.get("fields") or {})
-        fields[ClientRunResults.STATUS] = ClientRunStatus.RUNNING.value
-        spill = self._append_events(stored["id"], [_event_from_dict(e, run_id, client_id) for e in fresh], fields)
-        self._table(ClientRunResults.TABLE).update(stored["id"], fields)
-        if ClientRunResults.EVENTS_JSON in fields:
-            self._events[stored["id"]] = json.loads(fields[ClientRunResults.EVENTS_JSON])
-        if spill:
-            self._add_table_events(spill)
-        path.unlink(missing_ok=True)
-        log.info("wrote the progress of ClientRun %s-%s that its killed process held", run_id, client_id)
-        return True
-
-    def write_held(self) -> None:
-        """Write the progress saves this store is holding (see `save_client_run`)."""
-        with self._save_lock:
-            if self._held_timer is not None:
-                self._held_timer.cancel()
-                self._held_timer = None
-            held, self._held = self._held, {}
-            try:
-                while held:
-                    key, (record, events) = next(iter(held.items()))
-                    self._write_client_run(record, events)
-                    del held[key]
-                    self._unspool(key)
-            finally:
-                for key, value in held.items():  # not written: kept for the next save or read
-                    self._held.setdefault(key, value)
-
-    def _write_held_quietly(self) -> None:
-        with self._save_lock:
-            self._held_timer = None
-        try:
-            self.write_held()
-        except LeadkitError as exc:
-            log.warning("a held ClientRun save failed (%s); it is written with the next save", exc.message)
 
     def _write_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Write the record with its events after those it has. A sweep's write (status Stale with a SWEPT event)
@@ -780,34 +657,6 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
         if record.record_id and RECORD_ID_RE.fullmatch(record.record_id):
             self._record_ids[(record.run_id, record.client_id)] = record.record_id
             self._events[record.record_id] = [_event_dict(e) for e in events]
-
-    def _append_events(self, record_id: str, events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
-        """`_put_events` after the events this process knows the record `record_id` has."""
-        return self._put_events(self._events.get(record_id, []), events, fields)
-
-    @staticmethod
-    def _put_events(known: list[dict[str, Any]], events: Sequence[RunEvent], fields: Fields) -> list[RunEvent]:
-        """Put `events` after `known` into `fields` (Events JSON, Progress Log and Last Event At of the record);
-        return those that do not fit the Events JSON cell, for the Run Events table. The Progress Log keeps its
-        newest lines (with a marker line when older ones were left out), so no cell ever passes Airtable's
-        100,000 characters."""
-        if not events:
-            return []
-        new = [_event_dict(e) for e in events]
-        size = len(json.dumps(known, separators=(",", ":")))
-        fit = 0  # how many of the new events still fit the Events JSON cell
-        for data in new:
-            size += len(json.dumps(data, separators=(",", ":"))) + 1
-            if size > MAX_LONG_TEXT:
-                break
-            fit += 1
-        spill = list(events[fit:])
-        if fit:
-            fields[ClientRunResults.EVENTS_JSON] = json.dumps(known + new[:fit], separators=(",", ":"))
-        lines = [_event_line(_event_from_dict(e, "", "")) for e in known + new]
-        fields[ClientRunResults.PROGRESS_LOG] = _newest_lines("\n".join(lines))
-        fields[ClientRunResults.LAST_EVENT_AT] = max(str(e.get("at") or "") for e in known + new) or None
-        return spill
 
     def list_client_runs(
         self,
@@ -900,262 +749,4 @@ class AirtableStore(AirtableLeases, AirtableAlerts):
             chunk = missing[start : start + 50]
             formula = _formula(OR(*(_eq(ClientRunResults.CLIENT_ID, c) for c in chunk)), of_status)
             scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, formula=formula))
-        return out
-
-    def add_events(self, events: Sequence[RunEvent]) -> None:
-        """Append events to their ClientRun records (10 records a request); events without a ClientRun
-        go to the Run Events table."""
-        if not events:
-            return
-        self.write_held()
-        groups: dict[tuple[str, str], list[RunEvent]] = {}
-        for event in events:
-            groups.setdefault((event.run_id, event.client_id), []).append(event)
-        table = self._table(ClientRunResults.TABLE)
-        unknown = [k for k in groups if self._record_ids.get(k) not in self._events]
-        if unknown:
-            for record in table.all(
-                formula=to_formula_str(
-                    OR(*(_eq(ClientRunResults.RUN_ID, f"{run}-{client}") for run, client in unknown))
-                )
-            ):
-                self._remember(record)
-        updates: list[dict[str, Any]] = []
-        spill: list[RunEvent] = []
-        for key, group in groups.items():
-            record_id = self._record_ids.get(key)
-            if record_id is None:
-                spill.extend(group)
-                continue
-            fields: Fields = {}
-            spill.extend(self._append_events(record_id, group, fields))
-            if fields:
-                updates.append({"id": record_id, "fields": fields})
-                if ClientRunResults.EVENTS_JSON in fields:
-                    self._events[record_id] = json.loads(fields[ClientRunResults.EVENTS_JSON])
-        if updates:
-            table.batch_update(updates)  # type: ignore[arg-type]
-        if spill:
-            self._add_table_events(spill)
-
-    def _add_table_events(self, events: Sequence[RunEvent]) -> None:
-        """Write events to the Run Events table, upserted on an Event ID made from the event itself (its time, its
-        place in this write, a digest of what it says), so the same save repeated after a lost answer adds nothing;
-        and reads drop an event that a differently split repeat stored twice."""
-        self._table(RunEvents.TABLE).batch_upsert(
-            [
-                {
-                    "fields": {
-                        RunEvents.EVENT_ID: _event_key(e, seq),
-                        RunEvents.RUN_ID: e.run_id,
-                        RunEvents.CLIENT_ID: e.client_id,
-                        RunEvents.STAGE: e.stage,
-                        RunEvents.KIND: e.kind.value,
-                        RunEvents.MESSAGE: _clip(e.message),
-                        RunEvents.METRICS_JSON: json.dumps(e.metrics),
-                        RunEvents.AT: _ts(e.at),
-                    }
-                }
-                for seq, e in enumerate(events)
-            ],
-            key_fields=[RunEvents.EVENT_ID],
-        )
-
-    def list_events(
-        self, *, run_id: str | None = None, client_id: str | None = None, since: datetime | None = None
-    ) -> list[RunEvent]:
-        self.write_held()
-        events: list[RunEvent] = []
-        crr_formula = _formula(
-            _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
-            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
-            OR(
-                GTE(Field(ClientRunResults.LAST_EVENT_AT), _ms(since)),
-                GTE(Field(ClientRunResults.HEARTBEAT), _ms(since)),
-            )
-            if since is not None
-            else None,
-        )
-        crr_options: dict[str, Any] = {
-            "fields": [ClientRunResults.BASE_RUN_ID, ClientRunResults.CLIENT_ID, ClientRunResults.EVENTS_JSON],
-            "sort": [ClientRunResults.START_TIME],
-        }
-        if crr_formula:
-            crr_options["formula"] = crr_formula
-        crr_records: list[Record] = list(self._table(ClientRunResults.TABLE).all(**crr_options))
-        table_records: list[Record] = []
-        if self.archive is not None:  # an archived ClientRun's events came within a day of its start
-            early = since - timedelta(days=1) if since is not None else None
-            crr_records += self.archive.records(
-                self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id, since=early
-            )
-            table_records += self.archive.records(
-                self.base_id, RunEvents.TABLE, run_id=run_id, client_id=client_id, since=since
-            )
-        for record in crr_records:
-            f = record["fields"]
-            for data in _events_of(record):
-                events.append(
-                    _event_from_dict(
-                        data, str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, ""))
-                    )
-                )
-        table_formula = _formula(
-            _eq(RunEvents.RUN_ID, run_id) if run_id is not None else None,
-            _eq(RunEvents.CLIENT_ID, client_id) if client_id is not None else None,
-            GTE(Field(RunEvents.AT), _ms(since)) if since is not None else None,
-        )
-        table_options: dict[str, Any] = {"sort": [RunEvents.AT, RunEvents.EVENT_ID]}
-        if table_formula:
-            table_options["formula"] = table_formula
-        run_events: list[Record] = [*self._table(RunEvents.TABLE).all(**table_options), *table_records]
-        for record in run_events:
-            f = record["fields"]
-            with reading(RunEvents.TABLE, record):
-                at = _required_time(RunEvents.TABLE, record, RunEvents.AT)
-                events.append(
-                    RunEvent(
-                        run_id=str(f.get(RunEvents.RUN_ID, "")),
-                        client_id=str(f.get(RunEvents.CLIENT_ID, "")),
-                        stage=str(f.get(RunEvents.STAGE, "")),
-                        kind=EventKind(str(f.get(RunEvents.KIND, EventKind.INFO.value))),
-                        message=str(f.get(RunEvents.MESSAGE, "")),
-                        metrics=json.loads(f.get(RunEvents.METRICS_JSON) or "{}"),
-                        at=at,
-                    )
-                )
-        if since is not None:
-            cutoff = _ms(since)
-            events = [e for e in events if e.at >= cutoff]
-        unique = {_event_key(e): e for e in reversed(events)}  # a save repeated after a lost answer: once
-        return sorted(reversed(unique.values()), key=lambda e: e.at)
-
-    def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:
-        """Counted here from `list_events(since=...)`: Airtable has no aggregates, but the formula keeps the
-        download to the records whose events may fall in the window."""
-        counts: Counter[str] = Counter()
-        sums: dict[str, dict[str, float]] = {}
-        for event in self.list_events(since=since):
-            kind = event.kind.value
-            counts[kind] += 1
-            bucket = sums.setdefault(kind, {})
-            for name, value in event.metrics.items():
-                bucket[name] = bucket.get(name, 0.0) + float(value)
-        return {kind: EventTotal(n, dict(sums.get(kind, {}))) for kind, n in counts.items()}
-
-    # diagnostics ---------------------------------------------------------------------------------------
-    def add_failure(self, failure: Failure) -> None:
-        data = failure_to_dict(failure, stamp=_ts)
-        create_once(
-            self._table(Failures.TABLE),
-            [
-                _without_blanks(
-                    {
-                        Failures.FAILURE_ID: _sortable_id(),
-                        Failures.CATEGORY: data["category"],
-                        Failures.FINGERPRINT: data["fingerprint"],
-                        Failures.MESSAGE: _clip(data["message"]),
-                        Failures.HINT: _clip(data["hint"]),
-                        Failures.RUN_ID: data["run_id"],
-                        Failures.CLIENT_ID: data["client_id"],
-                        Failures.STAGE: data["stage"],
-                        Failures.AT: data["at"],
-                        Failures.NOTEBOOK: data["notebook"],
-                        Failures.CELL: data["cell"],
-                        Failures.TRACEBACK: _clip(data["traceback"]),
-                    }
-                )
-            ],
-            Failures.FAILURE_ID,
-        )
-
-    def _newest(
-        self,
-        table: str,
-        at_field: str,
-        id_field: str,
-        since: datetime | None,
-        limit: int | None,
-        where: Formula | None = None,
-    ) -> Sequence[Record]:
-        options: dict[str, Any] = {"sort": [f"-{at_field}", f"-{id_field}"]}
-        formula = _formula(GTE(Field(at_field), _ms(since)) if since is not None else None, where)
-        if formula:
-            options["formula"] = formula
-        if limit is not None:
-            if limit <= 0:
-                return []
-            options["max_records"] = limit
-        return self._table(table).all(**options)
-
-    def list_failures(
-        self, *, since: datetime | None = None, limit: int | None = None, client_id: str | None = None
-    ) -> list[Failure]:
-        out = []
-        where = _eq(Failures.CLIENT_ID, client_id) if client_id is not None else None
-        for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit, where):
-            f = record["fields"]
-            out.append(
-                Failure(
-                    category=str(f.get(Failures.CATEGORY, "")),
-                    fingerprint=str(f.get(Failures.FINGERPRINT, "")),
-                    message=str(f.get(Failures.MESSAGE, "")),
-                    hint=str(f.get(Failures.HINT, "")),
-                    run_id=f.get(Failures.RUN_ID) or None,
-                    client_id=f.get(Failures.CLIENT_ID) or None,
-                    stage=f.get(Failures.STAGE) or None,
-                    at=parse_ts(f.get(Failures.AT)) or _created(record),
-                    notebook=f.get(Failures.NOTEBOOK) or None,
-                    cell=_opt_int(f.get(Failures.CELL)),
-                    traceback=f.get(Failures.TRACEBACK) or None,
-                )
-            )
-        return out
-
-    def add_auth_checks(self, checks: Sequence[AuthCheck]) -> None:
-        if not checks:
-            return
-        create_once(
-            self._table(AuthChecks.TABLE),
-            [
-                _without_blanks(
-                    {
-                        AuthChecks.CHECK_ID: _sortable_id(),
-                        AuthChecks.NAME: c.name,
-                        AuthChecks.OK: c.ok,
-                        AuthChecks.CATEGORY: c.category,
-                        AuthChecks.STATUS_CODE: c.status,
-                        AuthChecks.LATENCY_MS: c.latency_ms,
-                        AuthChecks.HINT: c.hint,
-                        AuthChecks.CHECKED_AT: _ts(c.checked_at),
-                        AuthChecks.DETAIL: _clip(c.detail),
-                    }
-                )
-                for c in checks
-            ],
-            AuthChecks.CHECK_ID,
-        )
-
-    def list_auth_checks(self, *, since: datetime | None = None, limit: int | None = None) -> list[AuthCheck]:
-        out = []
-        records: list[Record] = list(
-            self._newest(AuthChecks.TABLE, AuthChecks.CHECKED_AT, AuthChecks.CHECK_ID, since, limit)
-        )
-        if self.archive is not None and (limit is None or len(records) < limit):
-            old = self.archive.records(self.base_id, AuthChecks.TABLE, since=since)[::-1]
-            records += old[: None if limit is None else limit - len(records)]
-        for record in records:
-            f = record["fields"]
-            out.append(
-                AuthCheck(
-                    name=str(f.get(AuthChecks.NAME, "")),
-                    ok=bool(f.get(AuthChecks.OK, False)),
-                    category=f.get(AuthChecks.CATEGORY) or None,
-                    status=_opt_int(f.get(AuthChecks.STATUS_CODE)),
-                    latency_ms=float(f.get(AuthChecks.LATENCY_MS, 0.0)),
-                    hint=str(f.get(AuthChecks.HINT, "")),
-                    checked_at=parse_ts(f.get(AuthChecks.CHECKED_AT)) or _created(record),
-                    detail=str(f.get(AuthChecks.DETAIL, "")),
-                )
-            )
         return out
