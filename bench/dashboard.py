@@ -259,7 +259,7 @@ def build_airtable(sandbox: Any, home: Path, clients: int, runs: int) -> tuple[d
     from leadkit.config import Settings
     from leadkit.models import EventKind, Failure, Run, RunEvent, RunStatus
     from leadkit.store.airtable import AirtableStore, make_api
-    from leadkit.store.airtable.codecs import _client_run_fields, _client_run_key, _event_dict, _ts
+    from leadkit.store.airtable.codecs import client_run_fields, client_run_key, event_dict, time_cell
     from leadkit.store.provision import provision
     from leadkit.store.schema import ClientRunResults, Failures
     from leadkit.workspace import Workspace
@@ -344,12 +344,12 @@ def build_airtable(sandbox: Any, home: Path, clients: int, runs: int) -> tuple[d
                 for i, k in enumerate(("opened", "started", "completed"))
             ]
             fields = {
-                **_client_run_key(run_id, client.client_id),
-                **_client_run_fields(rec),
+                **client_run_key(run_id, client.client_id),
+                **client_run_fields(rec),
                 ClientRunResults.SOURCE: "batch",
-                ClientRunResults.START_TIME: _ts(at),
-                ClientRunResults.EVENTS_JSON: json.dumps([_event_dict(e) for e in events]),
-                ClientRunResults.LAST_EVENT_AT: _ts(events[-1].at),
+                ClientRunResults.START_TIME: time_cell(at),
+                ClientRunResults.EVENTS_JSON: json.dumps([event_dict(e) for e in events]),
+                ClientRunResults.LAST_EVENT_AT: time_cell(events[-1].at),
             }
             records.append({k: v for k, v in fields.items() if v is not None})
         crr.batch_create(records)

@@ -12,7 +12,15 @@ from pyairtable.formulas import GTE, Field
 
 from leadkit.models import Alert, FailureTriage, TriageStatus
 from leadkit.store.airtable.api import create_once
-from leadkit.store.airtable.codecs import _created, _eq, _formula, _ms, _sortable_id, _ts, _without_blanks
+from leadkit.store.airtable.codecs import (
+    created_time,
+    eq,
+    formula_of,
+    ms_precision,
+    sortable_id,
+    time_cell,
+    without_blanks,
+)
 from leadkit.store.codecs import parse_ts
 from leadkit.store.schema import MAX_LONG_TEXT, Alerts
 from leadkit.store.schema import FailureTriage as Triage
@@ -26,11 +34,11 @@ class AirtableAlerts:
 
     def add_alerts(self, alerts: Sequence[Alert]) -> None:
         rows = [
-            _without_blanks(
+            without_blanks(
                 {
-                    Alerts.ALERT_ID: _sortable_id(),
+                    Alerts.ALERT_ID: sortable_id(),
                     Alerts.MESSAGE_ID: a.message_id,
-                    Alerts.AT: _ts(a.at),
+                    Alerts.AT: time_cell(a.at),
                     Alerts.KIND: a.kind,
                     Alerts.KEY: a.key,
                     Alerts.CLIENTS: json.dumps(a.clients),
@@ -56,10 +64,10 @@ class AirtableAlerts:
         limit: int | None = None,
     ) -> list[Alert]:
         options: dict[str, Any] = {"sort": [f"-{Alerts.AT}", f"-{Alerts.ALERT_ID}"]}
-        formula = _formula(
-            _eq(Alerts.KIND, kind) if kind is not None else None,
-            _eq(Alerts.KEY, key) if key is not None else None,
-            GTE(Field(Alerts.AT), _ms(since)) if since is not None else None,
+        formula = formula_of(
+            eq(Alerts.KIND, kind) if kind is not None else None,
+            eq(Alerts.KEY, key) if key is not None else None,
+            GTE(Field(Alerts.AT), ms_precision(since)) if since is not None else None,
         )
         if formula:
             options["formula"] = formula
@@ -82,7 +90,7 @@ class AirtableAlerts:
                     clients=json.loads(f.get(Alerts.CLIENTS) or "[]"),
                     run_id=f.get(Alerts.RUN_ID) or None,
                     message_id=str(f.get(Alerts.MESSAGE_ID, "")),
-                    at=parse_ts(f.get(Alerts.AT)) or _created(record),
+                    at=parse_ts(f.get(Alerts.AT)) or created_time(record),
                 )
             )
         return out
@@ -94,7 +102,7 @@ class AirtableAlerts:
             Triage.NOTE: triage.note,
             Triage.CLIENTS: json.dumps(triage.clients),
             Triage.CATEGORY: triage.category,
-            Triage.UPDATED_AT: _ts(triage.updated_at),
+            Triage.UPDATED_AT: time_cell(triage.updated_at),
         }
         self._table(Triage.TABLE).batch_upsert([{"fields": fields}], key_fields=[Triage.FINGERPRINT])
 
@@ -109,7 +117,7 @@ class AirtableAlerts:
                     note=str(f.get(Triage.NOTE, "")),
                     clients=json.loads(f.get(Triage.CLIENTS) or "[]"),
                     category=str(f.get(Triage.CATEGORY, "")),
-                    updated_at=parse_ts(f.get(Triage.UPDATED_AT)) or _created(record),
+                    updated_at=parse_ts(f.get(Triage.UPDATED_AT)) or created_time(record),
                 )
             )
         return out

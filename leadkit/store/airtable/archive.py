@@ -25,7 +25,7 @@ from pyairtable import Api
 from pyairtable.formulas import LT, Field, to_formula_str
 
 from leadkit.errors import DataError
-from leadkit.store.airtable.codecs import _ms, _ts
+from leadkit.store.airtable.codecs import ms_precision, time_cell
 from leadkit.store.schema import Alerts, AuthChecks, ClientRunResults, RunEvents
 
 ARCHIVE_FILE = "airtable-archive.sqlite"
@@ -161,10 +161,10 @@ class Archive:
                 params.append(value)
         if since is not None:
             clauses.append("at >= ?")
-            params.append(_ts(since))
+            params.append(time_cell(since))
         if until is not None:
             clauses.append("at < ?")
-            params.append(_ts(until))
+            params.append(time_cell(until))
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT record_id, created_time, fields FROM records WHERE {' AND '.join(clauses)} ORDER BY at, "
@@ -197,7 +197,7 @@ def archive_old(
 ) -> dict[str, dict[str, int]]:
     """Move the records older than `older_than` of every archived table into `archive`; per table, how many
     were archived and deleted (with `dry_run`, how many would be, and nothing changes)."""
-    cutoff = _ms((now or datetime.now(UTC)) - older_than)
+    cutoff = ms_precision((now or datetime.now(UTC)) - older_than)
     result: dict[str, dict[str, int]] = {}
     for spec in archived_tables():
         table = store.api.table(store.base_id, spec.table)

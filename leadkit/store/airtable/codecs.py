@@ -1,4 +1,11 @@
-"""Airtable values and records <-> leadkit models (clients, runs, client runs, events, failures)."""
+"""Airtable values and records <-> leadkit models (clients, runs, client runs, events, failures): the one codec of
+the Airtable store, used by all its modules.
+
+Times: a dateTime field is written as `time_cell` writes it (UTC, milliseconds: what Airtable keeps) and compared in
+formulas at that precision (`ms_precision`); a time inside a text or JSON cell (events, failures, alerts) is the
+store's text form (`leadkit.store.codecs.ts`, microseconds); both read back through `parse_ts`. A record read back
+goes through `..._from` (errors name the table and record, see `reading`); `..._of` is the same without that
+wrapper, for callers that already hold one."""
 
 from __future__ import annotations
 
@@ -65,7 +72,7 @@ def reading(table: str, record: Record) -> Iterator[None]:
         ) from None
 
 
-def _time_field(table: str, record: Record, field: str, *, required: bool = False) -> datetime | None:
+def time_field(table: str, record: Record, field: str, *, required: bool = False) -> datetime | None:
     """The time in `field`, None when blank (a DataError naming the record when `required`, or when it is not a
     time)."""
     value = record["fields"].get(field)
@@ -85,10 +92,10 @@ def _time_field(table: str, record: Record, field: str, *, required: bool = Fals
     return parsed
 
 
-def _required_time(table: str, record: Record, field: str) -> datetime:
+def required_time(table: str, record: Record, field: str) -> datetime:
     """The time in `field`; a DataError naming the record when it is blank or not a time."""
-    parsed = _time_field(table, record, field, required=True)
-    if parsed is None:  # _time_field raised already; this keeps the type exact
+    parsed = time_field(table, record, field, required=True)
+    if parsed is None:  # time_field raised already; this keeps the type exact
         raise DataError(f"record {record.get('id', '?')} of table {table!r}: field {field!r} is blank")
     return parsed
 
@@ -97,7 +104,7 @@ def _required_time(table: str, record: Record, field: str) -> datetime:
 # values
 
 
-def _ts(dt: datetime | None) -> str | None:
+def time_cell(dt: datetime | None) -> str | None:
     """Airtable's time format: UTC, milliseconds (what a dateTime field keeps)."""
     if dt is None:
         return None
@@ -106,17 +113,17 @@ def _ts(dt: datetime | None) -> str | None:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def _int(value: object, default: int = 0) -> int:
+def int_cell(value: object, default: int = 0) -> int:
     if value is None or value == "":
         return default
     return int(float(value))  # type: ignore[arg-type]
 
 
-def _opt_int(value: object) -> int | None:
-    return None if value is None or value == "" else _int(value)
+def opt_int(value: object) -> int | None:
+    return None if value is None or value == "" else int_cell(value)
 
 
-def _opt_float(value: object) -> float | None:
+def opt_float(value: object) -> float | None:
     if value is None or value == "" or isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
@@ -125,23 +132,23 @@ def _opt_float(value: object) -> float | None:
         return None
 
 
-def _formula(*parts: Formula | None) -> str | None:
+def formula_of(*parts: Formula | None) -> str | None:
     kept = [p for p in parts if p is not None]
     if not kept:
         return None
     return to_formula_str(kept[0] if len(kept) == 1 else AND(*kept))
 
 
-def _eq(field: str, value: object) -> Formula:
+def eq(field: str, value: object) -> Formula:
     return EQ(Field(field), value)
 
 
-def _sortable_id() -> str:
+def sortable_id() -> str:
     """A unique ID whose text order is creation order (tie-break when times are equal)."""
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
 
-def _created(record: Record) -> datetime:
+def created_time(record: Record) -> datetime:
     return parse_ts(record.get("createdTime")) or datetime.now(UTC)
 
 
@@ -149,7 +156,7 @@ def _created(record: Record) -> datetime:
 # record <-> model
 
 
-def _client_fields(client: Client) -> Fields:
+def client_fields(client: Client) -> Fields:
     return {
         Clients.CLIENT_ID: client.client_id,
         Clients.CLIENT_NAME: client.name,
@@ -165,12 +172,12 @@ def _client_fields(client: Client) -> Fields:
     }
 
 
-def _client(record: Record) -> Client:
+def client_from(record: Record) -> Client:
     with reading(Clients.TABLE, record):
-        return _client_of(record)
+        return client_of(record)
 
 
-def _client_of(record: Record) -> Client:
+def client_of(record: Record) -> Client:
     f = record["fields"]
     return Client(
         client_id=str(f.get(Clients.CLIENT_ID, "")),
@@ -178,16 +185,16 @@ def _client_of(record: Record) -> Client:
         status=str(f.get(Clients.STATUS, "")),
         service_level=parse_service_level(f.get(Clients.SERVICE_LEVEL)),
         post_access=f.get(Clients.POST_ACCESS) == YES,
-        daily_target=_int(f.get(Clients.DAILY_TARGET), 0),
-        batch_size=_int(f.get(Clients.BATCH_SIZE), 20),
-        max_batches=_int(f.get(Clients.MAX_BATCHES), 10),
-        stream=_int(f.get(Clients.STREAM), 1),
+        daily_target=int_cell(f.get(Clients.DAILY_TARGET), 0),
+        batch_size=int_cell(f.get(Clients.BATCH_SIZE), 20),
+        max_batches=int_cell(f.get(Clients.MAX_BATCHES), 10),
+        stream=int_cell(f.get(Clients.STREAM), 1),
         base_id=f.get(Clients.BASE_ID) or None,
-        max_usd_per_day=_opt_float(f.get(Clients.MAX_USD_PER_DAY)),
+        max_usd_per_day=opt_float(f.get(Clients.MAX_USD_PER_DAY)),
     )
 
 
-def _run_fields(run: Run) -> Fields:
+def run_fields(run: Run) -> Fields:
     """A Run's fields; `Dry Run` only for a dry run (a base provisioned before the field existed takes real
     runs, and a checkbox is never unchecked: a run is dry or not from its start)."""
     dry: Fields = {JobTracking.DRY_RUN: True} if run.dry_run else {}
@@ -196,53 +203,53 @@ def _run_fields(run: Run) -> Fields:
         JobTracking.RUN_ID: run.run_id,
         JobTracking.STATUS: run.status.value,
         JobTracking.STREAM: run.stream,
-        JobTracking.START_TIME: _ts(run.started_at),
-        JobTracking.END_TIME: _ts(run.ended_at),
+        JobTracking.START_TIME: time_cell(run.started_at),
+        JobTracking.END_TIME: time_cell(run.ended_at),
         JobTracking.STARTED_BY: run.started_by,
         JobTracking.CLIENTS_TOTAL: run.clients_total,
         JobTracking.CLIENTS_FAILED: run.clients_failed,
-        JobTracking.SYSTEM_NOTES: _clip(run.notes),
+        JobTracking.SYSTEM_NOTES: clip(run.notes),
     }
 
 
-def _run(record: Record) -> Run:
+def run_from(record: Record) -> Run:
     with reading(JobTracking.TABLE, record):
-        return _run_of(record)
+        return run_of(record)
 
 
-def _run_of(record: Record) -> Run:
+def run_of(record: Record) -> Run:
     f = record["fields"]
     return Run(
         run_id=str(f.get(JobTracking.RUN_ID, "")),
         status=RunStatus(f.get(JobTracking.STATUS) or RunStatus.RUNNING.value),
-        stream=_int(f.get(JobTracking.STREAM), 1),
-        started_at=_time_field(JobTracking.TABLE, record, JobTracking.START_TIME) or _created(record),
-        ended_at=_time_field(JobTracking.TABLE, record, JobTracking.END_TIME),
+        stream=int_cell(f.get(JobTracking.STREAM), 1),
+        started_at=time_field(JobTracking.TABLE, record, JobTracking.START_TIME) or created_time(record),
+        ended_at=time_field(JobTracking.TABLE, record, JobTracking.END_TIME),
         started_by=str(f.get(JobTracking.STARTED_BY, "")),
-        clients_total=_int(f.get(JobTracking.CLIENTS_TOTAL)),
-        clients_failed=_int(f.get(JobTracking.CLIENTS_FAILED)),
+        clients_total=int_cell(f.get(JobTracking.CLIENTS_TOTAL)),
+        clients_failed=int_cell(f.get(JobTracking.CLIENTS_FAILED)),
         notes=str(f.get(JobTracking.SYSTEM_NOTES, "")),
         dry_run=f.get(JobTracking.DRY_RUN) is True,  # unchecked, or a base without the field: a real run
     )
 
 
-def _event_dict(event: RunEvent) -> dict[str, Any]:
+def event_dict(event: RunEvent) -> dict[str, Any]:
     return {
         "stage": event.stage,
         "kind": event.kind.value,
         "message": event.message,
         "metrics": event.metrics,
-        "at": _ts(event.at),
+        "at": time_cell(event.at),
     }
 
 
-def _event_line(event: RunEvent) -> str:
+def event_line(event: RunEvent) -> str:
     metrics = " ".join(f"{k}={v:g}" for k, v in event.metrics.items())
-    text = f"{_ts(event.at)} {event.stage} {event.kind.value}"
+    text = f"{time_cell(event.at)} {event.stage} {event.kind.value}"
     return " ".join(p for p in (text, event.message, metrics) if p)
 
 
-def _client_run_key(run_id: str, client_id: str) -> Fields:
+def client_run_key(run_id: str, client_id: str) -> Fields:
     return {
         ClientRunResults.RUN_ID: f"{run_id}-{client_id}",
         ClientRunResults.CLIENT_ID: client_id,
@@ -250,18 +257,18 @@ def _client_run_key(run_id: str, client_id: str) -> Fields:
     }
 
 
-def _client_run_fields(rec: ClientRun) -> Fields:
+def client_run_fields(rec: ClientRun) -> Fields:
     """Everything `save_client_run` writes (not the key, the source or the start time)."""
     fields: Fields = {
         ClientRunResults.CLIENT_NAME: rec.client_name,
         ClientRunResults.STATUS: rec.status.value,
-        ClientRunResults.END_TIME: _ts(rec.ended_at),
-        ClientRunResults.HEARTBEAT: _ts(rec.heartbeat_at),
+        ClientRunResults.END_TIME: time_cell(rec.ended_at),
+        ClientRunResults.HEARTBEAT: time_cell(rec.heartbeat_at),
         ClientRunResults.METRICS_JSON: json.dumps(rec.metrics, sort_keys=True),
         ClientRunResults.NOTEBOOK: rec.notebook,
-        ClientRunResults.SYSTEM_NOTES: _clip(rec.reason),
-        ClientRunResults.FAILURE_JSON: _failure_json(rec.failure) if rec.failure else None,
-        ClientRunResults.ERROR_DETAILS: _clip(
+        ClientRunResults.SYSTEM_NOTES: clip(rec.reason),
+        ClientRunResults.FAILURE_JSON: failure_json(rec.failure) if rec.failure else None,
+        ClientRunResults.ERROR_DETAILS: clip(
             f"[{rec.failure.category}] {rec.failure.message}\n{rec.failure.hint}" if rec.failure else None
         ),
     }
@@ -292,7 +299,7 @@ CLIENT_RUN_FIELDS: list[str] = [
 CUT_MARKER = "[cut {n} characters: an Airtable cell holds at most 100,000]"
 
 
-def _clip(text: str | None, limit: int = MAX_LONG_TEXT) -> str | None:
+def clip(text: str | None, limit: int = MAX_LONG_TEXT) -> str | None:
     """`text` if it fits a long-text cell, else its start and a marker saying how much was cut."""
     if text is None or len(text) <= limit:
         return text
@@ -300,7 +307,7 @@ def _clip(text: str | None, limit: int = MAX_LONG_TEXT) -> str | None:
     return text[:keep] + "\n" + CUT_MARKER.format(n=len(text) - keep)
 
 
-def _posts_json(posts: list[Any], limit: int = MAX_LONG_TEXT) -> str:
+def posts_json(posts: list[Any], limit: int = MAX_LONG_TEXT) -> str:
     """A lead's posts as JSON that fits a cell. When all of them do not, the newest (by `postedAt`, then by
     place: later entries came later) keep every field and each older one keeps only its `postUrl` (marked
     `"trimmed": true`), so its dedupe key stays on the lead and the post is neither bought nor counted again;
@@ -345,7 +352,7 @@ def _posts_json(posts: list[Any], limit: int = MAX_LONG_TEXT) -> str:
     return text
 
 
-def _newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:
+def newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:
     """The newest whole lines of a log that fit a cell, after a marker line saying how many were left out."""
     if len(text) <= limit:
         return text
@@ -365,10 +372,10 @@ def _newest_lines(text: str, limit: int = MAX_LONG_TEXT) -> str:
     return "\n".join([marker, *reversed(kept)])
 
 
-def _failure_json(failure: Failure) -> str:
+def failure_json(failure: Failure) -> str:
     """The failure as JSON that fits a cell: a long traceback keeps its end and a long message its start, each
     marked "[cut]"."""
-    data = failure_to_dict(failure, stamp=_ts)
+    data = failure_to_dict(failure, stamp=time_cell)
     text = json.dumps(data)
     share = MAX_LONG_TEXT // 3
     for key, keep_end in (("traceback", True), ("message", False)):
@@ -386,12 +393,12 @@ def _failure_json(failure: Failure) -> str:
     return text
 
 
-def _client_run(record: Record) -> ClientRun:
+def client_run_from(record: Record) -> ClientRun:
     with reading(ClientRunResults.TABLE, record):
-        return _client_run_of(record)
+        return client_run_of(record)
 
 
-def _client_run_of(record: Record) -> ClientRun:
+def client_run_of(record: Record) -> ClientRun:
     f = record["fields"]
     t = ClientRunResults.TABLE
     client_id = str(f.get(ClientRunResults.CLIENT_ID, ""))
@@ -399,7 +406,7 @@ def _client_run_of(record: Record) -> ClientRun:
         f"-{client_id}"
     )
     failure = f.get(ClientRunResults.FAILURE_JSON)
-    started = _time_field(t, record, ClientRunResults.START_TIME) or _created(record)
+    started = time_field(t, record, ClientRunResults.START_TIME) or created_time(record)
     return ClientRun(
         run_id=str(run_id),
         client_id=client_id,
@@ -407,8 +414,8 @@ def _client_run_of(record: Record) -> ClientRun:
         client_name=str(f.get(ClientRunResults.CLIENT_NAME, "")),
         status=ClientRunStatus(f.get(ClientRunResults.STATUS) or ClientRunStatus.RUNNING.value),
         started_at=started,
-        ended_at=_time_field(t, record, ClientRunResults.END_TIME),
-        heartbeat_at=_time_field(t, record, ClientRunResults.HEARTBEAT) or started,
+        ended_at=time_field(t, record, ClientRunResults.END_TIME),
+        heartbeat_at=time_field(t, record, ClientRunResults.HEARTBEAT) or started,
         metrics=json.loads(f.get(ClientRunResults.METRICS_JSON) or "{}"),
         notebook=f.get(ClientRunResults.NOTEBOOK) or None,
         reason=f.get(ClientRunResults.SYSTEM_NOTES) or None,
@@ -417,7 +424,7 @@ def _client_run_of(record: Record) -> ClientRun:
     )
 
 
-def _event_key(event: RunEvent, seq: int | None = None) -> str:
+def event_key(event: RunEvent, seq: int | None = None) -> str:
     """An event's identity: its time as Airtable keeps it, then a digest of everything it says; the same event
     always gets the same key, whether read back from Events JSON or from Run Events. With `seq` (its place in
     one write), the Event ID it is stored under, which sorts events of the same millisecond in write order."""
@@ -426,19 +433,19 @@ def _event_key(event: RunEvent, seq: int | None = None) -> str:
         sort_keys=True,
     )
     digest = hashlib.sha256(body.encode()).hexdigest()[:16]
-    return f"{_ts(event.at)}-{digest}" if seq is None else f"{_ts(event.at)}-{seq:05d}-{digest}"
+    return f"{time_cell(event.at)}-{digest}" if seq is None else f"{time_cell(event.at)}-{seq:05d}-{digest}"
 
 
-def _events_of(record: Record) -> list[dict[str, Any]]:
+def events_of(record: Record) -> list[dict[str, Any]]:
     text = record["fields"].get(ClientRunResults.EVENTS_JSON)
     return list(json.loads(text)) if text else []
 
 
-def _without_blanks(fields: Fields) -> Fields:
+def without_blanks(fields: Fields) -> Fields:
     return {k: v for k, v in fields.items() if v is not None}
 
 
-def _ms(dt: datetime) -> datetime:
+def ms_precision(dt: datetime) -> datetime:
     """The time as Airtable keeps it (milliseconds, UTC)."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
@@ -446,7 +453,7 @@ def _ms(dt: datetime) -> datetime:
     return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
 
 
-def _event_from_dict(data: Mapping[str, Any], run_id: str, client_id: str) -> RunEvent:
+def event_from_dict(data: Mapping[str, Any], run_id: str, client_id: str) -> RunEvent:
     return RunEvent(
         run_id=run_id,
         client_id=client_id,

@@ -22,19 +22,19 @@ from leadkit.store.airtable.archive import Archive
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
-    _clip,
-    _eq,
-    _event_dict,
-    _event_from_dict,
-    _event_key,
-    _event_line,
-    _events_of,
-    _formula,
-    _ms,
-    _newest_lines,
-    _required_time,
-    _ts,
+    clip,
+    eq,
+    event_dict,
+    event_from_dict,
+    event_key,
+    event_line,
+    events_of,
+    formula_of,
+    ms_precision,
+    newest_lines,
     reading,
+    required_time,
+    time_cell,
 )
 from leadkit.store.base import EventTotal
 from leadkit.store.schema import (
@@ -72,7 +72,7 @@ class AirtableEvents:
         100,000 characters."""
         if not events:
             return []
-        new = [_event_dict(e) for e in events]
+        new = [event_dict(e) for e in events]
         size = len(json.dumps(known, separators=(",", ":")))
         fit = 0  # how many of the new events still fit the Events JSON cell
         for data in new:
@@ -83,8 +83,8 @@ class AirtableEvents:
         spill = list(events[fit:])
         if fit:
             fields[ClientRunResults.EVENTS_JSON] = json.dumps(known + new[:fit], separators=(",", ":"))
-        lines = [_event_line(_event_from_dict(e, "", "")) for e in known + new]
-        fields[ClientRunResults.PROGRESS_LOG] = _newest_lines("\n".join(lines))
+        lines = [event_line(event_from_dict(e, "", "")) for e in known + new]
+        fields[ClientRunResults.PROGRESS_LOG] = newest_lines("\n".join(lines))
         fields[ClientRunResults.LAST_EVENT_AT] = max(str(e.get("at") or "") for e in known + new) or None
         return spill
 
@@ -101,9 +101,7 @@ class AirtableEvents:
         unknown = [k for k in groups if self._record_ids.get(k) not in self._events]
         if unknown:
             for record in table.all(
-                formula=to_formula_str(
-                    OR(*(_eq(ClientRunResults.RUN_ID, f"{run}-{client}") for run, client in unknown))
-                )
+                formula=to_formula_str(OR(*(eq(ClientRunResults.RUN_ID, f"{run}-{client}") for run, client in unknown)))
             ):
                 self._remember(record)
         updates: list[dict[str, Any]] = []
@@ -132,14 +130,14 @@ class AirtableEvents:
             [
                 {
                     "fields": {
-                        RunEvents.EVENT_ID: _event_key(e, seq),
+                        RunEvents.EVENT_ID: event_key(e, seq),
                         RunEvents.RUN_ID: e.run_id,
                         RunEvents.CLIENT_ID: e.client_id,
                         RunEvents.STAGE: e.stage,
                         RunEvents.KIND: e.kind.value,
-                        RunEvents.MESSAGE: _clip(e.message),
+                        RunEvents.MESSAGE: clip(e.message),
                         RunEvents.METRICS_JSON: json.dumps(e.metrics),
-                        RunEvents.AT: _ts(e.at),
+                        RunEvents.AT: time_cell(e.at),
                     }
                 }
                 for seq, e in enumerate(events)
@@ -152,12 +150,12 @@ class AirtableEvents:
     ) -> list[RunEvent]:
         self.write_held()
         events: list[RunEvent] = []
-        crr_formula = _formula(
-            _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
-            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+        crr_formula = formula_of(
+            eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
+            eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
             OR(
-                GTE(Field(ClientRunResults.LAST_EVENT_AT), _ms(since)),
-                GTE(Field(ClientRunResults.HEARTBEAT), _ms(since)),
+                GTE(Field(ClientRunResults.LAST_EVENT_AT), ms_precision(since)),
+                GTE(Field(ClientRunResults.HEARTBEAT), ms_precision(since)),
             )
             if since is not None
             else None,
@@ -180,16 +178,16 @@ class AirtableEvents:
             )
         for record in crr_records:
             f = record["fields"]
-            for data in _events_of(record):
+            for data in events_of(record):
                 events.append(
-                    _event_from_dict(
+                    event_from_dict(
                         data, str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, ""))
                     )
                 )
-        table_formula = _formula(
-            _eq(RunEvents.RUN_ID, run_id) if run_id is not None else None,
-            _eq(RunEvents.CLIENT_ID, client_id) if client_id is not None else None,
-            GTE(Field(RunEvents.AT), _ms(since)) if since is not None else None,
+        table_formula = formula_of(
+            eq(RunEvents.RUN_ID, run_id) if run_id is not None else None,
+            eq(RunEvents.CLIENT_ID, client_id) if client_id is not None else None,
+            GTE(Field(RunEvents.AT), ms_precision(since)) if since is not None else None,
         )
         table_options: dict[str, Any] = {"sort": [RunEvents.AT, RunEvents.EVENT_ID]}
         if table_formula:
@@ -198,7 +196,7 @@ class AirtableEvents:
         for record in run_events:
             f = record["fields"]
             with reading(RunEvents.TABLE, record):
-                at = _required_time(RunEvents.TABLE, record, RunEvents.AT)
+                at = required_time(RunEvents.TABLE, record, RunEvents.AT)
                 events.append(
                     RunEvent(
                         run_id=str(f.get(RunEvents.RUN_ID, "")),
@@ -211,9 +209,9 @@ class AirtableEvents:
                     )
                 )
         if since is not None:
-            cutoff = _ms(since)
+            cutoff = ms_precision(since)
             events = [e for e in events if e.at >= cutoff]
-        unique = {_event_key(e): e for e in reversed(events)}  # a save repeated after a lost answer: once
+        unique = {event_key(e): e for e in reversed(events)}  # a save repeated after a lost answer: once
         return sorted(reversed(unique.values()), key=lambda e: e.at)
 
     def event_totals(self, *, since: datetime | None = None) -> dict[str, EventTotal]:

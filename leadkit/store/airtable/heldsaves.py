@@ -31,9 +31,9 @@ from leadkit.models import (
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
-    _client_run_fields,
-    _event_dict,
-    _event_from_dict,
+    client_run_fields,
+    event_dict,
+    event_from_dict,
 )
 from leadkit.store.schema import (
     ClientRunResults,
@@ -85,8 +85,8 @@ class HeldSaves:
         path = self._spool_path(record.run_id, record.client_id)
         data = {
             "record_id": record.record_id,
-            "fields": _client_run_fields(record),
-            "events": [_event_dict(e) for e in events],
+            "fields": client_run_fields(record),
+            "events": [event_dict(e) for e in events],
         }
         if not Path(self.settings.leadkit_home).is_dir():
             log.debug(
@@ -131,7 +131,7 @@ class HeldSaves:
         fresh = [e for e in data.get("events") or [] if e not in known]
         fields: Fields = dict(data.get("fields") or {})
         fields[ClientRunResults.STATUS] = ClientRunStatus.RUNNING.value
-        spill = self._append_events(stored["id"], [_event_from_dict(e, run_id, client_id) for e in fresh], fields)
+        spill = self._append_events(stored["id"], [event_from_dict(e, run_id, client_id) for e in fresh], fields)
         self._table(ClientRunResults.TABLE).update(stored["id"], fields)
         if ClientRunResults.EVENTS_JSON in fields:
             self._events[stored["id"]] = json.loads(fields[ClientRunResults.EVENTS_JSON])

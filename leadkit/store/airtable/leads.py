@@ -26,17 +26,17 @@ from leadkit.store.airtable.api import create_once
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
-    _clip,
-    _created,
-    _eq,
-    _formula,
-    _ms,
-    _opt_int,
-    _posts_json,
-    _time_field,
-    _ts,
-    _without_blanks,
+    clip,
+    created_time,
+    eq,
+    formula_of,
+    ms_precision,
+    opt_int,
+    posts_json,
     reading,
+    time_cell,
+    time_field,
+    without_blanks,
 )
 from leadkit.store.base import ImportResult
 from leadkit.store.codecs import parse_ts
@@ -70,11 +70,11 @@ def _lead_value(attribute: str, value: Any) -> Any:
     if attribute == "harvest_status":
         return HarvestStatus(value).value
     if attribute in ("last_check_at", "next_check_at"):
-        return _ts(value)
+        return time_cell(value)
     if attribute == "posts":
-        return _posts_json(list(value))
+        return posts_json(list(value))
     if attribute == "last_error":
-        return _clip(str(value))
+        return clip(str(value))
     return value
 
 
@@ -93,14 +93,14 @@ def _lead_of(record: Record) -> Lead:
         name=name,
         company=str(f.get(Leads.COMPANY, "")),
         harvest_status=HarvestStatus(status) if status else None,
-        posts_found=_opt_int(f.get(Leads.POSTS_FOUND)),
-        last_check_at=_time_field(Leads.TABLE, record, Leads.LAST_CHECK_AT),
+        posts_found=opt_int(f.get(Leads.POSTS_FOUND)),
+        last_check_at=time_field(Leads.TABLE, record, Leads.LAST_CHECK_AT),
         last_error=f.get(Leads.HARVEST_ERROR) or None,
-        posts_actioned=_opt_int(f.get(Leads.POSTS_ACTIONED)),
+        posts_actioned=opt_int(f.get(Leads.POSTS_ACTIONED)),
         harvest_run_id=f.get(Leads.HARVEST_RUN_ID) or None,
         posts=json.loads(f.get(Leads.POSTS_CONTENT) or "[]"),
-        created_at=parse_ts(f.get(Leads.DATE_CREATED)) or _created(record),
-        next_check_at=_time_field(Leads.TABLE, record, Leads.NEXT_CHECK_AT),
+        created_at=parse_ts(f.get(Leads.DATE_CREATED)) or created_time(record),
+        next_check_at=time_field(Leads.TABLE, record, Leads.NEXT_CHECK_AT),
     )
 
 
@@ -116,9 +116,9 @@ class AirtableLeadBase:
     def list_leads(self, *, status: str | None = None, limit: int | None = None) -> list[Lead]:
         formula = None
         if status in ("", "blank"):
-            formula = _formula(_eq(Leads.HARVEST_STATUS, ""))
+            formula = formula_of(eq(Leads.HARVEST_STATUS, ""))
         elif status is not None:
-            formula = _formula(_eq(Leads.HARVEST_STATUS, _harvest_status(status)))
+            formula = formula_of(eq(Leads.HARVEST_STATUS, _harvest_status(status)))
         options: dict[str, Any] = {"sort": [f"-{Leads.DATE_CREATED}"]}
         if formula:
             options["formula"] = formula
@@ -142,8 +142,8 @@ class AirtableLeadBase:
             return AND(
                 EQ(status, value.value),
                 OR(
-                    AND(next_, LTE(next_, _ms(now))),  # a date field is true when it is set
-                    AND(NOT(next_), OR(NOT(last), LTE(last, _ms(now - period)))),
+                    AND(next_, LTE(next_, ms_precision(now))),  # a date field is true when it is set
+                    AND(NOT(next_), OR(NOT(last), LTE(last, ms_precision(now - period)))),
                 ),
             )
 
@@ -161,7 +161,7 @@ class AirtableLeadBase:
                         OR(
                             AND(
                                 EQ(status, HarvestStatus.PROCESSING.value),
-                                OR(NOT(last), LT(last, _ms(now - policy.processing_stale_after))),
+                                OR(NOT(last), LT(last, ms_precision(now - policy.processing_stale_after))),
                             ),
                             recheck(HarvestStatus.DONE, policy.refresh_after),
                             recheck(HarvestStatus.NO_POSTS, policy.no_posts_recheck),
@@ -176,9 +176,9 @@ class AirtableLeadBase:
 
     def posts_found_since(self, since: datetime) -> int:
         records = self.table.all(
-            formula=to_formula_str(GTE(Field(Leads.LAST_CHECK_AT), _ms(since))), fields=[Leads.POSTS_FOUND]
+            formula=to_formula_str(GTE(Field(Leads.LAST_CHECK_AT), ms_precision(since))), fields=[Leads.POSTS_FOUND]
         )
-        return sum(_opt_int(r["fields"].get(Leads.POSTS_FOUND)) or 0 for r in records)
+        return sum(opt_int(r["fields"].get(Leads.POSTS_FOUND)) or 0 for r in records)
 
     def count_leads_by_status(self) -> dict[str, int]:
         """Airtable cannot count: reads the Harvest Status field alone of every lead (100 a request)."""
@@ -205,7 +205,7 @@ class AirtableLeadBase:
             for r in self.table.all(fields=[Leads.PROFILE_URL])
             if (url := str(r["fields"].get(Leads.PROFILE_URL, "")).strip())
         }
-        now = _ts(datetime.now(UTC))
+        now = time_cell(datetime.now(UTC))
         new: list[Fields] = []
         existing = 0
         for lead in leads:
@@ -225,7 +225,7 @@ class AirtableLeadBase:
                 }
             )
         if new:
-            create_once(self.table, [_without_blanks(f) for f in new], Leads.PROFILE_URL)
+            create_once(self.table, [without_blanks(f) for f in new], Leads.PROFILE_URL)
         return ImportResult(created=len(new), existing=existing)
 
     def update_leads(self, updates: Mapping[str, Mapping[str, Any]]) -> None:

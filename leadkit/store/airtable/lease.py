@@ -24,13 +24,13 @@ from leadkit.store import codecs as shared
 from leadkit.store.airtable.codecs import (
     Fields,
     Record,
-    _created,
-    _eq,
-    _formula,
-    _int,
-    _required_time,
-    _ts,
+    created_time,
+    eq,
+    formula_of,
+    int_cell,
     reading,
+    required_time,
+    time_cell,
 )
 from leadkit.store.airtable.writes import after_tie, create_marked, first_created, oldest
 from leadkit.store.codecs import parse_ts
@@ -62,8 +62,8 @@ def _lease(record: Record) -> Lease | None:
     if f.get(Leases.RELEASED):
         return None
     with reading(Leases.TABLE, record):
-        acquired = _required_time(Leases.TABLE, record, Leases.ACQUIRED_AT)
-        heartbeat = _required_time(Leases.TABLE, record, Leases.HEARTBEAT_AT)
+        acquired = required_time(Leases.TABLE, record, Leases.ACQUIRED_AT)
+        heartbeat = required_time(Leases.TABLE, record, Leases.HEARTBEAT_AT)
         return _lease_of(record, acquired, heartbeat)
 
 
@@ -72,7 +72,7 @@ def _lease_of(record: Record, acquired: datetime, heartbeat: datetime) -> Lease:
     return Lease(
         name=str(f.get(Leases.NAME, "")),
         host=str(f.get(Leases.HOST, "")),
-        pid=_int(f.get(Leases.PID)),
+        pid=int_cell(f.get(Leases.PID)),
         run_id=str(f.get(Leases.RUN_ID, "")),
         acquired_at=acquired,
         heartbeat_at=heartbeat,
@@ -88,7 +88,11 @@ def _identity(lease: Lease) -> tuple[str, int, float]:
 
 def _record_identity(record: Record) -> tuple[str, int, float]:
     f = record["fields"]
-    return str(f.get(Leases.HOST, "")), _int(f.get(Leases.PID)), round(float(f.get(Leases.PROCESS_STARTED) or 0.0), 2)
+    return (
+        str(f.get(Leases.HOST, "")),
+        int_cell(f.get(Leases.PID)),
+        round(float(f.get(Leases.PROCESS_STARTED) or 0.0), 2),
+    )
 
 
 @dataclass
@@ -122,15 +126,15 @@ class AirtableLeases:
     def _read_head(self, name: str) -> _Head:
         records: list[Record] = list(
             self._table(Leases.TABLE).all(
-                formula=_formula(_eq(Leases.NAME, name)), sort=[f"-{Leases.GENERATION}"], max_records=HEAD_READ
+                formula=formula_of(eq(Leases.NAME, name)), sort=[f"-{Leases.GENERATION}"], max_records=HEAD_READ
             )
         )
         self._lease_heads.pop(name, None)
         if not records:
             self._lease_heads[name] = (None, 0)
             return _Head(None, 0, False, records)
-        generation = _int(records[0]["fields"].get(Leases.GENERATION))
-        top = [r for r in records if _int(r["fields"].get(Leases.GENERATION)) == generation]
+        generation = int_cell(records[0]["fields"].get(Leases.GENERATION))
+        top = [r for r in records if int_cell(r["fields"].get(Leases.GENERATION)) == generation]
         filled = [r for r in top if _lease_filled(r)]
         if filled:
             winner = first_created(filled)
@@ -138,7 +142,9 @@ class AirtableLeases:
             assert chosen is not None  # `filled` is not empty
             # a tie is left to its writers, who remove their records; one they could not remove is decided by
             # record ID once it is older than the grace, so it never blocks the lease
-            undecided = winner is None and datetime.now(UTC) - _created(chosen) < timedelta(seconds=LEASE_CLAIM_GRACE_S)
+            undecided = winner is None and datetime.now(UTC) - created_time(chosen) < timedelta(
+                seconds=LEASE_CLAIM_GRACE_S
+            )
             current = _lease(chosen)
             if not undecided:
                 self._lease_heads[name] = (current, generation)
@@ -146,9 +152,9 @@ class AirtableLeases:
         # A claim written before leases were filled in at creation: wait for its holder while it is young.
         first = oldest(top)
         assert first is not None
-        claimed = parse_ts(first["fields"].get(Leases.CLAIMED_AT)) or _created(first)
+        claimed = parse_ts(first["fields"].get(Leases.CLAIMED_AT)) or created_time(first)
         in_progress = datetime.now(UTC) - claimed < timedelta(seconds=LEASE_CLAIM_GRACE_S)
-        below = [r for r in records if _int(r["fields"].get(Leases.GENERATION)) < generation and _lease_filled(r)]
+        below = [r for r in records if int_cell(r["fields"].get(Leases.GENERATION)) < generation and _lease_filled(r)]
         previous = _lease(below[0]) if below else None
         return _Head(previous, generation, in_progress, records)
 
@@ -181,7 +187,7 @@ class AirtableLeases:
         writer = new if new is not None else expected
         assert writer is not None
         generation += 1
-        claimed_at = _ts(datetime.now(UTC))
+        claimed_at = time_cell(datetime.now(UTC))
         fields: Fields = {
             Leases.LEASE_KEY: f"{name}#{generation}",
             Leases.NAME: name,
@@ -211,7 +217,7 @@ class AirtableLeases:
         def is_mine(record: Record, _: int) -> bool:
             f = record["fields"]
             return (
-                _int(f.get(Leases.GENERATION)) == generation
+                int_cell(f.get(Leases.GENERATION)) == generation
                 and _record_identity(record) == me
                 and f.get(Leases.CLAIMED_AT) == claimed_at
             )
@@ -227,9 +233,9 @@ class AirtableLeases:
         mine_at_generation = [
             r
             for r in head.records
-            if _int(r["fields"].get(Leases.GENERATION)) == generation and _record_identity(r) == me
+            if int_cell(r["fields"].get(Leases.GENERATION)) == generation and _record_identity(r) == me
         ]
-        at_generation = [r for r in head.records if _int(r["fields"].get(Leases.GENERATION)) == generation]
+        at_generation = [r for r in head.records if int_cell(r["fields"].get(Leases.GENERATION)) == generation]
         winner = first_created(at_generation)
         if head.generation != generation or winner is None or winner["id"] not in {r["id"] for r in mine_at_generation}:
             # fenced (a higher generation exists), beaten to this generation, or a tie: take back what we wrote

@@ -18,15 +18,15 @@ from leadkit.store.airtable.api import create_once
 from leadkit.store.airtable.archive import Archive
 from leadkit.store.airtable.codecs import (
     Record,
-    _clip,
-    _created,
-    _eq,
-    _formula,
-    _ms,
-    _opt_int,
-    _sortable_id,
-    _ts,
-    _without_blanks,
+    clip,
+    created_time,
+    eq,
+    formula_of,
+    ms_precision,
+    opt_int,
+    sortable_id,
+    time_cell,
+    without_blanks,
 )
 from leadkit.store.codecs import failure_to_dict, parse_ts
 from leadkit.store.schema import (
@@ -48,24 +48,24 @@ class AirtableReports:
         raise NotImplementedError  # AirtableStore's
 
     def add_failure(self, failure: Failure) -> None:
-        data = failure_to_dict(failure, stamp=_ts)
+        data = failure_to_dict(failure, stamp=time_cell)
         create_once(
             self._table(Failures.TABLE),
             [
-                _without_blanks(
+                without_blanks(
                     {
-                        Failures.FAILURE_ID: _sortable_id(),
+                        Failures.FAILURE_ID: sortable_id(),
                         Failures.CATEGORY: data["category"],
                         Failures.FINGERPRINT: data["fingerprint"],
-                        Failures.MESSAGE: _clip(data["message"]),
-                        Failures.HINT: _clip(data["hint"]),
+                        Failures.MESSAGE: clip(data["message"]),
+                        Failures.HINT: clip(data["hint"]),
                         Failures.RUN_ID: data["run_id"],
                         Failures.CLIENT_ID: data["client_id"],
                         Failures.STAGE: data["stage"],
                         Failures.AT: data["at"],
                         Failures.NOTEBOOK: data["notebook"],
                         Failures.CELL: data["cell"],
-                        Failures.TRACEBACK: _clip(data["traceback"]),
+                        Failures.TRACEBACK: clip(data["traceback"]),
                     }
                 )
             ],
@@ -82,7 +82,7 @@ class AirtableReports:
         where: Formula | None = None,
     ) -> Sequence[Record]:
         options: dict[str, Any] = {"sort": [f"-{at_field}", f"-{id_field}"]}
-        formula = _formula(GTE(Field(at_field), _ms(since)) if since is not None else None, where)
+        formula = formula_of(GTE(Field(at_field), ms_precision(since)) if since is not None else None, where)
         if formula:
             options["formula"] = formula
         if limit is not None:
@@ -95,7 +95,7 @@ class AirtableReports:
         self, *, since: datetime | None = None, limit: int | None = None, client_id: str | None = None
     ) -> list[Failure]:
         out = []
-        where = _eq(Failures.CLIENT_ID, client_id) if client_id is not None else None
+        where = eq(Failures.CLIENT_ID, client_id) if client_id is not None else None
         for record in self._newest(Failures.TABLE, Failures.AT, Failures.FAILURE_ID, since, limit, where):
             f = record["fields"]
             out.append(
@@ -107,9 +107,9 @@ class AirtableReports:
                     run_id=f.get(Failures.RUN_ID) or None,
                     client_id=f.get(Failures.CLIENT_ID) or None,
                     stage=f.get(Failures.STAGE) or None,
-                    at=parse_ts(f.get(Failures.AT)) or _created(record),
+                    at=parse_ts(f.get(Failures.AT)) or created_time(record),
                     notebook=f.get(Failures.NOTEBOOK) or None,
-                    cell=_opt_int(f.get(Failures.CELL)),
+                    cell=opt_int(f.get(Failures.CELL)),
                     traceback=f.get(Failures.TRACEBACK) or None,
                 )
             )
@@ -121,17 +121,17 @@ class AirtableReports:
         create_once(
             self._table(AuthChecks.TABLE),
             [
-                _without_blanks(
+                without_blanks(
                     {
-                        AuthChecks.CHECK_ID: _sortable_id(),
+                        AuthChecks.CHECK_ID: sortable_id(),
                         AuthChecks.NAME: c.name,
                         AuthChecks.OK: c.ok,
                         AuthChecks.CATEGORY: c.category,
                         AuthChecks.STATUS_CODE: c.status,
                         AuthChecks.LATENCY_MS: c.latency_ms,
                         AuthChecks.HINT: c.hint,
-                        AuthChecks.CHECKED_AT: _ts(c.checked_at),
-                        AuthChecks.DETAIL: _clip(c.detail),
+                        AuthChecks.CHECKED_AT: time_cell(c.checked_at),
+                        AuthChecks.DETAIL: clip(c.detail),
                     }
                 )
                 for c in checks
@@ -154,10 +154,10 @@ class AirtableReports:
                     name=str(f.get(AuthChecks.NAME, "")),
                     ok=bool(f.get(AuthChecks.OK, False)),
                     category=f.get(AuthChecks.CATEGORY) or None,
-                    status=_opt_int(f.get(AuthChecks.STATUS_CODE)),
+                    status=opt_int(f.get(AuthChecks.STATUS_CODE)),
                     latency_ms=float(f.get(AuthChecks.LATENCY_MS, 0.0)),
                     hint=str(f.get(AuthChecks.HINT, "")),
-                    checked_at=parse_ts(f.get(AuthChecks.CHECKED_AT)) or _created(record),
+                    checked_at=parse_ts(f.get(AuthChecks.CHECKED_AT)) or created_time(record),
                     detail=str(f.get(AuthChecks.DETAIL, "")),
                 )
             )

@@ -41,20 +41,20 @@ from leadkit.store.airtable.codecs import (
     CLIENT_RUN_FIELDS,
     Fields,
     Record,
-    _client,
-    _client_fields,
-    _client_run,
-    _client_run_fields,
-    _client_run_key,
-    _eq,
-    _event_dict,
-    _events_of,
-    _formula,
-    _ms,
-    _run,
-    _run_fields,
-    _ts,
-    _without_blanks,
+    client_fields,
+    client_from,
+    client_run_fields,
+    client_run_from,
+    client_run_key,
+    eq,
+    event_dict,
+    events_of,
+    formula_of,
+    ms_precision,
+    run_fields,
+    run_from,
+    time_cell,
+    without_blanks,
 )
 from leadkit.store.airtable.events import AirtableEvents
 from leadkit.store.airtable.heldsaves import HeldSaves
@@ -172,7 +172,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         f = record["fields"]
         key = (str(f.get(ClientRunResults.BASE_RUN_ID, "")), str(f.get(ClientRunResults.CLIENT_ID, "")))
         self._record_ids[key] = record["id"]
-        self._events[record["id"]] = _events_of(record)
+        self._events[record["id"]] = events_of(record)
 
     def count_records(self) -> dict[str, int]:
         """Records in each table of the master base (Airtable's cap counts them all): reads one field of every
@@ -186,22 +186,22 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
 
     # clients -------------------------------------------------------------------------------------------
     def list_clients(self) -> list[Client]:
-        clients = [_client(r) for r in self._table(Clients.TABLE).all()]
+        clients = [client_from(r) for r in self._table(Clients.TABLE).all()]
         return sorted(clients, key=lambda c: c.client_id)
 
     def get_client(self, client_id: str) -> Client:
-        record = self._table(Clients.TABLE).first(formula=_formula(_eq(Clients.CLIENT_ID, client_id)))
+        record = self._table(Clients.TABLE).first(formula=formula_of(eq(Clients.CLIENT_ID, client_id)))
         if record is None:
             raise MissingRecordError(
                 f"no client {client_id!r} in {self.url}",
                 hint="List the clients with `leadkit clients`; add one with `leadkit clients add`.",
             )
-        return _client(record)
+        return client_from(record)
 
     def save_client(self, client: Client) -> Client:
         if client.base_id:
             validate_base_id(client.base_id, what=f"Airtable Base ID of client {client.client_id!r}")
-        self._table(Clients.TABLE).batch_upsert([{"fields": _client_fields(client)}], key_fields=[Clients.CLIENT_ID])
+        self._table(Clients.TABLE).batch_upsert([{"fields": client_fields(client)}], key_fields=[Clients.CLIENT_ID])
         return client
 
     def save_clients(self, clients: Sequence[Client]) -> None:
@@ -217,7 +217,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         for start in range(0, len(clients), MAX_RECORDS_PER_REQUEST):
             chunk = clients[start : start + MAX_RECORDS_PER_REQUEST]
             try:
-                table.batch_upsert([{"fields": _client_fields(c)} for c in chunk], key_fields=[Clients.CLIENT_ID])
+                table.batch_upsert([{"fields": client_fields(c)} for c in chunk], key_fields=[Clients.CLIENT_ID])
             except LeadkitError as exc:
                 exc.message = (
                     f"{exc.message} (after {done} of {len(clients)} clients were written; "
@@ -231,7 +231,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
     def remove_client(self, client_id: str) -> None:
         """Delete the client's record in the Clients table; its own base (the agency's) is left alone."""
         table = self._table(Clients.TABLE)
-        records = table.all(formula=_formula(_eq(Clients.CLIENT_ID, client_id)))
+        records = table.all(formula=formula_of(eq(Clients.CLIENT_ID, client_id)))
         if not records:
             raise MissingRecordError(f"no client {client_id!r} in {self.url}")
         table.batch_delete([r["id"] for r in records])
@@ -262,11 +262,11 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         duplicate (another batch took the ID at the same time) is removed and False returned. A create whose answer
         was lost is resolved by that mark, never by sending it again: the Run is this batch's, or not there."""
         table = self._table(JobTracking.TABLE)
-        fields = _without_blanks(_run_fields(run))
+        fields = without_blanks(run_fields(run))
         mark = (fields.get(JobTracking.STARTED_BY), fields.get(JobTracking.START_TIME))
 
         def read_back() -> list[Record]:
-            return [dict(r) for r in table.all(formula=_formula(_eq(JobTracking.RUN_ID, run.run_id)))]
+            return [dict(r) for r in table.all(formula=formula_of(eq(JobTracking.RUN_ID, run.run_id)))]
 
         def is_mine(record: Record, _: int) -> bool:
             f = record["fields"]
@@ -290,14 +290,14 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         return True
 
     def _run_record(self, run_id: str) -> Record | None:
-        record = self._table(JobTracking.TABLE).first(formula=_formula(_eq(JobTracking.RUN_ID, run_id)))
+        record = self._table(JobTracking.TABLE).first(formula=formula_of(eq(JobTracking.RUN_ID, run_id)))
         if record is not None:
             self._run_record_ids[run_id] = record["id"]
         return record
 
     def get_run(self, run_id: str) -> Run | None:
         record = self._run_record(run_id)
-        return _run(record) if record else None
+        return run_from(record) if record else None
 
     def update_run(self, run: Run) -> None:
         missing = MissingRecordError(f"no run {run.run_id!r} in {self.url}")
@@ -307,7 +307,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             if record is None:
                 raise missing
             record_id = record["id"]
-        fields = _run_fields(run)
+        fields = run_fields(run)
         del fields[JobTracking.START_TIME]
         try:
             self._table(JobTracking.TABLE).update(record_id, fields)
@@ -317,10 +317,10 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
 
     def _runs(self, filt: RunFilter | None, *, max_records: int | None, fields: list[str] | None = None) -> list[Run]:
         filt = filt or RunFilter()
-        formula = _formula(
-            _eq(JobTracking.STATUS, filt.status) if filt.status else None,
-            GTE(Field(JobTracking.START_TIME), _ms(filt.since)) if filt.since else None,
-            LT(Field(JobTracking.START_TIME), _ms(filt.until)) if filt.until else None,
+        formula = formula_of(
+            eq(JobTracking.STATUS, filt.status) if filt.status else None,
+            GTE(Field(JobTracking.START_TIME), ms_precision(filt.since)) if filt.since else None,
+            LT(Field(JobTracking.START_TIME), ms_precision(filt.until)) if filt.until else None,
         )
         options: dict[str, Any] = {"sort": [f"-{JobTracking.START_TIME}", f"-{JobTracking.RUN_ID}"]}
         if formula:
@@ -332,14 +332,14 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             runs_of_client = {
                 str(r["fields"].get(ClientRunResults.BASE_RUN_ID, ""))
                 for r in self._table(ClientRunResults.TABLE).all(
-                    formula=_formula(_eq(ClientRunResults.CLIENT_ID, filt.client_id)),
+                    formula=formula_of(eq(ClientRunResults.CLIENT_ID, filt.client_id)),
                     fields=[ClientRunResults.BASE_RUN_ID],
                 )
             }
             if not runs_of_client:
                 return []
         if filt.has_failures:  # any client Failed or Stale, whatever the run's status
-            failing = OR(_eq(ClientRunResults.STATUS, "Failed"), _eq(ClientRunResults.STATUS, "Stale"))
+            failing = OR(eq(ClientRunResults.STATUS, "Failed"), eq(ClientRunResults.STATUS, "Stale"))
             with_failures = {
                 str(r["fields"].get(ClientRunResults.BASE_RUN_ID, ""))
                 for r in self._table(ClientRunResults.TABLE).all(
@@ -351,7 +351,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
                 return []
         if runs_of_client is None and max_records is not None:
             options["max_records"] = max_records
-        runs = [_run(r) for r in self._table(JobTracking.TABLE).all(**options)]
+        runs = [run_from(r) for r in self._table(JobTracking.TABLE).all(**options)]
         if runs_of_client is not None:
             runs = [r for r in runs if r.run_id in runs_of_client]
         return runs
@@ -386,10 +386,10 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         if new:
             rows = []
             for rec in records:
-                row: Fields = {**_client_run_key(rec.run_id, rec.client_id), **self._creation_fields(rec)}
+                row: Fields = {**client_run_key(rec.run_id, rec.client_id), **self._creation_fields(rec)}
                 if opened is not None:
                     self._put_events([], [opened(rec, True)], row)
-                rows.append({"fields": _without_blanks(row)})
+                rows.append({"fields": without_blanks(row)})
             result = table.batch_upsert(rows, key_fields=key_fields)  # type: ignore[arg-type]
             created_ids = set(result["createdRecords"])
             by_key = {_key_of(r): r for r in result["records"]}
@@ -401,7 +401,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
                         "ClientRun %s-%s existed before a first open; it was opened again", rec.run_id, rec.client_id
                     )
                 self._remember(stored)
-                out.append((_client_run(stored), stored["id"] in created_ids))
+                out.append((client_run_from(stored), stored["id"] in created_ids))
             if isinstance(self.api, AirtableApi):
                 self.api.usage.client_runs(self.base_id, len(created_ids))
             return out
@@ -411,7 +411,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         for start in range(0, len(records), MAX_RECORDS_PER_REQUEST):
             chunk = records[start : start + MAX_RECORDS_PER_REQUEST]
             for rec, opened_record, created in self._open_chunk(chunk, opened, spill):
-                out_by_key[(rec.run_id, rec.client_id)] = (_client_run(opened_record), created)
+                out_by_key[(rec.run_id, rec.client_id)] = (client_run_from(opened_record), created)
                 created_count += created
         if spill:
             self._add_table_events(spill)
@@ -422,7 +422,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
     def _read_client_runs(self, records: Sequence[ClientRun]) -> dict[tuple[str, str], list[Record]]:
         """Every stored record of these (run, client) keys, duplicates included, in one request."""
         found: dict[tuple[str, str], list[Record]] = {}
-        formula = to_formula_str(OR(*(_eq(ClientRunResults.RUN_ID, f"{r.run_id}-{r.client_id}") for r in records)))
+        formula = to_formula_str(OR(*(eq(ClientRunResults.RUN_ID, f"{r.run_id}-{r.client_id}") for r in records)))
         for record in self._table(ClientRunResults.TABLE).all(formula=formula):
             run_key, client_id = _key_of(record)
             found.setdefault((run_key, client_id), []).append(dict(record))
@@ -436,14 +436,14 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         nonces = [new_nonce() for _ in missing]
         rows: list[Fields] = []
         for rec, nonce in zip(missing, nonces, strict=True):
-            row: Fields = {**_client_run_key(rec.run_id, rec.client_id), **self._creation_fields(rec)}
+            row: Fields = {**client_run_key(rec.run_id, rec.client_id), **self._creation_fields(rec)}
             if opened is not None:
                 self._put_events([], [opened(rec, True)], row)
             events = json.loads(row.get(ClientRunResults.EVENTS_JSON) or "[]")
             if events:  # the mark rides on the first event (readers ignore the key)
                 events[0]["nonce"] = nonce
                 row[ClientRunResults.EVENTS_JSON] = json.dumps(events, separators=(",", ":"))
-            rows.append(_without_blanks(row))
+            rows.append(without_blanks(row))
         time_fields = (ClientRunResults.START_TIME, ClientRunResults.HEARTBEAT)
         marks = [tuple(row.get(f) for f in time_fields) for row in rows]
 
@@ -452,7 +452,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         def is_mine(record: Record, index: int) -> bool:
             if _key_of(record) != keys[index]:
                 return False
-            first_event = _events_of(record)[:1]
+            first_event = events_of(record)[:1]
             if first_event:
                 return bool(first_event[0].get("nonce") == nonces[index])
             return tuple(record["fields"].get(f) for f in time_fields) == marks[index]
@@ -520,7 +520,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             record, created = result[(rec.run_id, rec.client_id)]
             if not created and opened is not None:
                 fields: Fields = {}
-                spill += self._put_events(_events_of(record), [opened(rec, False)], fields)
+                spill += self._put_events(events_of(record), [opened(rec, False)], fields)
                 if fields:
                     updates.append({"id": record["id"], "fields": fields})
                     record = {**record, "fields": {**record["fields"], **fields}}
@@ -533,15 +533,15 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
     @staticmethod
     def _creation_fields(rec: ClientRun) -> Fields:
         return {
-            **_client_run_fields(rec),
+            **client_run_fields(rec),
             ClientRunResults.SOURCE: rec.source.value,
-            ClientRunResults.START_TIME: _ts(rec.started_at),
+            ClientRunResults.START_TIME: time_cell(rec.started_at),
         }
 
     def _client_run_record(self, run_id: str, client_id: str) -> Record | None:
         record = self._table(ClientRunResults.TABLE).first(
-            formula=_formula(
-                _eq(ClientRunResults.RUN_ID, f"{run_id}-{client_id}"), _eq(ClientRunResults.CLIENT_ID, client_id)
+            formula=formula_of(
+                eq(ClientRunResults.RUN_ID, f"{run_id}-{client_id}"), eq(ClientRunResults.CLIENT_ID, client_id)
             )
         )
         if record is not None:
@@ -554,7 +554,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         if record is None and self.archive is not None:
             old = self.archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id)
             record = old[-1] if old else None
-        return _client_run(record) if record else None
+        return client_run_from(record) if record else None
 
     def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
         """Write the record and append its events. A progress save (status Running) of a record this process
@@ -596,7 +596,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             if (
                 stored is None
                 or f.get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value
-                or f.get(ClientRunResults.HEARTBEAT) != _ts(record.heartbeat_at)
+                or f.get(ClientRunResults.HEARTBEAT) != time_cell(record.heartbeat_at)
             ):
                 log.warning(
                     "ClientRun %s-%s changed since the sweep read it (now %s, heartbeat %s): not swept",
@@ -616,7 +616,7 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
                     hint="A ClientRun comes to exist only through RunRecordService.open.",
                 )
             record_id = stored["id"]
-        fields = _client_run_fields(record)
+        fields = client_run_fields(record)
         spill = self._append_events(record_id, events, fields)
         self._table(ClientRunResults.TABLE).update(record_id, fields)
         if ClientRunResults.EVENTS_JSON in fields:
@@ -649,14 +649,14 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             if stored is None or stored["fields"].get(ClientRunResults.STATUS) != ClientRunStatus.RUNNING.value:
                 return False
             record_id = stored["id"]
-        answer = self._table(ClientRunResults.TABLE).update(record_id, {ClientRunResults.HEARTBEAT: _ts(at)})
+        answer = self._table(ClientRunResults.TABLE).update(record_id, {ClientRunResults.HEARTBEAT: time_cell(at)})
         return bool(answer["fields"].get(ClientRunResults.STATUS) == ClientRunStatus.RUNNING.value)
 
     def adopt_client_run(self, record: ClientRun, events: Sequence[RunEvent]) -> None:
         """Remember a handed-over ClientRun's record ID and events, so saving it needs no read first."""
         if record.record_id and RECORD_ID_RE.fullmatch(record.record_id):
             self._record_ids[(record.run_id, record.client_id)] = record.record_id
-            self._events[record.record_id] = [_event_dict(e) for e in events]
+            self._events[record.record_id] = [event_dict(e) for e in events]
 
     def list_client_runs(
         self,
@@ -675,12 +675,12 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             if limit <= 0:
                 return []
             options["max_records"] = offset + limit
-        records = [_client_run(r) for r in self._table(ClientRunResults.TABLE).all(**options)]
+        records = [client_run_from(r) for r in self._table(ClientRunResults.TABLE).all(**options)]
         archive = self.archive
         if archive is not None:
             old = archive.records(self.base_id, ClientRunResults.TABLE, run_id=run_id, client_id=client_id, since=since)
             if old:
-                records += [r for r in map(_client_run, old) if status is None or r.status.value == status]
+                records += [r for r in map(client_run_from, old) if status is None or r.status.value == status]
                 records.sort(key=lambda r: (r.started_at, r.run_id), reverse=True)
         end = None if limit is None else offset + limit
         return records[offset:end]
@@ -689,11 +689,11 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
     def _client_run_query(
         run_id: str | None, client_id: str | None, status: str | None, since: datetime | None
     ) -> dict[str, Any]:
-        formula = _formula(
-            _eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
-            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
-            _eq(ClientRunResults.STATUS, status) if status is not None else None,
-            GTE(Field(ClientRunResults.START_TIME), _ms(since)) if since is not None else None,
+        formula = formula_of(
+            eq(ClientRunResults.BASE_RUN_ID, run_id) if run_id is not None else None,
+            eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            eq(ClientRunResults.STATUS, status) if status is not None else None,
+            GTE(Field(ClientRunResults.START_TIME), ms_precision(since)) if since is not None else None,
         )
         options: dict[str, Any] = {"sort": [f"-{ClientRunResults.START_TIME}", f"-{ClientRunResults.RUN_ID}"]}
         if formula:
@@ -706,10 +706,10 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         """Airtable cannot count: this reads the Status field alone of the ClientRuns in the window (100 a
         request)."""
         self.write_held()
-        formula = _formula(
-            _eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
-            GTE(Field(ClientRunResults.START_TIME), _ms(since)) if since is not None else None,
-            LT(Field(ClientRunResults.START_TIME), _ms(until)) if until is not None else None,
+        formula = formula_of(
+            eq(ClientRunResults.CLIENT_ID, client_id) if client_id is not None else None,
+            GTE(Field(ClientRunResults.START_TIME), ms_precision(since)) if since is not None else None,
+            LT(Field(ClientRunResults.START_TIME), ms_precision(until)) if until is not None else None,
         )
         options: dict[str, Any] = {"fields": [ClientRunResults.STATUS]}
         if formula:
@@ -733,13 +733,13 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
                 for record in page:
                     client = str(record["fields"].get(ClientRunResults.CLIENT_ID, ""))
                     if client in wanted and client not in out:
-                        out[client] = _client_run(record)
+                        out[client] = client_run_from(record)
                 if wanted <= out.keys():
                     return
 
         if not wanted:
             return out
-        of_status = _eq(ClientRunResults.STATUS, status) if status is not None else None
+        of_status = eq(ClientRunResults.STATUS, status) if status is not None else None
         newest: dict[str, Any] = {"fields": CLIENT_RUN_FIELDS, "sort": sort, "max_records": 2 * len(wanted)}
         if of_status is not None:
             newest["formula"] = to_formula_str(of_status)
@@ -747,6 +747,6 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
         missing = sorted(wanted - out.keys())
         for start in range(0, len(missing), 50):
             chunk = missing[start : start + 50]
-            formula = _formula(OR(*(_eq(ClientRunResults.CLIENT_ID, c) for c in chunk)), of_status)
+            formula = formula_of(OR(*(eq(ClientRunResults.CLIENT_ID, c) for c in chunk)), of_status)
             scan(table.iterate(fields=CLIENT_RUN_FIELDS, sort=sort, formula=formula))
         return out
