@@ -17,6 +17,7 @@ import pytest
 from leadkit.errors import ConfigError, MissingRecordError, RateLimitError
 from leadkit.models import Run, RunStatus
 from leadkit.store.airtable import PACE_MARGIN_S, AirtableApi, AirtableStore, RequestPacer, default_pace_dir
+from leadkit.store.airtable.api import ApiPolicy
 from leadkit.store.schema import CLIENT_TABLES, MASTER_TABLES, JobTracking, Leads
 from leadkit_sandbox.server import Sandbox
 
@@ -146,7 +147,7 @@ REQUESTS_EACH = 8
 def hammer(endpoint: str, token: str, base_id: str, workdir: str, start: Any) -> dict[str, Any]:
     """Run in a spawned process, in its own working directory: reads, writes and meta calls to one base."""
     os.chdir(workdir)
-    api = AirtableApi(token, endpoint_url=endpoint, rate_limit_wait_s=2.0, max_requests_per_s=4.0)
+    api = AirtableApi(token, ApiPolicy(endpoint_url=endpoint, rate_limit_wait_s=2.0, max_requests_per_s=4.0))
     table = api.table(base_id, Leads.TABLE)
     start.wait(timeout=60)
     began = time.monotonic()
@@ -195,10 +196,9 @@ def test_without_pacing_the_same_sandbox_answers_429(tmp_path: Path) -> None:
         base_id = sandbox.airtable.create_base("Client base", tables_spec(CLIENT_TABLES))
         api = AirtableApi(
             sandbox.token,
-            endpoint_url=sandbox.airtable_url,
-            max_requests_per_s=1000,
-            rate_limit_attempts=1,
-            pace_dir=tmp_path,
+            ApiPolicy(
+                endpoint_url=sandbox.airtable_url, max_requests_per_s=1000, rate_limit_attempts=1, pace_dir=tmp_path
+            ),
         )
         with pytest.raises(RateLimitError, match="429"):
             for _ in range(8):
@@ -210,7 +210,9 @@ def test_a_429_makes_other_processes_wait_out_the_penalty(tmp_path: Path) -> Non
     with Sandbox(rate_limit=0) as sandbox:
         base_id = sandbox.airtable.create_base("Client base", tables_spec(CLIENT_TABLES))
         first, second = (
-            AirtableApi(sandbox.token, endpoint_url=sandbox.airtable_url, rate_limit_attempts=1, pace_dir=tmp_path)
+            AirtableApi(
+                sandbox.token, ApiPolicy(endpoint_url=sandbox.airtable_url, rate_limit_attempts=1, pace_dir=tmp_path)
+            )
             for _ in range(2)
         )
         sandbox.add_fault(service="airtable", mode="rate_limit_429", times=1, path=base_id)  # Retry-After: 1

@@ -12,7 +12,7 @@ import pytest
 from leadkit import deadline_scope
 from leadkit.deadline import Deadline
 from leadkit.errors import RateLimitError
-from leadkit.store.airtable.api import AirtableApi
+from leadkit.store.airtable.api import AirtableApi, ApiPolicy
 from leadkit_sandbox.server import Sandbox
 
 TOKEN = "tokPacingDeadline00000000000001"
@@ -28,10 +28,12 @@ def sandbox() -> Iterator[Sandbox]:
 def _api(sandbox: Sandbox, tmp_path: Path, slept: list[float]) -> AirtableApi:
     return AirtableApi(
         TOKEN,
-        endpoint_url=sandbox.airtable_url,
-        max_requests_per_s=1000.0,  # no pacing of its own: the sandbox's limit answers 429
-        rate_limit_wait_s=31.0,
-        pace_dir=tmp_path,
+        ApiPolicy(
+            endpoint_url=sandbox.airtable_url,
+            max_requests_per_s=1000.0,  # no pacing of its own: the sandbox's limit answers 429
+            rate_limit_wait_s=31.0,
+            pace_dir=tmp_path,
+        ),
         sleep=slept.append,
     )
 

@@ -22,10 +22,10 @@ REQUESTS = 10
 SCRIPT = """
 import sys
 from leadkit.errors import RateLimitError
-from leadkit.store.airtable.api import AirtableApi
+from leadkit.store.airtable.api import AirtableApi, ApiPolicy
 
 endpoint, token, base, n = sys.argv[1:5]
-api = AirtableApi(token, endpoint_url=endpoint, max_requests_per_s=4.0, rate_limit_attempts=1)
+api = AirtableApi(token, ApiPolicy(endpoint_url=endpoint, max_requests_per_s=4.0, rate_limit_attempts=1))
 limited = 0
 for _ in range(int(n)):
     try:

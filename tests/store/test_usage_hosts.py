@@ -24,10 +24,10 @@ REQUESTS = 5
 SCRIPT = """
 import sys
 from pathlib import Path
-from leadkit.store.airtable.api import AirtableApi
+from leadkit.store.airtable.api import AirtableApi, ApiPolicy
 
 endpoint, token, base, n, tally = sys.argv[1:6]
-api = AirtableApi(token, endpoint_url=endpoint, max_requests_per_s=50.0, usage_path=Path(tally))
+api = AirtableApi(token, ApiPolicy(endpoint_url=endpoint, max_requests_per_s=50.0, usage_path=Path(tally)))
 for _ in range(int(n)):
     api.table(base, "Table 1").all(max_records=1)
 api.usage.client_runs(base, 2)

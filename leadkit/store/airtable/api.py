@@ -8,6 +8,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -77,8 +78,7 @@ def make_api(settings: Settings) -> AirtableApi:
             hint="Set AIRTABLE_API_KEY in the environment or .env to a token with data.records:read/write and "
             "schema.bases:read on the master base and every client base.",
         )
-    return AirtableApi(
-        token.strip(),
+    policy = ApiPolicy(
         endpoint_url=settings.airtable_endpoint_url,
         read_timeout_s=settings.airtable_timeout_s,
         rate_limit_wait_s=settings.airtable_rate_limit_wait_s,
@@ -86,6 +86,7 @@ def make_api(settings: Settings) -> AirtableApi:
         token_max_requests_per_s=max(settings.airtable_token_max_requests_per_s, settings.airtable_max_requests_per_s),
         usage_path=Path(settings.leadkit_home) / USAGE_FILE,
     )
+    return AirtableApi(token.strip(), policy)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,22 +177,30 @@ def airtable_error(status: int, content_type: str, body: bytes, method: str, url
     return error
 
 
+@dataclass(frozen=True)
+class ApiPolicy:
+    """How an `AirtableApi` talks to Airtable: where, how long it waits for an answer and out a 429, how fast it
+    may go (per base, and across the token's bases; `pace_dir`: where the shared schedules live, else the system's
+    temporary folder) and where it counts its requests (`usage_path`: the workspace's tally, else nowhere)."""
+
+    endpoint_url: str = "https://api.airtable.com"
+    read_timeout_s: float = 30.0
+    rate_limit_wait_s: float = 31.0
+    rate_limit_attempts: int = RATE_LIMIT_ATTEMPTS
+    max_requests_per_s: float = 4.0
+    token_max_requests_per_s: float | None = None
+    pace_dir: Path | None = None
+    usage_path: Path | None = None
+
+
+DEFAULT_POLICY = ApiPolicy()
+
+
 class AirtableApi(Api):
     """pyairtable's `Api` with leadkit's request policy (see the module docstring)."""
 
     def __init__(
-        self,
-        token: str,
-        *,
-        endpoint_url: str = "https://api.airtable.com",
-        read_timeout_s: float = 30.0,
-        rate_limit_wait_s: float = 31.0,
-        rate_limit_attempts: int = RATE_LIMIT_ATTEMPTS,
-        max_requests_per_s: float = 4.0,
-        token_max_requests_per_s: float | None = None,
-        pace_dir: Path | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        usage_path: Path | None = None,
+        self, token: str, policy: ApiPolicy = DEFAULT_POLICY, *, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         retry = retry_strategy(
             total=3,
@@ -205,23 +214,24 @@ class AirtableApi(Api):
         )
         super().__init__(
             token,
-            timeout=(CONNECT_TIMEOUT_S, read_timeout_s),  # type: ignore[arg-type]  # requests takes floats
+            timeout=(CONNECT_TIMEOUT_S, policy.read_timeout_s),  # type: ignore[arg-type]  # requests takes floats
             retry_strategy=retry,
-            endpoint_url=endpoint_url,
+            endpoint_url=policy.endpoint_url,
         )
-        self.rate_limit_wait_s = rate_limit_wait_s
-        self.rate_limit_attempts = rate_limit_attempts
+        self.policy = policy
+        self.rate_limit_wait_s = policy.rate_limit_wait_s
+        self.rate_limit_attempts = policy.rate_limit_attempts
         self._sleep = sleep
         self.rate_limit_waits = 0
         self.pacer = RequestPacer(
-            max_requests_per_s,
-            token_rate=token_max_requests_per_s,
+            policy.max_requests_per_s,
+            token_rate=policy.token_max_requests_per_s,
             token_key=hashlib.sha256(token.encode()).hexdigest()[:16],
-            directory=pace_dir,
+            directory=policy.pace_dir,
             sleep=sleep,
         )
         #: The requests this API made (by base), also added to the workspace's tally when it has a path.
-        self.usage = UsageLog(usage_path)
+        self.usage = UsageLog(policy.usage_path)
 
     def request(
         self,
