@@ -95,7 +95,7 @@ class UsageLog:
 
     def request(self, base: str, *, write: bool = False, table: str = "", delete: bool = False) -> None:
         """Count one request to `base`; `write`: it may change records of `table` (the workspace's local change
-        journal: `local_writes`, `local_journal`); `delete`: it is a DELETE."""
+        journal, `local_journal`, which the dashboard's mirror follows); `delete`: it is a DELETE."""
         who = REQUESTER.get()
         with self._lock:
             self.requests[base] = self.requests.get(base, 0) + 1
@@ -228,14 +228,6 @@ def read_tally_bytes(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return tally if isinstance(tally, dict) else {}
-
-
-def local_writes(home: Path) -> int:
-    """How many requests that may change records this host's processes sent for the workspace (the months the
-    tally keeps): the dashboard's change journal. It grows with every write made here; a write made on another
-    host (or by hand in Airtable) does not move it: those are read once per LEADKIT_DASHBOARD_SYNC."""
-    months = read_tally(home).get("months", {})
-    return int(sum(int(n) for month in months.values() for n in month.get(WRITES, {}).values()))
 
 
 @dataclass(frozen=True)
