@@ -382,7 +382,7 @@ def idle_requests_per_hour(browser: Any, sandbox: Any, env: dict[str, str]) -> f
     try:
         for view, table in IDLE_TABS:
             page = browser.new_page()
-            page.goto(f"{url}?view={view}")
+            page.goto(f"{url}?view={view}", timeout=300_000)
             page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
             pages.append(page)
         # the window holds whole sync periods (the mirror reads at each period's start: `MirrorKeeper.poll`)
@@ -467,7 +467,7 @@ def view_seconds(browser: Any, url: str, table: str) -> float:
     page = browser.new_page()
     try:
         t0 = time.perf_counter()
-        page.goto(url)
+        page.goto(url, timeout=300_000)
         page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
         return time.perf_counter() - t0
     finally:
