@@ -23,14 +23,15 @@ from pydantic import SecretStr
 
 from leadkit.config import get_settings
 from leadkit.health import workspace_health
-from leadkit.models import Client, ClientRunStatus, NewLead
+from leadkit.models import AuthCheck, Client, ClientRunStatus, NewLead
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.sandbox.server import Sandbox
 from leadkit.store.airtable import make_api
+from leadkit.store.airtable import mirror as mirror_module
 from leadkit.store.airtable.mirror import MIRROR_DIR, TABLES, AirtableMirror, MirrorKeeper
 from leadkit.store.provision import provision
-from leadkit.store.schema import ClientRunResults, JobTracking
+from leadkit.store.schema import AuthChecks, ClientRunResults, JobTracking
 from leadkit.workspace import Workspace
 
 CLIENTS = ["Acme-Co", "Globex"]
@@ -81,14 +82,25 @@ def _by_table(sandbox: Sandbox) -> Counter[str]:
     return Counter(unquote(r["path"]).split("/")[3] for r in sandbox.stats()["requests"])
 
 
-def test_an_unchanged_table_costs_one_request_and_a_change_made_elsewhere_arrives(board: Board) -> None:
+def test_an_unchanged_table_costs_one_request_and_a_change_made_elsewhere_arrives(
+    board: Board, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 250 auth checks: a full read of that table is 3 pages of 100
+    board.ws.store.add_auth_checks(
+        [AuthCheck("apify", True, None, 200, 100.0, "", checked_at=datetime.now(UTC)) for _ in range(250)]
+    )
+    monkeypatch.setattr(mirror_module, "SKEW_S", 0.0)  # the records above are older than the margin would allow
     mirror = AirtableMirror(board.ws.store, board.ws.home)
-    mirror.sync_tables(TABLES)
-    assert len(mirror.store.list_runs()) == 1
     board.sandbox.state.stats.reset()
     mirror.sync_tables(TABLES)
-    # nothing changed: one request per table (the incremental read), no page of records
+    assert _by_table(board.sandbox)[AuthChecks.TABLE] == 3
+    assert len(mirror.store.list_runs()) == 1
+    assert len(mirror.store.list_auth_checks()) == 250
+    board.sandbox.state.stats.reset()
+    mirror.sync_tables(TABLES)
+    # nothing changed: one request per table (the incremental read, answered with no record), not 3 pages
     assert _by_table(board.sandbox) == Counter({t: 1 for t in TABLES})
+    assert len(mirror.store.list_auth_checks()) == 250
     # a run written elsewhere (a tally that is not this workspace's): read by the next incremental read
     api = make_api(board.ws.settings.model_copy(update={"leadkit_home": board.setup_home}))
     stamp = datetime.now(UTC).isoformat()
