@@ -19,7 +19,7 @@ server's peak resident memory, VmHWM). Goals: X <= 1.5, Y <= 800.
 
 One more line: `dashboard_requests_per_hour=R health_500_s=A health_1000_s=B`: R the Airtable requests per hour
 of an idle dashboard (refresh 30 s) with Overview, Runs and Client health open, on the 20-client Airtable
-workspace (counted by the sandbox at a 60 s sync interval, scaled to the default 900 s); A and B Client health's
+workspace (counted by the sandbox at a 60 s sync interval over three whole sync periods, scaled to the default 900 s); A and B Client health's
 read on SQLite at 500 and 1,000 clients. Goals: R <= 30, B <= 1.
 Views are read once per view and filters for every tab (`dashboards.shared`): a page load within the refresh
 interval of an unchanged SQLite workspace is served from that shared read.
@@ -38,9 +38,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -380,12 +382,19 @@ def idle_requests_per_hour(browser: Any, sandbox: Any, env: dict[str, str]) -> f
     try:
         for view, table in IDLE_TABS:
             page = browser.new_page()
-            page.goto(f"{url}?view={view}")
+            page.goto(f"{url}?view={view}", timeout=300_000)
             page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
             pages.append(page)
+        # the window holds whole sync periods (the mirror reads at each period's start: `MirrorKeeper.poll`)
+        time.sleep(IDLE_SYNC_S - time.time() % IDLE_SYNC_S + IDLE_SYNC_S / 2)
         sandbox.state.stats.reset()
         time.sleep(IDLE_WINDOW_S)
-        counted = len(sandbox.stats()["requests"])
+        requests = sandbox.stats()["requests"]
+        counted = len(requests)
+        by_table = Counter(
+            unquote(r["path"]).split("/")[3] if r["path"].count("/") >= 3 else r["path"] for r in requests
+        )
+        print(f"idle dashboard, 3 tabs, requests by table: {dict(sorted(by_table.items()))}", flush=True)
     finally:
         for page in pages:
             page.close()
@@ -458,7 +467,7 @@ def view_seconds(browser: Any, url: str, table: str) -> float:
     page = browser.new_page()
     try:
         t0 = time.perf_counter()
-        page.goto(url)
+        page.goto(url, timeout=300_000)
         page.locator(f"{table} .tabulator-row").first.wait_for(state="visible", timeout=300_000)
         return time.perf_counter() - t0
     finally:

@@ -118,7 +118,7 @@ class AlertsView(View):
         if not self.user:
             return
         try:
-            triage = lk.set_triage(self.ws, self.fingerprint.value, self.status.value, self.note.value or None)
+            triage = lk.set_triage(self.app.ws, self.fingerprint.value, self.status.value, self.note.value or None)
         except lk.LeadkitError as exc:
             self.triage_result.object = (
                 f'<span class="lk-error" style="color:#b00020">{html.escape(exc.message)}</span>'

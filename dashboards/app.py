@@ -26,6 +26,8 @@ import param
 import leadkit as lk
 from leadkit.errors import MissingRecordError
 from leadkit.requesters import DASHBOARD, requests_for
+from leadkit.store.airtable.mirror import TABLES
+from leadkit.store.schema import AuthChecks, ClientRunResults, Clients, Failures, FailureTriage, JobTracking, RunEvents
 
 try:
     from dashboards import data
@@ -33,7 +35,7 @@ try:
     from dashboards.client_page import ClientPanel, HealthPanel
     from dashboards.failures_page import FailuresPanel
     from dashboards.run_page import RunPanel
-    from dashboards.shared import sync_interval
+    from dashboards.shared import read_workspace, sync_interval
     from dashboards.tables import WRAP_CSS, Table, as_text
     from dashboards.usage_view import UsageCard
     from dashboards.view import View
@@ -43,7 +45,7 @@ except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app
     from client_page import ClientPanel, HealthPanel  # type: ignore[no-redef]
     from failures_page import FailuresPanel  # type: ignore[no-redef]
     from run_page import RunPanel  # type: ignore[no-redef]
-    from shared import sync_interval  # type: ignore[no-redef]
+    from shared import read_workspace, sync_interval  # type: ignore[no-redef]
     from tables import WRAP_CSS, Table, as_text  # type: ignore[no-redef]
     from usage_view import UsageCard  # type: ignore[no-redef]
     from view import View  # type: ignore[no-redef]
@@ -149,6 +151,9 @@ class State(param.Parameterized):
 
 # ------------------------------------------------------------------------------------------------ overview
 class OverviewView(View):
+    # record keeping counts events (Run Events too) and the failed opens (Failures); the alert summary, Alerts
+    TABLES = tuple(t for t in TABLES if t != FailureTriage.TABLE)
+
     def __init__(self, app: App) -> None:
         super().__init__(app)
         from bokeh.models import ColumnDataSource, FactorRange
@@ -192,7 +197,7 @@ class OverviewView(View):
             AUTH_ORDER, "lk-overview-auth", empty="No auth checks yet: run `leadkit auth-check`.", tz=app.tz
         )
         self.stats = Table(["Metric", "Value"], "lk-stats", empty="No record-keeping events yet.", tz=app.tz)
-        self.usage = UsageCard(self.ws)
+        self.usage = UsageCard(app.ws)  # the usage tally of the workspace itself
         self.layout[:] = [
             pn.pane.Markdown("## Overview"),
             self.message,
@@ -258,6 +263,8 @@ def _day(value: str) -> date | None:
 
 
 class RunsView(View):
+    TABLES = (Clients.TABLE, JobTracking.TABLE, ClientRunResults.TABLE)  # a client filter reads its ClientRuns
+
     def __init__(self, app: App) -> None:
         super().__init__(app)
         statuses = {"All statuses": "", "Has failures": HAS_FAILURES, **{str(s): str(s) for s in lk.RunStatus}}
@@ -417,7 +424,7 @@ class FailuresView(View):
         self.unresolved = pn.widgets.Checkbox(label="Not yet resolved only", value=self.state.unresolved)
         self.unresolved.link(self.state, value="unresolved", bidirectional=True)
         self.state.param.watch(lambda _: self.refresh() if self.state.view == "failures" else None, "unresolved")
-        self.panel = FailuresPanel(self.ws, app.tz, may_act=app.authenticated)
+        self.panel = FailuresPanel(self.ws, app.tz, may_act=app.authenticated, act_ws=app.ws)
         self.layout[:] = [
             pn.pane.Markdown("## Failures, grouped (the newest first)"),
             self.unresolved,
@@ -478,7 +485,7 @@ class AuthView(View):
     def _check(self) -> list[Any]:
         """The auth checks, run from the dashboard (their store requests count as the dashboard's)."""
         with requests_for(DASHBOARD):
-            return lk.run_auth_checks(self.ws)
+            return lk.run_auth_checks(self.app.ws)
 
     def read(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         return data.auth_latest(self.ws)[AUTH_ORDER], data.auth_history(self.ws)[AUTH_ORDER]
@@ -491,6 +498,16 @@ class AuthView(View):
 # ------------------------------------------------------------------------------------------------ client health
 class HealthView(View):
     """Every client by severity; with `?client=ID`, that client's page."""
+
+    TABLES = (
+        Clients.TABLE,
+        JobTracking.TABLE,
+        ClientRunResults.TABLE,
+        RunEvents.TABLE,
+        AuthChecks.TABLE,
+        Failures.TABLE,
+    )
+    LEADS = True  # each client's lead counts and next due time (the mirror's lead summaries)
 
     def __init__(self, app: App) -> None:
         super().__init__(app)
@@ -538,6 +555,8 @@ class App:
 
     def __init__(self, ws: Any, *, refresh_s: float = DEFAULT_REFRESH_S) -> None:
         self.ws = ws
+        #: What the views read: on Airtable the workspace's local mirror (`dashboards.shared`).
+        self.read_ws = read_workspace(ws)
         self.state = State()
         #: Seconds a view's read is shared by every session before it is read again (`dashboards.shared`).
         self.read_interval_s = refresh_s if refresh_s > 0 else DEFAULT_REFRESH_S

@@ -67,8 +67,10 @@ class FailuresPanel:
     """The groups (`layout`): `read()` off the loop, then `show(groups)`. `may_act`: the viewer logged in, so it
     may re-run."""
 
-    def __init__(self, ws: Any, tz: Callable[[], str | None], *, may_act: bool) -> None:
+    def __init__(self, ws: Any, tz: Callable[[], str | None], *, may_act: bool, act_ws: Any = None) -> None:
         self.ws = ws
+        #: Where a re-run goes (the workspace itself; `ws` may be its read-only mirror).
+        self.act_ws = act_ws if act_ws is not None else ws
         self.may_act = may_act
         self.rows = pd.DataFrame([], columns=[*COLUMNS, *DETAIL_COLUMNS])
         self.targets: dict[str, tuple[str, list[str]]] = {}
@@ -151,12 +153,12 @@ class FailuresPanel:
         self.go.disabled = True
         self.status.object = f"<span>re-running {html.escape(', '.join(clients))}…</span>"
         try:
-            chosen = lk.latest_failed(self.ws, client_ids=clients, category=category)
+            chosen = lk.latest_failed(self.act_ws, client_ids=clients, category=category)
             if not chosen:
                 self.status.object = "<span>nothing to re-run: their latest attempts no longer failed</span>"
                 return
             result = await asyncio.to_thread(
-                lk.run_batch, self.ws, client_ids=[f.client_id for f in chosen], progress=False
+                lk.run_batch, self.act_ws, client_ids=[f.client_id for f in chosen], progress=False
             )
             self.status.object = (
                 f'<span class="lk-rerun-done">run {html.escape(result.run.run_id)}: '

@@ -6,10 +6,12 @@ A cached read is reused while it is younger than the interval (the refresh inter
 change version is asked first, and the read is made again only when something changed: an idle dashboard reads
 nothing but that version, and a run that ends while tabs are open is shown by the next refresh.
 - SQLite (`ChangeVersions`): the database's data version, one query; it moves with a write by any process.
-- Airtable: no request at all. The version is the workspace's local change journal (the usage tally's count of
-  write requests this host's processes sent, `leadkit.store.airtable.usage.local_writes`) and the number of
-  `LEADKIT_DASHBOARD_SYNC` periods (default 900 s) passed: a write made on this host shows within one refresh,
-  one made elsewhere (another host, a hand edit in Airtable) within the sync interval.
+- Airtable: the views read the workspace's local mirror (`leadkit.store.airtable.mirror`), a SQLite store kept
+  by a `MirrorKeeper` thread, and the version is the mirror's data version (one SQLite query, no request). The
+  keeper reads only what changed: the tables this host's processes wrote (the usage tally's journal), by the
+  next poll (~2 s), so a write made here shows within one refresh; the tables an open view reads, every
+  `LEADKIT_DASHBOARD_SYNC` period (default 900 s), one request each when nothing changed, so a change made
+  elsewhere shows within the sync interval. A view names the tables it reads (`read(..., tables=...)`).
 Readers of the same key wait for the one read in flight instead of making their own.
 """
 
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from leadkit.errors import ConfigError
-from leadkit.store.airtable.usage import local_writes
+from leadkit.store.airtable.mirror import TABLES, AirtableMirror, MirrorKeeper
 from leadkit.store.base import ChangeVersions
+from leadkit.workspace import Workspace
 
 #: How many cached reads a server keeps (the least recently used go first).
 MAX_ENTRIES = 128
@@ -70,13 +73,13 @@ class _Entry:
 
 
 class SharedReads:
-    """The cached reads of one workspace, shared by every session of the server (thread-safe). `home`: the
-    workspace's folder (an Airtable store's change journal is there); `sync_s`: its sync interval."""
+    """The cached reads of one workspace, shared by every session of the server (thread-safe). `store` is what
+    the views read (on Airtable: the mirror's store, kept by `keeper`); `sync_s`: the sync interval."""
 
-    def __init__(self, store: Any, home: Path | None = None, sync_s: float = AIRTABLE_SYNC_S) -> None:
+    def __init__(self, store: Any, sync_s: float = AIRTABLE_SYNC_S, *, keeper: MirrorKeeper | None = None) -> None:
         self.store = store
-        self.home = home
         self.sync_s = sync_s
+        self.keeper = keeper
         self._lock = threading.Lock()
         self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
         self._key_locks: dict[Hashable, threading.Lock] = {}
@@ -86,18 +89,38 @@ class SharedReads:
     def _version(self) -> Any:
         if isinstance(self.store, ChangeVersions):
             return self.store.change_version()
-        if self.home is not None and is_airtable(self.store):
-            return local_writes(self.home), int(time.time() // self.sync_s)
         return None
 
+    def prepare(self, tables: tuple[str, ...] = TABLES, *, leads: bool = False) -> None:
+        """Before a read of `tables` (and `leads`) on a mirrored workspace: see `MirrorKeeper.want`."""
+        if self.keeper is not None:
+            self.keeper.want(tables, leads=leads)
+
+    def sync_now(self, tables: tuple[str, ...]) -> None:
+        """A viewer's own action changed the store: read `tables` of a mirrored workspace again now."""
+        if self.keeper is not None:
+            self.keeper.mirror.sync_tables([t for t in tables if self.keeper.mirror.synced(t) is not None])
+
     def read(
-        self, key: Hashable, interval_s: float, fetch: Callable[[], Any], *, fresh: bool = False, first: bool = False
+        self,
+        key: Hashable,
+        interval_s: float,
+        fetch: Callable[[], Any],
+        *,
+        fresh: bool = False,
+        first: bool = False,
+        tables: tuple[str, ...] = TABLES,
+        leads: bool = False,
     ) -> Any:
         """What `fetch()` returns for `key`, read at most once per `interval_s` and only when the store changed
         (when it can tell); `fresh` reads now whatever the cache holds (a viewer's own action); `first` (a page
         just opened or reloaded) skips the interval on a store that can tell what changed, so a reload shows what
         the store holds. Blocks while another thread reads the same key, then serves that read. An error is
-        raised, not cached."""
+        raised, not cached. On a mirrored workspace, `tables` (and `leads`: the clients' lead summaries) are what
+        `fetch` reads: the keeper reads any of them not read within the sync interval first (`MirrorKeeper.want`)."""
+        if fresh:
+            self.sync_now(tables)
+        self.prepare(tables, leads=leads)
         with self._lock:
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
@@ -124,14 +147,33 @@ class SharedReads:
 
 
 _SHARED: weakref.WeakKeyDictionary[Any, SharedReads] = weakref.WeakKeyDictionary()
+_READ_WS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _SHARED_LOCK = threading.Lock()
 
 
 def shared_reads(ws: Any) -> SharedReads:
-    """The shared reads of workspace `ws` (one per workspace object in this process)."""
+    """The shared reads of workspace `ws` (one per workspace object in this process). On Airtable this starts
+    the workspace's mirror and its keeper (`read_workspace` is what the views read)."""
     with _SHARED_LOCK:
         shared = _SHARED.get(ws)
         if shared is None:
-            home = Path(ws.home) if getattr(ws, "home", None) is not None else None
-            shared = _SHARED[ws] = SharedReads(ws.store, home, sync_interval(ws.store, 0.0))
+            sync_s = sync_interval(ws.store, 0.0)
+            home = getattr(ws, "home", None)
+            if is_airtable(ws.store) and home is not None:
+                mirror = AirtableMirror(ws.store, Path(home))
+                keeper = MirrorKeeper(mirror, Path(home), sync_s).start()
+                weakref.finalize(ws, keeper.stop)
+                _READ_WS[ws] = Workspace(ws.settings, mirror.store)
+                shared = SharedReads(mirror.store, sync_s, keeper=keeper)
+            else:
+                shared = SharedReads(ws.store, sync_s)
+            _SHARED[ws] = shared
         return shared
+
+
+def read_workspace(ws: Any) -> Any:
+    """The workspace the views read: on Airtable one over the local mirror (same settings and home), else `ws`.
+    What a viewer does (an auth check, a re-run, a triage) goes to `ws` itself."""
+    shared_reads(ws)
+    with _SHARED_LOCK:
+        return _READ_WS.get(ws, ws)

@@ -40,11 +40,12 @@ import panel as pn
 
 import leadkit as lk
 from leadkit.requesters import DASHBOARD, requests_for
+from leadkit.store.airtable.mirror import TABLES
 
 try:
-    from dashboards.shared import shared_reads
+    from dashboards.shared import read_workspace, shared_reads
 except ModuleNotFoundError:  # served as a script by `panel serve dashboards/app.py`
-    from shared import shared_reads  # type: ignore[no-redef]
+    from shared import read_workspace, shared_reads  # type: ignore[no-redef]
 
 log = logging.getLogger("leadkit.dashboard")
 
@@ -81,11 +82,17 @@ async def under_lock(change: Callable[[], None]) -> None:
 
 
 class View:
-    """One page of the dashboard: `layout` is shown; `refresh()` re-reads the store and shows the result."""
+    """One page of the dashboard: `layout` is shown; `refresh()` re-reads the store and shows the result.
+    `ws` is what the view reads (on Airtable the workspace's local mirror: `dashboards.shared.read_workspace`);
+    what a viewer does goes to `app.ws`. `TABLES` and `LEADS` name what `read()` reads of an Airtable workspace
+    (the mirror keeps them current while the view is open)."""
+
+    TABLES: tuple[str, ...] = TABLES
+    LEADS = False
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.ws = app.ws
+        self.ws = getattr(app, "read_ws", None) or read_workspace(app.ws)
         self.state = app.state
         self.message = pn.pane.HTML("", css_classes=["lk-message"], sizing_mode="stretch_width")
         self.layout: pn.Column = pn.Column(sizing_mode="stretch_width")
@@ -153,12 +160,14 @@ class View:
         """`read()`, or the same read another session made within the interval (`dashboards.shared`). Its store
         requests are counted as the dashboard's (`leadkit.requesters`)."""
         with requests_for(DASHBOARD):
+            shared = shared_reads(self.app.ws)
             interval = float(getattr(self.app, "read_interval_s", 0.0))
             if interval <= 0:
+                shared.prepare(self.TABLES, leads=self.LEADS)
                 return self.read()
             first, self._first = self._first, False
             key = (type(self).__name__, inputs)
-            return shared_reads(self.ws).read(key, interval, self.read, fresh=fresh, first=first)
+            return shared.read(key, interval, self.read, fresh=fresh, first=first, tables=self.TABLES, leads=self.LEADS)
 
     async def _read(self, inputs: Any, fresh: bool) -> tuple[Any, str | None]:
         """(what `read()` returned, None) or (None, the error to show)."""

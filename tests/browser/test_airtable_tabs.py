@@ -9,6 +9,7 @@ reads it again every `SYNC_S` seconds (LEADKIT_DASHBOARD_SYNC), so each window h
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from pydantic import SecretStr
 
 from leadkit.config import get_settings
 from leadkit.dashboard_server import DashboardHandle, start_dashboard
-from leadkit.models import Client, ClientRunStatus
+from leadkit.models import Client, ClientRunStatus, NewLead
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
 from leadkit.store.airtable import make_api
@@ -173,4 +174,73 @@ def test_a_run_that_ends_on_this_host_shows_within_one_refresh_while_tabs_are_op
         finally:
             for page in pages:
                 page.close()
+        assert all(e == [] for e in errors), errors
+
+
+#: The views a wall screen keeps open (one tab each) and the table whose rows show each.
+IDLE_TABS = [("overview", ".lk-latest-runs"), ("runs", ".lk-runs-table"), ("health", ".lk-health-table")]
+
+
+def test_an_idle_dashboard_asks_each_table_it_shows_once_a_sync_period(
+    browser: Browser, board: tuple[Sandbox, Workspace, DashboardHandle]
+) -> None:
+    """Three idle tabs (Overview, Runs, Client health), nothing written: over whole sync periods the sandbox
+    counts at most one request per table the three views read, per period (the mirror's incremental reads), and
+    none to a client's lead base. Reading the views again every period made 56 requests in three periods here."""
+    from dashboards.app import HealthView, OverviewView, RunsView
+
+    sandbox, _, handle = board
+    errors: list[list[str]] = []
+    pages: list[Page] = []
+    try:
+        for view, table in IDLE_TABS:
+            page = browser.new_page()
+            errors.append(watch_errors(page))
+            page.goto(f"{handle.url}?view={view}", timeout=90_000)
+            expect(page.locator(f"{table} .tabulator-row").first).to_be_visible(timeout=60_000)
+            pages.append(page)
+        periods = 3
+        time.sleep(SYNC_S - time.time() % SYNC_S + SYNC_S / 2)  # mid-period: the window holds whole periods
+        sandbox.state.stats.reset()
+        time.sleep(periods * SYNC_S)
+        requests = sandbox.stats()["requests"]
+    finally:
+        for page in pages:
+            page.close()
+    tables = set(OverviewView.TABLES) | set(RunsView.TABLES) | set(HealthView.TABLES)
+    asked = [r["path"].split("/")[3] for r in requests]
+    print(f"idle, 3 tabs, {periods} sync periods: {len(requests)} requests, {sorted(Counter(asked).items())}")
+    assert all(r["method"] == "GET" for r in requests), requests
+    assert not [p for p in asked if "Leads" in p], asked  # no lead base is read while nothing is written
+    assert len(requests) <= len(tables) * periods + EDGE, (len(requests), asked)
+    assert all(e == [] for e in errors), errors
+
+
+def test_leads_imported_on_this_host_show_in_client_health_within_one_refresh(
+    browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the default sync interval (900 s), leads imported into a client's base on this host reach an open
+    Client health tab by the next refresh: the base's write is in the change journal, so the mirror reads that
+    client's leads (and nothing else's) at once."""
+    monkeypatch.delenv("LEADKIT_DASHBOARD_SYNC", raising=False)
+    with airtable_board(tmp_path) as (_, ws, handle):
+        errors: list[list[str]] = []
+        page = browser.new_page()
+        errors.append(watch_errors(page))
+        try:
+            page.goto(f"{handle.url}?view=health", timeout=90_000)
+            row = page.locator(".lk-health-table .tabulator-row", has_text="Globex").first
+            leads = row.locator(".tabulator-cell[tabulator-field='Leads by status']")
+            expect(leads).to_have_text("", timeout=60_000)  # no lead yet
+            globex = ws.store.get_client("Globex")
+            ws.store.lead_base(globex).import_leads(
+                [NewLead(f"https://www.linkedin.com/in/globex-lead-{n}/", f"Lead {n}") for n in range(4)]
+            )
+            written = time.monotonic()
+            expect(leads).to_have_text("(blank) 4", timeout=30_000)
+            waited = time.monotonic() - written
+            print(f"the imported leads showed {waited:.1f} s after they were written (refresh {REFRESH_S:g} s)")
+            assert waited < 10 * REFRESH_S  # one refresh and one read, not the 900 s sync interval
+        finally:
+            page.close()
         assert all(e == [] for e in errors), errors

@@ -296,7 +296,12 @@ class AirtableApi(Api):
                 "written in the time kept for it.",
                 url=path,
             )
-        self.usage.request(base, write=method != "GET" and not path.endswith("/listRecords"))
+        self.usage.request(
+            base,
+            write=method != "GET" and not path.endswith("/listRecords"),
+            table=_where(url)[1],
+            delete=method == "DELETE",
+        )
         try:
             return super().request(method, url, fallback=fallback, options=options, params=params, json=body)
         except requests.HTTPError as exc:

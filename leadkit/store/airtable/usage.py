@@ -44,6 +44,10 @@ USAGE_FILE = "airtable-usage.json"
 KEEP_MONTHS = 3
 #: The tally's count of requests that may change records (POST, PATCH, PUT, DELETE; not a listRecords POST).
 WRITES = "writes"
+#: The same by table (`writes:<table>`, by base) and the DELETE requests by table (`deletes:<table>`): the
+#: dashboard's mirror asks Airtable only for the tables written here (`local_journal`).
+TABLE_WRITES = "writes:"
+TABLE_DELETES = "deletes:"
 #: Scheduler metadata under which the processes of a dask batch keep their counts, by workspace and process.
 DASK_USAGE_KEY = "leadkit-airtable-usage"
 
@@ -89,16 +93,22 @@ class UsageLog:
         self._process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._remote: dict[str, Any] = {}
 
-    def request(self, base: str, *, write: bool = False) -> None:
-        """Count one request to `base`; `write`: it may change records (the workspace's local change journal:
-        `local_writes`)."""
+    def request(self, base: str, *, write: bool = False, table: str = "", delete: bool = False) -> None:
+        """Count one request to `base`; `write`: it may change records of `table` (the workspace's local change
+        journal, `local_journal`, which the dashboard's mirror follows); `delete`: it is a DELETE."""
         who = REQUESTER.get()
         with self._lock:
             self.requests[base] = self.requests.get(base, 0) + 1
             if who:
                 self.requested_for[who] = self.requested_for.get(who, 0) + 1
         also = [f"{who}_requests"] if who else []
-        self._add("requests", base, 1, also=[*also, WRITES] if write else also)
+        if write:
+            also.append(WRITES)
+            if table:
+                also.append(f"{TABLE_WRITES}{table}")
+                if delete:
+                    also.append(f"{TABLE_DELETES}{table}")
+        self._add("requests", base, 1, also=also)
 
     def client_runs(self, base: str, created: int) -> None:
         if created:
@@ -220,12 +230,27 @@ def read_tally_bytes(data: bytes) -> dict[str, Any]:
     return tally if isinstance(tally, dict) else {}
 
 
-def local_writes(home: Path) -> int:
-    """How many requests that may change records this host's processes sent for the workspace (the months the
-    tally keeps): the dashboard's change journal. It grows with every write made here; a write made on another
-    host (or by hand in Airtable) does not move it: those are read once per LEADKIT_DASHBOARD_SYNC."""
-    months = read_tally(home).get("months", {})
-    return int(sum(int(n) for month in months.values() for n in month.get(WRITES, {}).values()))
+@dataclass(frozen=True)
+class Journal:
+    """What this host's processes wrote to Airtable, from the tally (the months it keeps): write requests and
+    DELETE requests by (base, table). A count that moved since the last look means that table was written here."""
+
+    writes: dict[tuple[str, str], int]
+    deletes: dict[tuple[str, str], int]
+
+
+def local_journal(home: Path) -> Journal:
+    """The workspace's change journal by table (`Journal`): one read of the tally file, no request."""
+    writes: dict[tuple[str, str], int] = {}
+    deletes: dict[tuple[str, str], int] = {}
+    for month in read_tally(home).get("months", {}).values():
+        for kind, bases in month.items():
+            for prefix, into in ((TABLE_WRITES, writes), (TABLE_DELETES, deletes)):
+                if kind.startswith(prefix):
+                    table = kind[len(prefix) :]
+                    for base, n in bases.items():
+                        into[(str(base), table)] = into.get((str(base), table), 0) + int(n)
+    return Journal(writes, deletes)
 
 
 def read_tally(home: Path) -> dict[str, Any]:
