@@ -24,10 +24,19 @@ import panel as pn
 import param
 
 import leadkit as lk
-from leadkit.errors import MissingRecordError
-from leadkit.requesters import DASHBOARD, requests_for
-from leadkit.store.airtable.mirror import TABLES
-from leadkit.store.schema import AuthChecks, ClientRunResults, Clients, Failures, FailureTriage, JobTracking, RunEvents
+from leadkit import (
+    DASHBOARD,
+    MIRRORED_TABLES,
+    AuthChecks,
+    ClientRunResults,
+    Clients,
+    Failures,
+    FailureTriage,
+    JobTracking,
+    MissingRecordError,
+    RunEvents,
+    requests_for,
+)
 
 try:
     from dashboards import data
@@ -152,7 +161,7 @@ class State(param.Parameterized):
 # ------------------------------------------------------------------------------------------------ overview
 class OverviewView(View):
     # record keeping counts events (Run Events too) and the failed opens (Failures); the alert summary, Alerts
-    TABLES = tuple(t for t in TABLES if t != FailureTriage.TABLE)
+    TABLES = tuple(t for t in MIRRORED_TABLES if t != FailureTriage.TABLE)
 
     def __init__(self, app: App) -> None:
         super().__init__(app)

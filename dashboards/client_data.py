@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 import leadkit as lk
-from leadkit.health import workspace_health
+from leadkit import workspace_health
 
 try:
     from dashboards.data import FAILED_STATUSES, fmt_time, frame, now_utc, text

@@ -6,7 +6,7 @@ A cached read is reused while it is younger than the interval (the refresh inter
 change version is asked first, and the read is made again only when something changed: an idle dashboard reads
 nothing but that version, and a run that ends while tabs are open is shown by the next refresh.
 - SQLite (`ChangeVersions`): the database's data version, one query; it moves with a write by any process.
-- Airtable: the views read the workspace's local mirror (`leadkit.store.airtable.mirror`), a SQLite store kept
+- Airtable: the views read the workspace's local mirror (`leadkit.store.mirror`), a SQLite store kept
   by a `MirrorKeeper` thread, and the version is the mirror's data version (one SQLite query, no request). The
   keeper reads only what changed: the tables this host's processes wrote (the usage tally's journal), by the
   next poll (~2 s), so a write made here shows within one refresh; the tables an open view reads, every
@@ -27,10 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leadkit.errors import ConfigError
-from leadkit.store.airtable.mirror import TABLES, AirtableMirror, MirrorKeeper
-from leadkit.store.base import ChangeVersions
-from leadkit.workspace import Workspace
+from leadkit import MIRRORED_TABLES, AirtableMirror, ChangeVersions, ConfigError, MirrorKeeper, Workspace
 
 #: How many cached reads a server keeps (the least recently used go first).
 MAX_ENTRIES = 128
@@ -91,7 +88,7 @@ class SharedReads:
             return self.store.change_version()
         return None
 
-    def prepare(self, tables: tuple[str, ...] = TABLES, *, leads: bool = False) -> None:
+    def prepare(self, tables: tuple[str, ...] = MIRRORED_TABLES, *, leads: bool = False) -> None:
         """Before a read of `tables` (and `leads`) on a mirrored workspace: see `MirrorKeeper.want`."""
         if self.keeper is not None:
             self.keeper.want(tables, leads=leads)
@@ -109,7 +106,7 @@ class SharedReads:
         *,
         fresh: bool = False,
         first: bool = False,
-        tables: tuple[str, ...] = TABLES,
+        tables: tuple[str, ...] = MIRRORED_TABLES,
         leads: bool = False,
     ) -> Any:
         """What `fetch()` returns for `key`, read at most once per `interval_s` and only when the store changed

@@ -19,7 +19,7 @@ CARD_CSS = """
 
 def usage_numbers(ws: Any) -> dict[str, Any] | None:
     """The budget report of the workspace's Airtable store, or None when the store is not Airtable."""
-    from leadkit.store.airtable.usage import read_tally, usage_report
+    from leadkit import read_tally, usage_report
 
     base_id = getattr(ws.store, "base_id", None)
     if not str(getattr(ws.store, "url", "")).startswith("airtable://") or not base_id:

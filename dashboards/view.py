@@ -39,8 +39,7 @@ from typing import Any
 import panel as pn
 
 import leadkit as lk
-from leadkit.requesters import DASHBOARD, requests_for
-from leadkit.store.airtable.mirror import TABLES
+from leadkit import DASHBOARD, MIRRORED_TABLES, requests_for
 
 try:
     from dashboards.shared import read_workspace, shared_reads
@@ -87,7 +86,7 @@ class View:
     what a viewer does goes to `app.ws`. `TABLES` and `LEADS` name what `read()` reads of an Airtable workspace
     (the mirror keeps them current while the view is open)."""
 
-    TABLES: tuple[str, ...] = TABLES
+    TABLES: tuple[str, ...] = MIRRORED_TABLES
     LEADS = False
 
     def __init__(self, app: Any) -> None:

@@ -58,18 +58,32 @@ _EXPORTS: dict[str, str] = {
     "set_triage": "leadkit.alerts",
     "DASHBOARD": "leadkit.requesters",
     "requests_for": "leadkit.requesters",
-    "local_writes": "leadkit.store.airtable.usage",
     "read_tally": "leadkit.store.airtable.usage",
     "usage_report": "leadkit.store.airtable.usage",
+    # the dashboard's Airtable mirror, and the master base's tables (the original's names) its views read
+    "AirtableMirror": "leadkit.store.mirror",
+    "MirrorKeeper": "leadkit.store.mirror",
+    "MIRRORED_TABLES": "leadkit.store.mirror",
+    "AuthChecks": "leadkit.store.schema",
+    "ClientRunResults": "leadkit.store.schema",
+    "Clients": "leadkit.store.schema",
+    "FailureTriage": "leadkit.store.schema",
+    "Failures": "leadkit.store.schema",
+    "JobTracking": "leadkit.store.schema",
+    "RunEvents": "leadkit.store.schema",
 }
 
 __all__ = [
+    "AirtableMirror",
     "alert_summary",
+    "AuthChecks",
     "ChangeVersions",
     "channel_states",
     "client_health",
     "client_history",
     "client_report",
+    "ClientRunResults",
+    "Clients",
     "clients_failed",
     "ConfigError",
     "counts_as_failed",
@@ -78,8 +92,11 @@ __all__ = [
     "example_history",
     "example_run",
     "failure_headline",
+    "Failures",
+    "FailureTriage",
     "get_settings",
     "group_failures",
+    "JobTracking",
     "lab_link",
     "latest_attempt",
     "latest_failed",
@@ -87,7 +104,8 @@ __all__ = [
     "LeadkitError",
     "list_alerts",
     "list_attempts",
-    "local_writes",
+    "MIRRORED_TABLES",
+    "MirrorKeeper",
     "MissingRecordError",
     "notebook_workspace",
     "open_workspace",
@@ -101,6 +119,7 @@ __all__ = [
     "run_client",
     "run_history",
     "run_status_label",
+    "RunEvents",
     "RunFilter",
     "RunId",
     "RunStatus",
@@ -144,8 +163,18 @@ if TYPE_CHECKING:
     from leadkit.notebook import client_report, publish_result, start_notebook_logging
     from leadkit.requesters import DASHBOARD, requests_for
     from leadkit.runids import RunId
-    from leadkit.store.airtable.usage import local_writes, read_tally, usage_report
+    from leadkit.store.airtable.usage import read_tally, usage_report
     from leadkit.store.base import ChangeVersions, LeadBase, RunFilter, Store
+    from leadkit.store.mirror import MIRRORED_TABLES, AirtableMirror, MirrorKeeper
+    from leadkit.store.schema import (
+        AuthChecks,
+        ClientRunResults,
+        Clients,
+        Failures,
+        FailureTriage,
+        JobTracking,
+        RunEvents,
+    )
     from leadkit.workflow import run_client
     from leadkit.workspace import Workspace, open_workspace
 

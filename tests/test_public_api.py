@@ -14,37 +14,39 @@ import leadkit
 ROOT = Path(__file__).resolve().parent.parent
 
 EXPORTED = {
-    "ChangeVersions",
-    "ConfigError",
     "DASHBOARD",
-    "LeadBase",
-    "LeadkitError",
-    "MissingRecordError",
-    "RunFilter",
-    "RunId",
-    "RunStatus",
-    "Source",
-    "Store",
-    "Workspace",
+    "MIRRORED_TABLES",
+    "AirtableMirror",
     "alert_summary",
+    "AuthChecks",
+    "ChangeVersions",
     "channel_states",
     "client_health",
     "client_history",
     "client_report",
+    "ClientRunResults",
+    "Clients",
     "clients_failed",
+    "ConfigError",
     "counts_as_failed",
     "describe_run",
     "example_history",
     "example_run",
     "failure_headline",
+    "Failures",
+    "FailureTriage",
     "get_settings",
     "group_failures",
+    "JobTracking",
     "lab_link",
     "latest_attempt",
     "latest_failed",
+    "LeadBase",
+    "LeadkitError",
     "list_alerts",
     "list_attempts",
-    "local_writes",
+    "MirrorKeeper",
+    "MissingRecordError",
     "notebook_workspace",
     "open_workspace",
     "publish_result",
@@ -57,9 +59,16 @@ EXPORTED = {
     "run_client",
     "run_history",
     "run_status_label",
+    "RunEvents",
+    "RunFilter",
+    "RunId",
+    "RunStatus",
     "set_triage",
+    "Source",
     "start_notebook_logging",
+    "Store",
     "usage_report",
+    "Workspace",
     "workspace_health",
 }
 
@@ -117,6 +126,15 @@ def test_notebooks_use_only_the_public_api() -> None:
     assert len(notebooks) >= 5
     for path in notebooks:
         modules, names = leadkit_uses(notebook_source(path))
+        assert modules == set(), f"{path.name} imports {sorted(modules)}: use `leadkit`'s public names"
+        assert names <= EXPORTED | {"__version__"}, f"{path.name} uses {sorted(names - EXPORTED)}"
+
+
+def test_the_dashboard_uses_only_the_public_api() -> None:
+    modules_seen = sorted((ROOT / "dashboards").glob("*.py"))
+    assert len(modules_seen) >= 10
+    for path in modules_seen:
+        modules, names = leadkit_uses(path.read_text())
         assert modules == set(), f"{path.name} imports {sorted(modules)}: use `leadkit`'s public names"
         assert names <= EXPORTED | {"__version__"}, f"{path.name} uses {sorted(names - EXPORTED)}"
 

@@ -1,4 +1,4 @@
-"""The dashboard's local mirror of an Airtable workspace (`leadkit.store.airtable.mirror`), on the Airtable
+"""The dashboard's local mirror of an Airtable workspace (`leadkit.store.mirror`), on the Airtable
 sandbox (Airtable's limits), counted by the sandbox:
 - once read, an unchanged table costs one request per read, and what changed elsewhere arrives by it;
 - a write made on this host reaches the mirror through the keeper's poll of the change journal, asking only the
@@ -26,13 +26,13 @@ from leadkit.health import workspace_health
 from leadkit.models import AuthCheck, Client, ClientRunStatus, NewLead
 from leadkit.records import RunRecordService
 from leadkit.runids import RunId
-from leadkit.sandbox.server import Sandbox
+from leadkit.store import mirror as mirror_module
 from leadkit.store.airtable import make_api
-from leadkit.store.airtable import mirror as mirror_module
-from leadkit.store.airtable.mirror import MIRROR_DIR, TABLES, AirtableMirror, MirrorKeeper
+from leadkit.store.mirror import MIRROR_DIR, MIRRORED_TABLES, AirtableMirror, MirrorKeeper
 from leadkit.store.provision import provision
 from leadkit.store.schema import AuthChecks, ClientRunResults, JobTracking
 from leadkit.workspace import Workspace
+from leadkit_sandbox.server import Sandbox
 
 CLIENTS = ["Acme-Co", "Globex"]
 
@@ -92,14 +92,14 @@ def test_an_unchanged_table_costs_one_request_and_a_change_made_elsewhere_arrive
     monkeypatch.setattr(mirror_module, "SKEW_S", 0.0)  # the records above are older than the margin would allow
     mirror = AirtableMirror(board.ws.store, board.ws.home)
     board.sandbox.state.stats.reset()
-    mirror.sync_tables(TABLES)
+    mirror.sync_tables(MIRRORED_TABLES)
     assert _by_table(board.sandbox)[AuthChecks.TABLE] == 3
     assert len(mirror.store.list_runs()) == 1
     assert len(mirror.store.list_auth_checks()) == 250
     board.sandbox.state.stats.reset()
-    mirror.sync_tables(TABLES)
+    mirror.sync_tables(MIRRORED_TABLES)
     # nothing changed: one request per table (the incremental read, answered with no record), not 3 pages
-    assert _by_table(board.sandbox) == Counter({t: 1 for t in TABLES})
+    assert _by_table(board.sandbox) == Counter({t: 1 for t in MIRRORED_TABLES})
     assert len(mirror.store.list_auth_checks()) == 250
     # a run written elsewhere (a tally that is not this workspace's): read by the next incremental read
     api = make_api(board.ws.settings.model_copy(update={"leadkit_home": board.setup_home}))
@@ -118,7 +118,7 @@ def test_writes_made_here_reach_the_mirror_through_the_journal_asking_only_the_w
     ws = board.ws
     mirror = AirtableMirror(ws.store, ws.home)
     keeper = MirrorKeeper(mirror, ws.home, sync_s=3600.0)
-    keeper.want(TABLES, leads=True)
+    keeper.want(MIRRORED_TABLES, leads=True)
     (summary,) = [h for h in workspace_health(Workspace(ws.settings, mirror.store)) if h["client_id"] == "Acme-Co"]
     assert summary["leads_total"] == 0
     board.sandbox.state.stats.reset()
@@ -157,7 +157,7 @@ def test_writes_made_here_reach_the_mirror_through_the_journal_asking_only_the_w
 def test_the_mirror_is_private_and_holds_no_credential(board: Board) -> None:
     mirror = AirtableMirror(board.ws.store, board.ws.home)
     keeper = MirrorKeeper(mirror, board.ws.home, sync_s=3600.0)
-    keeper.want(TABLES, leads=True)
+    keeper.want(MIRRORED_TABLES, leads=True)
     folder = board.ws.home / MIRROR_DIR
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     files = [p for p in folder.rglob("*") if p.is_file()]

@@ -78,7 +78,7 @@ def _lead_value(attribute: str, value: Any) -> Any:
     return value
 
 
-def _lead(record: Record) -> Lead:
+def lead_from(record: Record) -> Lead:
     with reading(Leads.TABLE, record):
         return _lead_of(record)
 
@@ -126,7 +126,7 @@ class AirtableLeadBase:
             if limit <= 0:
                 return []
             options["max_records"] = limit
-        return [_lead(r) for r in self.table.all(**options)]
+        return [lead_from(r) for r in self.table.all(**options)]
 
     def due_leads(self, policy: DuePolicy, now: datetime, *, limit: int) -> list[Lead]:
         """Leads due under `policy`, filtered by Airtable: blank or Pending first (newest first), then the
@@ -152,7 +152,7 @@ class AirtableLeadBase:
             sort=[f"-{Leads.DATE_CREATED}"],
             max_records=limit,
         )
-        out = [lead for lead in map(_lead, fresh) if is_valid_profile_url(lead.profile_url)]
+        out = [lead for lead in map(lead_from, fresh) if is_valid_profile_url(lead.profile_url)]
         if len(out) < limit:
             due = self.table.all(
                 formula=to_formula_str(
@@ -171,7 +171,7 @@ class AirtableLeadBase:
                 sort=[Leads.NEXT_CHECK_AT, Leads.LAST_CHECK_AT],
                 max_records=limit - len(out),
             )
-            out += [lead for lead in map(_lead, due) if is_valid_profile_url(lead.profile_url)]
+            out += [lead for lead in map(lead_from, due) if is_valid_profile_url(lead.profile_url)]
         return out[:limit]
 
     def posts_found_since(self, since: datetime) -> int:
@@ -194,7 +194,7 @@ class AirtableLeadBase:
         if RECORD_ID_RE.fullmatch(lead_id) is None:
             raise missing
         try:
-            return _lead(self.table.get(lead_id))
+            return lead_from(self.table.get(lead_id))
         except MissingRecordError:
             raise missing from None
 

@@ -48,8 +48,8 @@ from typing import Any
 from leadkit.errors import LeadkitError
 from leadkit.models import Client
 from leadkit.requesters import DASHBOARD, requests_for
-from leadkit.store.airtable.codecs import _client, _client_run, _event_from_dict, _events_of, _run
-from leadkit.store.airtable.leads import _lead
+from leadkit.store.airtable.codecs import client_from, client_run_from, event_from_dict, events_of, run_from
+from leadkit.store.airtable.leads import lead_from
 from leadkit.store.airtable.store import AirtableStore
 from leadkit.store.airtable.usage import Journal, local_journal
 from leadkit.store.codecs import failure_to_json, ts
@@ -83,7 +83,7 @@ LEAD_PASS_S = 7 * 86400.0
 #: The Clients table's record IDs are listed this often (a client removed elsewhere goes by then).
 CLIENT_LISTING_S = 86400.0
 #: The master tables mirrored, in the order a sync reads them.
-TABLES = (
+MIRRORED_TABLES = (
     Clients.TABLE,
     JobTracking.TABLE,
     ClientRunResults.TABLE,
@@ -320,9 +320,9 @@ class AirtableMirror:
     def _decode(self, table: str, record: Record) -> list[Row]:
         """The mirror rows of one Airtable record, decoded by the Airtable store's own readers."""
         if table == Clients.TABLE:
-            return [("clients", _client_row(_client(record)))]
+            return [("clients", _client_row(client_from(record)))]
         if table == JobTracking.TABLE:
-            run = _run(record)
+            run = run_from(record)
             return [
                 (
                     "runs",
@@ -341,7 +341,7 @@ class AirtableMirror:
                 )
             ]
         if table == ClientRunResults.TABLE:
-            rec = _client_run(record)
+            rec = client_run_from(record)
             rows: list[Row] = [
                 (
                     "client_runs",
@@ -361,7 +361,7 @@ class AirtableMirror:
                     },
                 )
             ]
-            events = [_event_from_dict(d, rec.run_id, rec.client_id) for d in _events_of(record)]
+            events = [event_from_dict(d, rec.run_id, rec.client_id) for d in events_of(record)]
             return rows + [_event_row(e) for e in events]
         self._given.records = {table: [record]}
         try:
@@ -466,7 +466,7 @@ class AirtableMirror:
                         conn.execute("DELETE FROM leads")
                     for record in records:
                         try:
-                            lead = _lead(record)
+                            lead = lead_from(record)
                         except LeadkitError as exc:
                             log.warning("mirror: lead %s of %s cannot be read (%s)", record.get("id"), key, exc)
                             continue
@@ -593,7 +593,7 @@ class MirrorKeeper:
     def _wanted_tables(self) -> list[str]:
         horizon = time.monotonic() - 2 * self.sync_s
         with self._lock:
-            return [t for t in TABLES if self._wanted.get(t, -1e18) >= horizon]
+            return [t for t in MIRRORED_TABLES if self._wanted.get(t, -1e18) >= horizon]
 
     def _sync_leads(self, touched: set[str], *, missing_only: bool = False, written: set[str] | None = None) -> None:
         """Read the leads of the clients `touched`, of those whose base was `written` here, and of those with
@@ -647,7 +647,7 @@ class MirrorKeeper:
     def _apply_journal(self, before: Journal, after: Journal) -> None:
         master = self.mirror.source.base_id
         moved = {key for key, n in after.writes.items() if before.writes.get(key) != n}
-        tables = [t for t in TABLES if (master, t) in moved and self.mirror.synced(t) is not None]
+        tables = [t for t in MIRRORED_TABLES if (master, t) in moved and self.mirror.synced(t) is not None]
         touched = self.mirror.sync_tables(tables) if tables else set()
         deleted = {key for key, n in after.deletes.items() if before.deletes.get(key) != n}
         if (master, Clients.TABLE) in deleted and self.mirror.synced(Clients.TABLE) is not None:
