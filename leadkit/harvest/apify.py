@@ -240,6 +240,7 @@ class ApifyClient:
         notes: list[str] = []
         lost = 0
         refusals = 0
+        error_type: Any = None
         capacity_until = self._clock() + self.capacity_max_wait_s
         while True:
             sent_at = datetime.now(UTC)
@@ -249,6 +250,10 @@ class ApifyClient:
                 )
             except UpstreamError as exc:
                 if not exc.details.get("sent", True):
+                    if refusals and isinstance(exc, DeadlineExceeded):
+                        # the budget ran out while waiting for capacity (a slow machine's wait outlasted the
+                        # check before it): what stopped the start is the capacity, said as such
+                        raise self._no_capacity(refusals, error_type, notes) from None
                     raise
                 try:
                     found = self._find_started(input, sent_at)
@@ -283,16 +288,9 @@ class ApifyClient:
                 if exc.details.get("error_type") not in CAPACITY_REFUSALS:
                     raise
                 refusals += 1
+                error_type = exc.details.get("error_type")
                 if min(deadline.remaining(), capacity_until - self._clock()) <= self.capacity_wait_s:
-                    raise RateLimitError(
-                        f"Apify refused to start {self.actor_id} {refusals} times for want of capacity "
-                        f"({exc.details.get('error_type')}) and the time to wait for capacity ran out",
-                        hint="The Apify account runs as many actor runs at once as its plan allows (memory and "
-                        "concurrent runs): run fewer clients at once, lower their batch size, or raise the plan; "
-                        "`GET /v2/users/me/limits` shows the capacity.",
-                        error_type=exc.details.get("error_type"),
-                        notes=notes,
-                    ) from None
+                    raise self._no_capacity(refusals, error_type, notes) from None
                 if refusals == 1:
                     notes.append(
                         f"Apify refused the start for want of capacity ({exc.details.get('error_type')}); waiting"
@@ -304,6 +302,17 @@ class ApifyClient:
             if refusals:
                 notes.append(f"started run {run.id} after {refusals} capacity refusals")
             return StartedRun(run, notes)
+
+    def _no_capacity(self, refusals: int, error_type: Any, notes: list[str]) -> RateLimitError:
+        return RateLimitError(
+            f"Apify refused to start {self.actor_id} {refusals} times for want of capacity ({error_type}) and the "
+            "time to wait for capacity ran out",
+            hint="The Apify account runs as many actor runs at once as its plan allows (memory and concurrent "
+            "runs): run fewer clients at once, lower their batch size, or raise the plan; `GET /v2/users/me/limits` "
+            "shows the capacity.",
+            error_type=error_type,
+            notes=notes,
+        )
 
     def _unresolved(self, exc: UpstreamError, unsure: list[ApifyRun], notes: list[str]) -> UpstreamError:
         """A lost start whose candidate runs could not be told apart from others (their INPUT unreadable):
