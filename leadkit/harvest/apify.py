@@ -540,7 +540,7 @@ class ApifyClient:
                 exc.details.setdefault("notes", started.notes)
             elif isinstance(exc, KeyboardInterrupt):
                 # SIGTERM during the wait: the run is named for the caller, see `name_interrupted_run`
-                name_interrupted_run(exc, run.id, aborted, finished=run.finished)
+                name_interrupted_run(exc, run.id, aborted, last=run)
             raise
         details: dict[str, Any] = {
             "apify_run_id": run.id,
@@ -622,16 +622,19 @@ class ApifyClient:
 
 
 def name_interrupted_run(
-    interrupt: BaseException, run_id: str, ended: ApifyRun | None, *, finished: bool = False
+    interrupt: BaseException, run_id: str, ended: ApifyRun | None, *, last: ApifyRun | None = None
 ) -> None:
     """Name on an interrupt (SIGTERM, Ctrl-C) the run that was aborted on its way up, as the caller reads it:
-    `apify_run_id` always; `apify_status` SUCCEEDED when the run succeeded before the abort reached it (it was
-    paid: kept read-pending, not reported aborted); `unaborted_run_id` when the abort failed and the run was not
-    known to have `finished` (it may go on and succeed: kept the same way)."""
+    `apify_run_id` always; `apify_status` as the abort answered it (SUCCEEDED when the run succeeded before the
+    abort reached it: it was paid, kept read-pending, not reported aborted) or, the abort failed, as `last` seen
+    when that was a final status; `unaborted_run_id` when the abort failed and the run was not seen finished (it
+    may go on and succeed: kept the same way)."""
     interrupt.apify_run_id = run_id  # type: ignore[attr-defined]
     if ended is not None:
         interrupt.apify_status = ended.status  # type: ignore[attr-defined]
-    elif not finished:
+    elif last is not None and last.finished:
+        interrupt.apify_status = last.status  # type: ignore[attr-defined]
+    else:
         interrupt.unaborted_run_id = run_id  # type: ignore[attr-defined]
 
 

@@ -15,6 +15,7 @@ import pytest
 from leadkit.config import get_settings
 from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
+from leadkit.harvest.apify import ApifyRun, name_interrupted_run
 from leadkit.harvest.harvester import Harvester, Terminated
 from leadkit.harvest.orphans import release_orphans
 from leadkit.models import EventKind, HarvestStatus, RunEvent, Source
@@ -576,3 +577,22 @@ def test_a_dead_process_s_settled_run_with_an_unreadable_input_is_not_given_the_
     assert released.read_pending == []
     assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
     assert not any("read-pending" in (x.last_error or "") for x in base.list_leads())
+
+
+def test_an_interrupt_names_its_run_as_the_abort_answered_or_as_last_seen() -> None:
+    """What the caller keeps: the abort's answer decides; when the abort failed, a run last seen SUCCEEDED (an
+    adopted run found finished) is kept as paid, one not seen finished is kept as still going."""
+    succeeded = ApifyRun("run00000001", "SUCCEEDED", "ds1")
+    running = ApifyRun("run00000001", "RUNNING", "ds1")
+    for ended, last, status, going in [
+        (ApifyRun("run00000001", "ABORTED", "ds1"), running, "ABORTED", None),
+        (succeeded, running, "SUCCEEDED", None),
+        (None, succeeded, "SUCCEEDED", None),
+        (None, running, None, "run00000001"),
+        (None, None, None, "run00000001"),
+    ]:
+        interrupt = Terminated("signal 15 (SIGTERM)")
+        name_interrupted_run(interrupt, "run00000001", ended, last=last)
+        assert getattr(interrupt, "apify_run_id", None) == "run00000001"
+        assert getattr(interrupt, "apify_status", None) == status
+        assert getattr(interrupt, "unaborted_run_id", None) == going
