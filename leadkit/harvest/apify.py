@@ -29,6 +29,7 @@ __all__ = [
     "ApifyClient",
     "ApifyRun",
     "StartedRun",
+    "name_interrupted_run",
 ]
 
 log = logging.getLogger(__name__)
