@@ -311,11 +311,17 @@ def _run_client(
         except KeyboardInterrupt as exc:  # SIGTERM or Ctrl-C: the stage has released what it held; say so, go on up
             why = f"stage {name} interrupted ({exc or type(exc).__name__})"
             message = f"interrupted ({exc or type(exc).__name__}); leads put back to Pending"
-            found = getattr(exc, "apify_run_id", None)  # a start in flight when it came: the run it made
+            found = getattr(exc, "apify_run_id", None)  # the run it aborted (a start in flight: the run it made)
+            going = getattr(exc, "unaborted_run_id", None)
             if found and getattr(exc, "apify_status", None) == "SUCCEEDED":
                 message += f"; Apify run {found} SUCCEEDED and is kept (read-pending) to be read on the next attempt"
+            elif going:
+                message += (
+                    f"; Apify run {going} could not be aborted and is kept (read-pending): the next attempt reads "
+                    "it if it SUCCEEDED"
+                )
             elif found:
-                message += f"; Apify run {found}, started by the interrupted start call, was aborted"
+                message += f"; Apify run {found} was aborted"
             ctx.event(name, EventKind.FAILED, message)
             interrupted = failure_from(
                 NotebookError(

@@ -16,7 +16,8 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -324,6 +325,18 @@ class FaultRegistry:
     def rules(self) -> list[FaultRule]:
         with self._lock:
             return list(self._rules)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No rule applies for the duration; after it, the rules apply again with the uses they had left (before
+        any added meanwhile). For a harness's own requests between the runs it injects faults into."""
+        with self._lock:
+            held, self._rules = self._rules, []
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._rules[:0] = held
 
     def take(self, service: str, path_with_query: str, body_text: str) -> FaultRule | None:
         """The first rule matching this request, counting one use (a used-up rule is dropped)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 import threading
+from contextlib import AbstractContextManager
 from http.server import ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -108,6 +109,10 @@ class Sandbox:
 
     def clear_faults(self) -> None:
         self.state.faults.clear()
+
+    def faults_paused(self) -> AbstractContextManager[None]:
+        """A context in which no fault rule applies; the rules apply again after it, with the uses they had left."""
+        return self.state.faults.paused()
 
     def stats(self) -> dict[str, Any]:
         return self.state.stats.snapshot()

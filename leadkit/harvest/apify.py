@@ -29,6 +29,7 @@ __all__ = [
     "ApifyClient",
     "ApifyRun",
     "StartedRun",
+    "name_interrupted_run",
 ]
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,7 @@ class ApifyClient:
         notes: list[str] = []
         lost = 0
         refusals = 0
+        error_type: Any = None
         capacity_until = self._clock() + self.capacity_max_wait_s
         while True:
             sent_at = datetime.now(UTC)
@@ -249,6 +251,10 @@ class ApifyClient:
                 )
             except UpstreamError as exc:
                 if not exc.details.get("sent", True):
+                    if refusals and isinstance(exc, DeadlineExceeded):
+                        # the budget ran out while waiting for capacity (a slow machine's wait outlasted the
+                        # check before it): what stopped the start is the capacity, said as such
+                        raise self._no_capacity(refusals, error_type, notes) from None
                     raise
                 try:
                     found = self._find_started(input, sent_at)
@@ -283,16 +289,9 @@ class ApifyClient:
                 if exc.details.get("error_type") not in CAPACITY_REFUSALS:
                     raise
                 refusals += 1
+                error_type = exc.details.get("error_type")
                 if min(deadline.remaining(), capacity_until - self._clock()) <= self.capacity_wait_s:
-                    raise RateLimitError(
-                        f"Apify refused to start {self.actor_id} {refusals} times for want of capacity "
-                        f"({exc.details.get('error_type')}) and the time to wait for capacity ran out",
-                        hint="The Apify account runs as many actor runs at once as its plan allows (memory and "
-                        "concurrent runs): run fewer clients at once, lower their batch size, or raise the plan; "
-                        "`GET /v2/users/me/limits` shows the capacity.",
-                        error_type=exc.details.get("error_type"),
-                        notes=notes,
-                    ) from None
+                    raise self._no_capacity(refusals, error_type, notes) from None
                 if refusals == 1:
                     notes.append(
                         f"Apify refused the start for want of capacity ({exc.details.get('error_type')}); waiting"
@@ -304,6 +303,17 @@ class ApifyClient:
             if refusals:
                 notes.append(f"started run {run.id} after {refusals} capacity refusals")
             return StartedRun(run, notes)
+
+    def _no_capacity(self, refusals: int, error_type: Any, notes: list[str]) -> RateLimitError:
+        return RateLimitError(
+            f"Apify refused to start {self.actor_id} {refusals} times for want of capacity ({error_type}) and the "
+            "time to wait for capacity ran out",
+            hint="The Apify account runs as many actor runs at once as its plan allows (memory and concurrent "
+            "runs): run fewer clients at once, lower their batch size, or raise the plan; `GET /v2/users/me/limits` "
+            "shows the capacity.",
+            error_type=error_type,
+            notes=notes,
+        )
 
     def _unresolved(self, exc: UpstreamError, unsure: list[ApifyRun], notes: list[str]) -> UpstreamError:
         """A lost start whose candidate runs could not be told apart from others (their INPUT unreadable):
@@ -521,6 +531,7 @@ class ApifyClient:
                 on_started(started)
             run = self.wait(run.id, deadline=deadline)
         except BaseException as exc:
+            # an interrupt during this abort goes up in place of `exc`, naming the run (see _abort_quietly)
             aborted = self._abort_quietly(run.id)
             if isinstance(exc, LeadkitError):
                 exc.details.setdefault("apify_run_id", run.id)
@@ -528,14 +539,9 @@ class ApifyClient:
                 exc.details["usage_usd"] = aborted.usage_usd if aborted else None
                 exc.details["aborted"] = aborted is not None
                 exc.details.setdefault("notes", started.notes)
-            elif isinstance(exc, KeyboardInterrupt) and aborted is not None and aborted.succeeded:
-                # SIGTERM during the wait, and the run SUCCEEDED before the abort reached it: it was paid, so it is
-                # named (with its status) for the caller to keep it read-pending instead of dropping it
-                exc.apify_run_id = run.id  # type: ignore[attr-defined]
-                exc.apify_status = aborted.status  # type: ignore[attr-defined]
-            elif isinstance(exc, KeyboardInterrupt) and aborted is None and not run.finished:
-                # the abort failed: the run may go on and succeed; named for the caller to keep it
-                exc.unaborted_run_id = run.id  # type: ignore[attr-defined]
+            elif isinstance(exc, KeyboardInterrupt):
+                # SIGTERM during the wait: the run is named for the caller, see `name_interrupted_run`
+                name_interrupted_run(exc, run.id, aborted, last=run)
             raise
         details: dict[str, Any] = {
             "apify_run_id": run.id,
@@ -589,16 +595,48 @@ class ApifyClient:
         return ActorResult(run, items, log_text, [f"read Apify run {run.id}, which SUCCEEDED on an earlier attempt"])
 
     def _abort_quietly(self, run_id: str) -> ApifyRun | None:
-        """Abort a run on the way out of an error; the abort's own failure is logged, never raised over it."""
+        """Abort a run on the way out of an error; the abort's own failure is logged, never raised over it.
+
+        An interrupt (SIGTERM, Ctrl-C) during the abort may have cut it before it reached Apify, and it goes up in
+        place of the error being handled: the abort is sent once more (aborting twice is harmless; during a
+        harvest a later SIGTERM is only noted, see `terminate_on_sigterm`) and the run is named on the interrupt
+        (`name_interrupted_run`), so the caller keeps a run that SUCCEEDED or could not be aborted (found by
+        bench/chaos.py, seed 20261209 #30: a poll's answer was not JSON, SIGTERM came during the abort, and the
+        run went on, SUCCEEDED, and was neither read nor kept)."""
         try:
             return self.abort_run(run_id)
         except LeadkitError as exc:
             log.warning("could not abort Apify run %s: %s", run_id, exc)
             return None
+        except KeyboardInterrupt as interrupt:
+            try:
+                ended: ApifyRun | None = self.abort_run(run_id)
+            except LeadkitError as exc:
+                log.warning("could not abort Apify run %s after an interrupt (%s): %s", run_id, interrupt, exc)
+                ended = None
+            name_interrupted_run(interrupt, run_id, ended)
+            raise
 
     def whoami(self) -> dict[str, Any]:
         """The token's user (`GET /v2/users/me`): the cheapest authenticated check."""
         return self._data(self.http.request_json("GET", "/v2/users/me"))
+
+
+def name_interrupted_run(
+    interrupt: BaseException, run_id: str, ended: ApifyRun | None, *, last: ApifyRun | None = None
+) -> None:
+    """Name on an interrupt (SIGTERM, Ctrl-C) the run that was aborted on its way up, as the caller reads it:
+    `apify_run_id` always; `apify_status` as the abort answered it (SUCCEEDED when the run succeeded before the
+    abort reached it: it was paid, kept read-pending, not reported aborted) or, the abort failed, as `last` seen
+    when that was a final status; `unaborted_run_id` when the abort failed and the run was not seen finished (it
+    may go on and succeed: kept the same way)."""
+    interrupt.apify_run_id = run_id  # type: ignore[attr-defined]
+    if ended is not None:
+        interrupt.apify_status = ended.status  # type: ignore[attr-defined]
+    elif last is not None and last.finished:
+        interrupt.apify_status = last.status  # type: ignore[attr-defined]
+    else:
+        interrupt.unaborted_run_id = run_id  # type: ignore[attr-defined]
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -804,10 +804,9 @@ class Harvester:
                 "the next attempt reads it if it SUCCEEDED instead of buying the posts again"
             )
         found = getattr(exc, "apify_run_id", None)
-        if (
-            found and not read_pending and not isinstance(exc, LeadkitError)
-        ):  # an interrupted start: the run it made was aborted
-            message += f" (Apify run {found}, started by the interrupted start call, was aborted)"
+        if found and not read_pending and not still_going and not isinstance(exc, LeadkitError):
+            # an interrupt that named a run it aborted (one its start call made, or the one it waited for)
+            message += f" (Apify run {found} was aborted)"
         message = message[:1000]
         leads.update_leads(
             {

@@ -5,11 +5,14 @@ The runs are those the ClientRun's events name (a started run's ID is written as
 process that died before it could write one, those found by the same look-up as a lost start answer: a run of the
 actor started since the ClientRun opened whose INPUT names one of the client's Processing leads. A run found
 SUCCEEDED is not aborted: its leads keep its ID (read-pending) and the next attempt reads it instead of buying again.
+A named run whose INPUT cannot be read is taken to cover the Processing leads when it is the run the dead process
+had started and not yet settled (its events say so); otherwise it covers none.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -20,12 +23,15 @@ from leadkit.errors import LeadkitError
 from leadkit.harvest.apify import ApifyClient, ApifyRun
 from leadkit.harvest.harvester import READ_PENDING, apify_run_ids
 from leadkit.harvest.posts import normalize_profile_url
-from leadkit.models import ClientRun, HarvestStatus, utcnow
+from leadkit.models import ClientRun, EventKind, HarvestStatus, RunEvent, utcnow
 from leadkit.store.base import Store
 
 __all__ = ["Released", "release_orphans"]
 
 log = logging.getLogger(__name__)
+
+#: The event that names a run as soon as it is known (`harvest_stage`'s on_started).
+_STARTED = re.compile(r"^Apify run ([A-Za-z0-9]{8,}) (?:started|adopted) for ")
 
 #: How long the look-up of the dead process's runs may take, all calls together.
 LOOKUP_BUDGET_S = 15.0
@@ -65,7 +71,8 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
     except LeadkitError as exc:
         out.notes.append(f"could not read the client's leads or events: {exc}")
         return out
-    named = apify_run_ids([e.message for e in events if e.stage == "harvest"])
+    harvest_events = sorted((e for e in events if e.stage == "harvest"), key=lambda e: e.at)
+    named = apify_run_ids([e.message for e in harvest_events])
     urls = {_key(lead.profile_url): lead for lead in processing}
     covered: dict[str, str] = {}  # lead_id -> SUCCEEDED run that covered it
     going: dict[str, str] = {}  # lead_id -> its run, still going: the abort failed, it may yet succeed
@@ -73,7 +80,7 @@ def release_orphans(store: Store, settings: Settings, record: ClientRun) -> Rele
         try:
             with ApifyClient.from_settings(settings) as apify:
                 budget = Deadline(LOOKUP_BUDGET_S)
-                runs = _runs_of(apify, named, record, set(urls), budget, out.notes)
+                runs = _runs_of(apify, named, _in_flight(harvest_events), record, set(urls), budget, out.notes)
                 for run, targets in runs:
                     if not run.finished:
                         # The abort's answer says what the run is now: one that finished since it was looked up
@@ -135,12 +142,35 @@ def _key(url: str) -> str:
         return url
 
 
+def _in_flight(events: list[RunEvent]) -> str | None:
+    """The run the dead process had started (or adopted) and not yet settled, from its harvest events in order:
+    the Processing leads are that run's. A batch's outcome (completed or failed) settles the run before it, and
+    so does a new attempt's start of the stage; the next batch's leads are claimed only after that outcome is
+    written, so leads Processing after a settled run were claimed for a run not started yet (or not named)."""
+    current: str | None = None
+    for event in events:
+        if event.kind in (EventKind.STARTED, EventKind.COMPLETED, EventKind.FAILED):
+            current = None
+        elif event.kind is EventKind.INFO and (match := _STARTED.match(event.message)):
+            current = match.group(1)
+    return current
+
+
 def _runs_of(
-    apify: ApifyClient, named: list[str], record: ClientRun, targets: set[str], budget: Deadline, notes: list[str]
+    apify: ApifyClient,
+    named: list[str],
+    in_flight: str | None,
+    record: ClientRun,
+    targets: set[str],
+    budget: Deadline,
+    notes: list[str],
 ) -> list[tuple[ApifyRun, list[str]]]:
     """The runs named in the record, and the actor's runs since the record opened whose INPUT names one of
     `targets`, each with the (normalised) target URLs of its INPUT. A named run whose INPUT cannot be read is
-    kept with no targets (it is still aborted if it runs); one that cannot be read at all is noted in `notes`."""
+    kept with no targets (it is still aborted if it runs), except the run `in_flight`, which was started for
+    the Processing leads: it is given `targets`, so that, SUCCEEDED or not aborted, they keep it (found by
+    bench/chaos.py, seed 20261209 #3: a paid run whose INPUT answered 500 was neither read nor kept). One that
+    cannot be read at all is noted in `notes`."""
     found: dict[str, tuple[ApifyRun, list[str]]] = {}
     for run_id in named:
         try:
@@ -151,8 +181,12 @@ def _runs_of(
         try:
             found[run.id] = (run, _targets(apify, run_id, run.kv_store_id, budget))
         except LeadkitError as exc:
-            notes.append(f"could not read the INPUT of Apify run {run_id}: {exc}")
-            found[run.id] = (run, [])
+            mine = run.id == in_flight
+            notes.append(
+                f"could not read the INPUT of Apify run {run_id}: {exc}"
+                + ("; it is the run started for the Processing leads" if mine else "")
+            )
+            found[run.id] = (run, sorted(targets) if mine else [])
     if not targets:
         return list(found.values())
     lower = record.started_at - timedelta(seconds=apify.clock_skew_s)

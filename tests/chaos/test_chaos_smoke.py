@@ -45,6 +45,22 @@ def test_longer_fixed_schedules_keep_every_invariant(capsys: pytest.CaptureFixtu
     assert counts["violations"] == 0, out
 
 
+@pytest.mark.chaos
+@pytest.mark.timeout(900)
+def test_the_schedules_of_seed_20261209_that_broke_an_invariant_keep_every_invariant(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """make chaos: what seed 20261209 found (each broke an invariant before its fix, run alone too): #3 Airtable,
+    a killed kernel's SUCCEEDED run whose INPUT answered 500 (runs-settled); #19 Airtable, the bench's own read
+    after a batch SIGKILL hit a truncated-JSON fault; #30 SQLite, SIGTERM during the abort of a run whose poll
+    was not JSON (runs-settled)."""
+    chaos = _chaos()
+    counts = chaos.run_schedules(20261209, 60, "both", only=[3, 19, 30])
+    out = capsys.readouterr().out
+    assert counts["schedules"] == 3
+    assert counts["violations"] == 0, out
+
+
 def test_a_plan_is_reproducible_from_its_seed_and_number() -> None:
     chaos = _chaos()
     assert chaos.make_plan(7, 3, "sqlite") == chaos.make_plan(7, 3, "sqlite")

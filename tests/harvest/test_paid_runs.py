@@ -8,12 +8,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from leadkit.config import get_settings
 from leadkit.deadline import Deadline
 from leadkit.errors import DeadlineExceeded, UpstreamError
+from leadkit.harvest.apify import ApifyRun, name_interrupted_run
 from leadkit.harvest.harvester import Harvester, Terminated
 from leadkit.harvest.orphans import release_orphans
 from leadkit.models import EventKind, HarvestStatus, RunEvent, Source
@@ -365,3 +367,232 @@ def test_sigterm_while_reading_a_succeeded_run_keeps_it_to_be_read(
     Harvester(make_client()).run(client, base, "r2-Acme-Co")
     assert len(sandbox.apify.runs()) == 1, "the paid run was read, not bought again"
     assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
+
+
+def test_sigterm_while_a_lost_start_is_looked_up_keeps_the_run_that_succeeded_meanwhile(
+    make_client: MakeClient, sandbox: Sandbox
+) -> None:
+    """Seed 20261207 #39 of bench/chaos.py: as above, but the run SUCCEEDED before the abort reached it. It was
+    paid: it is named with its status (the harvest keeps it read-pending), not reported aborted. Seen to fail
+    before the fix: the exception named the run with no status, the leads went back to Pending with "was
+    aborted", and the paid run was neither read nor kept.
+
+    The look-up's budget (`reconcile_s`) outlasts the slow answer of the run's look-up, so the SIGTERM sent once
+    the run SUCCEEDED lands during it. With the fixture's 0.3 s budget, as long as the run took, the look-up gave
+    up on the slow answer about when the run SUCCEEDED, and the signal came after the start had returned in about
+    one try out of four (alone or after other tests: "DID NOT RAISE")."""
+    sandbox.apify.run_duration_s = 0.3
+    sandbox.add_fault(service="apify", mode="bad_gateway_after", times=1, path=r"^/v2/acts/[^/]+/runs", body="target")
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"^/v2/actor-runs/[^/?]+$", delay_s=3.0)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        if _ARMED.is_set():  # a late alarm (the call already ended) is dropped: it would end the pytest session
+            raise Terminated("signal 15 (SIGTERM)")
+
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate_once_the_run_succeeded() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not any(
+            r["fault"] == "slow" and "/actor-runs/" in r["path"] for r in sandbox.stats()["requests"]
+        ):
+            time.sleep(0.02)
+        while time.monotonic() < end and not any(r["status"] == "SUCCEEDED" for r in sandbox.apify.runs()):
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate_once_the_run_succeeded)
+    _ARMED.set()
+    killer.start()
+    try:
+        with pytest.raises(Terminated) as info:
+            try:
+                make_client(reconcile_s=5.0).start_run(
+                    {"targetUrls": ["https://www.linkedin.com/in/lead-001/"], "maxPosts": 1}
+                )
+            finally:
+                _ARMED.clear()
+    finally:
+        _ARMED.clear()
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    (run,) = sandbox.apify.runs()
+    assert run["status"] == "SUCCEEDED"
+    assert getattr(info.value, "apify_run_id", None) == run["id"]
+    assert getattr(info.value, "apify_status", None) == "SUCCEEDED"
+
+
+def _sigterm_during(call: Callable[[], object], when: Callable[[], bool]) -> pytest.ExceptionInfo[Terminated]:
+    """Run `call` in the main thread and, once `when()` holds (checked from another thread), raise Terminated in
+    it as the harvest's SIGTERM handler does (by SIGALRM, so pytest's own SIGTERM handling is left alone). The
+    call must raise it."""
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def terminate() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not when():
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGALRM)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        if _ARMED.is_set():  # a late alarm (the call already ended) is dropped: it would end the pytest session
+            raise Terminated("signal 15 (SIGTERM)")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    killer = threading.Thread(target=terminate)
+    _ARMED.set()
+    killer.start()
+    try:
+        with pytest.raises(Terminated) as info:
+            try:
+                call()
+            finally:
+                _ARMED.clear()
+    finally:
+        _ARMED.clear()
+        killer.join()
+        signal.signal(signal.SIGALRM, previous)
+    return info
+
+
+def test_sigterm_while_aborting_a_failed_wait_s_run_keeps_the_run_it_could_not_abort(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    """Seed 20261209 #30 of bench/chaos.py: a poll's answer was not JSON (a config failure), the run was being
+    aborted on the way out (Apify answering 502) when SIGTERM came (a batch killed with SIGKILL). The interrupt
+    replaced the error and named no run: the leads went back to Pending, and the run, which SUCCEEDED, was paid
+    and neither read nor kept. Now the abort is sent once more and, failing again, the run is kept
+    (read-pending): the next attempt reads it instead of buying the posts again. Seen to fail without the fix
+    (the leads' error named no run; the next attempt started a second run)."""
+    sandbox.apify.run_duration_s = 1.0
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="truncated_json", times=1, path=r"^/v2/actor-runs/[^/?]+(\?|$)")
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/abort", delay_s=3.0)
+    sandbox.add_fault(service="apify", mode="bad_gateway_502", times=3, path=r"/abort")
+
+    def aborting() -> bool:
+        return any(r["fault"] == "slow" and r["path"].endswith("/abort") for r in sandbox.stats()["requests"])
+
+    _sigterm_during(lambda: Harvester(make_client(poll_wait_s=0)).run(client, base, "r1-Acme-Co"), aborting)
+    (run,) = sandbox.apify.runs()
+    assert all(f"read-pending: Apify run {run['id']}" in (x.last_error or "") for x in base.list_leads())
+    assert _final(sandbox, str(run["id"])) == "SUCCEEDED"
+    Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the paid run was read, not bought again"
+    assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
+
+
+def test_sigterm_while_aborting_a_failed_wait_s_run_aborts_it_and_says_so(
+    make_client: MakeClient, make_leads, sandbox: Sandbox
+) -> None:
+    """As above, but the abort sent again reaches the run: it is ABORTED, and the interrupt names it."""
+    sandbox.apify.run_duration_s = 30
+    client, base = make_leads(3, batch_size=3)
+    sandbox.add_fault(service="apify", mode="truncated_json", times=1, path=r"^/v2/actor-runs/[^/?]+(\?|$)")
+    sandbox.add_fault(service="apify", mode="slow", times=1, path=r"/abort", delay_s=3.0)
+
+    def aborting() -> bool:
+        return any(r["fault"] == "slow" and r["path"].endswith("/abort") for r in sandbox.stats()["requests"])
+
+    info = _sigterm_during(lambda: Harvester(make_client(poll_wait_s=0)).run(client, base, "r1-Acme-Co"), aborting)
+    (run,) = sandbox.apify.runs()
+    assert getattr(info.value, "apify_run_id", None) == run["id"]
+    assert _final(sandbox, str(run["id"])) == "ABORTED"
+    assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
+    assert all(f"Apify run {run['id']} was aborted" in (x.last_error or "") for x in base.list_leads())
+
+
+def _dead_harvest(make_client: MakeClient, make_leads, store: SQLiteStore) -> tuple[object, object, object, RunId]:
+    """A client whose 3 leads are Processing under a ClientRun that started an actor run for them and named it
+    (its process then died): (client, base, record, run), the actor run started first."""
+    client, base = make_leads(3, batch_size=3)
+    records = RunRecordService(store)
+    run = RunId.parse(records.start_run().run_id)
+    record = records.open(run, client, Source.BATCH)
+    leads = base.list_leads()
+    tag = f"{run.base}-{client.client_id}"
+    base.update_leads({x.lead_id: {"harvest_status": HarvestStatus.PROCESSING, "harvest_run_id": tag} for x in leads})
+    return client, base, record, run
+
+
+def test_a_dead_process_s_named_run_with_an_unreadable_input_is_kept_for_its_leads(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    """Seed 20261209 #3 of bench/chaos.py: a kernel was killed while its run worked; the run SUCCEEDED, and its
+    INPUT answered 500 to every read of the settling. The leads were put back to Pending, the paid run neither
+    read nor kept. The run the record names as started and not yet settled is the one the Processing leads wait
+    for: they keep it (read-pending) and the next attempt reads it. Seen to fail without the fix (the leads'
+    error named no run; the next attempt started a second run)."""
+    sandbox.apify.run_duration_s = 0.3
+    client, base, record, run = _dead_harvest(make_client, make_leads, store)
+    started = make_client().start_run(Harvester(make_client()).actor_input(base.list_leads()))
+    message = f"Apify run {started.run.id} started for 3 targets"
+    store.add_events([RunEvent(run.base, client.client_id, "harvest", EventKind.INFO, message)])
+    assert _final(sandbox, started.run.id) == "SUCCEEDED"
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"/records/INPUT")
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert released.read_pending == [started.run.id]
+    assert all(f"read-pending: Apify run {started.run.id}" in (x.last_error or "") for x in base.list_leads())
+    Harvester(make_client()).run(client, base, "r2-Acme-Co")
+    assert len(sandbox.apify.runs()) == 1, "the paid run was read, not bought again"
+    assert all(x.harvest_status in (HarvestStatus.DONE, HarvestStatus.NO_POSTS) for x in base.list_leads())
+
+
+def test_a_dead_process_s_settled_run_with_an_unreadable_input_is_not_given_the_next_batch_s_leads(
+    make_client: MakeClient, make_leads, sandbox: Sandbox, store: SQLiteStore
+) -> None:
+    """The other side of the case above: the named run's batch was settled (its outcome is on record) and the
+    process died after it had claimed the next batch's leads, before starting their run. That run did not cover
+    them: they go back to Pending, not read-pending for it (which would mark them No Posts from a dataset that
+    never covered them)."""
+    sandbox.apify.run_duration_s = 0.05
+    client, base, record, run = _dead_harvest(make_client, make_leads, store)
+    earlier = make_client().start_run({"targetUrls": ["https://www.linkedin.com/in/lead-099/"], "maxPosts": 1})
+    store.add_events(
+        [
+            RunEvent(
+                run.base,
+                client.client_id,
+                "harvest",
+                EventKind.INFO,
+                f"Apify run {earlier.run.id} started for 1 targets",
+            ),
+            RunEvent(
+                run.base,
+                client.client_id,
+                "harvest",
+                EventKind.COMPLETED,
+                f"batch of 1 lead: Apify run {earlier.run.id} SUCCEEDED, $0.002",
+            ),
+        ]
+    )
+    assert _final(sandbox, earlier.run.id) == "SUCCEEDED"
+    sandbox.add_fault(service="apify", mode="server_500", times=-1, path=r"/records/INPUT")
+    settings = get_settings(apify_token=TOKEN, apify_api_url=sandbox.apify_url)
+    released = release_orphans(store, settings, record)
+    assert released.read_pending == []
+    assert all(x.harvest_status is HarvestStatus.PENDING for x in base.list_leads())
+    assert not any("read-pending" in (x.last_error or "") for x in base.list_leads())
+
+
+def test_an_interrupt_names_its_run_as_the_abort_answered_or_as_last_seen() -> None:
+    """What the caller keeps: the abort's answer decides; when the abort failed, a run last seen SUCCEEDED (an
+    adopted run found finished) is kept as paid, one not seen finished is kept as still going."""
+    succeeded = ApifyRun("run00000001", "SUCCEEDED", "ds1")
+    running = ApifyRun("run00000001", "RUNNING", "ds1")
+    for ended, last, status, going in [
+        (ApifyRun("run00000001", "ABORTED", "ds1"), running, "ABORTED", None),
+        (succeeded, running, "SUCCEEDED", None),
+        (None, succeeded, "SUCCEEDED", None),
+        (None, running, None, "run00000001"),
+        (None, None, None, "run00000001"),
+    ]:
+        interrupt = Terminated("signal 15 (SIGTERM)")
+        name_interrupted_run(interrupt, "run00000001", ended, last=last)
+        assert getattr(interrupt, "apify_run_id", None) == "run00000001"
+        assert getattr(interrupt, "apify_status", None) == status
+        assert getattr(interrupt, "unaborted_run_id", None) == going

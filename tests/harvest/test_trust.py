@@ -284,6 +284,22 @@ def test_capacity_that_never_frees_is_a_rate_limit_with_a_hint(make_client: Make
     assert sandbox.apify.runs() == []
 
 
+def test_capacity_whose_wait_outlasts_the_budget_is_a_rate_limit_with_a_hint(
+    make_client: MakeClient, sandbox: Sandbox
+) -> None:
+    """The wait between capacity refusals outlasted the budget (a loaded machine: the test above failed once with
+    the budget's DeadlineExceeded "before POST"): the start still says it was the capacity. The overshoot is made
+    by a sleep that takes longer than asked. Seen to fail without the fix (DeadlineExceeded)."""
+    sandbox.add_fault(
+        service="apify", mode="memory_limit_402", times=-1, path=r"^/v2/acts/[^/]+/runs", body="targetUrls"
+    )
+    apify = make_client(capacity_wait_s=0.05, sleep=lambda s: time.sleep(s + 0.6))
+    with pytest.raises(RateLimitError) as info:
+        apify.start_run({"targetUrls": [profile_url(1)], "maxPosts": 1}, deadline=Deadline(0.5))
+    assert "concurrent runs" in info.value.hint and "actor-memory-limit-exceeded" in info.value.message
+    assert sandbox.apify.runs() == []
+
+
 # ------------------------------------------------------------------------------ one deadline per client
 def test_the_budget_aborts_the_run_and_releases_the_leads(
     make_client: MakeClient, make_leads: MakeLeads, sandbox: Sandbox

@@ -242,3 +242,18 @@ def test_core_turns_app_crashes_into_500_and_keeps_serving(capsys: pytest.Captur
     finally:
         stop_server(server)
     assert "kaboom" in capsys.readouterr().err
+
+
+def test_paused_faults_apply_to_nothing_and_then_again_with_the_uses_they_had_left(
+    sandbox: Sandbox, http: httpx.Client, base_id: str
+) -> None:
+    """A harness's own requests between the runs it injects faults into (bench/chaos.py reads the store after a
+    killed batch) hit none of the rules; the rules then apply again, each with the uses it had left."""
+    add_fault(http, service="airtable", mode="server_500", times=2)
+    assert leads(http, base_id).status_code == 500
+    with sandbox.faults_paused():
+        assert [leads(http, base_id).status_code for _ in range(3)] == [200, 200, 200]
+        assert http.get("/__sandbox/faults").json()["faults"] == []
+    (rule,) = http.get("/__sandbox/faults").json()["faults"]
+    assert rule["times"] == 1
+    assert [leads(http, base_id).status_code for _ in range(2)] == [500, 200]
