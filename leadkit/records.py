@@ -256,9 +256,11 @@ class RunRecordService:
         reason: str | None = None,
         failure: Failure | None = None,
         notebook: str | None = None,
+        hand_over: bool = False,
     ) -> ClientRun:
         """Append events (their metrics add to the record's totals), refresh the heartbeat and, when given,
-        set status, reason, failure and notebook: one store write."""
+        set status, reason, failure and notebook: one store write. `hand_over`: another process (a kernel) writes
+        the record next, so the write is made before this returns (see `Store.save_client_run`)."""
         now = self.now()
         for event in events:
             if (event.run_id, event.client_id) != (record.run_id, record.client_id):
@@ -277,7 +279,7 @@ class RunRecordService:
             record.failure = failure
         if notebook is not None:
             record.notebook = notebook
-        self.store.save_client_run(record, events)
+        self.store.save_client_run(record, events, hand_over=hand_over)
         if failure is not None:
             self.store.add_failure(failure)
         return record

@@ -464,7 +464,7 @@ def _run(
                 record.failure = None
                 record.ended_at = None
                 record.notebook = None  # the next attempt writes its own file (`history.attempt_notebook`)
-                records.update(record, [kept, event], status=ClientRunStatus.RUNNING, reason="")
+                records.update(record, [kept, event], status=ClientRunStatus.RUNNING, reason="", hand_over=True)
             position = total - len(queue) - len(opened) + len(jobs)
             jobs.append(
                 _job(

@@ -213,8 +213,11 @@ class Store(AlertRecords, Protocol):
 
     def get_client_run(self, run_id: str, client_id: str) -> ClientRun | None: ...
 
-    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
-        """Write the record's status, times, metrics, notebook, reason and failure, and append events."""
+    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = (), *, hand_over: bool = False) -> None:
+        """Write the record's status, times, metrics, notebook, reason and failure, and append events.
+        `hand_over`: another process writes the record next (a batch reopening it for a kernel), so the save is
+        written before this returns, never held back (a held save written later would overwrite that process's
+        writes with this one)."""
         ...
 
     def touch_client_run(self, record: ClientRun, at: datetime) -> bool:

@@ -70,6 +70,31 @@ def test_a_held_progress_save_goes_out_with_the_heartbeat(sandbox: Sandbox, tmp_
     assert sandbox.state.stats.count(method="GET", path="Client Run Results") == 0
 
 
+def test_a_save_handed_over_to_another_process_is_written_at_once_and_not_over_its_writes(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A resumed batch reopens a record (Running again) and hands it to a kernel, which completes it. Held back,
+    the batch's save went out after the kernel's and set the record Running again, with the batch's older events
+    (chaos seed 20261210 #43: two paid runs named in no events, two ClientRuns left Running)."""
+    master = sandbox.airtable.create_base("Master", tables_spec(MASTER_TABLES))
+    batch = AirtableStore(master, airtable_settings(sandbox, leadkit_home=tmp_path))
+    [(rec, _)] = batch.open_client_runs([client_run(RUN, "Globex")])
+    sandbox.state.stats.reset()
+    event = RunEvent(RUN, "Globex", "batch", EventKind.INFO, "resumed (was Failed)", at=at(1))
+    batch.save_client_run(rec, [event], hand_over=True)
+    assert _patches(sandbox) == 1  # written at once, not held
+    assert not (tmp_path / "held-saves").exists() or not list((tmp_path / "held-saves").rglob("*.json"))
+    kernel = AirtableStore(master, airtable_settings(sandbox, leadkit_home=tmp_path))
+    done = kernel.get_client_run(RUN, "Globex")
+    assert done is not None
+    done.status = ClientRunStatus.COMPLETED
+    kernel.save_client_run(done, [RunEvent(RUN, "Globex", "harvest", EventKind.COMPLETED, "Apify run x", at=at(2))])
+    batch.write_held()  # the batch's next read or exit: nothing of its own is left to overwrite the kernel's
+    row = next(r for r in sandbox.airtable.records(master, ClientRunResults.TABLE))
+    assert row["fields"][ClientRunResults.STATUS] == ClientRunStatus.COMPLETED.value
+    assert "Apify run x" in row["fields"][ClientRunResults.EVENTS_JSON]
+
+
 HOLDER = textwrap.dedent(
     """
     import sys, time

@@ -556,20 +556,21 @@ class AirtableStore(HeldSaves, AirtableEvents, AirtableReports, AirtableLeases, 
             record = old[-1] if old else None
         return client_run_from(record) if record else None
 
-    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = (), *, hand_over: bool = False) -> None:
         """Write the record and append its events. A progress save (status Running) of a record this process
         knows is held for up to AIRTABLE_PROGRESS_SAVE_S (`save_coalesce_s`), so the progress of a stage's
         batches and the stage's end go out in one request: a timer writes it if nothing follows in time, every
         read of ClientRuns or events by this store writes it first, and so does the exit of the process. Until
         written it is also kept in a file in the workspace, so a process killed meanwhile (SIGKILL, out of
         memory) loses none of it: `write_left_save`, called by whoever settles the dead process's record, writes
-        it. Other saves are written at once, with whatever was held."""
+        it. Other saves, and a save `hand_over` (the record goes to another process next), are written at once, with
+        whatever was held."""
         key = (record.run_id, record.client_id)
         with self._save_lock:
             held = self._held.pop(key, None)
             events = [*held[1], *events] if held is not None else list(events)
             known = bool(record.record_id) and record.record_id in self._events
-            if record.status is ClientRunStatus.RUNNING and known and self.save_coalesce_s > 0:
+            if record.status is ClientRunStatus.RUNNING and known and self.save_coalesce_s > 0 and not hand_over:
                 kept = dataclasses.replace(record, metrics=dict(record.metrics))
                 self._held[key] = (kept, events)
                 self._spool(kept, events)

@@ -316,7 +316,7 @@ class SQLiteStore:
         rows = self.db.query("SELECT * FROM client_runs WHERE run_id = ? AND client_id = ?", (run_id, client_id))
         return client_run_from_row(rows[0]) if rows else None
 
-    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = ()) -> None:
+    def save_client_run(self, record: ClientRun, events: Sequence[RunEvent] = (), *, hand_over: bool = False) -> None:
         with self.db.write() as conn:
             cur = conn.execute(
                 "UPDATE client_runs SET client_name=?, status=?, ended_at=?, heartbeat_at=?, metrics=?, notebook=?, "
