@@ -56,6 +56,11 @@ BASE_MODULES = (
     "pdb",
     "faulthandler",
     "IPython.extensions",
+    "IPython.extensions.storemagic",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.utils.wildcard",
     "tornado.platform.asyncio",
 )
 
@@ -125,7 +130,9 @@ TITLE_ROOM = 160
 
 def _retitle(words: Sequence[str]) -> None:
     """Linux: overwrite this process's argument area (what /proc/PID/cmdline, ps and psutil show) with `words`,
-    NUL-padded within its original length (cut to fit). Python keeps its own copy of the arguments."""
+    within its original length (cut to fit). As setproctitle does: the words joined by spaces and ended by a NUL,
+    the area's last byte not NUL, so the kernel shows the text up to that NUL (psutil splits it at the spaces).
+    Python keeps its own copy of the arguments."""
     if _LIBC is None:
         return
     try:
@@ -137,8 +144,8 @@ def _retitle(words: Sequence[str]) -> None:
     size = end - start
     if size <= 1:
         return
-    data = b"\0".join(w.encode() for w in words)[: size - 1]
-    ctypes.memmove(start, data.ljust(size, b"\0"), size)
+    data = b" ".join(w.encode() for w in words)[: size - 2] + b"\0"
+    ctypes.memmove(start, data.ljust(size - 1, b"\0") + b" ", size)
 
 
 def can_fork() -> bool:
