@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import nbformat
+import psutil
 
 from leadkit.batch import run_batch
 from leadkit.batch.kernels import POOL, NotebookJob, execute_notebook
@@ -122,5 +123,36 @@ def test_a_warm_kernel_that_died_is_replaced_not_handed_out(tmp_path: Path) -> N
         saved = nbformat.read(tmp_path / "Acme-Co.ipynb", as_version=4)
         ran_in = re.search(r"client ran in (\d+)", outputs_text(saved.cells[4]))
         assert ran_in and int(ran_in.group(1)) != victim
+    finally:
+        POOL.close()
+
+
+def test_a_forked_kernel_shows_as_a_kernel_in_the_process_table(tmp_path: Path) -> None:
+    """A forked kernel's command line reads `PYTHON -m ipykernel_launcher -f CONNECTION_FILE ...`, as a spawned
+    kernel's does, so whatever finds a batch's kernels in the process table (pgrep -f ipykernel, the orphan checks
+    of tests/harvest and bench/chaos.py) finds it; the fork server never matches."""
+    notebook = warm_notebook(tmp_path / "title.ipynb", "print('client ran in', os.getpid())\n")
+    job = NotebookJob(
+        client_id="Acme-Co",
+        input_path=str(notebook),
+        output_path=str(tmp_path / "Acme-Co.ipynb"),
+        parameters={"client_id": "Acme-Co"},
+        env={},
+        cwd=str(tmp_path),
+        timeout_s=120,
+        start_timeout_s=120,
+    )
+    try:
+        POOL.warm(job, 1)
+        deadline = time.monotonic() + 180
+        while not POOL.ready_kernels(job) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        (spare,) = POOL.ready_kernels(job)
+        assert spare.process is not None
+        children = psutil.Process().children(recursive=True)
+        kernels = [p for p in children if "ipykernel" in " ".join(p.cmdline())]
+        assert [p.pid for p in kernels] == [spare.process.pid], [p.cmdline() for p in children]
+        words = kernels[0].cmdline()
+        assert words[1:4] == ["-m", "ipykernel_launcher", "-f"] and words[4].endswith(".json"), words
     finally:
         POOL.close()
