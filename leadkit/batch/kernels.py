@@ -34,6 +34,7 @@ import functools
 import logging
 import os
 import queue
+import select
 import shutil
 import signal
 import subprocess
@@ -107,23 +108,32 @@ STOP_GRACE_S = 15.0
 
 # ------------------------------------------------------------------------------------------ kernel processes
 class KernelProcess:
-    """A kernel process (forked by the server or spawned): its PID and how to stop it."""
+    """A kernel process (forked by the server or spawned): its PID and how to stop it. On Linux it is held by a
+    pidfd: signals reach this process and no other (never a later one with its PID), and its end is waited for
+    without polling; elsewhere psutil stands in."""
 
     def __init__(self, pid: int, popen: subprocess.Popen[bytes] | None = None) -> None:
-        import psutil
-
         self.pid = pid
         self.popen = popen
+        self._fd: int | None = None
+        self._ps: Any = None
         try:
-            self._ps: Any = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            self._ps = None
+            self._fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            import psutil
+
+            try:
+                self._ps = psutil.Process(pid)
+            except psutil.NoSuchProcess:
+                pass
 
     def alive(self) -> bool:
-        import psutil
-
         if self.popen is not None:
             return self.popen.poll() is None
+        if self._fd is not None:
+            return not select.select([self._fd], [], [], 0)[0]  # readable once the process has ended
+        import psutil
+
         try:
             return self._ps is not None and self._ps.is_running() and self._ps.status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
@@ -133,26 +143,37 @@ class KernelProcess:
         if not self.alive():
             return
         try:
-            if self._ps is not None:
+            if self._fd is not None:
+                signal.pidfd_send_signal(self._fd, signum)
+            elif self._ps is not None:
                 self._ps.send_signal(signum)
         except Exception:  # gone meanwhile
             pass
 
     def wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + max(0.0, timeout)
         if self.popen is not None:
             try:
                 self.popen.wait(timeout=max(0.0, timeout))
             except subprocess.TimeoutExpired:
                 pass
             return
+        if self._fd is not None:
+            select.select([self._fd], [], [], max(0.0, timeout))
+            return
+        deadline = time.monotonic() + max(0.0, timeout)
         while self.alive() and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """SIGKILL and wait (a kernel whose client is done: nothing of it is kept)."""
+        """SIGKILL and wait until it has ended (a kernel whose client is done: nothing of it is kept)."""
         self.signal(signal.SIGKILL)
         self.wait(5.0)
+
+    def close(self) -> None:
+        """Let go of the pidfd (the process has been stopped)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 _LIVE: set[KernelProcess] = set()  # every kernel process started and not yet stopped
@@ -324,6 +345,11 @@ class WarmKernel:
                     result = self._run(job)
                 except BaseException as exc:  # a bug here: recorded, never lost
                     result = NotebookResult(job.client_id, False, 0.0, "error", scrub(f"{type(exc).__name__}: {exc}"))
+                # The kernel has ended before its client is settled: one whose cell timed out (nbclient's own
+                # timeout leaves it running) could otherwise still start or read an actor run after the batch
+                # aborted its runs and released its leads.
+                if self.process is not None:
+                    self.process.stop()
                 self._outbox.put(result)
         finally:
             self._shutdown(loop)
@@ -518,6 +544,7 @@ class WarmKernel:
             self.process.stop()
             with _LIVE_LOCK:
                 _LIVE.discard(self.process)
+            self.process.close()
         if self._connection_file:
             Path(self._connection_file).unlink(missing_ok=True)
 
