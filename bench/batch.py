@@ -7,8 +7,9 @@ available memory, 8 to 32). Measured in one run, side by side:
 (a) `leadkit batch --stages eligibility --concurrency N` in a process of its own: wall time, and CPU time of it and
     of every process it started (the fork server, every kernel, warm spares included: each is waited for, so its
     CPU time is in the batch's children's usage);
-(b) the same batch with its kernels spawned (``LEADKIT_KERNEL_START=spawn``: a new interpreter per kernel, warmed
-    ahead the same way) instead of forked from the fork server: what the fork server saves;
+(b) with ``--spawn`` only (minutes more): the same batch with its kernels spawned (``LEADKIT_KERNEL_START=spawn``:
+    a new interpreter per kernel, warmed ahead the same way) instead of forked from the fork server: what the fork
+    server saves;
 (c) fresh kernels: the notebook's code cells with the same parameters, for each client in a fresh kernel driven
     directly through jupyter_client (start, execute, shut down; no papermill, nothing saved), N at a time: what a
     batch costs with a kernel started per client;
@@ -205,13 +206,14 @@ def main() -> None:
             f"(a) leadkit batch --concurrency {n}:             {batch_s:7.1f} s, CPU {batch_cpu:.1f} s "
             f"(batch, fork server, kernels), {ran} clients, peak PSS {peak / 2**20:.0f} MiB"
         )
-        spawn_s, spawn_cpu, _, spawn_ran = run_batch(
-            ws, {**env, "LEADKIT_KERNEL_START": "spawn"}, ["--stages", STAGES, "--concurrency", str(n)], sample=False
-        )
-        print(
-            f"(b) the same, kernels spawned, not forked:       {spawn_s:7.1f} s, CPU {spawn_cpu:.1f} s, "
-            f"{spawn_ran} clients (fork saves {(spawn_cpu - batch_cpu) * 1000 / ran:.0f} ms of CPU a client)"
-        )
+        if "--spawn" in sys.argv[1:]:
+            spawn_s, spawn_cpu, _, spawn_ran = run_batch(
+                ws, {**env, "LEADKIT_KERNEL_START": "spawn"}, ["--stages", STAGES, "--concurrency", str(n)], False
+            )
+            print(
+                f"(b) the same, kernels spawned, not forked:       {spawn_s:7.1f} s, CPU {spawn_cpu:.1f} s, "
+                f"{spawn_ran} clients (fork saves {(spawn_cpu - batch_cpu) * 1000 / ran:.0f} ms of CPU a client)"
+            )
         inproc_s, inproc_cpu = run_in_process(ws, clients)
         print(f"(d) the code cells in this process:             {inproc_s:7.1f} s, CPU {inproc_cpu:.1f} s")
         overhead = (batch_cpu - inproc_cpu) * 1000 / ran
