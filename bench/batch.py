@@ -137,22 +137,34 @@ def notebook_cells(client_id: str, run_id: RunId, run_dir: Path, ws: Workspace) 
     return cells
 
 
+#: Starts of a fresh kernel tried before the floor gives up: kernels started 32 at once by jupyter_client can lose a
+#: port race (it picks free ports, then the kernel binds them) and die before answering.
+FLOOR_STARTS = 3
+
+
 def floor_one(cells: list[str], env: dict[str, str], cwd: Path) -> None:
     from jupyter_client.manager import KernelManager
 
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kc = km.client()
-    try:
-        kc.start_channels()
-        kc.wait_for_ready(timeout=600)  # a busy machine: 32 kernels booting at once
-        for source in cells:
-            reply = kc.execute_interactive(source, timeout=600, output_hook=lambda msg: None)
-            if reply["content"]["status"] != "ok":
-                raise SystemExit(f"floor: a cell failed: {reply['content'].get('evalue')}")
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
+    for attempt in range(1, FLOOR_STARTS + 1):
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        kc = km.client()
+        try:
+            kc.start_channels()
+            try:
+                kc.wait_for_ready(timeout=600)  # a busy machine: 32 kernels booting at once
+            except RuntimeError:
+                if attempt == FLOOR_STARTS:
+                    raise
+                continue
+            for source in cells:
+                reply = kc.execute_interactive(source, timeout=600, output_hook=lambda msg: None)
+                if reply["content"]["status"] != "ok":
+                    raise SystemExit(f"floor: a cell failed: {reply['content'].get('evalue')}")
+            return
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
 
 
 def run_floor(ws: Workspace, clients: list[str], env: dict[str, str], concurrency: int) -> float:
