@@ -2,7 +2,7 @@
 
 A workspace of demo clients, more than 200 of them Active, harvesting off (stage eligibility only). Every
 contender runs the same notebook for the same clients, N at once where N is the batch's default concurrency (from
-available memory, 8 to 32). Measured in one run, side by side:
+available memory, 8 to 32). Measured in one run, in this order: (a), (d), the dry run, then (c), the slowest:
 
 (a) `leadkit batch --stages eligibility --concurrency N` in a process of its own: wall time, and CPU time of it and
     of every process it started (the fork server, every kernel, warm spares included: each is waited for, so its
@@ -18,9 +18,9 @@ available memory, 8 to 32). Measured in one run, side by side:
 
 Then a dry-run batch of 1,000 clients (stages eligibility and harvest, nothing sent to Apify) is timed.
 
-Last lines: ``overhead_ms_per_client=Z batch_vs_floor=Y clients=N peak_pss_mb=M`` with Z = (CPU seconds of (a) -
-CPU seconds of (d)) x 1000 / N, Y = (a)'s wall time / (c)'s, M = the largest summed PSS of (a)'s process tree; and
-``dry_run_clients=K dry_run_s=S``.
+Printed: ``dry_run_clients=K dry_run_s=S``, then last ``overhead_ms_per_client=Z batch_vs_floor=Y clients=N
+peak_pss_mb=M`` with Z = (CPU seconds of (a) - CPU seconds of (d)) x 1000 / N, Y = (a)'s wall time / (c)'s, M = the
+largest summed PSS of (a)'s process tree.
 """
 
 from __future__ import annotations
@@ -152,13 +152,13 @@ def floor_one(cells: list[str], env: dict[str, str], cwd: Path) -> None:
         try:
             kc.start_channels()
             try:
-                kc.wait_for_ready(timeout=600)  # a busy machine: 32 kernels booting at once
+                kc.wait_for_ready(timeout=300)  # a busy machine: 32 kernels booting at once
             except RuntimeError:
                 if attempt == FLOOR_STARTS:
                     raise
                 continue
             for source in cells:
-                reply = kc.execute_interactive(source, timeout=600, output_hook=lambda msg: None)
+                reply = kc.execute_interactive(source, timeout=300, output_hook=lambda msg: None)
                 if reply["content"]["status"] != "ok":
                     raise SystemExit(f"floor: a cell failed: {reply['content'].get('evalue')}")
             return
@@ -205,18 +205,21 @@ def workspace(home: Path, seeded: int) -> tuple[Workspace, list[str], dict[str, 
 
 
 def main() -> None:
+    """The batch (a) and the work itself (d) first, then the timed dry run, then the fresh kernels (c), the slowest
+    part: a busy machine still gets the batch's figures when the floor takes long."""
     home = Path(tempfile.mkdtemp(prefix="lkbench-"))
     try:
         ws, clients, env = workspace(home / "main", SEEDED)
         n = default_concurrency()
         total = len(clients)
-        print(f"{total} Active demo clients, stages {STAGES}; {os.cpu_count()} cores, {n} notebooks at once")
-        floor_s = run_floor(ws, clients, env, n)
-        print(f"(c) fresh kernels (jupyter_client, {n} at a time): {floor_s:7.1f} s")
+        print(
+            f"{total} Active demo clients, stages {STAGES}; {os.cpu_count()} cores, {n} notebooks at once", flush=True
+        )
         batch_s, batch_cpu, peak, ran = run_batch(ws, env, ["--stages", STAGES, "--concurrency", str(n)], sample=True)
         print(
             f"(a) leadkit batch --concurrency {n}:             {batch_s:7.1f} s, CPU {batch_cpu:.1f} s "
-            f"(batch, fork server, kernels), {ran} clients, peak PSS {peak / 2**20:.0f} MiB"
+            f"(batch, fork server, kernels), {ran} clients, peak PSS {peak / 2**20:.0f} MiB",
+            flush=True,
         )
         if "--spawn" in sys.argv[1:]:
             spawn_s, spawn_cpu, _, spawn_ran = run_batch(
@@ -224,20 +227,23 @@ def main() -> None:
             )
             print(
                 f"(b) the same, kernels spawned, not forked:       {spawn_s:7.1f} s, CPU {spawn_cpu:.1f} s, "
-                f"{spawn_ran} clients (fork saves {(spawn_cpu - batch_cpu) * 1000 / ran:.0f} ms of CPU a client)"
+                f"{spawn_ran} clients (fork saves {(spawn_cpu - batch_cpu) * 1000 / ran:.0f} ms of CPU a client)",
+                flush=True,
             )
         inproc_s, inproc_cpu = run_in_process(ws, clients)
-        print(f"(d) the code cells in this process:             {inproc_s:7.1f} s, CPU {inproc_cpu:.1f} s")
+        print(f"(d) the code cells in this process:             {inproc_s:7.1f} s, CPU {inproc_cpu:.1f} s", flush=True)
         overhead = (batch_cpu - inproc_cpu) * 1000 / ran
+        big, big_clients, big_env = workspace(home / "dry", DRY_RUN_SEEDED)
+        dry_s, dry_cpu, _, dry_ran = run_batch(big, big_env, ["--dry-run"], sample=False)
+        print(f"dry_run_clients={dry_ran} dry_run_s={dry_s:.1f} (CPU {dry_cpu:.1f} s, default concurrency)", flush=True)
+        big.close()
+        floor_s = run_floor(ws, clients, env, n)
+        print(f"(c) fresh kernels (jupyter_client, {n} at a time): {floor_s:7.1f} s", flush=True)
         print(
             f"overhead_ms_per_client={overhead:.0f} batch_vs_floor={batch_s / floor_s:.2f} clients={ran} "
             f"peak_pss_mb={peak / 2**20:.0f}"
         )
         ws.close()
-        big, big_clients, big_env = workspace(home / "dry", DRY_RUN_SEEDED)
-        dry_s, dry_cpu, _, dry_ran = run_batch(big, big_env, ["--dry-run"], sample=False)
-        print(f"dry_run_clients={dry_ran} dry_run_s={dry_s:.1f} (CPU {dry_cpu:.1f} s, default concurrency)")
-        big.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
