@@ -1,7 +1,8 @@
 """The batch: run the client notebook for every selected client through papermill, many at once, under the lease
 of each of their streams, record what failed, and exit with a code a scheduler can act on.
 
-One module per concern: ``kernels`` (one notebook on a kernel of its own), ``executors`` (threads of the batch
+One module per concern: ``kernels`` (warm, one-shot kernels: one notebook on a kernel of its own), ``forkserver``
+(kernel processes forked from a server that imported the heavy modules once), ``executors`` (threads of the batch
 process, or dask), ``lease`` (one batch per stream, held by a provably live process), ``progress``, ``settle`` (a
 client after its notebook), ``pruning`` (old executed notebooks and logs), ``runner`` (selection, sweep, resume,
 the batch itself). The Apify slots the kernels share are ``leadkit.capacity``.

@@ -60,6 +60,7 @@ def execute_local(dispatch: Dispatch, concurrency: int, settle: Settle) -> dict[
         pool.shutdown(wait=False, cancel_futures=True)  # queued notebooks never start
         stop_batch()  # the notebooks' threads see their kernels die, save what ran, and end
         wait(pending, timeout=SAVE_GRACE_S)
+        stop_leftovers()  # the fork server, and any kernel warmed meanwhile
         raise
     pool.shutdown(wait=True)
     stop_leftovers()

@@ -30,7 +30,7 @@ from typing import Any
 
 from leadkit import logs
 from leadkit.batch.executors import execute_dask, execute_local
-from leadkit.batch.kernels import NotebookJob, NotebookResult
+from leadkit.batch.kernels import WARM_SPARES, NotebookJob, NotebookResult
 from leadkit.batch.lease import DEFAULT_TTL_S, StreamLeases
 from leadkit.batch.progress import Progress
 from leadkit.batch.settle import _settle, settle_stopped
@@ -479,7 +479,8 @@ def _run(
                     notebook,
                     timeout_s,
                     start_timeout_s,
-                    prestart=concurrency <= (os.cpu_count() or 2) and position < total - concurrency,
+                    # spares warmed ahead while clients remain after this one
+                    warm_ahead=0 if remote else min(WARM_SPARES, total - position - 1),
                     attempt=attempt,
                 )
             )
@@ -623,7 +624,7 @@ def _job(
     timeout_s: float,
     start_timeout_s: float,
     *,
-    prestart: bool,
+    warm_ahead: int,
     attempt: int,
 ) -> NotebookJob:
     output = str(attempt_notebook(run_dir, record.client_id, attempt))
@@ -647,6 +648,5 @@ def _job(
         cwd=str(run_dir),
         timeout_s=timeout_s,
         start_timeout_s=start_timeout_s,
-        # start the next kernel ahead only for short, CPU-bound batches (no more at once than cores)
-        prestart_next=prestart,
+        warm_ahead=warm_ahead,
     )
