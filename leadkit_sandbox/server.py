@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import sys
 import threading
 from contextlib import AbstractContextManager
@@ -163,6 +164,9 @@ def serve_forever(
         print(f"Apify runs:       {sandbox.apify.run_duration_s:g} s each, at most {sandbox.apify.max_runs} at once")
     print("Faults and stats: POST/DELETE /__sandbox/faults, GET/DELETE /__sandbox/stats. Ctrl-C stops.")
     sys.stdout.flush()
+    # Ctrl-C stops it even when its parent ignored SIGINT (a shell's background job, a test process): ignored
+    # signals are inherited, and the sandbox would run on
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
